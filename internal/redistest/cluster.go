@@ -1,0 +1,173 @@
+package redistest
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Cluster is a Redis Cluster of real processes: three masters that share the
+// 16384 slots, and a replica for each when asked for.
+type Cluster struct {
+	Masters  []*Server
+	Replicas []*Server
+}
+
+// ClusterOption configures StartCluster.
+type ClusterOption func(*clusterConfig)
+
+type clusterConfig struct {
+	masters  int
+	replicas int
+}
+
+// WithReplicas gives every master n replicas.
+func WithReplicas(n int) ClusterOption {
+	return func(c *clusterConfig) { c.replicas = n }
+}
+
+// StartCluster starts a 3-master cluster, created with redis-cli --cluster
+// create, and waits until every node reports cluster_state:ok. The nodes stop
+// when the test ends. The node timeout is 1 s, so a killed master's replica
+// is promoted within a few seconds.
+func StartCluster(t testing.TB, opts ...ClusterOption) *Cluster {
+	t.Helper()
+	Binary(t)
+	if _, err := binary("redis-cli"); err != nil {
+		missing(t, err)
+	}
+	cfg := clusterConfig{masters: 3}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	c, err := startCluster(t.TempDir(), cfg)
+	if c != nil {
+		t.Cleanup(func() {
+			for _, s := range c.nodes() {
+				s.Stop()
+			}
+		})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func startCluster(dir string, cfg clusterConfig) (*Cluster, error) {
+	bin, err := binary("redis-server")
+	if err != nil {
+		return nil, err
+	}
+	cli, err := binary("redis-cli")
+	if err != nil {
+		return nil, err
+	}
+	n := cfg.masters * (1 + cfg.replicas)
+	c := &Cluster{}
+	var all []*Server
+	for i := range n {
+		s, err := startServer(bin, dir, serverConfig{args: []string{
+			"--cluster-enabled", "yes",
+			"--cluster-config-file", "nodes-" + strconv.Itoa(i) + ".conf",
+			"--cluster-node-timeout", "1000",
+			"--cluster-require-full-coverage", "no",
+		}})
+		if err != nil {
+			return c, err
+		}
+		all = append(all, s)
+		// redis-cli assigns the first `masters` addresses as masters.
+		if i < cfg.masters {
+			c.Masters = append(c.Masters, s)
+		} else {
+			c.Replicas = append(c.Replicas, s)
+		}
+	}
+	args := []string{"--cluster", "create"}
+	for _, s := range all {
+		args = append(args, s.Addr)
+	}
+	args = append(args, "--cluster-replicas", strconv.Itoa(cfg.replicas), "--cluster-yes")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, cli, args...).CombinedOutput(); err != nil {
+		return c, fmt.Errorf("redistest: redis-cli --cluster create: %w\n%s", err, out)
+	}
+	if err := c.waitOK(ctx); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+func (c *Cluster) nodes() []*Server {
+	return append(append([]*Server(nil), c.Masters...), c.Replicas...)
+}
+
+// waitOK waits until every running node says cluster_state:ok and knows the
+// same number of nodes, so that a client's first CLUSTER SLOTS is complete.
+func (c *Cluster) waitOK(ctx context.Context) error {
+	nodes := c.nodes()
+	for {
+		ok := true
+		for _, s := range nodes {
+			if !s.Running() {
+				continue
+			}
+			info, err := s.Do(ctx, "CLUSTER", "INFO")
+			str, _ := info.(string)
+			if err != nil || !strings.Contains(str, "cluster_state:ok") ||
+				!strings.Contains(str, "cluster_known_nodes:"+strconv.Itoa(len(nodes))) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("redistest: cluster not ok: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// WaitOK waits up to 30 s until every running node reports cluster_state:ok,
+// as after a failover or a reshard.
+func (c *Cluster) WaitOK(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.waitOK(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Addrs returns the addresses of the masters, as seeds for a client.
+func (c *Cluster) Addrs() []string {
+	addrs := make([]string, len(c.Masters))
+	for i, s := range c.Masters {
+		addrs[i] = s.Addr
+	}
+	return addrs
+}
+
+// Client returns a cluster client seeded with the masters' addresses, closed
+// when the test ends.
+func (c *Cluster) Client(t testing.TB, opt ...func(*redis.ClusterOptions)) *redis.ClusterClient {
+	t.Helper()
+	o := &redis.ClusterOptions{Addrs: c.Addrs(), DialTimeout: time.Second}
+	for _, f := range opt {
+		f(o)
+	}
+	rdb := redis.NewClusterClient(o)
+	t.Cleanup(func() { _ = rdb.Close() })
+	return rdb
+}

@@ -1,0 +1,172 @@
+package redistest
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Proxy is a TCP proxy on a loopback port in front of one server. Its faults
+// act on the traffic of every connection, open or new: a delay on replies, a
+// black hole that forwards nothing, and a cut of every open connection.
+type Proxy struct {
+	// Addr is the proxy's listening address; point a client at it.
+	Addr string
+
+	target    string
+	ln        net.Listener
+	delay     atomic.Int64 // nanoseconds added to every server->client chunk
+	blackHole atomic.Bool
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// NewProxy starts a proxy to target, closed when the test ends.
+func NewProxy(t testing.TB, target string) *Proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("redistest: proxy listen: %v", err)
+	}
+	p := &Proxy{Addr: ln.Addr().String(), target: target, ln: ln, conns: map[net.Conn]struct{}{}}
+	p.wg.Add(1)
+	go p.accept()
+	t.Cleanup(p.Close)
+	return p
+}
+
+// SetDelay holds every reply chunk from the server for d before passing it
+// on; zero passes replies at once. Replies keep their order.
+func (p *Proxy) SetDelay(d time.Duration) { p.delay.Store(int64(d)) }
+
+// SetBlackHole, when on, makes the proxy swallow all bytes in both
+// directions while keeping connections open: the client waits until its own
+// timeout. New connections are accepted and swallowed too.
+func (p *Proxy) SetBlackHole(on bool) { p.blackHole.Store(on) }
+
+// CutAll resets every open connection, as a crashed peer or a middlebox would.
+// New connections are still accepted.
+func (p *Proxy) CutAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0) // RST, not FIN
+		}
+		_ = c.Close()
+		delete(p.conns, c)
+	}
+}
+
+// Close stops the proxy and closes every connection. It is idempotent.
+func (p *Proxy) Close() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	p.mu.Unlock()
+	_ = p.ln.Close()
+	p.CutAll()
+	p.wg.Wait()
+}
+
+func (p *Proxy) track(c net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	p.conns[c] = struct{}{}
+	return true
+}
+
+func (p *Proxy) untrack(c net.Conn) {
+	p.mu.Lock()
+	delete(p.conns, c)
+	p.mu.Unlock()
+}
+
+func (p *Proxy) accept() {
+	defer p.wg.Done()
+	for {
+		client, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		server, err := net.DialTimeout("tcp", p.target, time.Second)
+		if err != nil {
+			_ = client.Close()
+			continue
+		}
+		if !p.track(client) || !p.track(server) {
+			_ = client.Close()
+			_ = server.Close()
+			return
+		}
+		p.wg.Add(2)
+		go p.pipe(client, server, false)
+		go p.pipe(server, client, true)
+	}
+}
+
+type chunk struct {
+	data []byte
+	due  time.Time
+}
+
+// pipe copies src to dst. Replies (server to client) pass through a queue so
+// that each chunk is held for the delay measured from when it arrived, not
+// from when the previous one left.
+func (p *Proxy) pipe(src, dst net.Conn, replies bool) {
+	defer p.wg.Done()
+	defer p.untrack(src)
+	defer src.Close()
+	defer dst.Close()
+	queue := make(chan chunk, 1024)
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		for c := range queue {
+			if wait := time.Until(c.due); wait > 0 {
+				time.Sleep(wait)
+			}
+			if p.blackHole.Load() {
+				continue
+			}
+			if _, err := dst.Write(c.data); err != nil {
+				// Stop the reader, and drain so it never blocks on a full queue.
+				_ = src.Close()
+				for range queue {
+				}
+				return
+			}
+		}
+	}()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			c := chunk{data: append([]byte(nil), buf[:n]...)}
+			if replies {
+				c.due = time.Now().Add(time.Duration(p.delay.Load()))
+			}
+			queue <- c
+		}
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				_ = dst.Close()
+			}
+			break
+		}
+	}
+	close(queue)
+	<-writerDone
+}

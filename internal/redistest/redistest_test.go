@@ -1,0 +1,128 @@
+package redistest
+
+import (
+	"context"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+func TestMain(m *testing.M) { Main(m) }
+
+func TestServerKillRestartPause(t *testing.T) {
+	s := Start(t)
+	ctx := context.Background()
+	rdb := s.Client(t, func(o *redis.Options) { o.MaxRetries = -1; o.ReadTimeout = 200 * time.Millisecond })
+	if err := rdb.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	s.Kill()
+	if s.Running() {
+		t.Fatal("running after Kill")
+	}
+	if err := rdb.Ping(ctx).Err(); err == nil {
+		t.Fatal("PING succeeded on a killed server")
+	}
+	s.Restart(t)
+	if v, err := rdb.Get(ctx, "k").Result(); !errors.Is(err, redis.Nil) {
+		t.Fatalf("after restart without persistence: got %q, %v; want redis.Nil", v, err)
+	}
+	s.Pause()
+	var ne net.Error
+	if err := rdb.Ping(ctx).Err(); !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("PING on a paused server: %v; want a timeout", err)
+	}
+	s.Resume()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		t.Fatalf("PING after resume: %v", err)
+	}
+}
+
+func TestProxyFaults(t *testing.T) {
+	s := Shared(t)
+	p := NewProxy(t, s.Addr)
+	ctx := context.Background()
+	rdb := redis.NewClient(&redis.Options{Addr: p.Addr, MaxRetries: -1, ReadTimeout: 100 * time.Millisecond, PoolSize: 1})
+	defer rdb.Close()
+	key := Prefix(t) + "k"
+	if err := rdb.Set(ctx, key, "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	p.SetDelay(300 * time.Millisecond)
+	if err := rdb.Incr(ctx, key+"n").Err(); err == nil {
+		t.Fatal("INCR through a 300 ms delay with a 100 ms read timeout succeeded")
+	}
+	p.SetDelay(0)
+	direct := s.Client(t)
+	// The delayed INCR still reached the server: the outcome was ambiguous.
+	waitFor(t, func() bool { n, _ := direct.Get(ctx, key+"n").Int(); return n == 1 })
+
+	p.SetBlackHole(true)
+	if err := rdb.Get(ctx, key).Err(); err == nil {
+		t.Fatal("GET through a black hole succeeded")
+	}
+	p.SetBlackHole(false)
+	p.CutAll()
+	if v, err := rdb.Get(ctx, key).Result(); err != nil || v != "v" {
+		t.Fatalf("GET after cut: %q, %v", v, err)
+	}
+}
+
+func TestCluster(t *testing.T) {
+	c := SharedCluster(t)
+	if len(c.Masters) != 3 {
+		t.Fatalf("masters = %d", len(c.Masters))
+	}
+	rdb := c.Client(t)
+	ctx := context.Background()
+	prefix := Prefix(t)
+	for i := range 100 {
+		if err := rdb.Set(ctx, prefix+string(rune('a'+i%26))+string(rune('a'+i/26)), i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var masters int
+	err := rdb.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+		n, err := m.DBSize(ctx).Result()
+		if err == nil && n == 0 {
+			t.Errorf("master %s holds no key: slots not spread", m.Options().Addr)
+		}
+		masters++
+		return err
+	})
+	if err != nil || masters != 3 {
+		t.Fatalf("ForEachMaster: %v, %d masters", err, masters)
+	}
+}
+
+func TestSentinelFailover(t *testing.T) {
+	s := StartSentinel(t)
+	ctx := context.Background()
+	rdb := s.Client(t)
+	if err := rdb.Set(ctx, "k", "1", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	old := s.Master.Addr
+	s.Failover(t)
+	if s.Master.Addr == old {
+		t.Fatal("master unchanged after failover")
+	}
+	waitFor(t, func() bool { return rdb.Incr(ctx, "k").Err() == nil })
+	if addr, _ := s.MasterAddr(ctx); addr != s.Master.Addr {
+		t.Fatalf("sentinel names %s, want %s", addr, s.Master.Addr)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,186 @@
+package redistest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// MasterName is the name the sentinels monitor the master under.
+const MasterName = "rediskit"
+
+// Sentinel is a master, one replica and one sentinel watching them with a
+// quorum of 1 and a 1 s down-after, so a failover takes a few seconds.
+// Failover swaps Master and Replica; a test that fails over owns its setup
+// (StartSentinel), never the shared one.
+type Sentinel struct {
+	MasterName string
+	Master     *Server
+	Replica    *Server
+	Sentinels  []*Server
+}
+
+// StartSentinel starts a master, a replica and a sentinel, and waits until
+// the sentinel knows the replica (so a failover can happen). All stop when the
+// test ends.
+func StartSentinel(t testing.TB) *Sentinel {
+	t.Helper()
+	Binary(t)
+	s, err := startSentinel(t.TempDir())
+	if s != nil {
+		t.Cleanup(func() {
+			for _, n := range append([]*Server{s.Master, s.Replica}, s.Sentinels...) {
+				if n != nil {
+					n.Stop()
+				}
+			}
+		})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func startSentinel(dir string) (*Sentinel, error) {
+	bin, err := binary("redis-server")
+	if err != nil {
+		return nil, err
+	}
+	s := &Sentinel{MasterName: MasterName}
+	if s.Master, err = startServer(bin, dir, serverConfig{}); err != nil {
+		return s, err
+	}
+	if s.Replica, err = startServer(bin, dir, serverConfig{args: []string{
+		"--replicaof", "127.0.0.1", strconv.Itoa(s.Master.Port),
+	}}); err != nil {
+		return s, err
+	}
+	// Sentinel rewrites its config file, so each gets its own.
+	conf := filepath.Join(dir, fmt.Sprintf("sentinel-%d.conf", s.Master.Port))
+	body := fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d 1\n"+
+		"sentinel down-after-milliseconds %[1]s 1000\n"+
+		"sentinel failover-timeout %[1]s 5000\n"+
+		"sentinel parallel-syncs %[1]s 1\n", MasterName, s.Master.Port)
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		return s, err
+	}
+	sen, err := startServer(bin, dir, serverConfig{conf: conf, args: []string{"--sentinel"}})
+	if err != nil {
+		return s, err
+	}
+	s.Sentinels = []*Server{sen}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.waitReplicaKnown(ctx); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+// waitReplicaKnown waits until the sentinel lists a replica that is in sync.
+func (s *Sentinel) waitReplicaKnown(ctx context.Context) error {
+	sc := redis.NewSentinelClient(&redis.Options{Addr: s.Sentinels[0].Addr, MaxRetries: -1})
+	defer sc.Close()
+	for {
+		reps, err := sc.Replicas(ctx, s.MasterName).Result()
+		if err == nil {
+			for _, r := range reps {
+				if r["flags"] == "slave" && r["master-link-status"] == "ok" {
+					return nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("redistest: sentinel never saw the replica: %v (%w)", err, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// SentinelAddrs returns the sentinels' addresses.
+func (s *Sentinel) SentinelAddrs() []string {
+	addrs := make([]string, len(s.Sentinels))
+	for i, n := range s.Sentinels {
+		addrs[i] = n.Addr
+	}
+	return addrs
+}
+
+// Client returns a go-redis failover client for the master, closed when the
+// test ends.
+func (s *Sentinel) Client(t testing.TB, opt ...func(*redis.FailoverOptions)) *redis.Client {
+	t.Helper()
+	o := &redis.FailoverOptions{MasterName: s.MasterName, SentinelAddrs: s.SentinelAddrs(), DialTimeout: time.Second}
+	for _, f := range opt {
+		f(o)
+	}
+	rdb := redis.NewFailoverClient(o)
+	t.Cleanup(func() { _ = rdb.Close() })
+	return rdb
+}
+
+// MasterAddr asks the sentinel which address the master has now.
+func (s *Sentinel) MasterAddr(ctx context.Context) (string, error) {
+	sc := redis.NewSentinelClient(&redis.Options{Addr: s.Sentinels[0].Addr, MaxRetries: -1})
+	defer sc.Close()
+	hp, err := sc.GetMasterAddrByName(ctx, s.MasterName).Result()
+	if err != nil {
+		return "", err
+	}
+	return net.JoinHostPort(hp[0], hp[1]), nil
+}
+
+// Failover makes the sentinel promote the replica (SENTINEL FAILOVER) and
+// waits until the sentinel names it and it accepts writes; then Master and
+// Replica are swapped. When the master was killed first, the sentinel's own
+// failover is awaited the same way.
+func (s *Sentinel) Failover(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if s.Master.Running() {
+		sc := redis.NewSentinelClient(&redis.Options{Addr: s.Sentinels[0].Addr, MaxRetries: -1})
+		err := sc.Failover(ctx, s.MasterName).Err()
+		sc.Close()
+		if err != nil && !strings.Contains(err.Error(), "INPROG") {
+			t.Fatalf("redistest: SENTINEL FAILOVER: %v", err)
+		}
+	}
+	s.AwaitMaster(t, s.Replica.Addr)
+	s.Master, s.Replica = s.Replica, s.Master
+}
+
+// AwaitMaster waits up to 30 s until the sentinel names addr as the master
+// and addr answers as one.
+func (s *Sentinel) AwaitMaster(t testing.TB, addr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer rdb.Close()
+	for {
+		cur, err := s.MasterAddr(ctx)
+		if err == nil && cur == addr {
+			role, err := rdb.Do(ctx, "ROLE").Slice()
+			if err == nil && len(role) > 0 && role[0] == "master" {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("redistest: %s never became master (sentinel says %q, %v)", addr, cur, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

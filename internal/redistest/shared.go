@@ -1,0 +1,115 @@
+package redistest
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// Main runs the tests of a package and then stops the shared fixtures. Call
+// it from TestMain:
+//
+//	func TestMain(m *testing.M) { redistest.Main(m) }
+func Main(m *testing.M) {
+	code := m.Run()
+	stopShared()
+	os.Exit(code)
+}
+
+// shared holds one lazily started fixture: started on first use by any test
+// of the binary, stopped by Main.
+type shared[T any] struct {
+	once sync.Once
+	val  T
+	err  error
+}
+
+func (s *shared[T]) get(t testing.TB, start func(dir string) (T, error)) T {
+	t.Helper()
+	s.once.Do(func() {
+		dir, err := os.MkdirTemp("", "redistest-")
+		if err != nil {
+			s.err = err
+			return
+		}
+		sharedDirs.Add(dir)
+		s.val, s.err = start(dir)
+	})
+	if s.err != nil {
+		if _, lookErr := binary("redis-server"); lookErr != nil {
+			missing(t, lookErr)
+		}
+		t.Fatalf("redistest: shared fixture: %v", s.err)
+	}
+	return s.val
+}
+
+type dirSet struct {
+	mu   sync.Mutex
+	dirs []string
+}
+
+func (d *dirSet) Add(dir string) {
+	d.mu.Lock()
+	d.dirs = append(d.dirs, dir)
+	d.mu.Unlock()
+}
+
+var (
+	sharedServer   shared[*Server]
+	sharedCluster  shared[*Cluster]
+	sharedSentinel shared[*Sentinel]
+	sharedDirs     dirSet
+)
+
+func stopShared() {
+	killAll()
+	sharedDirs.mu.Lock()
+	defer sharedDirs.mu.Unlock()
+	for _, d := range sharedDirs.dirs {
+		_ = os.RemoveAll(d)
+	}
+}
+
+// Shared returns a standalone server shared by every test of the binary.
+// Tests keep apart by key prefix (see Prefix); none may flush it.
+func Shared(t testing.TB) *Server {
+	t.Helper()
+	return sharedServer.get(t, func(dir string) (*Server, error) {
+		bin, err := binary("redis-server")
+		if err != nil {
+			return nil, err
+		}
+		return startServer(bin, dir, serverConfig{})
+	})
+}
+
+// SharedCluster returns a 3-master cluster shared by every test of the
+// binary. Tests keep apart by key prefix; none may kill its nodes.
+func SharedCluster(t testing.TB) *Cluster {
+	t.Helper()
+	return sharedCluster.get(t, func(dir string) (*Cluster, error) {
+		return startCluster(dir, clusterConfig{masters: 3})
+	})
+}
+
+// SharedSentinel returns a sentinel setup shared by every test of the
+// binary. Tests that fail over must use StartSentinel instead.
+func SharedSentinel(t testing.TB) *Sentinel {
+	t.Helper()
+	return sharedSentinel.get(t, startSentinel)
+}
+
+var (
+	prefixSeq   atomic.Int64
+	unsafeInKey = regexp.MustCompile(`[^A-Za-z0-9_/.-]+`)
+)
+
+// Prefix returns a key prefix that no other test of the run uses, such as
+// "t7:TestCache/cluster:". It has no glob or hash-tag characters.
+func Prefix(t testing.TB) string {
+	return fmt.Sprintf("t%d:%s:", prefixSeq.Add(1), unsafeInKey.ReplaceAllString(t.Name(), "_"))
+}

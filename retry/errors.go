@@ -1,0 +1,132 @@
+package retry
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"syscall"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrAmbiguous reports that a non-idempotent write may or may not have been
+// applied: the request left this process but no reply came back (a timeout, a
+// connection reset). rediskit never re-sends such a write. The returned error
+// wraps both ErrAmbiguous and the cause, so errors.Is works for either.
+var ErrAmbiguous = errors.New("rediskit: write outcome unknown")
+
+// ErrUnavailable reports that Redis cannot be reached right now: the circuit
+// breaker is open, or the server failed in a way that says it is down. Callers
+// can fall back (serve without a cache, answer 503) instead of waiting.
+var ErrUnavailable = errors.New("rediskit: redis unavailable")
+
+// Class is the kind of failure an error stands for.
+type Class int
+
+const (
+	// ClassNone is no error, or redis.Nil: not a failure at all.
+	ClassNone Class = iota
+	// ClassCaller is a failure the caller caused or asked for: a cancelled or
+	// expired context, a Redis error reply such as WRONGTYPE or NOSCRIPT.
+	// Repeating the call gives the same answer, and the server is healthy.
+	ClassCaller
+	// ClassTransient is a failure of the server or the network that a later
+	// attempt may not meet: connection refused or reset, a timeout, LOADING,
+	// READONLY, MASTERDOWN, CLUSTERDOWN, TRYAGAIN, a pool timeout.
+	ClassTransient
+	// ClassUnavailable is the circuit breaker refusing the call.
+	ClassUnavailable
+	// ClassAmbiguous is a non-idempotent write whose outcome is unknown.
+	ClassAmbiguous
+)
+
+// String returns the class name as used in statistics and metrics labels.
+func (c Class) String() string {
+	switch c {
+	case ClassNone:
+		return "none"
+	case ClassCaller:
+		return "caller"
+	case ClassTransient:
+		return "transient"
+	case ClassUnavailable:
+		return "unavailable"
+	case ClassAmbiguous:
+		return "ambiguous"
+	}
+	return "unknown"
+}
+
+// Classify tells what kind of failure err is. It sees through wrapping.
+func Classify(err error) Class {
+	switch {
+	case err == nil || errors.Is(err, redis.Nil):
+		return ClassNone
+	case errors.Is(err, ErrAmbiguous):
+		return ClassAmbiguous
+	case errors.Is(err, ErrUnavailable):
+		return ClassUnavailable
+	case isDialError(err):
+		// A dial that timed out on go-redis's DialTimeout context also matches
+		// context.DeadlineExceeded: it is the server, not the caller.
+		return ClassTransient
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return ClassCaller
+	case isTransient(err):
+		return ClassTransient
+	}
+	return ClassCaller
+}
+
+// IsUnavailable reports whether err means Redis could not serve the call: the
+// breaker is open, or a transient infrastructure failure. A fail-open caller
+// falls back on it; redis.Nil, error replies and context errors are not it.
+func IsUnavailable(err error) bool {
+	c := Classify(err)
+	return c == ClassUnavailable || c == ClassTransient
+}
+
+// IsInfrastructure reports whether err counts against the circuit breaker: a
+// transient failure or an ambiguous write, but never redis.Nil, an error reply
+// or the caller's own context.
+func IsInfrastructure(err error) bool {
+	c := Classify(err)
+	return c == ClassTransient || c == ClassAmbiguous
+}
+
+func isTransient(err error) bool {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, redis.ErrClosed) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed) {
+		return true
+	}
+	if redis.IsLoadingError(err) || redis.IsReadOnlyError(err) || redis.IsMasterDownError(err) ||
+		redis.IsClusterDownError(err) || redis.IsTryAgainError(err) || redis.IsMaxClientsError(err) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne)
+}
+
+func isDialError(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "dial"
+}
+
+// AmbiguousError is returned for a non-idempotent write whose outcome is
+// unknown. It matches ErrAmbiguous with errors.Is and unwraps to its cause.
+type AmbiguousError struct {
+	// Cmd is the name of the command (for a pipeline, its first write).
+	Cmd string
+	// Cause is the failure that left the outcome unknown.
+	Cause error
+}
+
+func (e *AmbiguousError) Error() string {
+	return "rediskit: " + e.Cmd + ": write outcome unknown, not retried: " + e.Cause.Error()
+}
+
+// Unwrap returns ErrAmbiguous and the cause.
+func (e *AmbiguousError) Unwrap() []error { return []error{ErrAmbiguous, e.Cause} }
