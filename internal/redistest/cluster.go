@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/rediskit/rediskit/internal/redisproc"
 )
 
 // Cluster is a Redis Cluster of real processes: three masters that share the
@@ -39,7 +41,7 @@ func WithReplicas(n int) ClusterOption {
 func StartCluster(t testing.TB, opts ...ClusterOption) *Cluster {
 	t.Helper()
 	Binary(t)
-	if _, err := binary("redis-cli"); err != nil {
+	if _, err := redisproc.Binary("redis-cli"); err != nil {
 		missing(t, err)
 	}
 	cfg := clusterConfig{masters: 3}
@@ -61,11 +63,7 @@ func StartCluster(t testing.TB, opts ...ClusterOption) *Cluster {
 }
 
 func startCluster(dir string, cfg clusterConfig) (*Cluster, error) {
-	bin, err := binary("redis-server")
-	if err != nil {
-		return nil, err
-	}
-	cli, err := binary("redis-cli")
+	cli, err := redisproc.Binary("redis-cli")
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +71,7 @@ func startCluster(dir string, cfg clusterConfig) (*Cluster, error) {
 	c := &Cluster{}
 	var all []*Server
 	for i := range n {
-		s, err := startServer(bin, dir, serverConfig{args: []string{
+		p, err := redisproc.Start(redisproc.Config{Dir: dir, Args: []string{
 			"--cluster-enabled", "yes",
 			"--cluster-config-file", "nodes-" + strconv.Itoa(i) + ".conf",
 			"--cluster-node-timeout", "1000",
@@ -82,6 +80,7 @@ func startCluster(dir string, cfg clusterConfig) (*Cluster, error) {
 		if err != nil {
 			return c, err
 		}
+		s := &Server{p}
 		all = append(all, s)
 		// redis-cli assigns the first `masters` addresses as masters.
 		if i < cfg.masters {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/rediskit/rediskit/internal/redisproc"
 )
 
 // MasterName is the name the sentinels monitor the master under.
@@ -51,19 +53,19 @@ func StartSentinel(t testing.TB) *Sentinel {
 }
 
 func startSentinel(dir string) (*Sentinel, error) {
-	bin, err := binary("redis-server")
-	if err != nil {
-		return nil, err
-	}
 	s := &Sentinel{MasterName: MasterName}
-	if s.Master, err = startServer(bin, dir, serverConfig{}); err != nil {
+	master, err := redisproc.Start(redisproc.Config{Dir: dir})
+	if err != nil {
 		return s, err
 	}
-	if s.Replica, err = startServer(bin, dir, serverConfig{args: []string{
-		"--replicaof", "127.0.0.1", strconv.Itoa(s.Master.Port),
-	}}); err != nil {
+	s.Master = &Server{master}
+	replica, err := redisproc.Start(redisproc.Config{Dir: dir, Args: []string{
+		"--replicaof", "127.0.0.1", strconv.Itoa(master.Port),
+	}})
+	if err != nil {
 		return s, err
 	}
+	s.Replica = &Server{replica}
 	// Sentinel rewrites its config file, so each gets its own.
 	conf := filepath.Join(dir, fmt.Sprintf("sentinel-%d.conf", s.Master.Port))
 	body := fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d 1\n"+
@@ -73,11 +75,11 @@ func startSentinel(dir string) (*Sentinel, error) {
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		return s, err
 	}
-	sen, err := startServer(bin, dir, serverConfig{conf: conf, args: []string{"--sentinel"}})
+	sen, err := redisproc.Start(redisproc.Config{Dir: dir, Conf: conf, Args: []string{"--sentinel"}})
 	if err != nil {
 		return s, err
 	}
-	s.Sentinels = []*Server{sen}
+	s.Sentinels = []*Server{{sen}}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/rediskit/rediskit/internal/redisproc"
 )
 
 // Main runs the tests of a package and then stops the shared fixtures. Call
@@ -39,7 +41,7 @@ func (s *shared[T]) get(t testing.TB, start func(dir string) (T, error)) T {
 		s.val, s.err = start(dir)
 	})
 	if s.err != nil {
-		if _, lookErr := binary("redis-server"); lookErr != nil {
+		if _, lookErr := redisproc.Binary("redis-server"); lookErr != nil {
 			missing(t, lookErr)
 		}
 		t.Fatalf("redistest: shared fixture: %v", s.err)
@@ -66,7 +68,7 @@ var (
 )
 
 func stopShared() {
-	killAll()
+	redisproc.KillAll()
 	sharedDirs.mu.Lock()
 	defer sharedDirs.mu.Unlock()
 	for _, d := range sharedDirs.dirs {
@@ -79,11 +81,11 @@ func stopShared() {
 func Shared(t testing.TB) *Server {
 	t.Helper()
 	return sharedServer.get(t, func(dir string) (*Server, error) {
-		bin, err := binary("redis-server")
+		s, err := redisproc.Start(redisproc.Config{Dir: dir})
 		if err != nil {
 			return nil, err
 		}
-		return startServer(bin, dir, serverConfig{})
+		return &Server{s}, nil
 	})
 }
 
