@@ -1,0 +1,197 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// MGet returns the values stored under keys: a map with an entry for each hit
+// (misses, stale, negative and corrupt values are absent, as with Get). On a
+// standalone server it is one MGET. On Cluster the keys are grouped by slot
+// (one MGET per slot, a GET for a lone key) and the commands sent as one
+// pipeline per master, in parallel: one round trip per master. Keys whose
+// node failed are reported in a *BatchError; the map holds the others.
+func (c *Cache) MGet(ctx context.Context, keys []string) (map[string][]byte, error) {
+	out, failed, err := c.mget(ctx, keys, CodecRaw)
+	c.count(len(out), len(keys)-failed-len(out))
+	return out, err
+}
+
+// mget is MGet for any codec, without counting hits and misses; it also
+// returns the number of keys that failed.
+func (c *Cache) mget(ctx context.Context, keys []string, codec byte) (map[string][]byte, int, error) {
+	out := make(map[string][]byte, len(keys))
+	if len(keys) == 0 {
+		return out, 0, nil
+	}
+	rks := make([]string, len(keys))
+	for i, k := range keys {
+		rks[i] = c.key(k)
+	}
+	vals, errs, err := c.readMany(ctx, rks)
+	if err != nil {
+		return out, len(keys), fmt.Errorf("cache: mget %d keys: %w", len(keys), err)
+	}
+	now := time.Now().UnixMilli()
+	var failed map[string]error
+	var corrupt []string
+	for i, k := range keys {
+		if errs[i] != nil {
+			if failed == nil {
+				failed = make(map[string]error)
+			}
+			failed[k] = errs[i]
+			continue
+		}
+		v, ok := vals[i].(string)
+		if !ok {
+			continue
+		}
+		e, err := c.decode([]byte(v), codec)
+		if err != nil {
+			corrupt = append(corrupt, k)
+			continue
+		}
+		if !e.h.Negative && !e.stale(now) {
+			out[k] = e.payload
+		}
+	}
+	if len(corrupt) > 0 {
+		c.st.decodeFailures.Add(uint64(len(corrupt)))
+		_ = c.Delete(ctx, corrupt...) // best effort: the next read retries it
+	}
+	if failed != nil {
+		return out, len(failed), &BatchError{Op: "mget", Errs: failed}
+	}
+	return out, 0, nil
+}
+
+// readMany reads rks; vals[i] is a string or nil (missing), errs[i] a
+// per-key failure. err is set only when nothing could be attempted.
+func (c *Cache) readMany(ctx context.Context, rks []string) (vals []any, errs []error, err error) {
+	vals = make([]any, len(rks))
+	errs = make([]error, len(rks))
+	if _, ok := c.rdb.(*redis.Client); ok {
+		v, err := c.reader.MGet(ctx, rks...).Result()
+		if err != nil {
+			return nil, nil, err
+		}
+		return v, errs, nil
+	}
+	_, cluster := c.rdb.(*redis.ClusterClient)
+	type group struct {
+		idx []int
+		cmd redis.Cmder
+	}
+	var groups []*group
+	if cluster {
+		bySlot := make(map[int]*group)
+		for i, rk := range rks {
+			s := keySlot(rk)
+			g := bySlot[s]
+			if g == nil {
+				g = &group{}
+				bySlot[s] = g
+				groups = append(groups, g)
+			}
+			g.idx = append(g.idx, i)
+		}
+	} else {
+		groups = make([]*group, len(rks))
+		for i := range rks {
+			groups[i] = &group{idx: []int{i}}
+		}
+	}
+	// The cluster pipeline splits the commands by master and sends each
+	// master's batch on its own goroutine: one round trip per master.
+	_, _ = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, g := range groups {
+			if len(g.idx) == 1 {
+				g.cmd = p.Get(ctx, rks[g.idx[0]])
+				continue
+			}
+			args := make([]string, len(g.idx))
+			for j, i := range g.idx {
+				args[j] = rks[i]
+			}
+			g.cmd = p.MGet(ctx, args...)
+		}
+		return nil
+	})
+	for _, g := range groups {
+		switch cmd := g.cmd.(type) {
+		case *redis.StringCmd:
+			i := g.idx[0]
+			v, err := cmd.Result()
+			switch {
+			case err == nil:
+				vals[i] = v
+			case !errors.Is(err, redis.Nil):
+				errs[i] = err
+			}
+		case *redis.SliceCmd:
+			v, err := cmd.Result()
+			for j, i := range g.idx {
+				if err != nil {
+					errs[i] = err
+				} else if j < len(v) {
+					vals[i] = v[j]
+				}
+			}
+		}
+	}
+	return vals, errs, nil
+}
+
+// MSet stores every value of items under its key for ttl (0: no expiry),
+// each with its own jittered TTL. It is one pipeline of SETs: one round trip
+// on a standalone server, one per master (in parallel) on Cluster. Keys that
+// failed are reported in a *BatchError; the others are stored.
+func (c *Cache) MSet(ctx context.Context, items map[string][]byte, ttl time.Duration) error {
+	return c.mset(ctx, items, ttl, CodecRaw)
+}
+
+func (c *Cache) mset(ctx context.Context, items map[string][]byte, ttl time.Duration, codec byte) error {
+	if ttl < 0 {
+		return fmt.Errorf("cache: mset: negative ttl %v", ttl)
+	}
+	if len(items) == 0 {
+		return nil
+	}
+	now := time.Now()
+	keys := make([]string, 0, len(items))
+	vals := make([][]byte, 0, len(items))
+	ttls := make([]time.Duration, 0, len(items))
+	for k, v := range items {
+		redisTTL, soft := c.ttls(ttl, now)
+		b, err := c.encode(codec, v, soft, false)
+		if err != nil {
+			return fmt.Errorf("cache: mset %q: %w", k, err)
+		}
+		keys, vals, ttls = append(keys, k), append(vals, b), append(ttls, redisTTL)
+	}
+	cmds := make([]*redis.StatusCmd, len(keys))
+	_, _ = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = p.Set(ctx, c.key(k), vals[i], ttls[i])
+		}
+		return nil
+	})
+	var failed map[string]error
+	for i, cmd := range cmds {
+		if err := cmd.Err(); err != nil {
+			if failed == nil {
+				failed = make(map[string]error)
+			}
+			failed[keys[i]] = err
+		}
+	}
+	if failed != nil {
+		return &BatchError{Op: "mset", Errs: failed}
+	}
+	return nil
+}

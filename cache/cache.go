@@ -1,0 +1,378 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Codec ids stored in the value header. Ids 16–255 are free for user codecs.
+const (
+	// CodecRaw marks values written by the []byte API of Cache.
+	CodecRaw byte = 0
+	// CodecJSON marks values written by Typed with JSONCodec.
+	CodecJSON byte = 1
+	// CodecMsgpack marks values written by Typed with MsgpackCodec.
+	CodecMsgpack byte = 2
+)
+
+// Cache is a cache-aside layer over Redis for []byte values, with stampede
+// protection, freshness controls and cluster-correct batching. It is safe for
+// concurrent use. Create it with New and stop it with Close.
+type Cache struct {
+	rdb     redis.UniversalClient
+	reader  redis.Cmdable // rdb, or its AutoPipeliner with Options.AutoPipeline
+	opt     Options
+	ns      string // "<prefix>:v<version>:"
+	leaseNS string // "<prefix>:v<version>#lease{"
+	channel string // Pub/Sub channel of lease events
+
+	st counters
+
+	baseCtx context.Context // cancelled by Close; parent of loads and refreshes
+	cancel  context.CancelFunc
+
+	mu         sync.Mutex
+	closed     bool
+	wg         sync.WaitGroup // every goroutine the Cache starts
+	flights    map[string]*flight
+	refreshing map[string]struct{}
+
+	hub hub
+}
+
+// New returns a Cache storing values in rdb under the namespace of opt. It
+// does no I/O; call Preload to load the Lua scripts on every master ahead of
+// the first miss. It panics if rdb is nil and returns an error naming the
+// field for invalid options.
+func New(rdb redis.UniversalClient, opt Options) (*Cache, error) {
+	if rdb == nil {
+		panic("cache: New with a nil redis client")
+	}
+	o, err := opt.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	c := &Cache{
+		rdb:        rdb,
+		reader:     rdb,
+		opt:        o,
+		ns:         o.Prefix + ":v" + strconv.FormatUint(uint64(o.Version), 10) + ":",
+		flights:    make(map[string]*flight),
+		refreshing: make(map[string]struct{}),
+	}
+	base := c.ns[:len(c.ns)-1]
+	c.leaseNS = base + "#lease{"
+	c.channel = base + "#events"
+	if o.AutoPipeline {
+		ap, err := rdb.AutoPipeline()
+		if err != nil {
+			return nil, fmt.Errorf("cache: auto-pipeline: %w", err)
+		}
+		c.reader = ap
+	}
+	c.baseCtx, c.cancel = context.WithCancel(context.Background())
+	c.hub.init()
+	return c, nil
+}
+
+// Close cancels running loads and background refreshes, stops the Pub/Sub
+// listener and waits for every goroutine the Cache started. It does not close
+// the redis client. Close is idempotent; later GetOrSet calls return ErrClosed.
+func (c *Cache) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		c.wg.Wait()
+		return nil
+	}
+	c.closed = true
+	c.mu.Unlock()
+	c.cancel()
+	c.hub.close()
+	c.wg.Wait()
+	return nil
+}
+
+// goOwned runs fn on a goroutine owned by c (Close waits for it). It returns
+// false without running fn after Close.
+func (c *Cache) goOwned(fn func()) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		fn()
+	}()
+	return true
+}
+
+// Preload loads the Lua scripts of the Cache on every master, so the first
+// GetOrSet miss and Incr take one round trip instead of two. Optional.
+func (c *Cache) Preload(ctx context.Context) error {
+	for _, s := range []*redis.Script{scriptAcquire, scriptCommit, scriptRelease, scriptIncr} {
+		if err := s.Load(ctx, c.rdb).Err(); err != nil {
+			return fmt.Errorf("cache: preload scripts: %w", err)
+		}
+	}
+	return nil
+}
+
+// Namespace returns the prefix of every stored key: "<Prefix>:v<Version>:".
+func (c *Cache) Namespace() string { return c.ns }
+
+func (c *Cache) key(k string) string { return c.ns + k }
+
+// leaseKey returns the lease key of the stored key rk. It shares rk's cluster
+// slot (through a hash tag chosen for that slot), so scripts may touch both,
+// and it lies outside "<ns>*", so no user key can name it.
+func (c *Cache) leaseKey(rk string) string {
+	return c.leaseNS + slotTags()[keySlot(rk)] + "}" + rk[len(c.ns):]
+}
+
+// ttls returns the Redis TTL and the soft expiry (Unix ms, 0 = none) of a
+// value written now with ttl: jitter applied, and the TTL lengthened by the
+// stale windows so GetOrSet can still serve the value after it goes stale.
+func (c *Cache) ttls(ttl time.Duration, now time.Time) (time.Duration, int64) {
+	if ttl <= 0 {
+		return 0, 0
+	}
+	if j := c.opt.TTLJitter; j > 0 {
+		ttl -= time.Duration(rand.Float64() * j * float64(ttl))
+		if ttl < time.Millisecond {
+			ttl = time.Millisecond
+		}
+	}
+	soft := now.Add(ttl).UnixMilli()
+	return ttl + max(c.opt.StaleWhileRevalidate, c.opt.StaleIfError), soft
+}
+
+// encode builds a stored value: header, then the payload, compressed above
+// the threshold.
+func (c *Cache) encode(codec byte, payload []byte, soft int64, negative bool) ([]byte, error) {
+	if len(payload) > c.opt.MaxValueSize {
+		return nil, fmt.Errorf("%w: %d bytes > %d", ErrTooLarge, len(payload), c.opt.MaxValueSize)
+	}
+	h := Header{Codec: codec, SoftExpiry: soft, Negative: negative}
+	if t := c.opt.CompressThreshold; t > 0 && len(payload) >= t {
+		h.Compressed = true
+		buf := appendHeader(make([]byte, 0, headerLen+len(payload)/2), h)
+		return compressTo(buf, payload), nil
+	}
+	buf := make([]byte, 0, headerLen+len(payload))
+	return append(appendHeader(buf, h), payload...), nil
+}
+
+// entry is a decoded stored value.
+type entry struct {
+	h       Header
+	payload []byte
+}
+
+// stale reports whether e is past its soft expiry at now (Unix ms).
+func (e entry) stale(now int64) bool { return e.h.SoftExpiry != 0 && now >= e.h.SoftExpiry }
+
+// decode parses a stored value written with codec. A wrong codec, a corrupt
+// header or a payload that does not inflate returns an error wrapping
+// ErrCorrupt.
+func (c *Cache) decode(b []byte, codec byte) (entry, error) {
+	h, p, err := DecodeHeader(b)
+	if err != nil {
+		return entry{}, err
+	}
+	if h.Codec != codec {
+		return entry{}, fmt.Errorf("%w: codec %d, want %d", ErrCorrupt, h.Codec, codec)
+	}
+	if h.Compressed {
+		if p, err = decompress(p, c.opt.MaxValueSize); err != nil {
+			return entry{}, err
+		}
+	}
+	return entry{h: h, payload: p}, nil
+}
+
+// dropCorrupt counts a decode failure and deletes the value, so it is read
+// as a miss from now on.
+func (c *Cache) dropCorrupt(ctx context.Context, rk string) {
+	c.st.decodeFailures.Add(1)
+	_ = c.rdb.Del(ctx, rk).Err() // best effort: the next read retries it
+}
+
+// getEntry reads one value: (entry, true, nil) on a hit, stale or not;
+// (_, false, nil) on a miss or a dropped corrupt value.
+func (c *Cache) getEntry(ctx context.Context, rk string, codec byte) (entry, bool, error) {
+	b, err := c.reader.Get(ctx, rk).Bytes()
+	if err != nil {
+		if errors.Is(err, redis.Nil) {
+			return entry{}, false, nil
+		}
+		return entry{}, false, err
+	}
+	e, err := c.decode(b, codec)
+	if err != nil {
+		c.dropCorrupt(ctx, rk)
+		return entry{}, false, nil
+	}
+	return e, true, nil
+}
+
+// get is Get for any codec, without counting: a miss for absent, stale,
+// negative and corrupt values.
+func (c *Cache) get(ctx context.Context, key string, codec byte) ([]byte, bool, error) {
+	e, ok, err := c.getEntry(ctx, c.key(key), codec)
+	if err != nil {
+		return nil, false, fmt.Errorf("cache: get %q: %w", key, err)
+	}
+	if !ok || e.h.Negative || e.stale(time.Now().UnixMilli()) {
+		return nil, false, nil
+	}
+	return e.payload, true, nil
+}
+
+func (c *Cache) count(hits, misses int) {
+	if hits > 0 {
+		c.st.hits.Add(uint64(hits))
+	}
+	if misses > 0 {
+		c.st.misses.Add(uint64(misses))
+	}
+}
+
+// invalid counts and deletes the value under key, whose payload did not
+// decode.
+func (c *Cache) invalid(ctx context.Context, key string) { c.dropCorrupt(ctx, c.key(key)) }
+
+// Get returns the value stored under key: (value, true, nil) on a hit and
+// (nil, false, nil) when there is none, it is past its TTL (a value kept only
+// for stale-while-revalidate), it is a cached "not found", or it could not be
+// decoded (then it is deleted and counted in Stats.DecodeFailures). One
+// command. Counter keys of Incr are read with Counter, not Get.
+func (c *Cache) Get(ctx context.Context, key string) ([]byte, bool, error) {
+	v, ok, err := c.get(ctx, key, CodecRaw)
+	if err == nil {
+		if ok {
+			c.st.hits.Add(1)
+		} else {
+			c.st.misses.Add(1)
+		}
+	}
+	return v, ok, err
+}
+
+func (c *Cache) set(ctx context.Context, key string, codec byte, value []byte, ttl time.Duration) error {
+	if ttl < 0 {
+		return fmt.Errorf("cache: set %q: negative ttl %v", key, ttl)
+	}
+	redisTTL, soft := c.ttls(ttl, time.Now())
+	b, err := c.encode(codec, value, soft, false)
+	if err != nil {
+		return fmt.Errorf("cache: set %q: %w", key, err)
+	}
+	if err := c.rdb.Set(ctx, c.key(key), b, redisTTL).Err(); err != nil {
+		return fmt.Errorf("cache: set %q: %w", key, err)
+	}
+	return nil
+}
+
+// Set stores value under key for ttl (0: no expiry), replacing any value.
+// One command.
+func (c *Cache) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	return c.set(ctx, key, CodecRaw, value, ttl)
+}
+
+// Exists reports whether something is stored under key: a value (fresh or
+// kept for stale serving), a cached "not found" or a counter. One command.
+func (c *Cache) Exists(ctx context.Context, key string) (bool, error) {
+	n, err := c.reader.Exists(ctx, c.key(key)).Result()
+	if err != nil {
+		return false, fmt.Errorf("cache: exists %q: %w", key, err)
+	}
+	return n > 0, nil
+}
+
+// Delete removes the values of keys and their load leases, so a load running
+// for one of them cannot store its result afterwards. Missing keys are not an
+// error. One command on a standalone server; on Cluster one round trip per
+// master involved.
+func (c *Cache) Delete(ctx context.Context, keys ...string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	var err error
+	if _, ok := c.rdb.(*redis.Client); ok {
+		args := make([]string, 0, 2*len(keys))
+		for _, k := range keys {
+			rk := c.key(k)
+			args = append(args, rk, c.leaseKey(rk))
+		}
+		err = c.rdb.Del(ctx, args...).Err()
+	} else {
+		// Each DEL touches one value and its lease, which share a slot; the
+		// cluster pipeline sends one batch per master, in parallel.
+		_, err = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, k := range keys {
+				rk := c.key(k)
+				p.Del(ctx, rk, c.leaseKey(rk))
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("cache: delete %d keys: %w", len(keys), err)
+	}
+	return nil
+}
+
+var scriptIncr = redis.NewScript(`
+local created = redis.call('EXISTS', KEYS[1]) == 0
+local v = redis.call('INCRBY', KEYS[1], ARGV[1])
+if created and ARGV[2] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return v`)
+
+// Incr adds delta to the counter under key and returns the new value. When
+// the call creates the counter, its TTL is set to ttl (0: no expiry) in the
+// same atomic step; later calls never reset it. One command (a Lua script:
+// a SET NX + INCRBY pipeline could recreate an expired counter without TTL).
+// Counters are plain integers without a value header: read them with Counter.
+func (c *Cache) Incr(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error) {
+	if ttl < 0 {
+		return 0, fmt.Errorf("cache: incr %q: negative ttl %v", key, ttl)
+	}
+	v, err := scriptIncr.Run(ctx, c.rdb, []string{c.key(key)}, delta, ttl.Milliseconds()).Int64()
+	if err != nil {
+		return 0, fmt.Errorf("cache: incr %q: %w", key, err)
+	}
+	return v, nil
+}
+
+// Decr subtracts delta from the counter under key; see Incr.
+func (c *Cache) Decr(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error) {
+	return c.Incr(ctx, key, -delta, ttl)
+}
+
+// Counter returns the counter under key: (n, true, nil), or (0, false, nil)
+// when there is none. A value that is not an integer is an error wrapping
+// ErrCorrupt.
+func (c *Cache) Counter(ctx context.Context, key string) (int64, bool, error) {
+	s, err := c.reader.Get(ctx, c.key(key)).Result()
+	if errors.Is(err, redis.Nil) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("cache: counter %q: %w", key, err)
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, false, fmt.Errorf("cache: counter %q: %w: not an integer", key, ErrCorrupt)
+	}
+	return n, true, nil
+}

@@ -1,0 +1,379 @@
+package cache
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/rediskit/rediskit/retry"
+)
+
+// LoaderFunc loads the value of a missing key. Its context is detached from
+// the callers' (one of them leaving does not cancel the load) and ends after
+// Options.LoadTimeout or at Close; a loader must honour it. Returning
+// ErrNotFound (wrapped or not) reports that the value does not exist.
+type LoaderFunc[T any] func(ctx context.Context) (T, error)
+
+// Lease protocol, all keys of one call in one slot (see Cache.leaseKey):
+//
+//	acquire  if mode is 'm' and the value exists: {0, value}
+//	         SET lease token NX PX leaseTTL succeeded:  {1}
+//	         otherwise (held by another owner):         {2, lease PTTL}
+//	commit   only if the lease still holds our token: SET value, DEL lease,
+//	         PUBLISH the event; otherwise nothing (a Delete removed the lease,
+//	         or it expired and another process took over): the load's result
+//	         is returned to its callers but not stored.
+//	release  only if the lease holds our token: DEL lease, PUBLISH the event.
+var (
+	scriptAcquire = redis.NewScript(`
+if ARGV[3] == 'm' then
+  local v = redis.call('GET', KEYS[1])
+  if v then return {0, v} end
+end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1} end
+return {2, redis.call('PTTL', KEYS[2])}`)
+
+	scriptCommit = redis.NewScript(`
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+if ARGV[3] == '0' then
+  redis.call('SET', KEYS[1], ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+end
+redis.call('DEL', KEYS[2])
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1`)
+
+	scriptRelease = redis.NewScript(`
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[2])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1`)
+)
+
+// flight is one in-process load of a key that every local caller shares.
+type flight struct {
+	done chan struct{}
+	e    entry // set before done is closed
+	err  error
+}
+
+// GetOrSet returns the value under key, or runs loader on a miss, stores its
+// result for ttl and returns it. Concurrent misses of one key are served by a
+// single loader call across every process using the same namespace: in this
+// process by a shared flight, across processes by a lease in Redis, waiters
+// being woken by Pub/Sub. A caller may leave on its own ctx; the load goes on.
+//
+// Errors: a loader's ErrNotFound comes back wrapped (and is cached for
+// Options.NegativeTTL); a loader error or panic (*PanicError) reaches every
+// waiter; ErrRemoteLoad when another process's loader failed; with Redis
+// unavailable, an error matching retry.ErrUnavailable (FailClosed) or the
+// loader's own result (FailOpen). A miss costs at most 3 commands: GET, the
+// lease and the conditional write.
+func (c *Cache) GetOrSet(ctx context.Context, key string, ttl time.Duration, loader LoaderFunc[[]byte]) ([]byte, error) {
+	e, err := c.getOrLoad(ctx, key, ttl, CodecRaw, loader)
+	if err != nil {
+		return nil, err
+	}
+	return e.payload, nil
+}
+
+// getOrLoad is GetOrSet for any codec; loader returns the encoded payload.
+func (c *Cache) getOrLoad(ctx context.Context, key string, ttl time.Duration, codec byte, loader LoaderFunc[[]byte]) (entry, error) {
+	if ttl < 0 {
+		return entry{}, fmt.Errorf("cache: get or set %q: negative ttl %v", key, ttl)
+	}
+	rk := c.key(key)
+	e, ok, err := c.getEntry(ctx, rk, codec)
+	if err != nil {
+		if retry.IsUnavailable(err) {
+			return c.degrade(ctx, key, rk, codec, loader, err)
+		}
+		return entry{}, fmt.Errorf("cache: get or set %q: %w", key, err)
+	}
+	var stale *entry
+	if ok {
+		now := time.Now().UnixMilli()
+		if !e.stale(now) {
+			c.st.hits.Add(1)
+			return result(key, e)
+		}
+		age := time.Duration(now-e.h.SoftExpiry) * time.Millisecond
+		if age < c.opt.StaleWhileRevalidate {
+			c.st.hits.Add(1)
+			c.st.staleServed.Add(1)
+			c.refresh(rk, key, ttl, codec, loader)
+			return result(key, e)
+		}
+		if age < c.opt.StaleIfError {
+			stale = &e
+		}
+	}
+	c.st.misses.Add(1)
+	e, err = c.flightDo(ctx, rk, func(base context.Context) (entry, error) {
+		return c.loadLeased(base, rk, key, ttl, codec, loader, stale)
+	})
+	if err != nil {
+		return entry{}, err
+	}
+	return result(key, e)
+}
+
+func result(key string, e entry) (entry, error) {
+	if e.h.Negative {
+		return entry{}, fmt.Errorf("cache: %q: %w", key, ErrNotFound)
+	}
+	return e, nil
+}
+
+// flightDo runs fn once per rk at a time in this process, on a goroutine owned
+// by the Cache with the detached base context; every caller waits for its
+// result or for its own ctx.
+func (c *Cache) flightDo(ctx context.Context, rk string, fn func(base context.Context) (entry, error)) (entry, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return entry{}, ErrClosed
+	}
+	f, ok := c.flights[rk]
+	if ok {
+		c.st.dedupLoads.Add(1)
+	} else {
+		f = &flight{done: make(chan struct{})}
+		c.flights[rk] = f
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			e, err := fn(c.baseCtx)
+			// A caller arriving after the delete starts a new flight, whose
+			// acquire script re-reads the value this one stored.
+			c.mu.Lock()
+			delete(c.flights, rk)
+			c.mu.Unlock()
+			f.e, f.err = e, err
+			close(f.done)
+		}()
+	}
+	c.mu.Unlock()
+	select {
+	case <-f.done:
+		return f.e, f.err
+	case <-ctx.Done():
+		return entry{}, fmt.Errorf("cache: wait for load of %q: %w", rk[len(c.ns):], ctx.Err())
+	}
+}
+
+func newToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b[:])
+}
+
+// loadLeased is the body of a flight: take the lease and load, or wait for
+// the owner of the lease to store the value.
+func (c *Cache) loadLeased(base context.Context, rk, key string, ttl time.Duration, codec byte, loader LoaderFunc[[]byte], stale *entry) (entry, error) {
+	wctx, cancel := context.WithTimeout(base, c.opt.LeaseTTL+c.opt.LoadTimeout)
+	defer cancel()
+	lk := c.leaseKey(rk)
+	token := newToken()
+	mode := "m"
+	if stale != nil {
+		mode = "r" // a stale value is present: acquire must not return it
+	}
+	var events chan byte
+	defer func() {
+		if events != nil {
+			c.hub.unregister(rk, events)
+		}
+	}()
+	for {
+		res, err := scriptAcquire.Run(wctx, c.rdb, []string{rk, lk}, token, c.opt.LeaseTTL.Milliseconds(), mode).Slice()
+		if err != nil {
+			if stale != nil {
+				c.st.staleServed.Add(1)
+				return *stale, nil
+			}
+			if retry.IsUnavailable(err) {
+				if c.opt.Degrade == FailOpen {
+					return c.loadDirect(base, codec, loader)
+				}
+				return entry{}, fmt.Errorf("cache: get or set %q: lease: %w: %w", key, retry.ErrUnavailable, err)
+			}
+			return entry{}, fmt.Errorf("cache: get or set %q: lease: %w", key, err)
+		}
+		status, _ := res[0].(int64)
+		switch status {
+		case 0:
+			s, _ := res[1].(string)
+			e, err := c.decode([]byte(s), codec)
+			if err != nil {
+				c.dropCorrupt(wctx, rk)
+				continue
+			}
+			return e, nil
+		case 1:
+			return c.fill(base, rk, lk, key, token, ttl, codec, loader, stale)
+		}
+		if events == nil {
+			c.st.leaseWaits.Add(1)
+			events = c.hub.register(rk)
+			if c.subscribe(wctx) == nil {
+				continue // re-check: from now on the owner's event cannot be missed
+			}
+		}
+		wait := c.opt.LeasePoll
+		if pttl, _ := res[1].(int64); pttl > 0 && time.Duration(pttl)*time.Millisecond < wait {
+			wait = time.Duration(pttl+1) * time.Millisecond
+		}
+		t := time.NewTimer(wait)
+		select {
+		case ev := <-events:
+			t.Stop()
+			switch ev {
+			case evFailed:
+				if stale != nil {
+					c.st.staleServed.Add(1)
+					return *stale, nil
+				}
+				return entry{}, fmt.Errorf("cache: get or set %q: %w", key, ErrRemoteLoad)
+			case evNotFound:
+				return entry{h: Header{Negative: true}}, nil
+			}
+			e, ok, err := c.getEntry(wctx, rk, codec)
+			if err == nil && ok && !e.stale(time.Now().UnixMilli()) {
+				return e, nil
+			}
+		case <-t.C:
+		case <-wctx.Done():
+			t.Stop()
+			if stale != nil {
+				c.st.staleServed.Add(1)
+				return *stale, nil
+			}
+			return entry{}, fmt.Errorf("cache: get or set %q: wait for lease: %w", key, wctx.Err())
+		}
+	}
+}
+
+// fill runs the loader under our lease and stores its result if the lease is
+// still ours.
+func (c *Cache) fill(base context.Context, rk, lk, key, token string, ttl time.Duration, codec byte, loader LoaderFunc[[]byte], stale *entry) (entry, error) {
+	payload, lerr := c.callLoader(base, loader)
+	// Writes after the load get their own bound: the load may have used up
+	// LoadTimeout, and the lease must be settled either way.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(base), c.opt.LoadTimeout)
+	defer cancel()
+	keys := []string{rk, lk}
+	switch {
+	case lerr == nil:
+		redisTTL, soft := c.ttls(ttl, time.Now())
+		b, err := c.encode(codec, payload, soft, false)
+		if err != nil {
+			_ = scriptRelease.Run(wctx, c.rdb, keys, token, c.channel, string(evFailed)+rk).Err()
+			return entry{}, fmt.Errorf("cache: get or set %q: %w", key, err)
+		}
+		// Not stored (lease lost to a Delete or an expiry) or a failed write:
+		// the loaded value is still the right answer for the callers.
+		_ = scriptCommit.Run(wctx, c.rdb, keys, token, b, redisTTL.Milliseconds(), c.channel, string(evStored)+rk).Err()
+		return entry{h: Header{Codec: codec, SoftExpiry: soft}, payload: payload}, nil
+	case errors.Is(lerr, ErrNotFound):
+		if c.opt.NegativeTTL > 0 {
+			b, _ := c.encode(codec, nil, 0, true)
+			_ = scriptCommit.Run(wctx, c.rdb, keys, token, b, c.opt.NegativeTTL.Milliseconds(), c.channel, string(evStored)+rk).Err()
+		} else {
+			_ = scriptRelease.Run(wctx, c.rdb, keys, token, c.channel, string(evNotFound)+rk).Err()
+		}
+		return entry{h: Header{Negative: true}}, nil
+	default:
+		_ = scriptRelease.Run(wctx, c.rdb, keys, token, c.channel, string(evFailed)+rk).Err()
+		if stale != nil {
+			c.st.staleServed.Add(1)
+			return *stale, nil
+		}
+		return entry{}, fmt.Errorf("cache: get or set %q: load: %w", key, lerr)
+	}
+}
+
+// callLoader runs loader with its own timeout, recovering a panic into a
+// *PanicError, and records it in the statistics.
+func (c *Cache) callLoader(base context.Context, loader LoaderFunc[[]byte]) (p []byte, err error) {
+	ctx, cancel := context.WithTimeout(base, c.opt.LoadTimeout)
+	defer cancel()
+	c.st.loads.Add(1)
+	start := time.Now()
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Value: r, Stack: debug.Stack()}
+		}
+		c.st.loadNanos.Add(int64(time.Since(start)))
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			c.st.loaderErrors.Add(1)
+		}
+	}()
+	return loader(ctx)
+}
+
+// loadDirect is the fail-open path: the loader's answer, not stored.
+func (c *Cache) loadDirect(base context.Context, codec byte, loader LoaderFunc[[]byte]) (entry, error) {
+	p, err := c.callLoader(base, loader)
+	if errors.Is(err, ErrNotFound) {
+		return entry{h: Header{Negative: true}}, nil
+	}
+	if err != nil {
+		return entry{}, fmt.Errorf("cache: load with redis unavailable: %w", err)
+	}
+	return entry{h: Header{Codec: codec}, payload: p}, nil
+}
+
+// degrade answers a GetOrSet whose read found Redis unavailable.
+func (c *Cache) degrade(ctx context.Context, key, rk string, codec byte, loader LoaderFunc[[]byte], cause error) (entry, error) {
+	if c.opt.Degrade == FailClosed {
+		return entry{}, fmt.Errorf("cache: get or set %q: %w: %w", key, retry.ErrUnavailable, cause)
+	}
+	e, err := c.flightDo(ctx, rk, func(base context.Context) (entry, error) {
+		return c.loadDirect(base, codec, loader)
+	})
+	if err != nil {
+		return entry{}, err
+	}
+	return result(key, e)
+}
+
+// refresh starts one background reload of a stale value, unless one runs in
+// this process already or another process holds the lease.
+func (c *Cache) refresh(rk, key string, ttl time.Duration, codec byte, loader LoaderFunc[[]byte]) {
+	c.mu.Lock()
+	if _, busy := c.refreshing[rk]; busy || c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.refreshing[rk] = struct{}{}
+	c.wg.Add(1)
+	c.mu.Unlock()
+	go func() {
+		defer c.wg.Done()
+		defer func() {
+			c.mu.Lock()
+			delete(c.refreshing, rk)
+			c.mu.Unlock()
+		}()
+		ctx, cancel := context.WithTimeout(c.baseCtx, c.opt.LoadTimeout)
+		defer cancel()
+		lk := c.leaseKey(rk)
+		token := newToken()
+		res, err := scriptAcquire.Run(ctx, c.rdb, []string{rk, lk}, token, c.opt.LeaseTTL.Milliseconds(), "r").Slice()
+		if err != nil {
+			return
+		}
+		if st, _ := res[0].(int64); st != 1 {
+			return
+		}
+		_, _ = c.fill(c.baseCtx, rk, lk, key, token, ttl, codec, loader, nil)
+	}()
+}

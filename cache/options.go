@@ -1,0 +1,127 @@
+package cache
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Degrade chooses what GetOrSet does when Redis is unavailable (the error
+// satisfies retry.IsUnavailable: the breaker is open, the server is down).
+type Degrade int
+
+const (
+	// FailClosed returns an error matching retry.ErrUnavailable. The default.
+	FailClosed Degrade = iota
+	// FailOpen calls the loader directly (still deduplicated in-process) and
+	// returns its value without storing it.
+	FailOpen
+)
+
+// Options configures a Cache. The zero value of every field means "use the
+// default"; only Prefix is required.
+type Options struct {
+	// Prefix names the namespace; keys are stored as "<Prefix>:v<Version>:<key>".
+	// Required; it must not contain '{' or '}'.
+	Prefix string
+	// Version is the namespace version. Bumping it abandons every value
+	// stored under the old one (they expire by TTL). Default 0.
+	Version uint32
+
+	// LoadTimeout bounds one loader call; the loader's context is detached
+	// from the callers' and cancelled at this timeout or at Close. Default 10s.
+	LoadTimeout time.Duration
+	// LeaseTTL is the lifetime of the per-key lease that lets a single
+	// process load a missing key. If its owner dies, another process takes
+	// over once it expires. Default LoadTimeout + 2s; it is raised to
+	// LoadTimeout if set lower.
+	LeaseTTL time.Duration
+	// LeasePoll is the fallback poll interval of a process waiting for
+	// another's lease, in case its Pub/Sub notification is lost. Default 250ms.
+	LeasePoll time.Duration
+
+	// TTLJitter shortens every TTL by a random fraction in [0, TTLJitter), so
+	// keys written together do not expire together. Range [0, 1). Default 0.
+	TTLJitter float64
+	// NegativeTTL is how long a "not found" answer of a loader (ErrNotFound)
+	// is cached. Default 0: not cached.
+	NegativeTTL time.Duration
+	// StaleWhileRevalidate is how long after its TTL a value may still be
+	// served by GetOrSet while one background refresh runs. Default 0: off.
+	StaleWhileRevalidate time.Duration
+	// StaleIfError is how long after its TTL a value may be served by
+	// GetOrSet when the loader fails. Default 0: off.
+	StaleIfError time.Duration
+	// Degrade chooses fail-open or fail-closed when Redis is unavailable.
+	// Default FailClosed.
+	Degrade Degrade
+
+	// AutoPipeline sends Get, Exists and the read of GetOrSet through the
+	// client's shared AutoPipeliner (rdb.AutoPipeline()): many concurrent
+	// reads share one round trip. Writes always use the client itself.
+	// Default false.
+	AutoPipeline bool
+
+	// CompressThreshold is the payload size in bytes from which values are
+	// flate-compressed. Default 4096; negative disables compression.
+	CompressThreshold int
+	// MaxValueSize caps a value's payload (before compression, and after
+	// decompression when read back). Default 64 MiB.
+	MaxValueSize int
+
+	// ScanCount is the SCAN COUNT hint of ClearPattern and Stats. Default 1000.
+	ScanCount int64
+	// UnlinkBatch is the most keys ClearPattern unlinks in one round trip
+	// per master. Default 500.
+	UnlinkBatch int
+	// MemorySample is how many keys per master Stats samples with MEMORY
+	// USAGE. Default 32; negative disables sampling.
+	MemorySample int
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.Prefix == "" {
+		return o, fmt.Errorf("cache: Options.Prefix is required")
+	}
+	if strings.ContainsAny(o.Prefix, "{}") {
+		return o, fmt.Errorf("cache: Options.Prefix %q contains '{' or '}'", o.Prefix)
+	}
+	if o.LoadTimeout < 0 || o.LeaseTTL < 0 || o.LeasePoll < 0 || o.NegativeTTL < 0 ||
+		o.StaleWhileRevalidate < 0 || o.StaleIfError < 0 {
+		return o, fmt.Errorf("cache: negative duration in Options")
+	}
+	if o.TTLJitter < 0 || o.TTLJitter >= 1 {
+		return o, fmt.Errorf("cache: Options.TTLJitter %v out of [0, 1)", o.TTLJitter)
+	}
+	if o.Degrade != FailClosed && o.Degrade != FailOpen {
+		return o, fmt.Errorf("cache: Options.Degrade %d unknown", o.Degrade)
+	}
+	if o.LoadTimeout == 0 {
+		o.LoadTimeout = 10 * time.Second
+	}
+	if o.LeaseTTL == 0 {
+		o.LeaseTTL = o.LoadTimeout + 2*time.Second
+	}
+	if o.LeaseTTL < o.LoadTimeout {
+		o.LeaseTTL = o.LoadTimeout
+	}
+	if o.LeasePoll == 0 {
+		o.LeasePoll = 250 * time.Millisecond
+	}
+	if o.CompressThreshold == 0 {
+		o.CompressThreshold = 4096
+	}
+	if o.MaxValueSize <= 0 {
+		o.MaxValueSize = 64 << 20
+	}
+	if o.ScanCount <= 0 {
+		o.ScanCount = 1000
+	}
+	if o.UnlinkBatch <= 0 {
+		o.UnlinkBatch = 500
+	}
+	if o.MemorySample == 0 {
+		o.MemorySample = 32
+	}
+	return o, nil
+}
