@@ -1,0 +1,75 @@
+package session
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/rediskit/rediskit/retry"
+)
+
+var (
+	// ErrNotFound reports that no live session has the given ID: it never
+	// existed, was deleted, rotated away, or passed its idle or absolute
+	// timeout.
+	ErrNotFound = errors.New("session: not found")
+
+	// ErrMalformedToken reports a session ID of the wrong shape. It is
+	// returned before any Redis call is made.
+	ErrMalformedToken = errors.New("session: malformed token")
+
+	// ErrConflict reports that Update was given Changes.IfVersion and the
+	// stored session had moved on to another version.
+	ErrConflict = errors.New("session: version conflict")
+
+	// ErrCorrupt reports stored data that cannot be decoded: a value with an
+	// unknown envelope, a metadata field that is not a number, or a key of the
+	// wrong Redis type. The stored data is left as it is.
+	ErrCorrupt = errors.New("session: corrupt stored data")
+
+	// ErrLimit reports that Create was refused because the user already has
+	// Options.MaxPerUser sessions and Options.OnLimit is RefuseNew.
+	ErrLimit = errors.New("session: too many sessions for user")
+
+	// ErrTooLarge reports a value, key name or metadata field over its limit.
+	ErrTooLarge = errors.New("session: value too large")
+
+	// ErrNoValue reports that the session holds no value under the key.
+	ErrNoValue = errors.New("session: no such value")
+
+	// ErrClosed reports a call on a closed Store.
+	ErrClosed = errors.New("session: store closed")
+)
+
+// wrapRedis turns an error from go-redis into one of the package's errors:
+// redis.Nil never leaks, the script's typed error replies become sentinels,
+// and infrastructure failures keep their cause (so retry.IsUnavailable and
+// errors.Is on net errors keep working).
+func wrapRedis(op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, redis.Nil):
+		return fmt.Errorf("session: %s: %w", op, ErrNotFound)
+	}
+	if re, ok := err.(redis.Error); ok {
+		msg := re.Error()
+		switch {
+		case hasPrefix(msg, "SESSNOTFOUND"):
+			return fmt.Errorf("session: %s: %w", op, ErrNotFound)
+		case hasPrefix(msg, "SESSCONFLICT"):
+			return fmt.Errorf("session: %s: %w", op, ErrConflict)
+		case hasPrefix(msg, "SESSLIMIT"):
+			return fmt.Errorf("session: %s: %w", op, ErrLimit)
+		case hasPrefix(msg, "SESSCORRUPT"), hasPrefix(msg, "WRONGTYPE"):
+			return fmt.Errorf("session: %s: %w", op, ErrCorrupt)
+		}
+	}
+	if retry.IsUnavailable(err) {
+		return fmt.Errorf("session: %s: %w: %w", op, retry.ErrUnavailable, err)
+	}
+	return fmt.Errorf("session: %s: %w", op, err)
+}
+
+func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }

@@ -1,0 +1,119 @@
+package session
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// LimitPolicy says what Create does when a user already has
+// Options.MaxPerUser live sessions.
+type LimitPolicy int
+
+const (
+	// RevokeOldest deletes the user's oldest sessions (by creation time) to
+	// make room. It is the default.
+	RevokeOldest LimitPolicy = iota
+	// RefuseNew makes Create fail with ErrLimit.
+	RefuseNew
+)
+
+// Options configures a Store. The zero value of every field means "use the
+// default" stated in its comment.
+type Options struct {
+	// Prefix starts every key. It must not contain '{' or '}' (they would
+	// break the hash tag that keeps a user's keys in one slot).
+	// Default "session:".
+	Prefix string
+
+	// IdleTimeout is the sliding timeout: a session not used for this long is
+	// gone. Default 30 minutes.
+	IdleTimeout time.Duration
+
+	// AbsoluteTimeout is the hard cap from creation, whatever the activity.
+	// Default 24 hours. Extend can push a session's deadline further.
+	AbsoluteTimeout time.Duration
+
+	// TouchInterval is how stale last-seen may get before Get rewrites it and
+	// slides the idle expiry. Get always runs one script; below this age the
+	// script only reads. Default IdleTimeout/64, at most one minute. Negative
+	// means every Get writes.
+	TouchInterval time.Duration
+
+	// MaxPerUser caps the live sessions of one user. Default 0: no cap.
+	MaxPerUser int
+
+	// OnLimit is what Create does at the cap. Default RevokeOldest.
+	OnLimit LimitPolicy
+
+	// Codec encodes values. Default JSON.
+	Codec Codec
+
+	// UserKey, when set, keys the hash that turns a user ID into the tag
+	// carried by tokens and keys (HMAC-SHA256). Without it a token reveals a
+	// plain SHA-256 of its user's ID to whoever holds the token. Changing it
+	// orphans existing per-user indexes. Default none.
+	UserKey []byte
+
+	// MaxValueBytes caps one encoded value. Default 64 KiB.
+	MaxValueBytes int
+
+	// Clock supplies "now". Default nil: scripts read the Redis server's
+	// TIME, so all application servers share one clock.
+	Clock func() time.Time
+
+	// AutoPipeline runs the per-session scripts (Create, Get, Update,
+	// Delete, Extend, Rotate) through a go-redis AutoPipeliner made from the
+	// client, so concurrent callers share round trips. Stats, Cleanup and
+	// Preload still use the client itself. Default false.
+	AutoPipeline bool
+}
+
+const (
+	maxKeyBytes  = 256
+	maxMetaBytes = 512
+)
+
+func (o Options) withDefaults() (Options, error) {
+	if o.Prefix == "" {
+		o.Prefix = "session:"
+	}
+	if strings.ContainsAny(o.Prefix, "{}") {
+		return o, fmt.Errorf("session: Options.Prefix %q must not contain '{' or '}'", o.Prefix)
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = 30 * time.Minute
+	}
+	if o.IdleTimeout < time.Millisecond {
+		return o, fmt.Errorf("session: Options.IdleTimeout %v must be at least 1ms", o.IdleTimeout)
+	}
+	if o.AbsoluteTimeout == 0 {
+		o.AbsoluteTimeout = 24 * time.Hour
+	}
+	if o.AbsoluteTimeout < time.Millisecond {
+		return o, fmt.Errorf("session: Options.AbsoluteTimeout %v must be at least 1ms", o.AbsoluteTimeout)
+	}
+	if o.TouchInterval == 0 {
+		o.TouchInterval = min(o.IdleTimeout/64, time.Minute)
+	}
+	if o.TouchInterval < 0 {
+		o.TouchInterval = 0
+	}
+	if o.MaxPerUser < 0 {
+		return o, fmt.Errorf("session: Options.MaxPerUser %d must not be negative", o.MaxPerUser)
+	}
+	if o.OnLimit != RevokeOldest && o.OnLimit != RefuseNew {
+		return o, fmt.Errorf("session: Options.OnLimit %d is not a LimitPolicy", o.OnLimit)
+	}
+	if o.Codec == nil {
+		o.Codec = JSON{}
+	}
+	if o.MaxValueBytes == 0 {
+		o.MaxValueBytes = 64 << 10
+	}
+	if o.MaxValueBytes < 0 {
+		return o, fmt.Errorf("session: Options.MaxValueBytes %d must not be negative", o.MaxValueBytes)
+	}
+	o.UserKey = append([]byte(nil), o.UserKey...)
+	return o, nil
+}

@@ -1,0 +1,746 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Store keeps sessions in Redis. It is safe for concurrent use. Each method
+// on one session (Create, Get, Update, Delete, Extend, Rotate) is one script
+// and one round trip; ListByUser, DeleteByUser and RevokeHandle are one
+// script on the user's slot; Stats and Cleanup visit every master.
+type Store struct {
+	rdb  redis.UniversalClient
+	exec redis.Scripter // rdb, or an AutoPipeliner over it
+	ap   *redis.AutoPipeliner
+	opts Options
+
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+// New returns a Store over rdb. It makes no Redis call; call Preload to load
+// the scripts on every node ahead of the first request. New panics if rdb is
+// nil and returns an error naming the field of an invalid Options.
+//
+// rdb must be a plain client (*redis.Client, *redis.ClusterClient,
+// *redis.Ring or a failover client), not an AutoPipeliner: Stats and Cleanup
+// need to reach every master. Set Options.AutoPipeline instead.
+func New(rdb redis.UniversalClient, opts Options) (*Store, error) {
+	if rdb == nil {
+		panic("session: New with nil client")
+	}
+	if _, ok := rdb.(*redis.AutoPipeliner); ok {
+		return nil, errors.New("session: New needs the underlying client, not an AutoPipeliner: set Options.AutoPipeline")
+	}
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{rdb: rdb, exec: rdb, opts: o, closed: make(chan struct{})}
+	if o.AutoPipeline {
+		ap, err := rdb.AutoPipeline()
+		if err != nil {
+			return nil, fmt.Errorf("session: Options.AutoPipeline: %w", err)
+		}
+		s.ap, s.exec = ap, ap
+	}
+	return s, nil
+}
+
+// Close releases the store's auto-pipeliner, if any. It does not close the
+// client. Close is idempotent; calls after it fail with ErrClosed.
+func (s *Store) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.closed)
+		if s.ap != nil {
+			err = s.ap.Close()
+		}
+	})
+	return err
+}
+
+func (s *Store) isClosed() bool {
+	select {
+	case <-s.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// Preload loads every script on every node (masters and replicas of a
+// cluster), so steady-state calls are a single EVALSHA. Without it the first
+// call of each script on each node costs one extra round trip (EVALSHA,
+// NOSCRIPT, EVAL).
+func (s *Store) Preload(ctx context.Context) error {
+	return s.forEachNode(ctx, true, func(ctx context.Context, c *redis.Client) error {
+		for _, sc := range allScripts {
+			if err := sc.Load(ctx, c).Err(); err != nil {
+				return wrapRedis("preload", err)
+			}
+		}
+		return nil
+	})
+}
+
+// forEachNode runs fn on every master (and replicas if asked) of a cluster
+// or ring, or on the client itself.
+func (s *Store) forEachNode(ctx context.Context, replicas bool, fn func(context.Context, *redis.Client) error) error {
+	switch c := s.rdb.(type) {
+	case *redis.ClusterClient:
+		if replicas {
+			return c.ForEachShard(ctx, fn)
+		}
+		return c.ForEachMaster(ctx, fn)
+	case *redis.Ring:
+		return c.ForEachShard(ctx, fn)
+	case *redis.Client:
+		return fn(ctx, c)
+	}
+	return fmt.Errorf("session: unsupported client type %T", s.rdb)
+}
+
+// now is the ARGV[1] of every script: 0 lets the script read Redis TIME.
+func (s *Store) now() int64 {
+	if s.opts.Clock == nil {
+		return 0
+	}
+	return s.opts.Clock().UnixMilli()
+}
+
+func (s *Store) sessionKey(tag, handle string) string {
+	return s.opts.Prefix + "{" + tag + "}:s:" + handle
+}
+
+func (s *Store) base(tag string) string { return s.opts.Prefix + "{" + tag + "}:s:" }
+
+func (s *Store) indexKey(tag string) string { return s.opts.Prefix + "{" + tag + "}:u" }
+
+// Info is a session's metadata, kept apart from its values: building a
+// "your sessions" page never decodes a payload.
+type Info struct {
+	// Handle names the session without being a credential: the base64url
+	// SHA-256 of its ID. It is safe to show and log, and RevokeHandle takes it.
+	Handle string
+	// UserID is the user the session belongs to, "" for an anonymous one.
+	UserID string
+	// IP and UserAgent are what CreateOptions recorded.
+	IP, UserAgent string
+	// CreatedAt is when Create ran; LastSeen when the session was last
+	// touched (within Options.TouchInterval).
+	CreatedAt, LastSeen time.Time
+	// ExpiresAt is when the session ends unless used again: the earlier of
+	// LastSeen+IdleTimeout and Deadline.
+	ExpiresAt time.Time
+	// Deadline is the absolute deadline.
+	Deadline time.Time
+	// IdleTimeout is this session's sliding timeout.
+	IdleTimeout time.Duration
+	// Persist says whether the client asked to be remembered.
+	Persist bool
+}
+
+// Session is a loaded session: its ID, metadata, version and encoded
+// values. Values are decoded on demand with Decode. A Session is a snapshot;
+// change the stored session with Store.Update.
+type Session struct {
+	id      string
+	info    Info
+	version int64
+	values  map[string][]byte
+	codec   Codec
+}
+
+// ID returns the session ID: the secret the client presents. Never log it.
+func (s *Session) ID() string { return s.id }
+
+// Info returns the session's metadata.
+func (s *Session) Info() Info { return s.info }
+
+// Version returns the stored version; every Update increments it. Pass it
+// as Changes.IfVersion for an optimistic update.
+func (s *Session) Version() int64 { return s.version }
+
+// Keys returns the names of the session's values, sorted.
+func (s *Session) Keys() []string {
+	keys := make([]string, 0, len(s.values))
+	for k := range s.values {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// Has reports whether the session holds a value under key.
+func (s *Session) Has(key string) bool { _, ok := s.values[key]; return ok }
+
+// Raw returns the codec bytes of the value under key (without envelope).
+func (s *Session) Raw(key string) ([]byte, bool) { b, ok := s.values[key]; return b, ok }
+
+// Decode decodes the value under key into dst. It returns ErrNoValue when
+// there is none and an error wrapping ErrCorrupt when the codec cannot
+// decode it.
+func (s *Session) Decode(key string, dst any) error {
+	b, ok := s.values[key]
+	if !ok {
+		return ErrNoValue
+	}
+	if err := s.codec.Unmarshal(b, dst); err != nil {
+		return fmt.Errorf("%w: value %q: %v", ErrCorrupt, key, err)
+	}
+	return nil
+}
+
+// String describes the session without its ID.
+func (s *Session) String() string {
+	return fmt.Sprintf("session.Session{handle:%s user:%q version:%d values:%d}",
+		s.info.Handle, s.info.UserID, s.version, len(s.values))
+}
+
+// GoString is String: %#v must not print the ID either.
+func (s *Session) GoString() string { return s.String() }
+
+// CreateOptions are the per-session settings of Create.
+type CreateOptions struct {
+	// IP and UserAgent are device metadata shown by ListByUser. At most 512
+	// bytes each.
+	IP, UserAgent string
+	// IdleTimeout and AbsoluteTimeout override the store's for this session.
+	IdleTimeout, AbsoluteTimeout time.Duration
+	// Persist records that the client asked to be remembered.
+	Persist bool
+}
+
+// Create stores a new session for userID ("" makes an anonymous session)
+// with the given values, and returns it with a fresh ID. With
+// Options.MaxPerUser set, the user's oldest sessions are revoked first, or
+// Create fails with ErrLimit (Options.OnLimit).
+func (s *Store) Create(ctx context.Context, userID string, data map[string]any, opts CreateOptions) (*Session, error) {
+	enc := make(map[string][]byte, len(data))
+	for k, v := range data {
+		b, err := s.encode(k, v)
+		if err != nil {
+			return nil, fmt.Errorf("session: create: %w", err)
+		}
+		enc[k] = b
+	}
+	return s.createRaw(ctx, userID, enc, opts)
+}
+
+func (s *Store) encode(key string, v any) ([]byte, error) {
+	if len(key) > maxKeyBytes {
+		return nil, fmt.Errorf("%w: key of %d bytes (max %d)", ErrTooLarge, len(key), maxKeyBytes)
+	}
+	b, err := seal(s.opts.Codec, v)
+	if err != nil {
+		return nil, fmt.Errorf("encoding value %q: %w", key, err)
+	}
+	if len(b) > s.opts.MaxValueBytes {
+		return nil, fmt.Errorf("%w: value %q of %d bytes (max %d)", ErrTooLarge, key, len(b), s.opts.MaxValueBytes)
+	}
+	return b, nil
+}
+
+// createRaw takes sealed values.
+func (s *Store) createRaw(ctx context.Context, userID string, enc map[string][]byte, opts CreateOptions) (*Session, error) {
+	if s.isClosed() {
+		return nil, ErrClosed
+	}
+	if len(opts.IP) > maxMetaBytes || len(opts.UserAgent) > maxMetaBytes || len(userID) > maxMetaBytes {
+		return nil, fmt.Errorf("session: create: %w: user ID, IP or user agent over %d bytes", ErrTooLarge, maxMetaBytes)
+	}
+	idle, abs := opts.IdleTimeout, opts.AbsoluteTimeout
+	if idle <= 0 {
+		idle = s.opts.IdleTimeout
+	}
+	if abs <= 0 {
+		abs = s.opts.AbsoluteTimeout
+	}
+	var tag []byte
+	if userID != "" {
+		tag = s.userTag(userID)
+	} else {
+		t, err := anonTag()
+		if err != nil {
+			return nil, err
+		}
+		tag = t
+	}
+	tok, p, err := newToken(tag)
+	if err != nil {
+		return nil, err
+	}
+	refuse := "0"
+	if s.opts.OnLimit == RefuseNew {
+		refuse = "1"
+	}
+	args := make([]any, 0, 11+2*len(enc))
+	args = append(args, s.now(), p.handle, idle.Milliseconds(), abs.Milliseconds(), userID,
+		opts.IP, opts.UserAgent, boolArg(opts.Persist), s.opts.MaxPerUser, refuse, s.base(p.tag))
+	values := make(map[string][]byte, len(enc))
+	for k, v := range enc {
+		args = append(args, "d:"+k, v)
+		values[k] = v[1:]
+	}
+	res, err := scriptCreate.Run(ctx, s.exec, []string{s.sessionKey(p.tag, p.handle), s.indexKey(p.tag)}, args...).Slice()
+	if err != nil {
+		return nil, wrapRedis("create", err)
+	}
+	if len(res) < 3 {
+		return nil, fmt.Errorf("session: create: %w: unexpected reply", ErrCorrupt)
+	}
+	now, exp, dl := msArg(res[0]), msArg(res[1]), msArg(res[2])
+	return &Session{
+		id: tok, version: 1, values: values, codec: s.opts.Codec,
+		info: Info{
+			Handle: p.handle, UserID: userID, IP: opts.IP, UserAgent: opts.UserAgent,
+			CreatedAt: now, LastSeen: now, ExpiresAt: exp, Deadline: dl,
+			IdleTimeout: idle, Persist: opts.Persist,
+		},
+	}, nil
+}
+
+// Get loads a session and records the access: last-seen moves to now and
+// the idle expiry slides (at most once per Options.TouchInterval), in the
+// same script. It returns ErrNotFound for a missing, deleted or timed-out
+// session (a timed-out one is deleted on the spot), ErrMalformedToken
+// without calling Redis, and ErrCorrupt for data it cannot read, which it
+// leaves untouched.
+func (s *Store) Get(ctx context.Context, id string) (*Session, error) {
+	p, err := parseToken(id)
+	if err != nil {
+		return nil, fmt.Errorf("session: get: %w", err)
+	}
+	if s.isClosed() {
+		return nil, ErrClosed
+	}
+	res, err := scriptGet.Run(ctx, s.exec, []string{s.sessionKey(p.tag, p.handle), s.indexKey(p.tag)},
+		s.now(), p.handle, s.opts.TouchInterval.Milliseconds()).Slice()
+	if err != nil {
+		return nil, wrapRedis("get", err)
+	}
+	if len(res) != 3 {
+		return nil, fmt.Errorf("session: get: %w: unexpected reply", ErrCorrupt)
+	}
+	fields, _ := res[2].([]any)
+	sess, err := s.decodeHash(id, p.handle, fields)
+	if err != nil {
+		return nil, fmt.Errorf("session: get: %w", err)
+	}
+	sess.info.ExpiresAt = msArg(res[1])
+	return sess, nil
+}
+
+func (s *Store) decodeHash(id, handle string, fields []any) (*Session, error) {
+	sess := &Session{id: id, codec: s.opts.Codec, values: make(map[string][]byte, max(0, len(fields)/2-9))}
+	sess.info.Handle = handle
+	for i := 0; i+1 < len(fields); i += 2 {
+		k, _ := fields[i].(string)
+		v, _ := fields[i+1].(string)
+		if strings.HasPrefix(k, "d:") {
+			b, err := open(v)
+			if err != nil {
+				return nil, fmt.Errorf("value %q: %w", k[2:], err)
+			}
+			sess.values[k[2:]] = b
+			continue
+		}
+		var err error
+		switch k {
+		case "c":
+			sess.info.CreatedAt, err = msField(v)
+		case "s":
+			sess.info.LastSeen, err = msField(v)
+		case "a":
+			sess.info.Deadline, err = msField(v)
+		case "i":
+			var ms int64
+			ms, err = strconv.ParseInt(v, 10, 64)
+			sess.info.IdleTimeout = time.Duration(ms) * time.Millisecond
+		case "v":
+			sess.version, err = strconv.ParseInt(v, 10, 64)
+		case "u":
+			sess.info.UserID = v
+		case "ip":
+			sess.info.IP = v
+		case "ua":
+			sess.info.UserAgent = v
+		case "p":
+			sess.info.Persist = v == "1"
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: metadata field %q", ErrCorrupt, k)
+		}
+	}
+	return sess, nil
+}
+
+// Changes is a partial update: only the named keys are written, so
+// concurrent updates of different keys all survive. Writers of the same key
+// are ordered by Redis and the last one wins, unless IfVersion is set.
+type Changes struct {
+	// Set maps keys to new values (encoded with the store's codec).
+	Set map[string]any
+	// Delete lists keys to remove.
+	Delete []string
+	// Persist, when not nil, records whether the client asked to be
+	// remembered.
+	Persist *bool
+	// IfVersion, when not 0, makes the update apply only if the stored
+	// version is still this one; otherwise Update fails with ErrConflict.
+	IfVersion int64
+}
+
+// Update applies changes to a live session, keeping its expiry. It never
+// brings back a session that is gone: it returns ErrNotFound and writes
+// nothing. It returns the new version.
+func (s *Store) Update(ctx context.Context, id string, ch Changes) (int64, error) {
+	enc := make(map[string][]byte, len(ch.Set))
+	for k, v := range ch.Set {
+		b, err := s.encode(k, v)
+		if err != nil {
+			return 0, fmt.Errorf("session: update: %w", err)
+		}
+		enc[k] = b
+	}
+	return s.updateRaw(ctx, id, enc, ch.Delete, ch.Persist, ch.IfVersion)
+}
+
+func (s *Store) updateRaw(ctx context.Context, id string, enc map[string][]byte, del []string, persist *bool, ifVersion int64) (int64, error) {
+	p, err := parseToken(id)
+	if err != nil {
+		return 0, fmt.Errorf("session: update: %w", err)
+	}
+	if s.isClosed() {
+		return 0, ErrClosed
+	}
+	pa := ""
+	if persist != nil {
+		pa = boolArg(*persist)
+	}
+	args := make([]any, 0, 5+2*len(enc)+len(del))
+	args = append(args, s.now(), p.handle, ifVersion, pa, len(enc))
+	for k, v := range enc {
+		args = append(args, "d:"+k, v)
+	}
+	for _, k := range del {
+		if _, set := enc[k]; !set {
+			args = append(args, "d:"+k)
+		}
+	}
+	res, err := scriptUpdate.Run(ctx, s.exec, []string{s.sessionKey(p.tag, p.handle), s.indexKey(p.tag)}, args...).Slice()
+	if err != nil {
+		return 0, wrapRedis("update", err)
+	}
+	if len(res) != 3 {
+		return 0, fmt.Errorf("session: update: %w: unexpected reply", ErrCorrupt)
+	}
+	v, _ := res[2].(int64)
+	return v, nil
+}
+
+// Delete removes a session and its index entry. Deleting a missing session
+// is not an error; the result says whether one existed.
+func (s *Store) Delete(ctx context.Context, id string) (bool, error) {
+	p, err := parseToken(id)
+	if err != nil {
+		return false, fmt.Errorf("session: delete: %w", err)
+	}
+	if s.isClosed() {
+		return false, ErrClosed
+	}
+	n, err := scriptDelete.Run(ctx, s.exec, []string{s.sessionKey(p.tag, p.handle), s.indexKey(p.tag)}, s.now(), p.handle).Int64()
+	if err != nil {
+		return false, wrapRedis("delete", err)
+	}
+	return n == 1, nil
+}
+
+// Extend moves a live session's absolute deadline to now+d if that is later
+// (it never shortens it) and records an access. It returns the new expiry
+// and deadline, or ErrNotFound.
+func (s *Store) Extend(ctx context.Context, id string, d time.Duration) (expiresAt, deadline time.Time, err error) {
+	p, err := parseToken(id)
+	if err != nil {
+		return time.Time{}, time.Time{}, fmt.Errorf("session: extend: %w", err)
+	}
+	if d <= 0 {
+		return time.Time{}, time.Time{}, fmt.Errorf("session: extend: duration %v must be positive", d)
+	}
+	if s.isClosed() {
+		return time.Time{}, time.Time{}, ErrClosed
+	}
+	res, err := scriptExtend.Run(ctx, s.exec, []string{s.sessionKey(p.tag, p.handle), s.indexKey(p.tag)},
+		s.now(), p.handle, d.Milliseconds()).Slice()
+	if err != nil {
+		return time.Time{}, time.Time{}, wrapRedis("extend", err)
+	}
+	if len(res) != 3 {
+		return time.Time{}, time.Time{}, fmt.Errorf("session: extend: %w: unexpected reply", ErrCorrupt)
+	}
+	return msArg(res[1]), msArg(res[2]), nil
+}
+
+// Rotate gives a live session a new ID, keeping its values, metadata and
+// deadline, and kills the old ID in the same script: call it on login and
+// privilege change. It returns the new ID, or ErrNotFound. A retried Rotate
+// that already succeeded reports success.
+func (s *Store) Rotate(ctx context.Context, id string) (string, error) {
+	p, err := parseToken(id)
+	if err != nil {
+		return "", fmt.Errorf("session: rotate: %w", err)
+	}
+	if s.isClosed() {
+		return "", ErrClosed
+	}
+	raw, _ := b64.DecodeString(p.tag)
+	tok, np, err := newToken(raw)
+	if err != nil {
+		return "", err
+	}
+	err = scriptRotate.Run(ctx, s.exec,
+		[]string{s.sessionKey(p.tag, p.handle), s.sessionKey(np.tag, np.handle), s.indexKey(p.tag)},
+		s.now(), p.handle, np.handle).Err()
+	if err != nil {
+		return "", wrapRedis("rotate", err)
+	}
+	return tok, nil
+}
+
+// ListByUser returns the metadata of the user's live sessions, oldest
+// first, without decoding any value. Expired entries found on the way are
+// pruned. A user without sessions gets an empty list.
+func (s *Store) ListByUser(ctx context.Context, userID string) ([]Info, error) {
+	if userID == "" {
+		return nil, errors.New("session: list by user: empty user ID")
+	}
+	if s.isClosed() {
+		return nil, ErrClosed
+	}
+	tag := b64.EncodeToString(s.userTag(userID))
+	res, err := scriptList.Run(ctx, s.rdb, []string{s.indexKey(tag)}, s.now(), s.base(tag), userID).Slice()
+	if err != nil {
+		return nil, wrapRedis("list by user", err)
+	}
+	out := make([]Info, 0, len(res))
+	for _, r := range res {
+		f, ok := r.([]any)
+		if !ok || len(f) != 8 {
+			return nil, fmt.Errorf("session: list by user: %w: unexpected reply", ErrCorrupt)
+		}
+		str := func(i int) string { v, _ := f[i].(string); return v }
+		c, s1, a := msArg(f[1]), msArg(f[2]), msArg(f[4])
+		idleMs, _ := strconv.ParseInt(str(3), 10, 64)
+		idle := time.Duration(idleMs) * time.Millisecond
+		exp := s1.Add(idle)
+		if a.Before(exp) {
+			exp = a
+		}
+		out = append(out, Info{
+			Handle: str(0), UserID: userID, IP: str(5), UserAgent: str(6),
+			CreatedAt: c, LastSeen: s1, ExpiresAt: exp, Deadline: a, IdleTimeout: idle, Persist: str(7) == "1",
+		})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	return out, nil
+}
+
+// DeleteByUser deletes every session of the user ("log out everywhere") in
+// one script and returns how many there were.
+func (s *Store) DeleteByUser(ctx context.Context, userID string) (int, error) {
+	return s.deleteUser(ctx, "delete by user", userID, "")
+}
+
+// RevokeHandle deletes the user's session with the given Info.Handle (from
+// ListByUser). It reports whether it existed; a handle of another user's
+// session is never deleted.
+func (s *Store) RevokeHandle(ctx context.Context, userID, handle string) (bool, error) {
+	if len(handle) != 43 {
+		return false, fmt.Errorf("session: revoke handle: %w", ErrMalformedToken)
+	}
+	if _, err := b64.DecodeString(handle); err != nil {
+		return false, fmt.Errorf("session: revoke handle: %w", ErrMalformedToken)
+	}
+	n, err := s.deleteUser(ctx, "revoke handle", userID, handle)
+	return n == 1, err
+}
+
+func (s *Store) deleteUser(ctx context.Context, op, userID, handle string) (int, error) {
+	if userID == "" {
+		return 0, fmt.Errorf("session: %s: empty user ID", op)
+	}
+	if s.isClosed() {
+		return 0, ErrClosed
+	}
+	tag := b64.EncodeToString(s.userTag(userID))
+	n, err := scriptDeleteUser.Run(ctx, s.exec, []string{s.indexKey(tag)}, s.now(), s.base(tag), userID, handle).Int64()
+	if err != nil {
+		return 0, wrapRedis(op, err)
+	}
+	return int(n), nil
+}
+
+// Stats counts what the store holds, scanning every master.
+type Stats struct {
+	// Sessions is the number of session keys (anonymous ones included).
+	Sessions int64
+	// Users is the number of per-user indexes: users with a live session.
+	Users int64
+	// Indexed is the number of entries over all indexes; it exceeds the
+	// number of user sessions by the stale entries Cleanup would prune.
+	Indexed int64
+}
+
+// Stats scans every master (SCAN with the store's prefix, never KEYS) and
+// counts sessions, users and index entries. It costs O(keys) on the server:
+// call it from a dashboard, not per request.
+func (s *Store) Stats(ctx context.Context) (Stats, error) {
+	if s.isClosed() {
+		return Stats{}, ErrClosed
+	}
+	var mu sync.Mutex
+	var st Stats
+	pre := escapeGlob(s.opts.Prefix)
+	err := s.forEachNode(ctx, false, func(ctx context.Context, c *redis.Client) error {
+		var local Stats
+		err := scanAll(ctx, c, pre+"{*}:s:*", "hash", func(keys []string) error {
+			local.Sessions += int64(len(keys))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		err = scanAll(ctx, c, pre+"{*}:u", "zset", func(keys []string) error {
+			local.Users += int64(len(keys))
+			cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for _, k := range keys {
+					p.ZCard(ctx, k)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			for _, cmd := range cmds {
+				local.Indexed += cmd.(*redis.IntCmd).Val()
+			}
+			return nil
+		})
+		mu.Lock()
+		st.Sessions += local.Sessions
+		st.Users += local.Users
+		st.Indexed += local.Indexed
+		mu.Unlock()
+		return err
+	})
+	if err != nil {
+		return Stats{}, wrapRedis("stats", err)
+	}
+	return st, nil
+}
+
+// Cleanup prunes what Redis TTLs cannot: index entries of sessions that
+// expired or vanished while their index lives on. It visits every master,
+// runs one script per index (pipelined per SCAN page) and returns how many
+// entries it removed. Correctness never depends on it: every write trims
+// its user's index, and an index expires with its last session.
+func (s *Store) Cleanup(ctx context.Context) (int, error) {
+	if s.isClosed() {
+		return 0, ErrClosed
+	}
+	var mu sync.Mutex
+	total := 0
+	pre := escapeGlob(s.opts.Prefix)
+	err := s.forEachNode(ctx, false, func(ctx context.Context, c *redis.Client) error {
+		// Make sure the script is cached on this node, so the pipeline of
+		// EVALSHAs below cannot meet NOSCRIPT.
+		if err := scriptCleanup.Load(ctx, c).Err(); err != nil {
+			return err
+		}
+		return scanAll(ctx, c, pre+"{*}:u", "zset", func(keys []string) error {
+			cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for _, k := range keys {
+					base := strings.TrimSuffix(k, ":u") + ":s:"
+					scriptCleanup.EvalSha(ctx, p, []string{k}, s.now(), base)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			n := 0
+			for _, cmd := range cmds {
+				v, _ := cmd.(*redis.Cmd).Int64()
+				n += int(v)
+			}
+			mu.Lock()
+			total += n
+			mu.Unlock()
+			return nil
+		})
+	})
+	if err != nil {
+		return total, wrapRedis("cleanup", err)
+	}
+	return total, nil
+}
+
+func scanAll(ctx context.Context, c *redis.Client, match, typ string, fn func([]string) error) error {
+	var cursor uint64
+	for {
+		keys, next, err := c.ScanType(ctx, cursor, match, 1000, typ).Result()
+		if err != nil {
+			return err
+		}
+		if len(keys) > 0 {
+			if err := fn(keys); err != nil {
+				return err
+			}
+		}
+		if next == 0 {
+			return nil
+		}
+		cursor = next
+	}
+}
+
+// escapeGlob makes s match itself literally in a SCAN MATCH pattern.
+func escapeGlob(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch r {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func boolArg(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+func msArg(v any) time.Time {
+	s, _ := v.(string)
+	ms, _ := strconv.ParseInt(s, 10, 64)
+	return time.UnixMilli(ms)
+}
+
+func msField(v string) (time.Time, error) {
+	ms, err := strconv.ParseInt(v, 10, 64)
+	return time.UnixMilli(ms), err
+}
