@@ -63,6 +63,10 @@ func Classify(err error) Class {
 	switch {
 	case err == nil || errors.Is(err, redis.Nil):
 		return ClassNone
+	case isLostReply(err):
+		// The cluster node hook hides the cause from go-redis; the hook
+		// that owns it turns it into an AmbiguousError or a retry.
+		return ClassAmbiguous
 	case errors.Is(err, ErrAmbiguous):
 		return ClassAmbiguous
 	case errors.Is(err, ErrUnavailable):
@@ -110,6 +114,32 @@ func isTransient(err error) bool {
 	return errors.As(err, &ne)
 }
 
+// NotApplied reports whether err proves that the command was not executed:
+// it never left this process (a failed dial, a pool timeout, the breaker
+// refusing it, a closed client) or the server refused it before running it
+// (LOADING, READONLY, MASTERDOWN, CLUSTERDOWN, TRYAGAIN, NOREPLICAS, a full
+// client table, a MOVED or ASK redirect). Such a command is safe to send
+// again even when it is not idempotent.
+func NotApplied(err error) bool {
+	if err == nil || isLostReply(err) {
+		return false
+	}
+	if isDialError(err) || errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, ErrUnavailable) ||
+		errors.Is(err, redis.ErrClosed) {
+		return true
+	}
+	if redis.IsLoadingError(err) || redis.IsReadOnlyError(err) || redis.IsMasterDownError(err) ||
+		redis.IsClusterDownError(err) || redis.IsTryAgainError(err) || redis.IsMaxClientsError(err) ||
+		redis.IsNoReplicasError(err) {
+		return true
+	}
+	if _, ok := redis.IsMovedError(err); ok {
+		return true
+	}
+	_, ok := redis.IsAskError(err)
+	return ok
+}
+
 func isDialError(err error) bool {
 	var oe *net.OpError
 	return errors.As(err, &oe) && oe.Op == "dial"
@@ -130,3 +160,31 @@ func (e *AmbiguousError) Error() string {
 
 // Unwrap returns ErrAmbiguous and the cause.
 func (e *AmbiguousError) Unwrap() []error { return []error{ErrAmbiguous, e.Cause} }
+
+// lostReply is what the cluster node hook returns in place of a network
+// error or timeout that struck after the command was written. It has no
+// Unwrap method on purpose: go-redis's ClusterClient re-sends a command whose
+// error unwraps to a timeout or EOF (its MaxRedirects loop ignores
+// MaxRetries), and that must not happen to a write whose outcome is unknown.
+// The cluster-level Hook unpacks it again.
+type lostReply struct{ cause error }
+
+func (e *lostReply) Error() string { return "rediskit: reply lost: " + e.cause.Error() }
+
+// errNotResent is the cause recorded when the node hook refuses go-redis's
+// own re-send of a pipeline that holds a non-idempotent command.
+var errNotResent = errors.New("rediskit: pipeline re-send refused after a failure")
+
+func isLostReply(err error) bool {
+	var l *lostReply
+	return errors.As(err, &l)
+}
+
+// unmark returns the cause hidden in a lostReply and true, or err and false.
+func unmark(err error) (error, bool) {
+	var l *lostReply
+	if errors.As(err, &l) {
+		return l.cause, true
+	}
+	return err, false
+}

@@ -1,0 +1,395 @@
+package rediskit
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rediskit/rediskit/retry"
+)
+
+// Mode is the kind of deployment a Config connects to.
+type Mode int
+
+const (
+	// Standalone is a single server (Config.Addr).
+	Standalone Mode = iota
+	// Sentinel is a master found through Redis Sentinel (Config.MasterName).
+	Sentinel
+	// Cluster is a Redis Cluster (Config.ClusterAddrs).
+	Cluster
+)
+
+// String returns "standalone", "sentinel" or "cluster".
+func (m Mode) String() string {
+	switch m {
+	case Sentinel:
+		return "sentinel"
+	case Cluster:
+		return "cluster"
+	}
+	return "standalone"
+}
+
+// Defaults used by Open for zero Config fields.
+const (
+	DefaultAddr                = "localhost:6379"
+	DefaultDialTimeout         = 5 * time.Second
+	DefaultReadTimeout         = 3 * time.Second
+	DefaultKeepAlive           = 5 * time.Minute
+	DefaultConnMaxIdleTime     = 30 * time.Minute
+	DefaultHealthCheckInterval = 5 * time.Second
+	DefaultBreakerThreshold    = 5
+	DefaultBreakerCooldown     = 2 * time.Second
+	DefaultDrainTimeout        = 5 * time.Second
+)
+
+// Config describes how to reach Redis and how the connection layer behaves.
+// One Config serves the three deployments: set Addr for a standalone server,
+// MasterName and SentinelAddrs for Sentinel, or ClusterAddrs for a Cluster
+// (setting more than one is a validation error). The zero value of every
+// field means its documented default; durations that can be switched off
+// take -1 for "off". Build it in code, with ParseURL or with FromEnv.
+//
+// Config.String redacts the passwords; errors from this package never
+// contain them.
+type Config struct {
+	// Addr is the "host:port" of a standalone server. Default
+	// "localhost:6379" when neither MasterName nor ClusterAddrs is set.
+	Addr string
+
+	// MasterName is the name Sentinel knows the master by; setting it selects
+	// Sentinel mode. No default.
+	MasterName string
+	// SentinelAddrs are the "host:port" addresses of the sentinels. Required
+	// in Sentinel mode.
+	SentinelAddrs []string
+	// SentinelUsername is the ACL user for the sentinels. Default none.
+	SentinelUsername string
+	// SentinelPassword authenticates to the sentinels (not to the master:
+	// that is Password). Default none.
+	SentinelPassword string `json:"-"`
+
+	// ClusterAddrs are seed "host:port" addresses of cluster nodes; setting
+	// them selects Cluster mode. The other nodes are discovered.
+	ClusterAddrs []string
+
+	// Username is the ACL user for data nodes. Default none ("default").
+	Username string
+	// Password authenticates to data nodes. Default none.
+	Password string `json:"-"`
+	// DB is the database number, standalone and Sentinel only. Default 0.
+	DB int
+
+	// TLS turns on TLS with a default configuration (system roots, server
+	// name from the address or TLSServerName). Default off.
+	TLS bool
+	// TLSServerName overrides the name verified in the server certificate.
+	// Default: the host of the address being dialled.
+	TLSServerName string
+	// TLSInsecureSkipVerify skips certificate verification (tests only).
+	// Default false.
+	TLSInsecureSkipVerify bool
+	// TLSConfig, when set, is used as is (cloned) and implies TLS; the
+	// simple TLS fields above are then ignored. Default nil.
+	TLSConfig *tls.Config
+
+	// PoolSize is the maximum number of connections per node. Default
+	// 10 per GOMAXPROCS.
+	PoolSize int
+	// MinIdleConns is the number of idle connections kept open per node.
+	// Default 0.
+	MinIdleConns int
+	// ConnMaxIdleTime closes connections idle for longer. Default 30 min;
+	// -1 keeps idle connections forever.
+	ConnMaxIdleTime time.Duration
+	// ConnMaxLifetime closes connections older than this. Default 0: no limit.
+	ConnMaxLifetime time.Duration
+
+	// DialTimeout bounds establishing one connection. Default 5 s.
+	DialTimeout time.Duration
+	// ReadTimeout bounds waiting for a reply. Default 3 s; -1 waits forever.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing a command. Default: ReadTimeout.
+	// -1 waits forever.
+	WriteTimeout time.Duration
+	// KeepAlive is the TCP keep-alive period. Default 5 min; -1 turns TCP
+	// keep-alive off.
+	KeepAlive time.Duration
+
+	// Retry is the policy for commands that are safe to repeat (see package
+	// retry): default 3 attempts, backoff from 8 ms up to 512 ms.
+	Retry retry.Policy
+
+	// HealthCheckInterval is the period of the background PING of every node.
+	// Default 5 s; -1 turns the checker off (Health then checks on demand).
+	HealthCheckInterval time.Duration
+
+	// BreakerThreshold is the number of consecutive infrastructure failures
+	// that opens the circuit breaker. Default 5; -1 turns the breaker off.
+	BreakerThreshold int
+	// BreakerCooldown is how long the breaker stays open before one probe
+	// call is let through. Default 2 s.
+	BreakerCooldown time.Duration
+	// OnBreakerChange, when set, is called (synchronously, keep it short)
+	// on every breaker state change. Default nil.
+	OnBreakerChange func(from, to BreakerState)
+
+	// DrainTimeout bounds how long Close waits for commands in flight.
+	// Default 5 s.
+	DrainTimeout time.Duration
+}
+
+// Mode returns the deployment the config selects.
+func (c Config) Mode() Mode {
+	switch {
+	case c.MasterName != "":
+		return Sentinel
+	case len(c.ClusterAddrs) > 0:
+		return Cluster
+	}
+	return Standalone
+}
+
+// withDefaults returns a copy of c with zero fields set to their defaults.
+func (c Config) withDefaults() Config {
+	if c.Mode() == Standalone && c.Addr == "" {
+		c.Addr = DefaultAddr
+	}
+	if c.PoolSize == 0 {
+		c.PoolSize = 10 * runtime.GOMAXPROCS(0)
+	}
+	if c.ConnMaxIdleTime == 0 {
+		c.ConnMaxIdleTime = DefaultConnMaxIdleTime
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = DefaultReadTimeout
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = c.ReadTimeout
+	}
+	if c.KeepAlive == 0 {
+		c.KeepAlive = DefaultKeepAlive
+	}
+	c.Retry = c.Retry.WithDefaults()
+	if c.HealthCheckInterval == 0 {
+		c.HealthCheckInterval = DefaultHealthCheckInterval
+	}
+	if c.BreakerThreshold == 0 {
+		c.BreakerThreshold = DefaultBreakerThreshold
+	}
+	if c.BreakerCooldown == 0 {
+		c.BreakerCooldown = DefaultBreakerCooldown
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = DefaultDrainTimeout
+	}
+	return c
+}
+
+// ConfigError reports an invalid Config field. Value never holds a secret.
+type ConfigError struct {
+	Field  string // the Config field (or URL parameter / variable) at fault
+	Value  string // the offending value, quoted
+	Reason string
+}
+
+func (e *ConfigError) Error() string {
+	return "rediskit: config: " + e.Field + " = " + e.Value + ": " + e.Reason
+}
+
+func badField(field string, value any, reason string) error {
+	var v string
+	switch x := value.(type) {
+	case string:
+		v = strconv.Quote(x)
+	case []string:
+		v = fmt.Sprintf("%q", x)
+	default:
+		v = fmt.Sprint(x)
+	}
+	return &ConfigError{Field: field, Value: v, Reason: reason}
+}
+
+// Validate checks c and returns a *ConfigError naming the first bad field and
+// its value (passwords are never echoed), or nil.
+func (c Config) Validate() error {
+	modes := 0
+	if c.Addr != "" {
+		modes++
+	}
+	if c.MasterName != "" {
+		modes++
+	}
+	if len(c.ClusterAddrs) > 0 {
+		modes++
+	}
+	switch {
+	case modes > 1:
+		return badField("Addr/MasterName/ClusterAddrs", c.Mode().String(), "set only one of Addr, MasterName, ClusterAddrs")
+	case c.Addr != "":
+		if err := checkAddr("Addr", c.Addr); err != nil {
+			return err
+		}
+	case c.MasterName != "":
+		if len(c.SentinelAddrs) == 0 {
+			return badField("SentinelAddrs", c.SentinelAddrs, "required with MasterName")
+		}
+		for _, a := range c.SentinelAddrs {
+			if err := checkAddr("SentinelAddrs", a); err != nil {
+				return err
+			}
+		}
+	case len(c.ClusterAddrs) > 0:
+		for _, a := range c.ClusterAddrs {
+			if err := checkAddr("ClusterAddrs", a); err != nil {
+				return err
+			}
+		}
+	}
+	if len(c.SentinelAddrs) > 0 && c.MasterName == "" {
+		return badField("MasterName", c.MasterName, "required with SentinelAddrs")
+	}
+	if c.DB < 0 {
+		return badField("DB", c.DB, "must be >= 0")
+	}
+	if c.DB != 0 && c.Mode() == Cluster {
+		return badField("DB", c.DB, "a cluster has only database 0")
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+		min  int
+	}{
+		{"PoolSize", c.PoolSize, 0},
+		{"MinIdleConns", c.MinIdleConns, 0},
+		{"BreakerThreshold", c.BreakerThreshold, -1},
+		{"Retry.MaxAttempts", c.Retry.MaxAttempts, 0},
+	} {
+		if f.v < f.min {
+			return badField(f.name, f.v, fmt.Sprintf("must be >= %d", f.min))
+		}
+	}
+	if c.PoolSize > 0 && c.MinIdleConns > c.PoolSize {
+		return badField("MinIdleConns", c.MinIdleConns, "must not exceed PoolSize")
+	}
+	for _, f := range []struct {
+		name   string
+		v      time.Duration
+		offOK  bool
+		zeroOK bool
+	}{
+		{"ConnMaxIdleTime", c.ConnMaxIdleTime, true, true},
+		{"ConnMaxLifetime", c.ConnMaxLifetime, false, true},
+		{"DialTimeout", c.DialTimeout, false, true},
+		{"ReadTimeout", c.ReadTimeout, true, true},
+		{"WriteTimeout", c.WriteTimeout, true, true},
+		{"KeepAlive", c.KeepAlive, true, true},
+		{"Retry.BaseBackoff", c.Retry.BaseBackoff, false, true},
+		{"Retry.MaxBackoff", c.Retry.MaxBackoff, false, true},
+		{"HealthCheckInterval", c.HealthCheckInterval, true, true},
+		{"BreakerCooldown", c.BreakerCooldown, false, true},
+		{"DrainTimeout", c.DrainTimeout, false, true},
+	} {
+		if f.v < 0 && !(f.offOK && f.v == -1) {
+			reason := "must be >= 0"
+			if f.offOK {
+				reason = "must be >= 0, or -1 for off"
+			}
+			return badField(f.name, f.v, reason)
+		}
+	}
+	if c.Retry.MaxBackoff > 0 && c.Retry.BaseBackoff > c.Retry.MaxBackoff {
+		return badField("Retry.BaseBackoff", c.Retry.BaseBackoff, "must not exceed Retry.MaxBackoff")
+	}
+	return nil
+}
+
+func checkAddr(field, addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return badField(field, addr, "want host:port")
+	}
+	if host == "" {
+		return badField(field, addr, "missing host")
+	}
+	if strings.ContainsAny(host, "/@?# ") {
+		return badField(field, addr, "invalid host")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return badField(field, addr, "port must be 1-65535")
+	}
+	return nil
+}
+
+// String describes c for logs: mode, addresses and the non-default settings.
+// Passwords appear as "[redacted]" when set; the TLS config as "tls".
+func (c Config) String() string {
+	var b strings.Builder
+	b.WriteString("rediskit.Config{mode=" + c.Mode().String())
+	add := func(k, v string) { b.WriteString(" " + k + "=" + v) }
+	if c.Addr != "" {
+		add("addr", c.Addr)
+	}
+	if c.MasterName != "" {
+		add("master", c.MasterName)
+	}
+	if len(c.SentinelAddrs) > 0 {
+		add("sentinels", strings.Join(c.SentinelAddrs, ","))
+	}
+	if c.SentinelUsername != "" {
+		add("sentinel_username", c.SentinelUsername)
+	}
+	if c.SentinelPassword != "" {
+		add("sentinel_password", "[redacted]")
+	}
+	if len(c.ClusterAddrs) > 0 {
+		add("cluster", strings.Join(c.ClusterAddrs, ","))
+	}
+	if c.Username != "" {
+		add("username", c.Username)
+	}
+	if c.Password != "" {
+		add("password", "[redacted]")
+	}
+	if c.DB != 0 {
+		add("db", strconv.Itoa(c.DB))
+	}
+	if c.TLS || c.TLSConfig != nil {
+		add("tls", "on")
+	}
+	for _, f := range []struct {
+		k string
+		v int
+	}{{"pool_size", c.PoolSize}, {"min_idle_conns", c.MinIdleConns}, {"breaker_threshold", c.BreakerThreshold}, {"retry_attempts", c.Retry.MaxAttempts}} {
+		if f.v != 0 {
+			add(f.k, strconv.Itoa(f.v))
+		}
+	}
+	for _, f := range []struct {
+		k string
+		v time.Duration
+	}{
+		{"conn_max_idle_time", c.ConnMaxIdleTime}, {"conn_max_lifetime", c.ConnMaxLifetime},
+		{"dial_timeout", c.DialTimeout}, {"read_timeout", c.ReadTimeout}, {"write_timeout", c.WriteTimeout},
+		{"keep_alive", c.KeepAlive}, {"retry_base_backoff", c.Retry.BaseBackoff},
+		{"retry_max_backoff", c.Retry.MaxBackoff}, {"health_check_interval", c.HealthCheckInterval},
+		{"breaker_cooldown", c.BreakerCooldown}, {"drain_timeout", c.DrainTimeout},
+	} {
+		if f.v != 0 {
+			add(f.k, f.v.String())
+		}
+	}
+	b.WriteString("}")
+	return b.String()
+}
+
+// GoString redacts like String, so %#v does not print passwords either.
+func (c Config) GoString() string { return c.String() }

@@ -1,0 +1,200 @@
+package rediskit
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/rediskit/rediskit/retry"
+)
+
+// Status is the overall health verdict.
+type Status string
+
+const (
+	// StatusUp means every node answered the last check.
+	StatusUp Status = "up"
+	// StatusDegraded means some cluster nodes did not answer, others did.
+	StatusDegraded Status = "degraded"
+	// StatusDown means no node answered the last check.
+	StatusDown Status = "down"
+)
+
+// NodeHealth is the result of the last check of one node.
+type NodeHealth struct {
+	Addr    string        // address of the node ("master via sentinels" for Sentinel)
+	Role    string        // "master" or "slave", from INFO replication
+	Version string        // redis_version from INFO server
+	Up      bool          // the node answered PING
+	Latency time.Duration // round trip of the check (PING + INFO)
+	Err     string        // why the check failed; empty when Up
+}
+
+// Health is a health report: the cached result of the last background check.
+type Health struct {
+	Status    Status
+	CheckedAt time.Time     // when the reported check ran
+	Latency   time.Duration // the slowest node's round trip
+	// LastError is the most recent check failure, kept after recovery;
+	// LastErrorAt is when it was seen (zero when there never was one).
+	LastError   string
+	LastErrorAt time.Time
+	Breaker     BreakerState
+	Nodes       []NodeHealth
+}
+
+// Healthy reports whether Status is StatusUp.
+func (h Health) Healthy() bool { return h.Status == StatusUp }
+
+// healthChecker PINGs every node each interval in one goroutine, owned by the
+// Client and stopped by Close.
+type healthChecker struct {
+	c        *Client
+	interval time.Duration
+	cancel   context.CancelFunc
+	done     chan struct{}
+
+	mu          sync.Mutex // guards last, lastErr, lastErrAt
+	last        Health
+	checkMu     sync.Mutex // one check at a time
+	lastErr     string
+	lastErrAt   time.Time
+	initialized bool
+}
+
+func startHealth(c *Client) *healthChecker {
+	h := &healthChecker{c: c, interval: c.cfg.HealthCheckInterval, done: make(chan struct{})}
+	if h.interval <= 0 {
+		close(h.done)
+		return h
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	go h.loop(ctx)
+	return h
+}
+
+func (h *healthChecker) stop() {
+	if h.cancel != nil {
+		h.cancel()
+	}
+	<-h.done
+}
+
+func (h *healthChecker) loop(ctx context.Context) {
+	defer close(h.done)
+	t := time.NewTicker(h.interval)
+	defer t.Stop()
+	h.run(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			h.run(ctx)
+		}
+	}
+}
+
+// run performs one check bounded by the interval, so checks never pile up.
+func (h *healthChecker) run(ctx context.Context) Health {
+	h.checkMu.Lock()
+	defer h.checkMu.Unlock()
+	timeout := h.interval
+	if timeout <= 0 {
+		timeout = h.c.cfg.DialTimeout + h.c.cfg.ReadTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	rep := h.check(ctx)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, n := range rep.Nodes {
+		if n.Err != "" {
+			h.lastErr, h.lastErrAt = n.Addr+": "+n.Err, rep.CheckedAt
+			break
+		}
+	}
+	rep.LastError, rep.LastErrorAt = h.lastErr, h.lastErrAt
+	h.last, h.initialized = rep, true
+	return rep
+}
+
+func (h *healthChecker) check(ctx context.Context) Health {
+	// Health probes fail fast rather than retry: a blip shows as a blip.
+	ctx = retry.WithNoRetry(ctx)
+	rep := Health{CheckedAt: time.Now()}
+	var nodes []NodeHealth
+	if cc, ok := h.c.rdb.(*redis.ClusterClient); ok {
+		var mu sync.Mutex
+		err := cc.ForEachShard(ctx, func(ctx context.Context, n *redis.Client) error {
+			nh := probe(ctx, n, n.Options().Addr)
+			mu.Lock()
+			nodes = append(nodes, nh)
+			mu.Unlock()
+			return nil
+		})
+		if err != nil && len(nodes) == 0 {
+			nodes = append(nodes, NodeHealth{Addr: h.c.addrLabel(), Err: err.Error()})
+		}
+	} else {
+		nodes = append(nodes, probe(ctx, h.c.rdb, h.c.addrLabel()))
+	}
+	sortNodes(nodes, func(n NodeHealth) string { return n.Addr })
+	up := 0
+	for _, n := range nodes {
+		if n.Up {
+			up++
+		}
+		rep.Latency = max(rep.Latency, n.Latency)
+	}
+	switch {
+	case up == len(nodes):
+		rep.Status = StatusUp
+	case up == 0:
+		rep.Status = StatusDown
+	default:
+		rep.Status = StatusDegraded
+	}
+	rep.Nodes = nodes
+	rep.Breaker = h.c.breaker.State()
+	return rep
+}
+
+// probe sends PING, INFO server and INFO replication in one round trip.
+func probe(ctx context.Context, rdb redis.Cmdable, addr string) NodeHealth {
+	n := NodeHealth{Addr: addr}
+	start := time.Now()
+	pipe := rdb.Pipeline()
+	ping := pipe.Ping(ctx)
+	server := pipe.Info(ctx, "server")
+	repl := pipe.Info(ctx, "replication")
+	_, _ = pipe.Exec(ctx)
+	n.Latency = time.Since(start)
+	if err := ping.Err(); err != nil {
+		n.Err = err.Error()
+		return n
+	}
+	n.Up = true
+	n.Version = infoField(server.Val(), "redis_version")
+	n.Role = infoField(repl.Val(), "role")
+	return n
+}
+
+// Health returns the last background check while it is fresh (younger than
+// two intervals), so a health endpoint under load costs Redis nothing. When
+// the report is stale or missing (checker off, or just started) Health runs
+// a check now, bounded by ctx.
+func (c *Client) Health(ctx context.Context) Health {
+	h := c.health
+	h.mu.Lock()
+	rep, ok := h.last, h.initialized
+	h.mu.Unlock()
+	if ok && h.interval > 0 && time.Since(rep.CheckedAt) < 2*h.interval {
+		rep.Breaker = c.breaker.State()
+		return rep
+	}
+	return h.run(ctx)
+}
