@@ -139,7 +139,7 @@ return {fmt(now), fmt(exp), redis.call('HGETALL', k)}
 `)
 
 // KEYS: session, index. ARGV: now, handle, if-version (0 = none), persist
-// ('' = keep, '0', '1'), number of set pairs, pairs..., fields to delete...
+// (” = keep, '0', '1'), number of set pairs, pairs..., fields to delete...
 // Returns {now, expiry, version}.
 var scriptUpdate = redis.NewScript(luaCommon + `
 local now = clock(ARGV[1])
@@ -240,7 +240,7 @@ trim(idx, now)
 return out
 `)
 
-// KEYS: index. ARGV: now, base, user, handle ('' = all).
+// KEYS: index. ARGV: now, base, user, handle (” = all).
 // Deletes the user's sessions (or the one with the handle) and returns how
 // many existed.
 var scriptDeleteUser = redis.NewScript(luaCommon + `

@@ -281,7 +281,10 @@ func TestTimeouts(t *testing.T) {
 		clock.Add(10 * time.Minute) // 185 minutes since creation
 		for _, op := range []func() error{
 			func() error { _, err := st.Get(ctx, s.ID()); return err },
-			func() error { _, err := st.Update(ctx, s.ID(), session.Changes{Set: map[string]any{"a": 1}}); return err },
+			func() error {
+				_, err := st.Update(ctx, s.ID(), session.Changes{Set: map[string]any{"a": 1}})
+				return err
+			},
 			func() error { _, err := st.Rotate(ctx, s.ID()); return err },
 		} {
 			if err := op(); !errors.Is(err, session.ErrNotFound) {
@@ -574,7 +577,10 @@ func TestCorruptData(t *testing.T) {
 		e.rdb.HSet(ctx, skey, "a", "soon")
 		for _, op := range []func() error{
 			func() error { _, err := e.store.Get(ctx, s.ID()); return err },
-			func() error { _, err := e.store.Update(ctx, s.ID(), session.Changes{Set: map[string]any{"x": 1}}); return err },
+			func() error {
+				_, err := e.store.Update(ctx, s.ID(), session.Changes{Set: map[string]any{"x": 1}})
+				return err
+			},
 			func() error { _, err := e.store.Rotate(ctx, s.ID()); return err },
 		} {
 			if err := op(); !errors.Is(err, session.ErrCorrupt) {

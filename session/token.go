@@ -22,8 +22,6 @@ const (
 	rawTokenLen = tagLen + secretLen
 	// TokenLen is the length in characters of every session ID.
 	TokenLen = rawTokenLen / 3 * 4
-	// tagChars is the length of the base64url-encoded tag inside keys.
-	tagChars = (tagLen*8 + 5) / 6
 )
 
 var b64 = base64.RawURLEncoding
