@@ -1,0 +1,509 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+)
+
+func TestGetOrSetMissIsThreeCommandsHitIsOne(t *testing.T) {
+	forEachTopology(t, func(t *testing.T, tp topo) {
+		ctx := ctxT(t)
+		c := newCache(t, tp.rdb, Options{})
+		var calls atomic.Int64
+		load := countingLoader(&calls, 0)
+		// Warm the cluster client and the Pub/Sub-free path once.
+		if _, err := c.GetOrSet(ctx, "warm", time.Minute, load); err != nil {
+			t.Fatal(err)
+		}
+		tp.cnt.reset()
+		v, err := c.GetOrSet(ctx, "k", time.Minute, load)
+		if err != nil || string(v) != "value-2" {
+			t.Fatalf("GetOrSet miss = %q, %v", v, err)
+		}
+		if cmds, _, _, names := tp.cnt.snapshot(); cmds > 3 {
+			t.Fatalf("GetOrSet miss: %d commands %v, want <= 3", cmds, names)
+		}
+		tp.cnt.reset()
+		v, err = c.GetOrSet(ctx, "k", time.Minute, load)
+		if err != nil || string(v) != "value-2" {
+			t.Fatalf("GetOrSet hit = %q, %v", v, err)
+		}
+		if cmds, _, _, names := tp.cnt.snapshot(); cmds != 1 {
+			t.Fatalf("GetOrSet hit: %d commands %v, want 1", cmds, names)
+		}
+		if calls.Load() != 2 {
+			t.Fatalf("loader called %d times, want 2", calls.Load())
+		}
+		// The lease is gone after the commit.
+		if n, _ := tp.rdb.Exists(ctx, c.leaseKey(c.key("k"))).Result(); n != 0 {
+			t.Fatal("lease left behind after a successful load")
+		}
+	})
+}
+
+func TestGetOrSetSingleflightInProcess(t *testing.T) {
+	forEachTopology(t, func(t *testing.T, tp topo) {
+		ctx := ctxT(t)
+		c := newCache(t, tp.rdb, Options{})
+		var calls atomic.Int64
+		release := make(chan struct{})
+		loader := func(ctx context.Context) ([]byte, error) {
+			calls.Add(1)
+			<-release
+			return []byte("v"), nil
+		}
+		// A waiter that leaves on its own context does not cancel the load.
+		short, cancel := context.WithCancel(ctx)
+		leaverErr := make(chan error, 1)
+		go func() {
+			_, err := c.GetOrSet(short, "k", time.Minute, loader)
+			leaverErr <- err
+		}()
+		waitFor(t, "the first load to start", func() bool { return calls.Load() == 1 })
+		var wg sync.WaitGroup
+		errs := make(chan error, 100)
+		for range 100 {
+			wg.Go(func() {
+				v, err := c.GetOrSet(ctx, "k", time.Minute, loader)
+				if err == nil && string(v) != "v" {
+					err = fmt.Errorf("got %q", v)
+				}
+				errs <- err
+			})
+		}
+		cancel()
+		if err := <-leaverErr; !errors.Is(err, context.Canceled) {
+			t.Fatalf("leaving waiter got %v, want context.Canceled", err)
+		}
+		waitFor(t, "100 waiters to join", func() bool { return c.Counters().DedupLoads >= 100 })
+		close(release)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if calls.Load() != 1 {
+			t.Fatalf("loader called %d times, want 1", calls.Load())
+		}
+		if v, ok, _ := c.Get(ctx, "k"); !ok || string(v) != "v" {
+			t.Fatalf("value not stored: %q %v", v, ok)
+		}
+	})
+}
+
+func TestLoaderErrorAndPanicReachEveryWaiterAndReleaseLease(t *testing.T) {
+	forEachTopology(t, func(t *testing.T, tp topo) {
+		ctx := ctxT(t)
+		c := newCache(t, tp.rdb, Options{})
+		boom := errors.New("db down")
+		for _, tc := range []struct {
+			name   string
+			loader func() ([]byte, error)
+			check  func(error) bool
+		}{
+			{"error", func() ([]byte, error) { return nil, boom }, func(err error) bool { return errors.Is(err, boom) }},
+			{"panic", func() ([]byte, error) { panic("kaboom") }, func(err error) bool {
+				var pe *PanicError
+				return errors.As(err, &pe) && pe.Value == "kaboom" && len(pe.Stack) > 0
+			}},
+		} {
+			key := "k-" + tc.name
+			start := make(chan struct{})
+			loader := func(ctx context.Context) ([]byte, error) {
+				<-start
+				return tc.loader()
+			}
+			var wg sync.WaitGroup
+			errs := make(chan error, 50)
+			for range 50 {
+				wg.Go(func() {
+					_, err := c.GetOrSet(ctx, key, time.Minute, loader)
+					errs <- err
+				})
+			}
+			waitFor(t, "waiters to join", func() bool {
+				c.mu.Lock()
+				defer c.mu.Unlock()
+				return c.flights[c.key(key)] != nil
+			})
+			close(start)
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if !tc.check(err) {
+					t.Fatalf("%s: waiter got %v", tc.name, err)
+				}
+			}
+			if n, _ := tp.rdb.Exists(ctx, c.leaseKey(c.key(key))).Result(); n != 0 {
+				t.Fatalf("%s: lease not released", tc.name)
+			}
+			// The next call loads again.
+			v, err := c.GetOrSet(ctx, key, time.Minute, func(context.Context) ([]byte, error) { return []byte("ok"), nil })
+			if err != nil || string(v) != "ok" {
+				t.Fatalf("%s: retry = %q, %v", tc.name, v, err)
+			}
+		}
+		if st := c.Counters(); st.LoaderErrors != 2 {
+			t.Fatalf("LoaderErrors = %d, want 2", st.LoaderErrors)
+		}
+	})
+}
+
+func TestDeleteDuringLoadIsNotUndone(t *testing.T) {
+	forEachTopology(t, func(t *testing.T, tp topo) {
+		ctx := ctxT(t)
+		c := newCache(t, tp.rdb, Options{})
+		started, finish := make(chan struct{}), make(chan struct{})
+		done := make(chan error, 1)
+		go func() {
+			v, err := c.GetOrSet(ctx, "k", time.Minute, func(context.Context) ([]byte, error) {
+				close(started)
+				<-finish
+				return []byte("stale-by-now"), nil
+			})
+			if err == nil && string(v) != "stale-by-now" {
+				err = fmt.Errorf("got %q", v)
+			}
+			done <- err
+		}()
+		<-started
+		if err := c.Delete(ctx, "k"); err != nil {
+			t.Fatal(err)
+		}
+		close(finish)
+		if err := <-done; err != nil {
+			t.Fatal(err) // the caller still gets its loaded value
+		}
+		if _, ok, err := c.Get(ctx, "k"); err != nil || ok {
+			t.Fatalf("the load wrote its value after Delete: %v, %v", ok, err)
+		}
+	})
+}
+
+func TestLeaseTakeoverWhenOwnerDies(t *testing.T) {
+	forEachTopology(t, func(t *testing.T, tp topo) {
+		ctx := ctxT(t)
+		c := newCache(t, tp.rdb, Options{LeasePoll: 20 * time.Millisecond})
+		// A lease whose owner died without publishing anything.
+		lk := c.leaseKey(c.key("k"))
+		if err := tp.rdb.Set(ctx, lk, "dead-owner", 300*time.Millisecond).Err(); err != nil {
+			t.Fatal(err)
+		}
+		var calls atomic.Int64
+		v, err := c.GetOrSet(ctx, "k", time.Minute, countingLoader(&calls, 0))
+		if err != nil || string(v) != "value-1" || calls.Load() != 1 {
+			t.Fatalf("GetOrSet after takeover = %q, %v (calls %d)", v, err, calls.Load())
+		}
+		if st := c.Counters(); st.LeaseWaits != 1 {
+			t.Fatalf("LeaseWaits = %d, want 1", st.LeaseWaits)
+		}
+	})
+}
+
+func TestWaiterInAnotherCacheIsWokenByPubSub(t *testing.T) {
+	forEachTopology(t, func(t *testing.T, tp topo) {
+		ctx := ctxT(t)
+		// Two Caches on one namespace stand for two processes. The fallback
+		// poll is an hour: only the Pub/Sub event can wake the waiter.
+		a := newCache(t, tp.rdb, Options{LeasePoll: time.Hour})
+		b := newCache(t, tp.rdb, Options{Prefix: a.opt.Prefix, LeasePoll: time.Hour})
+		started, finish := make(chan struct{}), make(chan struct{})
+		aDone := make(chan error, 1)
+		go func() {
+			_, err := a.GetOrSet(ctx, "k", time.Minute, func(context.Context) ([]byte, error) {
+				close(started)
+				<-finish
+				return []byte("from-a"), nil
+			})
+			aDone <- err
+		}()
+		<-started
+		bDone := make(chan error, 1)
+		var bCalls atomic.Int64
+		go func() {
+			v, err := b.GetOrSet(ctx, "k", time.Minute, countingLoader(&bCalls, 0))
+			if err == nil && string(v) != "from-a" {
+				err = fmt.Errorf("b got %q", v)
+			}
+			bDone <- err
+		}()
+		waitFor(t, "b to wait on the lease", func() bool { return b.Counters().LeaseWaits == 1 })
+		close(finish)
+		if err := <-aDone; err != nil {
+			t.Fatal(err)
+		}
+		if err := <-bDone; err != nil {
+			t.Fatal(err)
+		}
+		if bCalls.Load() != 0 {
+			t.Fatal("b ran its loader although a held the lease")
+		}
+	})
+}
+
+func TestRemoteLoaderFailureReachesWaiters(t *testing.T) {
+	forEachTopology(t, func(t *testing.T, tp topo) {
+		ctx := ctxT(t)
+		a := newCache(t, tp.rdb, Options{LeasePoll: time.Hour})
+		b := newCache(t, tp.rdb, Options{Prefix: a.opt.Prefix, LeasePoll: time.Hour})
+		started, finish := make(chan struct{}), make(chan struct{})
+		go func() {
+			_, _ = a.GetOrSet(ctx, "k", time.Minute, func(context.Context) ([]byte, error) {
+				close(started)
+				<-finish
+				return nil, errors.New("boom")
+			})
+		}()
+		<-started
+		bDone := make(chan error, 1)
+		go func() {
+			_, err := b.GetOrSet(ctx, "k", time.Minute, func(context.Context) ([]byte, error) { return []byte("b"), nil })
+			bDone <- err
+		}()
+		waitFor(t, "b to wait on the lease", func() bool { return b.Counters().LeaseWaits == 1 })
+		close(finish)
+		if err := <-bDone; !errors.Is(err, ErrRemoteLoad) {
+			t.Fatalf("b got %v, want ErrRemoteLoad", err)
+		}
+	})
+}
+
+func TestNegativeCaching(t *testing.T) {
+	forEachTopology(t, func(t *testing.T, tp topo) {
+		ctx := ctxT(t)
+		c := newCache(t, tp.rdb, Options{NegativeTTL: time.Minute})
+		var calls atomic.Int64
+		notFound := func(context.Context) ([]byte, error) {
+			calls.Add(1)
+			return nil, fmt.Errorf("user 7: %w", ErrNotFound)
+		}
+		for range 3 {
+			if _, err := c.GetOrSet(ctx, "u7", time.Minute, notFound); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("GetOrSet = %v, want ErrNotFound", err)
+			}
+		}
+		if calls.Load() != 1 {
+			t.Fatalf("loader called %d times, want 1 (the marker is cached)", calls.Load())
+		}
+		if pttl := tp.rdb.PTTL(ctx, c.key("u7")).Val(); pttl <= 0 || pttl > time.Minute {
+			t.Fatalf("marker TTL %v", pttl)
+		}
+		if _, ok, err := c.Get(ctx, "u7"); ok || err != nil {
+			t.Fatalf("Get of a not-found marker = %v, %v; want a miss", ok, err)
+		}
+		// Without NegativeTTL nothing is cached.
+		d := newCache(t, tp.rdb, Options{})
+		for range 2 {
+			if _, err := d.GetOrSet(ctx, "u8", time.Minute, notFound); !errors.Is(err, ErrNotFound) {
+				t.Fatal(err)
+			}
+		}
+		if calls.Load() != 3 {
+			t.Fatalf("loader calls = %d, want 3", calls.Load())
+		}
+	})
+}
+
+func TestStaleWhileRevalidate(t *testing.T) {
+	forEachTopology(t, func(t *testing.T, tp topo) {
+		ctx := ctxT(t)
+		c := newCache(t, tp.rdb, Options{StaleWhileRevalidate: time.Minute})
+		var calls atomic.Int64
+		load := countingLoader(&calls, 0)
+		if v, err := c.GetOrSet(ctx, "k", 50*time.Millisecond, load); err != nil || string(v) != "value-1" {
+			t.Fatalf("first = %q, %v", v, err)
+		}
+		time.Sleep(80 * time.Millisecond) // past the soft TTL, inside the stale window
+		if v, err := c.GetOrSet(ctx, "k", time.Minute, load); err != nil || string(v) != "value-1" {
+			t.Fatalf("stale read = %q, %v; want the stale value-1", v, err)
+		}
+		if _, ok, _ := c.Get(ctx, "k"); ok && calls.Load() == 1 {
+			t.Fatal("Get returned a stale value as a hit")
+		}
+		waitFor(t, "the background refresh", func() bool {
+			v, ok, _ := c.Get(ctx, "k")
+			return ok && string(v) == "value-2"
+		})
+		if st := c.Counters(); st.StaleServed != 1 || st.Loads != 2 {
+			t.Fatalf("counters %+v", st)
+		}
+	})
+}
+
+func TestStaleIfError(t *testing.T) {
+	forEachTopology(t, func(t *testing.T, tp topo) {
+		ctx := ctxT(t)
+		c := newCache(t, tp.rdb, Options{StaleIfError: time.Minute})
+		if _, err := c.GetOrSet(ctx, "k", 50*time.Millisecond, func(context.Context) ([]byte, error) { return []byte("old"), nil }); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(80 * time.Millisecond)
+		v, err := c.GetOrSet(ctx, "k", time.Minute, func(context.Context) ([]byte, error) { return nil, errors.New("db down") })
+		if err != nil || string(v) != "old" {
+			t.Fatalf("GetOrSet with a failing loader = %q, %v; want the stale value", v, err)
+		}
+		v, err = c.GetOrSet(ctx, "k", time.Minute, func(context.Context) ([]byte, error) { return []byte("new"), nil })
+		if err != nil || string(v) != "new" {
+			t.Fatalf("after recovery = %q, %v", v, err)
+		}
+		if st := c.Counters(); st.StaleServed != 1 || st.LoaderErrors != 1 {
+			t.Fatalf("counters %+v", st)
+		}
+	})
+}
+
+func TestCloseWaitsForBackgroundWork(t *testing.T) {
+	ctx := ctxT(t)
+	forEachTopology(t, func(t *testing.T, tp topo) {
+		_ = tp.rdb.Ping(ctx).Err()
+		ignore := goleak.IgnoreCurrent()
+		c, err := New(tp.rdb, Options{Prefix: strings.TrimSuffix(t.Name(), "/"), StaleWhileRevalidate: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.GetOrSet(ctx, "k", 20*time.Millisecond, func(context.Context) ([]byte, error) { return []byte("v"), nil }); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(40 * time.Millisecond)
+		started := make(chan struct{})
+		// A stale read starts a refresh whose loader blocks until Close
+		// cancels its context.
+		if _, err := c.GetOrSet(ctx, "k", time.Minute, func(ctx context.Context) ([]byte, error) {
+			close(started)
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}); err != nil {
+			t.Fatal(err)
+		}
+		<-started
+		// Also a waiter subscribed to lease events.
+		if err := c.subscribe(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Close(); err != nil {
+			t.Fatal("second Close:", err)
+		}
+		if _, err := c.GetOrSet(ctx, "other", time.Minute, func(context.Context) ([]byte, error) { return nil, nil }); !errors.Is(err, ErrClosed) {
+			t.Fatalf("GetOrSet after Close = %v, want ErrClosed", err)
+		}
+		goleak.VerifyNone(t, ignore)
+	})
+}
+
+// The multi-process stampede test: 4 processes × 200 goroutines ask for one
+// missing key whose loader takes 100 ms; the loader runs once in total,
+// counted with INCR on a counter key.
+const helperEnv = "CACHE_STAMPEDE_HELPER"
+
+func TestMultiProcessStampede(t *testing.T) {
+	forEachTopology(t, func(t *testing.T, tp topo) {
+		ctx := ctxT(t)
+		c := newCache(t, tp.rdb, Options{})
+		prefix := c.opt.Prefix
+		const procs = 4
+		cmds := make([]*exec.Cmd, procs)
+		outs := make([]*strings.Builder, procs)
+		for i := range procs {
+			cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
+			cmd.Env = append(os.Environ(),
+				helperEnv+"=1",
+				"CACHE_HELPER_ADDRS="+strings.Join(tp.addrs, ","),
+				fmt.Sprintf("CACHE_HELPER_CLUSTER=%v", tp.cluster),
+				"CACHE_HELPER_PREFIX="+prefix,
+				fmt.Sprintf("CACHE_HELPER_PROCS=%d", procs),
+			)
+			outs[i] = &strings.Builder{}
+			cmd.Stdout, cmd.Stderr = outs[i], outs[i]
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			cmds[i] = cmd
+		}
+		for i, cmd := range cmds {
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("helper %d: %v\n%s", i, err, outs[i])
+			}
+			if !strings.Contains(outs[i].String(), "helper: 200 ok") {
+				t.Fatalf("helper %d did not report 200 good answers:\n%s", i, outs[i])
+			}
+		}
+		n, err := tp.rdb.Get(ctx, c.key("loader-calls")).Int()
+		if err != nil || n != 1 {
+			t.Fatalf("loader ran %d times across %d processes (%v), want 1", n, procs, err)
+		}
+	})
+}
+
+// TestHelperProcess is the body of one process of TestMultiProcessStampede.
+func TestHelperProcess(t *testing.T) {
+	if os.Getenv(helperEnv) == "" {
+		t.Skip("helper process for TestMultiProcessStampede")
+	}
+	addrs := strings.Split(os.Getenv("CACHE_HELPER_ADDRS"), ",")
+	var rdb redis.UniversalClient
+	if os.Getenv("CACHE_HELPER_CLUSTER") == "true" {
+		rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, PoolSize: 300})
+	} else {
+		rdb = redis.NewClient(&redis.Options{Addr: addrs[0], PoolSize: 300})
+	}
+	defer rdb.Close()
+	c, err := New(rdb, Options{Prefix: os.Getenv("CACHE_HELPER_PREFIX")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Preload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Barrier: start together so every process misses.
+	procs := os.Getenv("CACHE_HELPER_PROCS")
+	ready := c.key("ready")
+	if err := rdb.Incr(ctx, ready).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for rdb.Get(ctx, ready).Val() != procs {
+		time.Sleep(5 * time.Millisecond)
+	}
+	counter := c.key("loader-calls")
+	loader := func(ctx context.Context) ([]byte, error) {
+		if err := rdb.Incr(ctx, counter).Err(); err != nil {
+			return nil, err
+		}
+		time.Sleep(100 * time.Millisecond)
+		return []byte("the-value"), nil
+	}
+	var ok atomic.Int64
+	var wg sync.WaitGroup
+	for range 200 {
+		wg.Go(func() {
+			v, err := c.GetOrSet(ctx, "hot", time.Minute, loader)
+			if err != nil {
+				fmt.Println("helper error:", err)
+				return
+			}
+			if string(v) == "the-value" {
+				ok.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	fmt.Printf("helper: %d ok\n", ok.Load())
+}
