@@ -1,0 +1,121 @@
+// Package session is a Redis session store with per-user tracking, and the
+// net/http middleware on top of it.
+//
+// It takes any go-redis redis.UniversalClient (standalone, failover or
+// Cluster) and does every operation on one session in one round trip: a Lua
+// script run with EVALSHA (Preload puts the scripts on every node first).
+//
+//	store, err := session.New(rdb, session.Options{IdleTimeout: 30 * time.Minute, MaxPerUser: 10})
+//	_ = store.Preload(ctx)
+//	s, err := store.Create(ctx, "alice", map[string]any{"cart": 3}, session.CreateOptions{IP: ip, UserAgent: ua})
+//	s, err = store.Get(ctx, s.ID())          // also records the access and slides the idle expiry
+//	_, err = store.Update(ctx, s.ID(), session.Changes{Set: map[string]any{"theme": "dark"}})
+//	id, err := store.Rotate(ctx, s.ID())     // on login and privilege change
+//	devices, err := store.ListByUser(ctx, "alice")
+//	n, err := store.DeleteByUser(ctx, "alice") // log out everywhere
+//
+// and the middleware:
+//
+//	m := session.NewManager(store, session.ManagerOptions{})
+//	http.ListenAndServe(addr, m.LoadAndSave(mux))
+//	// in a handler:
+//	m.Put(r.Context(), "flash", "saved")
+//	msg := m.PopString(r.Context(), "flash")
+//	err := m.Login(r.Context(), userID)
+//
+// # Keys
+//
+// Everything of one user shares a hash slot, so scripts never meet
+// CROSSSLOT on a Cluster:
+//
+//	<prefix>{<tag>}:s:<handle>   hash: one session
+//	<prefix>{<tag>}:u            sorted set: the user's index, member <handle>, score = expiry (ms)
+//
+// tag is base64url of 16 bytes: HMAC-SHA256(Options.UserKey, userID) (or a
+// domain-separated SHA-256 without a key) for a user, 16 random bytes for
+// an anonymous session. A user ID never appears in a key, so no user ID can
+// inject '{', '}' or glob characters, or collide with another user's tag
+// in practice (and DeleteByUser, ListByUser and the cap still check the
+// stored user ID of every session before acting on it). handle is base64url
+// of SHA-256(token): Redis never holds a token.
+//
+// The session hash keeps metadata (created-at c, last-seen s, idle timeout
+// i, absolute deadline a, version v, user u, ip, ua, persist p) apart from
+// the values (fields d:<key>), so a "your sessions" page (ListByUser) reads
+// no payload.
+//
+// # Tokens
+//
+// A session ID is base64url (no padding) of tag[16] || secret[32]: 64
+// characters, 256 bits from crypto/rand plus the tag that lets the store
+// find the user's slot without a lookup (for an anonymous session the tag
+// is random too: 384 bits). An ID of any other shape is ErrMalformedToken
+// before any Redis call. Lookups go by the SHA-256 of the token, so no token
+// is ever compared byte by byte, in Go or in Redis, and none is logged,
+// formatted (Session.String hides it) or put in an error.
+//
+// # Timeouts
+//
+// Both timeouts live in Redis. Every script reads the metadata and treats a
+// session past last-seen+idle or past its absolute deadline as gone: it
+// deletes it and answers "not found", whatever the key's TTL says. The TTL
+// (PEXPIREAT min(last-seen+idle, deadline)) only frees the memory. Get
+// slides the idle window in the same script, at most once per
+// Options.TouchInterval, so most reads write nothing. Time comes from Redis
+// TIME (one clock for all application servers) unless Options.Clock is set.
+//
+// # Concurrency rules
+//
+// Values are separate hash fields and Update writes only the keys it
+// names, so concurrent updates of different keys all survive. Writers of the
+// same key: the last one Redis runs wins. For compare-and-set, pass
+// Changes.IfVersion (Session.Version): the update applies only if no other
+// update came in between, else ErrConflict.
+//
+// No resurrection: Update, Extend and the touch in Get check, inside their
+// script, that the session exists and is within its timeouts before writing
+// anything. Delete, DeleteByUser and Rotate (RENAME to the new key, index
+// moved) are single scripts too, so a write either runs before them (and is
+// deleted with the session) or after them (and finds nothing).
+//
+// # The per-user index
+//
+// Every write to a user's session trims the user's index
+// (ZREMRANGEBYSCORE up to now) and sets the index's TTL to its latest
+// member's expiry, so an index expires with its last session: no keyspace
+// notifications, CONFIG or cron are needed. Cleanup prunes entries of
+// sessions that expired while others keep the index alive, and Stats counts
+// sessions and users; both SCAN every master.
+//
+// # Stored data
+//
+// Values are encoded by Options.Codec (JSON by default) inside a one-byte
+// versioned envelope. A value without a known envelope, metadata that is
+// not a number, or a key of the wrong type is ErrCorrupt: the store never
+// overwrites it. A value the codec cannot decode is ErrCorrupt when decoded.
+//
+// # The middleware
+//
+// Manager.LoadAndSave loads the session named by the cookie (one Get: the
+// touch included), exposes it through the request context, and saves the
+// changed keys (one Update, or one Create for a new session) just before
+// the response header is written: steady state is one Redis call per
+// request. Changes made after the response is committed are not saved and
+// are logged. When Redis cannot be reached, ManagerOptions.ErrorHandler
+// answers (503 by default) and the log carries the session's handle, never
+// its ID. Cookies default to HttpOnly, Secure, SameSite=Lax, Path=/;
+// responses that set one carry Vary: Cookie and Cache-Control: no-store.
+//
+// Login moves the session to the user's slot: Rotate when the user does not
+// change, else Create in the user's slot and Delete of the old session (two
+// calls, since the two live in different slots).
+//
+// # Auto-pipelining
+//
+// With Options.AutoPipeline the per-session scripts go through a go-redis
+// AutoPipeliner, so concurrent requests share round trips: still one
+// EVALSHA per operation, fewer system calls per EVALSHA. A batch that fails
+// on a network error may be retried as a whole (go-redis MaxRetries); every
+// script here is safe to run twice (Create and Rotate recognise their own
+// earlier success by the random new key).
+package session

@@ -1,0 +1,54 @@
+package session
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// FuzzParseToken: any input either fails with ErrMalformedToken or is a
+// 64-character base64url token whose parts re-encode to itself.
+func FuzzParseToken(f *testing.F) {
+	good, _, _ := newToken(make([]byte, tagLen))
+	for _, s := range []string{"", "x", good, good[:63], good + "A", strings.Repeat("=", 64),
+		strings.Repeat("*", 64), good[:60] + "{}:*", good[:63] + "+", "\x00" + good[1:]} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, tok string) {
+		p, err := parseToken(tok)
+		if err != nil {
+			if err != ErrMalformedToken {
+				t.Fatalf("unexpected error %v", err)
+			}
+			return
+		}
+		if len(tok) != TokenLen || strings.ContainsAny(tok, "{}*?[]\\=+/:") {
+			t.Fatalf("accepted %q", tok)
+		}
+		raw, err := b64.DecodeString(tok)
+		if err != nil || b64.EncodeToString(raw) != tok {
+			t.Fatalf("accepted non-canonical %q", tok)
+		}
+		if p.tag != b64.EncodeToString(raw[:tagLen]) || p.handle != hashToken(tok) {
+			t.Fatalf("bad parts for %q", tok)
+		}
+	})
+}
+
+// FuzzCookieHeader: whatever Cookie header a client sends, the manager
+// extracts either nothing or a well-formed token, and never panics.
+func FuzzCookieHeader(f *testing.F) {
+	good, _, _ := newToken(make([]byte, tagLen))
+	for _, s := range []string{"", "session=" + good, "session=" + good + "; other=1", "session=\"" + good + "\"",
+		"session=", "session=a; session=" + good, "=;;;", "session=" + good[:10] + "{}", "SESSION=" + good} {
+		f.Add(s)
+	}
+	m := &Manager{opts: ManagerOptions{Cookie: CookieOptions{Name: "session"}}}
+	f.Fuzz(func(t *testing.T, header string) {
+		r := &http.Request{Header: http.Header{"Cookie": {header}}}
+		tok, present := m.tokenFromRequest(r)
+		if tok != "" && (!present || !ValidToken(tok)) {
+			t.Fatalf("extracted invalid token %q from %q", tok, header)
+		}
+	})
+}
