@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
 
 	"github.com/rediskit/rediskit/session"
 )
@@ -744,4 +745,58 @@ func TestNewValidates(t *testing.T) {
 	if _, err := st.Create(context.Background(), "u", nil, session.CreateOptions{}); !errors.Is(err, session.ErrClosed) {
 		t.Fatalf("Create after Close = %v", err)
 	}
+}
+
+func TestAutoPipeline(t *testing.T) {
+	forEachTopology(t, session.Options{AutoPipeline: true}, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		s, err := e.store.Create(ctx, "ap", map[string]any{"a": 1}, session.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.count.reset()
+		g, err := e.store.Get(ctx, s.ID())
+		if err != nil || !g.Has("a") {
+			t.Fatalf("Get = %v, %v", g, err)
+		}
+		if n, cmds := e.count.get(); n != 1 || len(cmds) != 1 || cmds[0] != "evalsha" {
+			t.Fatalf("Get through the auto-pipeliner: %d round trips %v", n, cmds)
+		}
+		var wg sync.WaitGroup
+		for i := range 50 {
+			wg.Go(func() {
+				if _, err := e.store.Update(ctx, s.ID(), session.Changes{Set: map[string]any{fmt.Sprintf("k%d", i): i}}); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		g, err = e.store.Get(ctx, s.ID())
+		if err != nil || len(g.Keys()) != 51 {
+			t.Fatalf("after concurrent updates: %v %v", g.Keys(), err)
+		}
+		if _, err := e.store.Get(ctx, strings.Repeat("A", session.TokenLen)); !errors.Is(err, session.ErrNotFound) {
+			t.Fatalf("miss through the auto-pipeliner: %v", err)
+		}
+		if err := e.store.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.store.Get(ctx, s.ID()); !errors.Is(err, session.ErrClosed) {
+			t.Fatalf("Get after Close: %v", err)
+		}
+
+		// The auto-pipeliner's goroutines belong to the store: Close stops them.
+		before := goleak.IgnoreCurrent()
+		st, err := session.New(e.rdb, session.Options{AutoPipeline: true, Prefix: e.opts.Prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Get(ctx, s.ID()); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Close(); err != nil {
+			t.Fatal(err)
+		}
+		goleak.VerifyNone(t, before)
+	})
 }
