@@ -140,6 +140,15 @@ func (h *Hook) retryPipeline(ctx context.Context, cmds []redis.Cmder, next redis
 			return firstErr(cmds)
 		}
 		if !resendable {
+			if tx {
+				// The transaction as a whole may or may not have run.
+				h.ambiguous.Add(1)
+				name := firstWrite(cmds)
+				for _, c := range failed {
+					c.SetErr(&AmbiguousError{Cmd: name, Cause: c.Err()})
+				}
+				return firstErr(cmds)
+			}
 			for _, c := range failed {
 				if !IsIdempotent(c) && !NotApplied(c.Err()) {
 					h.ambiguous.Add(1)
@@ -162,6 +171,16 @@ func (h *Hook) retryPipeline(ctx context.Context, cmds []redis.Cmder, next redis
 			return firstErr(cmds)
 		}
 	}
+}
+
+// firstWrite names the first non-idempotent command of cmds.
+func firstWrite(cmds []redis.Cmder) string {
+	for _, c := range cmds {
+		if !IsIdempotent(c) {
+			return c.Name()
+		}
+	}
+	return cmds[0].Name()
 }
 
 func firstErr(cmds []redis.Cmder) error {
