@@ -19,6 +19,7 @@ import (
 // percentile read from it is at most 25 % above the true value.
 type histogram struct {
 	counts [64 << 2]atomic.Uint64
+	sum    atomic.Int64 // nanoseconds, for a Prometheus histogram's _sum
 }
 
 func bucketOf(ns uint64) int {
@@ -31,8 +32,8 @@ func bucketOf(ns uint64) int {
 
 // bucketUpper returns the exclusive upper bound of bucket i in nanoseconds.
 func bucketUpper(i int) uint64 {
-	if i < 4 {
-		return uint64(i) + 1
+	if i < 8 { // indexes 4-7 are never used: 4-7 ns land in 8-11
+		return uint64(min(i, 4)) + 1
 	}
 	e, sub := i>>2, uint64(i&3)
 	return (5 + sub) << (e - 2)
@@ -43,6 +44,22 @@ func (h *histogram) observe(d time.Duration) {
 		d = 0
 	}
 	h.counts[bucketOf(uint64(d))].Add(1)
+	h.sum.Add(int64(d))
+}
+
+// LatencyBuckets are the upper bounds LatencyStats.Buckets reports counts
+// for: the usual Prometheus bounds for a Redis command, 50 µs to 10 s.
+var LatencyBuckets = []time.Duration{
+	50 * time.Microsecond, 100 * time.Microsecond, 250 * time.Microsecond, 500 * time.Microsecond,
+	time.Millisecond, 2500 * time.Microsecond, 5 * time.Millisecond, 10 * time.Millisecond,
+	25 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 250 * time.Millisecond,
+	500 * time.Millisecond, time.Second, 2500 * time.Millisecond, 5 * time.Second, 10 * time.Second,
+}
+
+// LatencyBucket is one cumulative bucket of the latency histogram.
+type LatencyBucket struct {
+	UpperBound time.Duration // inclusive upper bound, one of LatencyBuckets
+	Count      uint64        // calls that took at most UpperBound
 }
 
 // LatencyStats summarizes the latency of calls (a pipeline counts as one
@@ -54,6 +71,12 @@ type LatencyStats struct {
 	P90   time.Duration
 	P99   time.Duration
 	Max   time.Duration // upper bound of the highest non-empty bucket
+	Sum   time.Duration // total time of all calls
+	// Buckets counts the calls at or under each of LatencyBuckets,
+	// cumulatively, for a Prometheus histogram. A call is counted under the
+	// first bound at or above its fine bucket's upper bound, so a count can
+	// lag by at most the 25 % width of one fine bucket.
+	Buckets []LatencyBucket
 }
 
 func (h *histogram) snapshot() LatencyStats {
@@ -67,7 +90,16 @@ func (h *histogram) snapshot() LatencyStats {
 			top = i
 		}
 	}
-	s := LatencyStats{Count: total}
+	s := LatencyStats{Count: total, Sum: time.Duration(h.sum.Load())}
+	s.Buckets = make([]LatencyBucket, len(LatencyBuckets))
+	var cum uint64
+	fine := 0
+	for i, ub := range LatencyBuckets {
+		for ; fine < len(counts) && bucketUpper(fine) <= uint64(ub); fine++ {
+			cum += counts[fine]
+		}
+		s.Buckets[i] = LatencyBucket{UpperBound: ub, Count: cum}
+	}
 	if total == 0 {
 		return s
 	}
@@ -115,6 +147,7 @@ type ServerStats struct {
 	EvictedKeys      int64
 	ExpiredKeys      int64
 	UptimeSeconds    int64 // in a sum: the smallest uptime of the masters
+	Keys             int64 // keys in every database (INFO keyspace)
 }
 
 // NodeStats is the INFO digest of one master.
@@ -222,6 +255,7 @@ func (a *ServerStats) add(b ServerStats) {
 	a.OpsPerSec += b.OpsPerSec
 	a.EvictedKeys += b.EvictedKeys
 	a.ExpiredKeys += b.ExpiredKeys
+	a.Keys += b.Keys
 	if first || b.UptimeSeconds < a.UptimeSeconds {
 		a.UptimeSeconds = b.UptimeSeconds
 	}
@@ -256,6 +290,15 @@ func parseInfo(info string) ServerStats {
 		if p := fields[k]; p != nil {
 			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
 				*p = n
+			}
+			continue
+		}
+		// Keyspace lines: "db0:keys=12,expires=3,avg_ttl=0".
+		if strings.HasPrefix(k, "db") {
+			if keys, _, ok := strings.Cut(strings.TrimPrefix(v, "keys="), ","); ok && strings.HasPrefix(v, "keys=") {
+				if n, err := strconv.ParseInt(keys, 10, 64); err == nil {
+					s.Keys += n
+				}
 			}
 		}
 	}

@@ -63,6 +63,10 @@ type ClearOptions struct {
 	// Progress, if set, is called after every unlinked batch with the number
 	// of keys removed so far, from one goroutine at a time.
 	Progress func(removed int64)
+	// DryRun counts the matching keys and deletes nothing; Clear then
+	// returns the count (a key SCAN returns twice while the keyspace is
+	// rehashed is counted twice).
+	DryRun bool
 }
 
 // ClearPattern removes every key of the namespace matching p and returns how
@@ -100,6 +104,11 @@ func (c *Cache) Clear(ctx context.Context, p Pattern, o ClearOptions) (int64, er
 		var cursor uint64
 		batch := make([]string, 0, o.Batch)
 		flush := func() error {
+			if o.DryRun {
+				report(int64(len(batch)))
+				batch = batch[:0]
+				return nil
+			}
 			n, err := unlink(ctx, node, batch, cluster)
 			report(n)
 			batch = batch[:0]
