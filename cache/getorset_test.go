@@ -126,6 +126,7 @@ func TestLoaderErrorAndPanicReachEveryWaiterAndReleaseLease(t *testing.T) {
 				<-start
 				return tc.loader()
 			}
+			d0 := c.Counters().DedupLoads
 			var wg sync.WaitGroup
 			errs := make(chan error, 50)
 			for range 50 {
@@ -134,11 +135,7 @@ func TestLoaderErrorAndPanicReachEveryWaiterAndReleaseLease(t *testing.T) {
 					errs <- err
 				})
 			}
-			waitFor(t, "waiters to join", func() bool {
-				c.mu.Lock()
-				defer c.mu.Unlock()
-				return c.flights[c.key(key)] != nil
-			})
+			waitFor(t, "50 waiters to share one flight", func() bool { return c.Counters().DedupLoads-d0 == 49 })
 			close(start)
 			wg.Wait()
 			close(errs)

@@ -1,0 +1,75 @@
+// Package cache is a cache-aside layer over Redis that is correct on Cluster
+// and protects the data source from stampedes across processes.
+//
+// It works with any redis.UniversalClient (go-redis v9): a standalone or
+// Sentinel *redis.Client, a *redis.ClusterClient or a *redis.Ring.
+//
+// # Layers
+//
+// Cache stores []byte values: Set, Get, Delete, Exists, MGet, MSet, Incr and
+// Decr (the TTL is set atomically when a counter is created), GetOrSet,
+// ClearPattern and Stats. Typed[T] sits on top with a pluggable Codec (JSON by
+// default, MessagePack with MsgpackCodec). Every stored value starts with a
+// 12-byte header — magic, format version, codec id, flags (compressed, "not
+// found" marker) and a soft expiry — so a value written by another version or
+// codec, or a corrupt one, is counted in Stats.DecodeFailures, deleted and
+// treated as a miss: never a panic, never a zero value passed off as a hit.
+// Payloads from Options.CompressThreshold bytes up are flate-compressed.
+//
+// Keys live in a namespace, "<Prefix>:v<Version>:<key>"; a deploy that
+// changes the stored type bumps Version and abandons the old values.
+//
+// # Stampede protection
+//
+// GetOrSet runs one loader per key at a time across all processes. In a
+// process, concurrent misses share one flight; a caller may leave on its own
+// context while the load goes on, on a context detached from the callers and
+// bounded by Options.LoadTimeout. Across processes, the flight first takes a
+// lease in Redis (SET NX PX with a random owner token; a Lua script that also
+// returns the value if it appeared). The owner stores its result with a
+// second script that writes only while the lease still holds its token, then
+// deletes the lease and publishes an event. Delete removes the lease with
+// the value, so a load that was running during a Delete cannot write its now
+// outdated result back. Processes waiting on a lease are woken by that
+// Pub/Sub event (one subscription per Cache) with a bounded fallback poll,
+// and take over when the owner dies and its lease expires. A loader error or
+// panic releases the lease and reaches every waiter (ErrRemoteLoad in other
+// processes). A miss costs 3 commands: GET, the lease script, the commit.
+//
+// # Freshness
+//
+// TTLJitter spreads expiries. NegativeTTL caches a loader's ErrNotFound.
+// StaleWhileRevalidate serves a value past its TTL while one background
+// refresh runs; StaleIfError serves it when the loader fails. Background
+// refreshes belong to the Cache: Close cancels and waits for them.
+//
+// # Cluster
+//
+// MGet groups keys by hash slot (CRC16 and hash tags, computed here), sends
+// one MGET per slot — a GET for a lone key — and lets the cluster pipeline
+// send one batch per master, in parallel: one round trip per master. Per-key
+// failures come back in a *BatchError. ClearPattern SCANs every master and
+// UNLINKs in bounded batches grouped by slot; user text is escaped (Literal,
+// Prefix, Pattern.Lit) so it cannot widen a pattern, and wildcards are only
+// written explicitly (Glob, Pattern.Any).
+//
+// # Degradation
+//
+// When Redis is unavailable (retry.IsUnavailable), GetOrSet either calls the
+// loader directly (FailOpen) or returns an error matching
+// retry.ErrUnavailable (FailClosed, the default).
+//
+// # Example
+//
+//	c, err := cache.New(rdb, cache.Options{Prefix: "users", Version: 2})
+//	if err != nil { ... }
+//	defer c.Close()
+//	users := cache.NewTyped[User](c, nil) // JSON
+//	u, err := users.GetOrSet(ctx, id, 10*time.Minute, func(ctx context.Context) (User, error) {
+//		return db.LoadUser(ctx, id) // return cache.ErrNotFound for a missing user
+//	})
+//
+// A near cache (an in-process tier kept coherent by CLIENT TRACKING) is meant
+// to slot in under Typed through the unexported tier interface that *Cache
+// implements.
+package cache
