@@ -3,7 +3,6 @@ package rediskit
 import (
 	"bufio"
 	"context"
-	"errors"
 	"math/bits"
 	"strconv"
 	"strings"
@@ -12,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/rediskit/rediskit/retry"
 )
 
 // histogram is a fixed-bucket latency histogram updated with one atomic add
@@ -123,15 +124,18 @@ func (h *histogram) snapshot() LatencyStats {
 type counters struct {
 	commands  atomic.Uint64
 	pipelines atomic.Uint64
-	errors    atomic.Uint64
+	failures  atomic.Uint64
 	latency   histogram
 }
 
 func (c *counters) observe(start time.Time, n int, err error) {
 	c.latency.observe(time.Since(start))
 	c.commands.Add(uint64(n))
-	if err != nil && !errors.Is(err, redis.Nil) {
-		c.errors.Add(1)
+	if err != nil {
+		switch retry.Classify(err) {
+		case retry.ClassTransient, retry.ClassUnavailable, retry.ClassAmbiguous:
+			c.failures.Add(1)
+		}
 	}
 }
 
@@ -163,13 +167,17 @@ type Stats struct {
 	// of a cluster): hits, misses, timeouts, total, idle and stale
 	// connections.
 	Pool redis.PoolStats
-	// Commands is the number of commands issued by callers (each command of
-	// a pipeline counts once); the background health checker's are included.
+	// Commands is the number of commands issued (each command of a pipeline
+	// counts once), including the health checker's and the connection
+	// handshakes' (HELLO, CLIENT SETINFO), which go-redis runs through hooks.
 	Commands uint64
 	// Pipelines is the number of pipelines and transactions issued.
 	Pipelines uint64
-	// Errors is the number of calls that failed (redis.Nil is not a failure).
-	Errors uint64
+	// Failures is the number of calls that failed because Redis could not
+	// serve them: network errors, timeouts, LOADING and the like, breaker
+	// refusals, ambiguous writes. Error replies (WRONGTYPE), redis.Nil and
+	// the caller's own context errors are not failures.
+	Failures uint64
 	// Latency covers every call from hook entry to return, retries included.
 	Latency LatencyStats
 	// Retries is the number of re-sent commands or pipelines.
@@ -194,7 +202,7 @@ func (c *Client) Stats(ctx context.Context) (Stats, error) {
 	s := Stats{
 		Commands:        c.counters.commands.Load(),
 		Pipelines:       c.counters.pipelines.Load(),
-		Errors:          c.counters.errors.Load(),
+		Failures:        c.counters.failures.Load(),
 		Latency:         c.counters.latency.snapshot(),
 		Retries:         c.retry.Retries(),
 		Ambiguous:       c.retry.Ambiguous(),
