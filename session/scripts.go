@@ -8,9 +8,9 @@ import "github.com/redis/go-redis/v9"
 // ("<prefix>{<tag>}:s:") plus a member; those keys share the declared keys'
 // hash tag, so they live in the same slot on the same node.
 //
-// Session hash fields: c created-at, s last-seen, i idle timeout, a absolute
-// deadline (all ms), v version, u user ID ("" = anonymous), ip, ua, p persist
-// flag, and d:<key> for each value. All times come from ARGV[1] when it is
+// Session hash fields: m the packed metadata "created,last-seen,idle,
+// deadline,version,persist" (times in ms), u the user ID ("" = anonymous),
+// x the device info (len(ip) ":" ip ua), and d:<key> for each value. All times come from ARGV[1] when it is
 // positive (Options.Clock) and from the server's TIME otherwise.
 const luaCommon = `
 local function fmt(x) return string.format('%d', x) end
@@ -34,15 +34,27 @@ local function trim(idx, now)
   end
 end
 
+-- parse reads the packed metadata field m: "created,lastseen,idle,deadline,version,persist".
+local function parse(raw)
+  local c, s, i, a, v, p = string.match(raw, '^(%d+),(%d+),(%d+),(%d+),(%d+),([01])$')
+  if not c then return false end
+  return {c = tonumber(c), s = tonumber(s), i = tonumber(i), a = tonumber(a), v = tonumber(v), p = p}
+end
+
+local function pack(m)
+  return fmt(m.c) .. ',' .. fmt(m.s) .. ',' .. fmt(m.i) .. ',' .. fmt(m.a) .. ',' .. fmt(m.v) .. ',' .. m.p
+end
+
 -- meta reads the metadata of a session: nil when missing, false when corrupt.
 local function meta(k)
-  local f = redis.call('HMGET', k, 'c', 's', 'i', 'a', 'v', 'u')
+  local f = redis.call('HMGET', k, 'm', 'u')
   if f[1] == false then
     if redis.call('EXISTS', k) == 1 then return false end
     return nil
   end
-  local m = {c = tonumber(f[1]), s = tonumber(f[2]), i = tonumber(f[3]), a = tonumber(f[4]), v = tonumber(f[5]), u = f[6]}
-  if not (m.c and m.s and m.i and m.a and m.v) or m.u == false then return false end
+  local m = parse(f[1])
+  if not m or f[2] == false then return false end
+  m.u = f[2]
   return m
 end
 
@@ -57,8 +69,9 @@ end
 
 -- slide records activity: last-seen = now, expiry = min(now + idle, deadline).
 local function slide(k, idx, h, m, now)
+  m.s = now
   local exp = math.min(now + m.i, m.a)
-  redis.call('HSET', k, 's', fmt(now))
+  redis.call('HSET', k, 'm', pack(m))
   redis.call('PEXPIREAT', k, fmt(exp))
   if m.u ~= '' then
     redis.call('ZADD', idx, fmt(exp), h)
@@ -74,9 +87,9 @@ local function hsetChunks(k, args, from, to)
 end
 `
 
-// KEYS: session, index. ARGV: now, handle, idle ms, absolute ms, user, ip,
-// ua, persist, max per user, refuse (1) or revoke (0), base, then
-// field/value pairs.
+// KEYS: session, index. ARGV: now, handle, idle ms, absolute ms, user,
+// device info, (unused), persist, max per user, refuse (1) or revoke (0),
+// base, then field/value pairs.
 var scriptCreate = redis.NewScript(luaCommon + `
 local now = clock(ARGV[1])
 local k, idx, h = KEYS[1], KEYS[2], ARGV[2]
@@ -94,9 +107,10 @@ if user ~= '' then
   if max > 0 and redis.call('ZCARD', idx) >= max then
     local live = {}
     for _, mem in ipairs(redis.call('ZRANGE', idx, 0, -1)) do
-      local f = redis.pcall('HMGET', base .. mem, 'c', 'u')
+      local f = redis.pcall('HMGET', base .. mem, 'm', 'u')
       if type(f) == 'table' and f[1] and f[2] == user then
-        table.insert(live, {mem, tonumber(f[1]) or 0})
+        local mm = parse(f[1])
+        table.insert(live, {mem, mm and mm.c or 0})
       elseif type(f) == 'table' and f[1] == false then
         redis.call('ZREM', idx, mem)
       end
@@ -113,8 +127,8 @@ if user ~= '' then
 end
 local abs = now + absttl
 local exp = math.min(now + idle, abs)
-redis.call('HSET', k, 'c', fmt(now), 's', fmt(now), 'i', fmt(idle), 'a', fmt(abs), 'v', '1',
-  'u', user, 'ip', ARGV[6], 'ua', ARGV[7], 'p', ARGV[8])
+redis.call('HSET', k, 'm', pack({c = now, s = now, i = idle, a = abs, v = 1, p = ARGV[8]}),
+  'u', user, 'x', ARGV[6])
 hsetChunks(k, ARGV, 12, #ARGV)
 redis.call('PEXPIREAT', k, fmt(exp))
 if user ~= '' then
@@ -125,17 +139,28 @@ return {fmt(now), fmt(exp), fmt(abs)}
 `)
 
 // KEYS: session, index. ARGV: now, handle, touch interval ms.
-// Returns nil when missing, else {now, expiry, {field, value, ...}}.
+// Returns nil when missing, else the session hash as HGETALL gives it. The
+// hash is read once (HGETALL) and the metadata found in it: crossing the
+// Lua boundary costs per element, so Get does it once each way.
 var scriptGet = redis.NewScript(luaCommon + `
 local now = clock(ARGV[1])
 local k, idx, h = KEYS[1], KEYS[2], ARGV[2]
-local m = meta(k)
-if m == nil then return nil end
-if m == false then return redis.error_reply('SESSCORRUPT session metadata') end
+local all = redis.call('HGETALL', k)
+if #all == 0 then return nil end
+local mi, u
+for j = 1, #all, 2 do
+  local f = all[j]
+  if f == 'm' then mi = j + 1 elseif f == 'u' then u = all[j + 1] end
+end
+local m = mi and parse(all[mi])
+if not m or not u then return redis.error_reply('SESSCORRUPT session metadata') end
+m.u = u
 if dead(m, now) then kill(k, idx, h, now) return nil end
-local exp = math.min(m.s + m.i, m.a)
-if now - m.s >= tonumber(ARGV[3]) then exp = slide(k, idx, h, m, now) end
-return {fmt(now), fmt(exp), redis.call('HGETALL', k)}
+if now - m.s >= tonumber(ARGV[3]) then
+  slide(k, idx, h, m, now)
+  all[mi] = pack(m)
+end
+return all
 `)
 
 // KEYS: session, index. ARGV: now, handle, if-version (0 = none), persist
@@ -155,10 +180,11 @@ if nset > 0 then hsetChunks(k, ARGV, 6, 5 + 2 * nset) end
 for j = 6 + 2 * nset, #ARGV, 200 do
   redis.call('HDEL', k, unpack(ARGV, j, math.min(j + 199, #ARGV)))
 end
-if ARGV[4] ~= '' then redis.call('HSET', k, 'p', ARGV[4]) end
-local v = redis.call('HINCRBY', k, 'v', 1)
+if ARGV[4] ~= '' then m.p = ARGV[4] end
+m.v = m.v + 1
+redis.call('HSET', k, 'm', pack(m))
 if m.u ~= '' then trim(idx, now) end
-return {fmt(now), fmt(math.min(m.s + m.i, m.a)), v}
+return {fmt(now), fmt(math.min(m.s + m.i, m.a)), m.v}
 `)
 
 // KEYS: session, index. ARGV: now, handle. Returns 1 if a session was deleted.
@@ -180,10 +206,7 @@ if m == nil then return nil end
 if m == false then return redis.error_reply('SESSCORRUPT session metadata') end
 if dead(m, now) then kill(k, idx, h, now) return nil end
 local a = now + tonumber(ARGV[3])
-if a > m.a then
-  m.a = a
-  redis.call('HSET', k, 'a', fmt(a))
-end
+if a > m.a then m.a = a end
 local exp = slide(k, idx, h, m, now)
 return {fmt(now), fmt(exp), fmt(m.a)}
 `)
@@ -204,14 +227,14 @@ if m == nil then
 end
 if dead(m, now) then kill(old, idx, ARGV[2], now) return nil end
 redis.call('RENAME', old, new)
-redis.call('HINCRBY', new, 'v', 1)
+m.v = m.v + 1
 if m.u ~= '' then redis.call('ZREM', idx, ARGV[2]) end
 local exp = slide(new, idx, ARGV[3], m, now)
 return {fmt(now), fmt(exp)}
 `)
 
 // KEYS: index. ARGV: now, base, user.
-// Returns {{handle, c, s, i, a, ip, ua, p}, ...} for the user's live sessions.
+// Returns {{handle, m, x}, ...} for the user's live sessions.
 var scriptList = redis.NewScript(luaCommon + `
 local now = clock(ARGV[1])
 local idx, base, user = KEYS[1], ARGV[2], ARGV[3]
@@ -219,18 +242,18 @@ trim(idx, now)
 local out = {}
 for _, h in ipairs(redis.call('ZRANGE', idx, 0, -1)) do
   local k = base .. h
-  local f = redis.pcall('HMGET', k, 'c', 's', 'i', 'a', 'u', 'ip', 'ua', 'p')
+  local f = redis.pcall('HMGET', k, 'm', 'u', 'x')
   if type(f) == 'table' then
     if f[1] == false then
       redis.call('ZREM', idx, h)
     else
-      local c, s, i, a = tonumber(f[1]), tonumber(f[2]), tonumber(f[3]), tonumber(f[4])
-      if c and s and i and a and f[5] == user then
-        if now >= a or now >= s + i then
+      local m = parse(f[1])
+      if m and f[2] == user then
+        if dead(m, now) then
           redis.call('DEL', k)
           redis.call('ZREM', idx, h)
         else
-          table.insert(out, {h, f[1], f[2], f[3], f[4], f[6] or '', f[7] or '', f[8] or '0'})
+          table.insert(out, {h, f[1], f[3] or ''})
         end
       end
     end

@@ -286,7 +286,7 @@ func (s *Store) createRaw(ctx context.Context, userID string, enc map[string][]b
 	}
 	args := make([]any, 0, 11+2*len(enc))
 	args = append(args, s.now(), p.handle, idle.Milliseconds(), abs.Milliseconds(), userID,
-		opts.IP, opts.UserAgent, boolArg(opts.Persist), s.opts.MaxPerUser, refuse, s.base(p.tag))
+		packDevice(opts.IP, opts.UserAgent), "", boolArg(opts.Persist), s.opts.MaxPerUser, refuse, s.base(p.tag))
 	values := make(map[string][]byte, len(enc))
 	for k, v := range enc {
 		args = append(args, "d:"+k, v)
@@ -324,65 +324,99 @@ func (s *Store) Get(ctx context.Context, id string) (*Session, error) {
 	if s.isClosed() {
 		return nil, ErrClosed
 	}
-	res, err := scriptGet.Run(ctx, s.exec, []string{s.sessionKey(p.tag, p.handle), s.indexKey(p.tag)},
+	fields, err := scriptGet.Run(ctx, s.exec, []string{s.sessionKey(p.tag, p.handle), s.indexKey(p.tag)},
 		s.now(), p.handle, s.opts.TouchInterval.Milliseconds()).Slice()
 	if err != nil {
 		return nil, wrapRedis("get", err)
 	}
-	if len(res) != 3 {
-		return nil, fmt.Errorf("session: get: %w: unexpected reply", ErrCorrupt)
-	}
-	fields, _ := res[2].([]any)
 	sess, err := s.decodeHash(id, p.handle, fields)
 	if err != nil {
 		return nil, fmt.Errorf("session: get: %w", err)
 	}
-	sess.info.ExpiresAt = msArg(res[1])
 	return sess, nil
 }
 
 func (s *Store) decodeHash(id, handle string, fields []any) (*Session, error) {
-	sess := &Session{id: id, codec: s.opts.Codec, values: make(map[string][]byte, max(0, len(fields)/2-9))}
+	sess := &Session{id: id, codec: s.opts.Codec, values: make(map[string][]byte, max(0, len(fields)/2-3))}
 	sess.info.Handle = handle
+	var haveMeta bool
 	for i := 0; i+1 < len(fields); i += 2 {
 		k, _ := fields[i].(string)
 		v, _ := fields[i+1].(string)
-		if strings.HasPrefix(k, "d:") {
+		switch {
+		case strings.HasPrefix(k, "d:"):
 			b, err := open(v)
 			if err != nil {
 				return nil, fmt.Errorf("value %q: %w", k[2:], err)
 			}
 			sess.values[k[2:]] = b
-			continue
-		}
-		var err error
-		switch k {
-		case "c":
-			sess.info.CreatedAt, err = msField(v)
-		case "s":
-			sess.info.LastSeen, err = msField(v)
-		case "a":
-			sess.info.Deadline, err = msField(v)
-		case "i":
-			var ms int64
-			ms, err = strconv.ParseInt(v, 10, 64)
-			sess.info.IdleTimeout = time.Duration(ms) * time.Millisecond
-		case "v":
-			sess.version, err = strconv.ParseInt(v, 10, 64)
-		case "u":
+		case k == "m":
+			var err error
+			sess.version, err = parseMeta(v, &sess.info)
+			if err != nil {
+				return nil, err
+			}
+			haveMeta = true
+		case k == "u":
 			sess.info.UserID = v
-		case "ip":
-			sess.info.IP = v
-		case "ua":
-			sess.info.UserAgent = v
-		case "p":
-			sess.info.Persist = v == "1"
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%w: metadata field %q", ErrCorrupt, k)
+		case k == "x":
+			var err error
+			sess.info.IP, sess.info.UserAgent, err = unpackDevice(v)
+			if err != nil {
+				return nil, err
+			}
 		}
 	}
+	if !haveMeta {
+		return nil, fmt.Errorf("%w: no metadata", ErrCorrupt)
+	}
 	return sess, nil
+}
+
+// parseMeta reads the packed metadata field "created,last-seen,idle,
+// deadline,version,persist" into info and returns the version.
+func parseMeta(m string, info *Info) (int64, error) {
+	var n [5]int64
+	rest := m
+	for i := range n {
+		j := strings.IndexByte(rest, ',')
+		if j < 0 {
+			return 0, fmt.Errorf("%w: metadata", ErrCorrupt)
+		}
+		v, err := strconv.ParseInt(rest[:j], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%w: metadata", ErrCorrupt)
+		}
+		n[i], rest = v, rest[j+1:]
+	}
+	if rest != "0" && rest != "1" {
+		return 0, fmt.Errorf("%w: metadata", ErrCorrupt)
+	}
+	info.CreatedAt = time.UnixMilli(n[0])
+	info.LastSeen = time.UnixMilli(n[1])
+	info.IdleTimeout = time.Duration(n[2]) * time.Millisecond
+	info.Deadline = time.UnixMilli(n[3])
+	info.ExpiresAt = info.LastSeen.Add(info.IdleTimeout)
+	if info.Deadline.Before(info.ExpiresAt) {
+		info.ExpiresAt = info.Deadline
+	}
+	info.Persist = rest == "1"
+	return n[4], nil
+}
+
+// packDevice stores IP and user agent in one field: len(ip) ":" ip ua.
+func packDevice(ip, ua string) string { return strconv.Itoa(len(ip)) + ":" + ip + ua }
+
+func unpackDevice(x string) (ip, ua string, err error) {
+	j := strings.IndexByte(x, ':')
+	if j < 0 {
+		return "", "", fmt.Errorf("%w: device info", ErrCorrupt)
+	}
+	n, perr := strconv.Atoi(x[:j])
+	if perr != nil || n < 0 || n > len(x)-j-1 {
+		return "", "", fmt.Errorf("%w: device info", ErrCorrupt)
+	}
+	return x[j+1 : j+1+n], x[j+1+n:], nil
 }
 
 // Changes is a partial update: only the named keys are written, so
@@ -535,21 +569,18 @@ func (s *Store) ListByUser(ctx context.Context, userID string) ([]Info, error) {
 	out := make([]Info, 0, len(res))
 	for _, r := range res {
 		f, ok := r.([]any)
-		if !ok || len(f) != 8 {
+		if !ok || len(f) != 3 {
 			return nil, fmt.Errorf("session: list by user: %w: unexpected reply", ErrCorrupt)
 		}
-		str := func(i int) string { v, _ := f[i].(string); return v }
-		c, s1, a := msArg(f[1]), msArg(f[2]), msArg(f[4])
-		idleMs, _ := strconv.ParseInt(str(3), 10, 64)
-		idle := time.Duration(idleMs) * time.Millisecond
-		exp := s1.Add(idle)
-		if a.Before(exp) {
-			exp = a
+		handle, _ := f[0].(string)
+		m, _ := f[1].(string)
+		x, _ := f[2].(string)
+		info := Info{Handle: handle, UserID: userID}
+		if _, err := parseMeta(m, &info); err != nil {
+			continue // the script lists only parseable metadata
 		}
-		out = append(out, Info{
-			Handle: str(0), UserID: userID, IP: str(5), UserAgent: str(6),
-			CreatedAt: c, LastSeen: s1, ExpiresAt: exp, Deadline: a, IdleTimeout: idle, Persist: str(7) == "1",
-		})
+		info.IP, info.UserAgent, _ = unpackDevice(x)
+		out = append(out, info)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
 	return out, nil
@@ -738,9 +769,4 @@ func msArg(v any) time.Time {
 	s, _ := v.(string)
 	ms, _ := strconv.ParseInt(s, 10, 64)
 	return time.UnixMilli(ms)
-}
-
-func msField(v string) (time.Time, error) {
-	ms, err := strconv.ParseInt(v, 10, 64)
-	return time.UnixMilli(ms), err
 }
