@@ -1,0 +1,37 @@
+// Package retry decides when a failed Redis call may be repeated, and
+// repeats it.
+//
+// go-redis retries every command by default, writes included: an INCR whose
+// reply was lost is sent again and applied twice, without an error. This
+// package replaces that with a rule: a command is sent again only when doing
+// so cannot change the outcome —
+//
+//   - the error proves it never ran (NotApplied: a failed dial, a pool
+//     timeout, LOADING, READONLY, TRYAGAIN, MOVED, the breaker refusing it);
+//   - the command is idempotent (IsIdempotent: reads, SET without NX/XX/GET,
+//     DEL, EXPIRE without options, HSET, SADD, ZADD without INCR, …);
+//   - or the caller vouched for it with WithIdempotent.
+//
+// Any other write whose reply was lost fails with an *AmbiguousError, which
+// matches ErrAmbiguous and unwraps to the cause: the caller knows the write
+// may or may not have been applied, and decides (read back, reconcile, or
+// report).
+//
+// Hook applies the rule to every command and pipeline of a go-redis client
+// whose own retries are off (MaxRetries: -1); Install also covers the retry
+// loop that go-redis's ClusterClient runs regardless of MaxRetries. Retries
+// wait with full-jitter exponential backoff (Policy) and never past the
+// context's deadline. Do applies the same policy to a caller's own
+// multi-step operation.
+//
+// Classify sorts errors into classes (none, caller, transient, unavailable,
+// ambiguous) through any wrapping; IsUnavailable and IsInfrastructure are
+// the predicates fail-open callers and circuit breakers use.
+//
+//	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+//	retry.NewHook(retry.Policy{}).Install(rdb)
+//	n, err := rdb.Incr(ctx, "visits").Result()
+//	if errors.Is(err, retry.ErrAmbiguous) {
+//		// the increment may or may not have happened
+//	}
+package retry
