@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/rediskit/rediskit"
+)
+
+// redisFlag adds the --redis flag every command has.
+func redisFlag(fs *flag.FlagSet) *string {
+	return fs.String("redis", "", "Redis `URL` (redis://, rediss://, redis-sentinel://, redis-cluster://); default $REDIS_URL")
+}
+
+// errNoRedis says that no Redis was configured for a command that needs one.
+var errNoRedis = errors.New("no Redis configured: pass --redis URL or set REDIS_URL")
+
+// loadConfig builds the Config from --redis, or else from REDIS_URL and the
+// REDISKIT_* variables. ok is false when neither names a server.
+func loadConfig(e *env, url string) (cfg rediskit.Config, ok bool, err error) {
+	if url != "" {
+		cfg, err = rediskit.ParseURL(url)
+		if err != nil {
+			return cfg, false, withCode(exitUsage, fmt.Errorf("--redis: %w", err))
+		}
+		return cfg, true, nil
+	}
+	if e.getenv("REDIS_URL") == "" {
+		return cfg, false, nil
+	}
+	cfg, err = rediskit.FromEnv()
+	if err != nil {
+		return cfg, false, withCode(exitUsage, err)
+	}
+	return cfg, true, nil
+}
+
+// connect opens a client for an operator command: quick to give up, with no
+// background health checker, and an unreachable server is exit status 3.
+func connect(ctx context.Context, e *env, url string) (*rediskit.Client, error) {
+	cfg, ok, err := loadConfig(e, url)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, withCode(exitUsage, errNoRedis)
+	}
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = 2 * time.Second
+	}
+	cfg.HealthCheckInterval = -1
+	c, err := rediskit.Open(ctx, cfg)
+	if err != nil {
+		var ce *rediskit.ConfigError
+		if errors.As(err, &ce) {
+			return nil, withCode(exitUsage, err)
+		}
+		return nil, withCode(exitUnreachable, err)
+	}
+	return c, nil
+}

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/rediskit/rediskit/session"
+)
+
+func runSessions(ctx context.Context, e *env, args []string) error {
+	const synopsis = "rediskit sessions list --user U | revoke (--user U | --id ID | --user U --handle H) | cleanup | stats"
+	fs := newFlagSet(e, "sessions", synopsis,
+		`Operate on the sessions of a rediskit session store:
+  list     the live sessions of a user (devices, IPs, times)
+  revoke   end every session of a user, one session by ID, or one by handle
+  cleanup  prune per-user index entries of expired sessions, on every master
+  stats    count sessions, users and index entries`,
+		"rediskit sessions list --user alice\nrediskit sessions revoke --user alice --json\nrediskit sessions revoke --id <session id>\nrediskit sessions cleanup --prefix myapp:session:")
+	url := redisFlag(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	prefix := fs.String("prefix", "session:", "key `prefix` of the session store (session.Options.Prefix)")
+	user := fs.String("user", "", "user `ID`")
+	id := fs.String("id", "", "session `ID` (the cookie value)")
+	handle := fs.String("handle", "", "session `handle` as listed (with --user)")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageErrorf("want one of list, revoke, cleanup, stats (usage: %s)", synopsis)
+	}
+	sub := pos[0]
+	switch sub {
+	case "list":
+		if *user == "" {
+			return usageErrorf("list needs --user")
+		}
+	case "revoke":
+		if (*user == "") == (*id == "") && *handle == "" {
+			return usageErrorf("revoke needs --user or --id (not both)")
+		}
+		if *handle != "" && (*user == "" || *id != "") {
+			return usageErrorf("--handle goes with --user")
+		}
+		if *id != "" && !session.ValidToken(*id) {
+			return usageErrorf("--id: not a session ID")
+		}
+	case "cleanup", "stats":
+	default:
+		return usageErrorf("unknown sessions command %q (want list, revoke, cleanup, stats)", sub)
+	}
+
+	c, err := connect(ctx, e, *url)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	store, err := session.New(c.Redis(), session.Options{Prefix: *prefix})
+	if err != nil {
+		return withCode(exitUsage, err)
+	}
+	defer store.Close()
+
+	switch sub {
+	case "list":
+		return sessionsList(ctx, e, store, *user, *asJSON)
+	case "revoke":
+		return sessionsRevoke(ctx, e, store, *user, *id, *handle, *asJSON)
+	case "cleanup":
+		stop := e.spinner("cleaning up session indexes")
+		n, err := store.Cleanup(ctx)
+		stop()
+		if err != nil {
+			return err
+		}
+		return say(e, *asJSON, map[string]any{"pruned": n}, "pruned %d stale index entries\n", n)
+	default:
+		s, err := store.Stats(ctx)
+		if err != nil {
+			return err
+		}
+		return say(e, *asJSON, map[string]any{"sessions": s.Sessions, "users": s.Users, "index_entries": s.Indexed},
+			"sessions: %d\nusers: %d\nindex entries: %d\n", s.Sessions, s.Users, s.Indexed)
+	}
+}
+
+func sessionsList(ctx context.Context, e *env, store *session.Store, user string, asJSON bool) error {
+	list, err := store.ListByUser(ctx, user)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		out := make([]map[string]any, 0, len(list))
+		for _, s := range list {
+			out = append(out, map[string]any{
+				"handle": s.Handle, "user": s.UserID, "ip": s.IP, "user_agent": s.UserAgent,
+				"created_at": s.CreatedAt.UTC(), "last_seen": s.LastSeen.UTC(),
+				"expires_at": s.ExpiresAt.UTC(), "deadline": s.Deadline.UTC(),
+			})
+		}
+		writeJSON(e.stdout, out)
+		return nil
+	}
+	if len(list) == 0 {
+		fmt.Fprintf(e.stdout, "no live session for user %q\n", user)
+		return nil
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "HANDLE\tIP\tCREATED\tLAST SEEN\tEXPIRES\tUSER AGENT")
+	for _, s := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Handle, dash(s.IP), s.CreatedAt.Format(time.RFC3339),
+			s.LastSeen.Format(time.RFC3339), s.ExpiresAt.Format(time.RFC3339), dash(s.UserAgent))
+	}
+	return tw.Flush()
+}
+
+func sessionsRevoke(ctx context.Context, e *env, store *session.Store, user, id, handle string, asJSON bool) error {
+	var (
+		n   int
+		err error
+	)
+	switch {
+	case handle != "":
+		var ok bool
+		ok, err = store.RevokeHandle(ctx, user, handle)
+		if ok {
+			n = 1
+		}
+	case id != "":
+		var ok bool
+		ok, err = store.Delete(ctx, id)
+		if ok {
+			n = 1
+		}
+	default:
+		n, err = store.DeleteByUser(ctx, user)
+	}
+	if err != nil {
+		return err
+	}
+	return say(e, asJSON, map[string]any{"revoked": n}, "revoked %d session(s)\n", n)
+}
+
+// say prints v as JSON, or the formatted human line.
+func say(e *env, asJSON bool, v any, format string, a ...any) error {
+	if asJSON {
+		writeJSON(e.stdout, v)
+		return nil
+	}
+	fmt.Fprintf(e.stdout, format, a...)
+	return nil
+}
