@@ -302,7 +302,7 @@ func TestPipelineRetry(t *testing.T) {
 func TestClusterIncrNotResent(t *testing.T) {
 	ctx := context.Background()
 	cl := redistest.SharedCluster(t)
-	run := func(t *testing.T, rdb *redis.ClusterClient) (error, int) {
+	run := func(t *testing.T, rdb *redis.ClusterClient) (int, error) {
 		key := redistest.Prefix(t) + "n"
 		m, err := rdb.MasterForKey(ctx, key)
 		if err != nil {
@@ -332,12 +332,12 @@ func TestClusterIncrNotResent(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return ierr, v
+		return v, ierr
 	}
 
 	t.Run("client", func(t *testing.T) {
 		c := open(t, Config{ClusterAddrs: cl.Addrs(), ReadTimeout: 300 * time.Millisecond, HealthCheckInterval: -1, BreakerThreshold: -1})
-		err, v := run(t, c.Redis().(*redis.ClusterClient))
+		v, err := run(t, c.Redis().(*redis.ClusterClient))
 		if !errors.Is(err, retry.ErrAmbiguous) || v != 1 {
 			t.Fatalf("Incr: err %v, counter %d; want ErrAmbiguous and 1", err, v)
 		}
@@ -347,7 +347,7 @@ func TestClusterIncrNotResent(t *testing.T) {
 			o.MaxRetries = -1
 			o.ReadTimeout = 300 * time.Millisecond
 		})
-		err, v := run(t, rdb)
+		v, err := run(t, rdb)
 		if v < 2 {
 			t.Fatalf("bare ClusterClient: err %v, counter %d; expected go-redis to re-send (counter >= 2)", err, v)
 		}

@@ -3,7 +3,6 @@ package rediskit
 import (
 	"context"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -126,5 +125,3 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-
-func contains(haystack, needle string) bool { return strings.Contains(haystack, needle) }
