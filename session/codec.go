@@ -39,10 +39,10 @@ func seal(codec Codec, v any) ([]byte, error) {
 	return out, nil
 }
 
-// open strips and checks the envelope.
-func open(stored string) ([]byte, error) {
+// open strips and checks the envelope, without copying.
+func open(stored string) (string, error) {
 	if len(stored) == 0 || stored[0] != envelopeV1 {
-		return nil, fmt.Errorf("%w: unknown value envelope", ErrCorrupt)
+		return "", fmt.Errorf("%w: unknown value envelope", ErrCorrupt)
 	}
-	return []byte(stored[1:]), nil
+	return stored[1:], nil
 }

@@ -120,7 +120,7 @@ func remoteHost(r *http.Request) string {
 // entry is one value of the request's session: its codec bytes, and the Go
 // value when the handler put it in this request.
 type entry struct {
-	raw    []byte
+	raw    string
 	val    any
 	hasVal bool
 }
@@ -394,7 +394,7 @@ func (m *Manager) Put(ctx context.Context, key string, val any) {
 		st.encodeErr = fmt.Errorf("session: put: %w", err)
 		return
 	}
-	st.values[key] = entry{raw: b[1:], val: val, hasVal: true}
+	st.values[key] = entry{raw: string(b[1:]), val: val, hasVal: true}
 	st.dirty[key] = struct{}{}
 }
 
@@ -426,7 +426,7 @@ func (m *Manager) Decode(ctx context.Context, key string, dst any) error {
 	if !ok {
 		return ErrNoValue
 	}
-	if err := m.store.opts.Codec.Unmarshal(e.raw, dst); err != nil {
+	if err := m.store.opts.Codec.Unmarshal([]byte(e.raw), dst); err != nil {
 		return fmt.Errorf("%w: value %q: %v", ErrCorrupt, key, err)
 	}
 	return nil
@@ -447,7 +447,7 @@ func getAs[T any](m *Manager, ctx context.Context, key string) T {
 		}
 	}
 	var v T
-	if err := m.store.opts.Codec.Unmarshal(e.raw, &v); err != nil {
+	if err := m.store.opts.Codec.Unmarshal([]byte(e.raw), &v); err != nil {
 		return zero
 	}
 	return v

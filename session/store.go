@@ -157,7 +157,7 @@ type Session struct {
 	id      string
 	info    Info
 	version int64
-	values  map[string][]byte
+	values  map[string]string // codec bytes, envelope stripped
 	codec   Codec
 }
 
@@ -185,7 +185,7 @@ func (s *Session) Keys() []string {
 func (s *Session) Has(key string) bool { _, ok := s.values[key]; return ok }
 
 // Raw returns the codec bytes of the value under key (without envelope).
-func (s *Session) Raw(key string) ([]byte, bool) { b, ok := s.values[key]; return b, ok }
+func (s *Session) Raw(key string) ([]byte, bool) { b, ok := s.values[key]; return []byte(b), ok }
 
 // Decode decodes the value under key into dst. It returns ErrNoValue when
 // there is none and an error wrapping ErrCorrupt when the codec cannot
@@ -195,7 +195,7 @@ func (s *Session) Decode(key string, dst any) error {
 	if !ok {
 		return ErrNoValue
 	}
-	if err := s.codec.Unmarshal(b, dst); err != nil {
+	if err := s.codec.Unmarshal([]byte(b), dst); err != nil {
 		return fmt.Errorf("%w: value %q: %v", ErrCorrupt, key, err)
 	}
 	return nil
@@ -287,10 +287,10 @@ func (s *Store) createRaw(ctx context.Context, userID string, enc map[string][]b
 	args := make([]any, 0, 11+2*len(enc))
 	args = append(args, s.now(), p.handle, idle.Milliseconds(), abs.Milliseconds(), userID,
 		packDevice(opts.IP, opts.UserAgent), "", boolArg(opts.Persist), s.opts.MaxPerUser, refuse, s.base(p.tag))
-	values := make(map[string][]byte, len(enc))
+	values := make(map[string]string, len(enc))
 	for k, v := range enc {
 		args = append(args, "d:"+k, v)
-		values[k] = v[1:]
+		values[k] = string(v[1:])
 	}
 	res, err := scriptCreate.Run(ctx, s.exec, []string{s.sessionKey(p.tag, p.handle), s.indexKey(p.tag)}, args...).Slice()
 	if err != nil {
@@ -337,7 +337,7 @@ func (s *Store) Get(ctx context.Context, id string) (*Session, error) {
 }
 
 func (s *Store) decodeHash(id, handle string, fields []any) (*Session, error) {
-	sess := &Session{id: id, codec: s.opts.Codec, values: make(map[string][]byte, max(0, len(fields)/2-3))}
+	sess := &Session{id: id, codec: s.opts.Codec, values: make(map[string]string, max(0, len(fields)/2-3))}
 	sess.info.Handle = handle
 	var haveMeta bool
 	for i := 0; i+1 < len(fields); i += 2 {
