@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -45,6 +46,9 @@ type Cache struct {
 	refreshing map[string]struct{}
 
 	hub hub
+
+	tokenPrefix string
+	tokenSeq    atomic.Uint64
 }
 
 // New returns a Cache storing values in rdb under the namespace of opt. It
@@ -60,12 +64,13 @@ func New(rdb redis.UniversalClient, opt Options) (*Cache, error) {
 		return nil, err
 	}
 	c := &Cache{
-		rdb:        rdb,
-		reader:     rdb,
-		opt:        o,
-		ns:         o.Prefix + ":v" + strconv.FormatUint(uint64(o.Version), 10) + ":",
-		flights:    make(map[string]*flight),
-		refreshing: make(map[string]struct{}),
+		rdb:         rdb,
+		reader:      rdb,
+		opt:         o,
+		ns:          o.Prefix + ":v" + strconv.FormatUint(uint64(o.Version), 10) + ":",
+		flights:     make(map[string]*flight),
+		refreshing:  make(map[string]struct{}),
+		tokenPrefix: randomPrefix(),
 	}
 	base := c.ns[:len(c.ns)-1]
 	c.leaseNS = base + "#lease{"

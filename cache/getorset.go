@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -23,7 +24,8 @@ type LoaderFunc[T any] func(ctx context.Context) (T, error)
 // Lease protocol, all keys of one call in one slot (see Cache.leaseKey):
 //
 //	acquire  if mode is 'm' and the value exists: {0, value}
-//	         SET lease token NX PX leaseTTL succeeded:  {1}
+//	         SET lease token NX PX leaseTTL succeeded, or the lease
+//	         already holds our token (a re-sent batch):  {1}
 //	         otherwise (held by another owner):         {2, lease PTTL}
 //	commit   only if the lease still holds our token: SET value, DEL lease,
 //	         PUBLISH the event; otherwise nothing (a Delete removed the lease,
@@ -37,6 +39,7 @@ if ARGV[3] == 'm' then
   if v then return {0, v} end
 end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1} end
+if redis.call('GET', KEYS[2]) == ARGV[1] then return {1} end
 return {2, redis.call('PTTL', KEYS[2])}`)
 
 	scriptCommit = redis.NewScript(`
@@ -169,10 +172,17 @@ func (c *Cache) flightDo(ctx context.Context, rk string, fn func(base context.Co
 	}
 }
 
-func newToken() string {
+// newToken returns a lease owner token unique across processes: a random
+// per-Cache prefix (128 bits from crypto/rand) and a counter. Lease tokens
+// name an owner; they guard no data, so they need not be secret.
+func (c *Cache) newToken() string {
+	return c.tokenPrefix + strconv.FormatUint(c.tokenSeq.Add(1), 36)
+}
+
+func randomPrefix() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
-	return hex.EncodeToString(b[:])
+	return hex.EncodeToString(b[:]) + ":"
 }
 
 // loadLeased is the body of a flight: take the lease and load, or wait for
@@ -181,7 +191,7 @@ func (c *Cache) loadLeased(base context.Context, rk, key string, ttl time.Durati
 	wctx, cancel := context.WithTimeout(base, c.opt.LeaseTTL+c.opt.LoadTimeout)
 	defer cancel()
 	lk := c.leaseKey(rk)
-	token := newToken()
+	token := c.newToken()
 	mode := "m"
 	if stale != nil {
 		mode = "r" // a stale value is present: acquire must not return it
@@ -193,7 +203,7 @@ func (c *Cache) loadLeased(base context.Context, rk, key string, ttl time.Durati
 		}
 	}()
 	for {
-		res, err := scriptAcquire.Run(wctx, c.rdb, []string{rk, lk}, token, c.opt.LeaseTTL.Milliseconds(), mode).Slice()
+		res, err := scriptAcquire.Run(wctx, c.reader, []string{rk, lk}, token, c.opt.LeaseTTL.Milliseconds(), mode).Slice()
 		if err != nil {
 			if stale != nil {
 				c.st.staleServed.Add(1)
@@ -218,7 +228,7 @@ func (c *Cache) loadLeased(base context.Context, rk, key string, ttl time.Durati
 			}
 			return e, nil
 		case 1:
-			return c.fill(base, rk, lk, key, token, ttl, codec, loader, stale)
+			return c.fill(base, wctx, rk, lk, key, token, ttl, codec, loader, stale)
 		}
 		if events == nil {
 			c.st.leaseWaits.Add(1)
@@ -263,35 +273,34 @@ func (c *Cache) loadLeased(base context.Context, rk, key string, ttl time.Durati
 
 // fill runs the loader under our lease and stores its result if the lease is
 // still ours.
-func (c *Cache) fill(base context.Context, rk, lk, key, token string, ttl time.Duration, codec byte, loader LoaderFunc[[]byte], stale *entry) (entry, error) {
+//
+// wctx bounds the writes after the load; it outlives the loader's own
+// LoadTimeout, so the lease is settled even when the loader timed out.
+func (c *Cache) fill(base, wctx context.Context, rk, lk, key, token string, ttl time.Duration, codec byte, loader LoaderFunc[[]byte], stale *entry) (entry, error) {
 	payload, lerr := c.callLoader(base, loader)
-	// Writes after the load get their own bound: the load may have used up
-	// LoadTimeout, and the lease must be settled either way.
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(base), c.opt.LoadTimeout)
-	defer cancel()
 	keys := []string{rk, lk}
 	switch {
 	case lerr == nil:
 		redisTTL, soft := c.ttls(ttl, time.Now())
 		b, err := c.encode(codec, payload, soft, false)
 		if err != nil {
-			_ = scriptRelease.Run(wctx, c.rdb, keys, token, c.channel, string(evFailed)+rk).Err()
+			_ = scriptRelease.Run(wctx, c.reader, keys, token, c.channel, string(evFailed)+rk).Err()
 			return entry{}, fmt.Errorf("cache: get or set %q: %w", key, err)
 		}
 		// Not stored (lease lost to a Delete or an expiry) or a failed write:
 		// the loaded value is still the right answer for the callers.
-		_ = scriptCommit.Run(wctx, c.rdb, keys, token, b, redisTTL.Milliseconds(), c.channel, string(evStored)+rk).Err()
+		_ = scriptCommit.Run(wctx, c.reader, keys, token, b, redisTTL.Milliseconds(), c.channel, string(evStored)+rk).Err()
 		return entry{h: Header{Codec: codec, SoftExpiry: soft}, payload: payload}, nil
 	case errors.Is(lerr, ErrNotFound):
 		if c.opt.NegativeTTL > 0 {
 			b, _ := c.encode(codec, nil, 0, true)
-			_ = scriptCommit.Run(wctx, c.rdb, keys, token, b, c.opt.NegativeTTL.Milliseconds(), c.channel, string(evStored)+rk).Err()
+			_ = scriptCommit.Run(wctx, c.reader, keys, token, b, c.opt.NegativeTTL.Milliseconds(), c.channel, string(evStored)+rk).Err()
 		} else {
-			_ = scriptRelease.Run(wctx, c.rdb, keys, token, c.channel, string(evNotFound)+rk).Err()
+			_ = scriptRelease.Run(wctx, c.reader, keys, token, c.channel, string(evNotFound)+rk).Err()
 		}
 		return entry{h: Header{Negative: true}}, nil
 	default:
-		_ = scriptRelease.Run(wctx, c.rdb, keys, token, c.channel, string(evFailed)+rk).Err()
+		_ = scriptRelease.Run(wctx, c.reader, keys, token, c.channel, string(evFailed)+rk).Err()
 		if stale != nil {
 			c.st.staleServed.Add(1)
 			return *stale, nil
@@ -363,17 +372,17 @@ func (c *Cache) refresh(rk, key string, ttl time.Duration, codec byte, loader Lo
 			delete(c.refreshing, rk)
 			c.mu.Unlock()
 		}()
-		ctx, cancel := context.WithTimeout(c.baseCtx, c.opt.LoadTimeout)
+		ctx, cancel := context.WithTimeout(c.baseCtx, c.opt.LeaseTTL+c.opt.LoadTimeout)
 		defer cancel()
 		lk := c.leaseKey(rk)
-		token := newToken()
-		res, err := scriptAcquire.Run(ctx, c.rdb, []string{rk, lk}, token, c.opt.LeaseTTL.Milliseconds(), "r").Slice()
+		token := c.newToken()
+		res, err := scriptAcquire.Run(ctx, c.reader, []string{rk, lk}, token, c.opt.LeaseTTL.Milliseconds(), "r").Slice()
 		if err != nil {
 			return
 		}
 		if st, _ := res[0].(int64); st != 1 {
 			return
 		}
-		_, _ = c.fill(c.baseCtx, rk, lk, key, token, ttl, codec, loader, nil)
+		_, _ = c.fill(c.baseCtx, ctx, rk, lk, key, token, ttl, codec, loader, nil)
 	}()
 }

@@ -56,10 +56,11 @@ type Options struct {
 	// Default FailClosed.
 	Degrade Degrade
 
-	// AutoPipeline sends Get, Exists and the read of GetOrSet through the
-	// client's shared AutoPipeliner (rdb.AutoPipeline()): many concurrent
-	// reads share one round trip. Writes always use the client itself.
-	// Default false.
+	// AutoPipeline sends reads (Get, MGet, Exists, Counter) and the lease
+	// scripts of GetOrSet through the client's shared AutoPipeliner
+	// (rdb.AutoPipeline()): concurrent calls share round trips. All of these
+	// are safe to repeat, as the auto-pipeliner may re-send a failed batch;
+	// Set, MSet, Delete and Incr always use the client itself. Default false.
 	AutoPipeline bool
 
 	// CompressThreshold is the payload size in bytes from which values are
