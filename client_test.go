@@ -719,3 +719,29 @@ func TestParseInfo(t *testing.T) {
 		t.Fatalf("infoField = %q", v)
 	}
 }
+
+// TestHealthDegraded: one paused cluster master makes the report degraded,
+// with the failing node named.
+func TestHealthDegraded(t *testing.T) {
+	ctx := context.Background()
+	cl := redistest.SharedCluster(t)
+	c := open(t, Config{ClusterAddrs: cl.Addrs(), ReadTimeout: 200 * time.Millisecond, HealthCheckInterval: -1})
+	if h := c.Health(ctx); h.Status != StatusUp || len(h.Nodes) != 3 {
+		t.Fatalf("Health = %+v, want up with 3 nodes", h)
+	}
+	victim := cl.Masters[1]
+	victim.Pause()
+	h := c.Health(ctx)
+	victim.Resume()
+	if h.Status != StatusDegraded {
+		t.Fatalf("Health with a paused master = %+v, want degraded", h)
+	}
+	for _, n := range h.Nodes {
+		if (n.Addr == victim.Addr) == n.Up {
+			t.Fatalf("node %+v: want only %s down", n, victim.Addr)
+		}
+	}
+	if !strings.Contains(h.LastError, victim.Addr) {
+		t.Fatalf("LastError %q does not name %s", h.LastError, victim.Addr)
+	}
+}

@@ -87,21 +87,41 @@ func (h *healthChecker) loop(ctx context.Context) {
 	defer close(h.done)
 	t := time.NewTicker(h.interval)
 	defer t.Stop()
-	h.run(ctx)
+	h.run(ctx, false)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			h.run(ctx)
+			h.run(ctx, false)
 		}
 	}
 }
 
+// cached returns the last report if it is fresh: younger than two
+// intervals (one interval plus the time a check may take).
+func (h *healthChecker) cached() (Health, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.initialized && h.interval > 0 && time.Since(h.last.CheckedAt) < 2*h.interval {
+		rep := h.last
+		rep.Breaker = h.c.breaker.State()
+		return rep, true
+	}
+	return Health{}, false
+}
+
 // run performs one check bounded by the interval, so checks never pile up.
-func (h *healthChecker) run(ctx context.Context) Health {
+// With onlyIfStale, a fresh report made meanwhile by another caller is
+// returned instead: concurrent Health calls on a stale cache share a check.
+func (h *healthChecker) run(ctx context.Context, onlyIfStale bool) Health {
 	h.checkMu.Lock()
 	defer h.checkMu.Unlock()
+	if onlyIfStale {
+		if rep, ok := h.cached(); ok {
+			return rep
+		}
+	}
 	timeout := h.interval
 	if timeout <= 0 {
 		timeout = h.c.cfg.DialTimeout + h.c.cfg.ReadTimeout
@@ -186,15 +206,13 @@ func probe(ctx context.Context, rdb redis.Cmdable, addr string) NodeHealth {
 // Health returns the last background check while it is fresh (younger than
 // two intervals), so a health endpoint under load costs Redis nothing. When
 // the report is stale or missing (checker off, or just started) Health runs
-// a check now, bounded by ctx.
+// a check now, bounded by ctx; concurrent callers share it. On standalone
+// and Sentinel the check goes through the circuit breaker: while it is open
+// the report says down, and once the cool-down has passed the check itself
+// is the probe that can close it.
 func (c *Client) Health(ctx context.Context) Health {
-	h := c.health
-	h.mu.Lock()
-	rep, ok := h.last, h.initialized
-	h.mu.Unlock()
-	if ok && h.interval > 0 && time.Since(rep.CheckedAt) < 2*h.interval {
-		rep.Breaker = c.breaker.State()
+	if rep, ok := c.health.cached(); ok {
 		return rep
 	}
-	return h.run(ctx)
+	return c.health.run(ctx, true)
 }
