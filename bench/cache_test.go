@@ -283,7 +283,8 @@ func BenchmarkCacheClearWhileGet(b *testing.B) {
 	if err := readers.MSet(ctx, items, time.Hour); err != nil {
 		b.Fatal(err)
 	}
-	for b.Loop() {
+	b.ResetTimer()
+	for range b.N {
 		b.StopTimer()
 		for i := 0; i < n; i += 10_000 {
 			batch := make(map[string][]byte, 10_000)
