@@ -87,7 +87,7 @@ func (h *healthChecker) loop(ctx context.Context) {
 	defer close(h.done)
 	t := time.NewTicker(h.interval)
 	defer t.Stop()
-	h.run(ctx, false)
+	h.run(ctx, true) // a Health call may have checked already
 	for {
 		select {
 		case <-ctx.Done():
