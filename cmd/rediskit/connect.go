@@ -28,10 +28,10 @@ func loadConfig(e *env, url string) (cfg rediskit.Config, ok bool, err error) {
 		}
 		return cfg, true, nil
 	}
-	if e.getenv("REDIS_URL") == "" {
+	if v, _ := e.lookupEnv("REDIS_URL"); v == "" {
 		return cfg, false, nil
 	}
-	cfg, err = rediskit.FromEnv()
+	cfg, err = rediskit.FromLookup(e.lookupEnv)
 	if err != nil {
 		return cfg, false, withCode(exitUsage, err)
 	}

@@ -54,7 +54,7 @@ func commands() []command {
 type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
-	getenv         func(string) string
+	lookupEnv      func(string) (string, bool)
 	// interactive is true when stdout is a terminal: progress bars and
 	// prompts are shown only then.
 	interactive bool
@@ -62,7 +62,7 @@ type env struct {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, interactive: isTerminal(os.Stdout)}
+	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, lookupEnv: os.LookupEnv, interactive: isTerminal(os.Stdout)}
 	code := run(ctx, e, os.Args[1:])
 	stop()
 	os.Exit(code)

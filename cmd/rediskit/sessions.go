@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -30,6 +31,17 @@ func runSessions(ctx context.Context, e *env, args []string) error {
 	}
 	if len(pos) != 1 {
 		return usageErrorf("want one of list, revoke, cleanup, stats (usage: %s)", synopsis)
+	}
+	// A flag given with an empty value is a mistake, not an absent flag: an
+	// empty --handle must never widen "revoke one" into "revoke all".
+	var emptyFlag string
+	fs.Visit(func(f *flag.Flag) {
+		if v := f.Value.String(); v == "" && (f.Name == "user" || f.Name == "id" || f.Name == "handle") {
+			emptyFlag = f.Name
+		}
+	})
+	if emptyFlag != "" {
+		return usageErrorf("--%s: empty value", emptyFlag)
 	}
 	sub := pos[0]
 	switch sub {
