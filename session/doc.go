@@ -115,7 +115,11 @@
 // With Options.AutoPipeline the per-session scripts go through a go-redis
 // AutoPipeliner, so concurrent requests share round trips: still one
 // EVALSHA per operation, fewer system calls per EVALSHA. A batch that fails
-// on a network error may be retried as a whole (go-redis MaxRetries); every
-// script here is safe to run twice (Create and Rotate recognise their own
-// earlier success by the random new key).
+// on a network error may be retried as a whole (go-redis MaxRetries). The
+// scripts tolerate running twice: Create and Rotate recognise their own
+// earlier success by the random new key, Delete and Update of the same
+// values are idempotent; only an Update with IfVersion would then report
+// ErrConflict for a write that did land. Measured here, auto-pipelining
+// raised the middleware's throughput by about a third at 64 concurrent
+// requests (see bench/SESSIONS.md).
 package session
