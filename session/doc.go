@@ -39,10 +39,12 @@
 // stored user ID of every session before acting on it). handle is base64url
 // of SHA-256(token): Redis never holds a token.
 //
-// The session hash keeps metadata (created-at c, last-seen s, idle timeout
-// i, absolute deadline a, version v, user u, ip, ua, persist p) apart from
-// the values (fields d:<key>), so a "your sessions" page (ListByUser) reads
-// no payload.
+// The session hash keeps metadata apart from the values (one field d:<key>
+// per value): m packs "created,last-seen,idle,deadline,version,persist"
+// (times in ms) into one field, u is the user ID, x the device info (IP and
+// user agent). A "your sessions" page (ListByUser) reads m, u and x only and
+// decodes no payload; Get reads the whole hash once (HGETALL), since every
+// element crossing into Lua costs Redis CPU.
 //
 // # Tokens
 //
