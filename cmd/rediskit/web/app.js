@@ -71,6 +71,8 @@ function fmt(v) {
 
 function int(v) { return isFinite(v) ? (Math.abs(v) >= 1e4 ? fmt(v) : String(Math.round(v))) : "–"; }
 
+function plural(n, word) { return `${int(n)} ${word}${n === 1 ? "" : "s"}`; }
+
 function bytes(n) {
   if (!isFinite(n)) return "–";
   const u = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -130,7 +132,7 @@ function render(s) {
   text("kpi-pool", `${pool.in_use} / ${pool.idle}`);
   text("kpi-pool-sub", `${pool.total} conns · ${int(pool.timeouts)} timeouts`);
   text("kpi-sessions", int(s.sessions.active));
-  text("kpi-sessions-sub", `${int(s.sessions.users)} users`);
+  text("kpi-sessions-sub", plural(s.sessions.users, "user"));
   text("kpi-mem", bytes(s.server.used_memory));
   text("kpi-mem-sub", `${int(s.server.keys)} keys · ${int(s.server.connected_clients)} clients`);
 
