@@ -42,7 +42,7 @@ type Cache struct {
 	mu         sync.Mutex
 	closed     bool
 	wg         sync.WaitGroup // every goroutine the Cache starts
-	flights    map[string]*flight
+	flights    sync.Map       // stored key -> *flight running in this process
 	refreshing map[string]struct{}
 
 	hub hub
@@ -68,7 +68,6 @@ func New(rdb redis.UniversalClient, opt Options) (*Cache, error) {
 		reader:      rdb,
 		opt:         o,
 		ns:          o.Prefix + ":v" + strconv.FormatUint(uint64(o.Version), 10) + ":",
-		flights:     make(map[string]*flight),
 		refreshing:  make(map[string]struct{}),
 		tokenPrefix: randomPrefix(),
 	}

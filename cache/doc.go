@@ -25,8 +25,9 @@
 // process, concurrent misses share one flight; a caller may leave on its own
 // context while the load goes on, on a context detached from the callers and
 // bounded by Options.LoadTimeout. Across processes, the flight first takes a
-// lease in Redis (SET NX PX with a random owner token; a Lua script that also
-// returns the value if it appeared). The owner stores its result with a
+// lease in Redis (SET NX PX with a random owner token, in the Lua script that
+// GetOrSet uses to read: it returns the value, or takes the lease when there
+// is none). The owner stores its result with a
 // second script that writes only while the lease still holds its token, then
 // deletes the lease and publishes an event. Delete removes the lease with
 // the value, so a load that was running during a Delete cannot write its now
@@ -34,7 +35,8 @@
 // Pub/Sub event (one subscription per Cache) with a bounded fallback poll,
 // and take over when the owner dies and its lease expires. A loader error or
 // panic releases the lease and reaches every waiter (ErrRemoteLoad in other
-// processes). A miss costs 3 commands: GET, the lease script, the commit.
+// processes). A GetOrSet hit costs one command, a miss two: the lease
+// script and the commit.
 //
 // # Freshness
 //

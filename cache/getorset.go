@@ -31,7 +31,8 @@ type LoaderFunc[T any] func(ctx context.Context) (T, error)
 //	         PUBLISH the event; otherwise nothing (a Delete removed the lease,
 //	         or it expired and another process took over): the load's result
 //	         is returned to its callers but not stored.
-//	release  only if the lease holds our token: DEL lease, PUBLISH the event.
+//	release  only if the lease holds our token: DEL lease, PUBLISH the event
+//	         (none when a lease taken in a race is handed back unused).
 var (
 	scriptAcquire = redis.NewScript(`
 if ARGV[3] == 'm' then
@@ -56,7 +57,7 @@ return 1`)
 	scriptRelease = redis.NewScript(`
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[2])
-redis.call('PUBLISH', ARGV[2], ARGV[3])
+if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
 return 1`)
 )
 
@@ -77,8 +78,9 @@ type flight struct {
 // Options.NegativeTTL); a loader error or panic (*PanicError) reaches every
 // waiter; ErrRemoteLoad when another process's loader failed; with Redis
 // unavailable, an error matching retry.ErrUnavailable (FailClosed) or the
-// loader's own result (FailOpen). A miss costs at most 3 commands: GET, the
-// lease and the conditional write.
+// loader's own result (FailOpen). A hit is one command (the lease script,
+// which returns the value when there is one); a miss is two: the lease
+// script, then the conditional write.
 func (c *Cache) GetOrSet(ctx context.Context, key string, ttl time.Duration, loader LoaderFunc[[]byte]) ([]byte, error) {
 	e, err := c.getOrLoad(ctx, key, ttl, CodecRaw, loader)
 	if err != nil {
@@ -93,39 +95,76 @@ func (c *Cache) getOrLoad(ctx context.Context, key string, ttl time.Duration, co
 		return entry{}, fmt.Errorf("cache: get or set %q: negative ttl %v", key, ttl)
 	}
 	rk := c.key(key)
-	e, ok, err := c.getEntry(ctx, rk, codec)
+	// A load of this key already running here: join it, no command at all.
+	if f, ok := c.flights.Load(rk); ok {
+		c.st.misses.Add(1)
+		c.st.dedupLoads.Add(1)
+		return c.await(ctx, rk, f.(*flight))
+	}
+	// One script reads the value and, if there is none, takes the lease.
+	lk := c.leaseKey(rk)
+	token := c.newToken()
+	res, err := scriptAcquire.Run(ctx, c.reader, []string{rk, lk}, token, c.opt.LeaseTTL.Milliseconds(), "m").Slice()
 	if err != nil {
 		if retry.IsUnavailable(err) {
 			return c.degrade(ctx, key, rk, codec, loader, err)
 		}
 		return entry{}, fmt.Errorf("cache: get or set %q: %w", key, err)
 	}
+	status, _ := res[0].(int64)
 	var stale *entry
-	if ok {
-		now := time.Now().UnixMilli()
-		if !e.stale(now) {
+	force := false // take the lease even though a (stale) value exists
+	if status == 0 {
+		s, _ := res[1].(string)
+		e, err := c.decode([]byte(s), codec)
+		switch {
+		case err != nil:
+			c.dropCorrupt(ctx, rk)
+		case !e.stale(time.Now().UnixMilli()):
 			c.st.hits.Add(1)
 			return result(key, e)
-		}
-		age := time.Duration(now-e.h.SoftExpiry) * time.Millisecond
-		if age < c.opt.StaleWhileRevalidate {
-			c.st.hits.Add(1)
-			c.st.staleServed.Add(1)
-			c.refresh(rk, key, ttl, codec, loader)
-			return result(key, e)
-		}
-		if age < c.opt.StaleIfError {
-			stale = &e
+		default:
+			age := time.Duration(time.Now().UnixMilli()-e.h.SoftExpiry) * time.Millisecond
+			if age < c.opt.StaleWhileRevalidate {
+				c.st.hits.Add(1)
+				c.st.staleServed.Add(1)
+				c.refresh(rk, key, ttl, codec, loader)
+				return result(key, e)
+			}
+			if age < c.opt.StaleIfError {
+				stale = &e
+			}
+			force = true
 		}
 	}
 	c.st.misses.Add(1)
-	e, err = c.flightDo(ctx, rk, func(base context.Context) (entry, error) {
-		return c.loadLeased(base, rk, key, ttl, codec, loader, stale)
-	})
+	fn := func(base context.Context) (entry, error) {
+		return c.loadLeased(base, rk, key, ttl, codec, loader, stale, force)
+	}
+	if status == 1 {
+		fn = func(base context.Context) (entry, error) {
+			wctx, cancel := context.WithTimeout(base, c.opt.LeaseTTL+c.opt.LoadTimeout)
+			defer cancel()
+			return c.fill(base, wctx, rk, lk, key, token, ttl, codec, loader, nil)
+		}
+	}
+	f, created, err := c.startFlight(ctx, rk, fn)
 	if err != nil {
+		if status == 1 {
+			c.releaseQuietly(rk, lk, token)
+		}
 		return entry{}, err
 	}
-	return result(key, e)
+	if !created {
+		c.st.dedupLoads.Add(1)
+		if status == 1 {
+			// A local flight started between our lookup and our lease, and it
+			// may be waiting for this very lease: hand it back (it re-checks
+			// after registering for events, so it takes the lease at once).
+			c.releaseQuietly(rk, lk, token)
+		}
+	}
+	return c.await(ctx, rk, f)
 }
 
 func result(key string, e entry) (entry, error) {
@@ -135,38 +174,54 @@ func result(key string, e entry) (entry, error) {
 	return e, nil
 }
 
-// flightDo runs fn once per rk at a time in this process, on a goroutine owned
-// by the Cache with the detached base context; every caller waits for its
-// result or for its own ctx.
-func (c *Cache) flightDo(ctx context.Context, rk string, fn func(base context.Context) (entry, error)) (entry, error) {
+// releaseQuietly gives back a lease this call took but will not use.
+func (c *Cache) releaseQuietly(rk, lk, token string) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.opt.LoadTimeout)
+	defer cancel()
+	_ = scriptRelease.Run(ctx, c.reader, []string{rk, lk}, token, "", "").Err()
+}
+
+// startFlight returns the running flight of rk, or starts fn as its flight on
+// a goroutine owned by the Cache with the detached base context. A caller
+// whose ctx can never end runs fn itself: it would wait for it anyway.
+func (c *Cache) startFlight(ctx context.Context, rk string, fn func(base context.Context) (entry, error)) (*flight, bool, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return entry{}, ErrClosed
+		return nil, false, ErrClosed
 	}
-	f, ok := c.flights[rk]
-	if ok {
-		c.st.dedupLoads.Add(1)
-	} else {
-		f = &flight{done: make(chan struct{})}
-		c.flights[rk] = f
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			e, err := fn(c.baseCtx)
-			// A caller arriving after the delete starts a new flight, whose
-			// acquire script re-reads the value this one stored.
-			c.mu.Lock()
-			delete(c.flights, rk)
-			c.mu.Unlock()
-			f.e, f.err = e, err
-			close(f.done)
-		}()
+	nf := &flight{done: make(chan struct{})}
+	if f, loaded := c.flights.LoadOrStore(rk, nf); loaded {
+		c.mu.Unlock()
+		return f.(*flight), false, nil
 	}
+	c.wg.Add(1)
 	c.mu.Unlock()
+	run := func() {
+		defer c.wg.Done()
+		e, err := fn(c.baseCtx)
+		// A caller arriving after the delete starts a new flight, whose
+		// lease script re-reads the value this one stored.
+		c.flights.Delete(rk)
+		nf.e, nf.err = e, err
+		close(nf.done)
+	}
+	if ctx.Done() == nil {
+		run()
+	} else {
+		go run()
+	}
+	return nf, true, nil
+}
+
+// await waits for f or for the caller's ctx.
+func (c *Cache) await(ctx context.Context, rk string, f *flight) (entry, error) {
 	select {
 	case <-f.done:
-		return f.e, f.err
+		if f.err != nil {
+			return entry{}, f.err
+		}
+		return result(rk[len(c.ns):], f.e)
 	case <-ctx.Done():
 		return entry{}, fmt.Errorf("cache: wait for load of %q: %w", rk[len(c.ns):], ctx.Err())
 	}
@@ -187,13 +242,13 @@ func randomPrefix() string {
 
 // loadLeased is the body of a flight: take the lease and load, or wait for
 // the owner of the lease to store the value.
-func (c *Cache) loadLeased(base context.Context, rk, key string, ttl time.Duration, codec byte, loader LoaderFunc[[]byte], stale *entry) (entry, error) {
+func (c *Cache) loadLeased(base context.Context, rk, key string, ttl time.Duration, codec byte, loader LoaderFunc[[]byte], stale *entry, force bool) (entry, error) {
 	wctx, cancel := context.WithTimeout(base, c.opt.LeaseTTL+c.opt.LoadTimeout)
 	defer cancel()
 	lk := c.leaseKey(rk)
 	token := c.newToken()
 	mode := "m"
-	if stale != nil {
+	if stale != nil || force {
 		mode = "r" // a stale value is present: acquire must not return it
 	}
 	var events chan byte
@@ -345,13 +400,13 @@ func (c *Cache) degrade(ctx context.Context, key, rk string, codec byte, loader 
 	if c.opt.Degrade == FailClosed {
 		return entry{}, fmt.Errorf("cache: get or set %q: %w: %w", key, retry.ErrUnavailable, cause)
 	}
-	e, err := c.flightDo(ctx, rk, func(base context.Context) (entry, error) {
+	f, _, err := c.startFlight(ctx, rk, func(base context.Context) (entry, error) {
 		return c.loadDirect(base, codec, loader)
 	})
 	if err != nil {
 		return entry{}, err
 	}
-	return result(key, e)
+	return c.await(ctx, rk, f)
 }
 
 // refresh starts one background reload of a stale value, unless one runs in
