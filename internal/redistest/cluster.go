@@ -150,9 +150,11 @@ func (c *Cluster) WaitOK(t testing.TB) {
 }
 
 // Addrs returns the addresses of the masters, as seeds for a client.
-func (c *Cluster) Addrs() []string {
-	addrs := make([]string, len(c.Masters))
-	for i, s := range c.Masters {
+func (c *Cluster) Addrs() []string { return addrsOf(c.Masters) }
+
+func addrsOf(servers []*Server) []string {
+	addrs := make([]string, len(servers))
+	for i, s := range servers {
 		addrs[i] = s.Addr
 	}
 	return addrs

@@ -91,7 +91,7 @@ func startSentinel(dir string) (*Sentinel, error) {
 
 // waitReplicaKnown waits until the sentinel lists a replica that is in sync.
 func (s *Sentinel) waitReplicaKnown(ctx context.Context) error {
-	sc := redis.NewSentinelClient(&redis.Options{Addr: s.Sentinels[0].Addr, MaxRetries: -1})
+	sc := s.sentinelClient()
 	defer sc.Close()
 	for {
 		reps, err := sc.Replicas(ctx, s.MasterName).Result()
@@ -111,12 +111,11 @@ func (s *Sentinel) waitReplicaKnown(ctx context.Context) error {
 }
 
 // SentinelAddrs returns the sentinels' addresses.
-func (s *Sentinel) SentinelAddrs() []string {
-	addrs := make([]string, len(s.Sentinels))
-	for i, n := range s.Sentinels {
-		addrs[i] = n.Addr
-	}
-	return addrs
+func (s *Sentinel) SentinelAddrs() []string { return addrsOf(s.Sentinels) }
+
+// sentinelClient returns a client of the first sentinel; the caller closes it.
+func (s *Sentinel) sentinelClient() *redis.SentinelClient {
+	return redis.NewSentinelClient(&redis.Options{Addr: s.Sentinels[0].Addr, MaxRetries: -1})
 }
 
 // Client returns a go-redis failover client for the master, closed when the
@@ -134,7 +133,7 @@ func (s *Sentinel) Client(t testing.TB, opt ...func(*redis.FailoverOptions)) *re
 
 // MasterAddr asks the sentinel which address the master has now.
 func (s *Sentinel) MasterAddr(ctx context.Context) (string, error) {
-	sc := redis.NewSentinelClient(&redis.Options{Addr: s.Sentinels[0].Addr, MaxRetries: -1})
+	sc := s.sentinelClient()
 	defer sc.Close()
 	hp, err := sc.GetMasterAddrByName(ctx, s.MasterName).Result()
 	if err != nil {
@@ -152,7 +151,7 @@ func (s *Sentinel) Failover(t testing.TB) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if s.Master.Running() {
-		sc := redis.NewSentinelClient(&redis.Options{Addr: s.Sentinels[0].Addr, MaxRetries: -1})
+		sc := s.sentinelClient()
 		err := sc.Failover(ctx, s.MasterName).Err()
 		sc.Close()
 		if err != nil && !strings.Contains(err.Error(), "INPROG") {
