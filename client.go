@@ -169,52 +169,11 @@ func (h statsHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 }
 
 func newUniversal(cfg Config) redis.UniversalClient {
-	dial := dialer(cfg)
-	switch cfg.Mode() {
-	case Cluster:
-		return redis.NewClusterClient(&redis.ClusterOptions{
-			Addrs:           cfg.ClusterAddrs,
-			Dialer:          dial,
-			Username:        cfg.Username,
-			Password:        cfg.Password,
-			MaxRetries:      -1,
-			DialerRetries:   1,
-			DialTimeout:     cfg.DialTimeout,
-			ReadTimeout:     cfg.ReadTimeout,
-			WriteTimeout:    cfg.WriteTimeout,
-			PoolSize:        cfg.PoolSize,
-			MinIdleConns:    cfg.MinIdleConns,
-			ConnMaxIdleTime: cfg.ConnMaxIdleTime,
-			ConnMaxLifetime: cfg.ConnMaxLifetime,
-		})
-	case Sentinel:
-		return redis.NewFailoverClient(&redis.FailoverOptions{
-			MasterName:       cfg.MasterName,
-			SentinelAddrs:    cfg.SentinelAddrs,
-			SentinelUsername: cfg.SentinelUsername,
-			SentinelPassword: cfg.SentinelPassword,
-			Dialer:           dial,
-			Username:         cfg.Username,
-			Password:         cfg.Password,
-			DB:               cfg.DB,
-			MaxRetries:       -1,
-			DialerRetries:    1,
-			DialTimeout:      cfg.DialTimeout,
-			ReadTimeout:      cfg.ReadTimeout,
-			WriteTimeout:     cfg.WriteTimeout,
-			PoolSize:         cfg.PoolSize,
-			MinIdleConns:     cfg.MinIdleConns,
-			ConnMaxIdleTime:  cfg.ConnMaxIdleTime,
-			ConnMaxLifetime:  cfg.ConnMaxLifetime,
-		})
-	}
-	return redis.NewClient(&redis.Options{
-		Addr:            cfg.Addr,
-		Dialer:          dial,
+	o := &redis.UniversalOptions{
+		Dialer:          dialer(cfg),
 		Username:        cfg.Username,
 		Password:        cfg.Password,
-		DB:              cfg.DB,
-		MaxRetries:      -1,
+		MaxRetries:      -1, // retries come from package retry: only what is safe
 		DialerRetries:   1,
 		DialTimeout:     cfg.DialTimeout,
 		ReadTimeout:     cfg.ReadTimeout,
@@ -223,7 +182,17 @@ func newUniversal(cfg Config) redis.UniversalClient {
 		MinIdleConns:    cfg.MinIdleConns,
 		ConnMaxIdleTime: cfg.ConnMaxIdleTime,
 		ConnMaxLifetime: cfg.ConnMaxLifetime,
-	})
+	}
+	switch cfg.Mode() {
+	case Cluster:
+		o.Addrs, o.IsClusterMode = cfg.ClusterAddrs, true
+	case Sentinel:
+		o.Addrs, o.MasterName, o.DB = cfg.SentinelAddrs, cfg.MasterName, cfg.DB
+		o.SentinelUsername, o.SentinelPassword = cfg.SentinelUsername, cfg.SentinelPassword
+	default:
+		o.Addrs, o.DB = []string{cfg.Addr}, cfg.DB
+	}
+	return redis.NewUniversalClient(o)
 }
 
 // tlsConfig returns the TLS configuration to dial with, or nil for plain TCP.
