@@ -14,6 +14,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/alexedwards/scs/goredisstore"
 	"github.com/alexedwards/scs/v2"
+	"github.com/alexedwards/scs/v2/memstore"
 	"github.com/gorilla/sessions"
 	"github.com/rbcervilla/redisstore/v9"
 	"github.com/redis/go-redis/v9"
@@ -116,6 +118,13 @@ func BenchmarkSessionRequest(b *testing.B) {
 }
 
 func benchRediskit(b *testing.B, autopipeline bool) {
+	h, cookies, count := rediskitHandler(b, autopipeline)
+	runRequests(b, h, cookies, count)
+}
+
+// rediskitHandler returns the rediskit request handler, the cookies of 64
+// logged-in sessions and the command counter of its client.
+func rediskitHandler(b *testing.B, autopipeline bool) (http.Handler, []*http.Cookie, *cmdCounter) {
 	rdb, count := newClient(b)
 	store, err := session.New(rdb, session.Options{Prefix: fmt.Sprintf("rk%d:", time.Now().UnixNano()), AutoPipeline: autopipeline})
 	if err != nil {
@@ -141,17 +150,27 @@ func benchRediskit(b *testing.B, autopipeline bool) {
 		}
 		fmt.Fprintf(w, "%d %s", m.GetInt(ctx, "user_id"), m.GetString(ctx, "role"))
 	}))
+	return h, loginAll(b, h), count
+}
+
+func loginAll(b *testing.B, h http.Handler) []*http.Cookie {
 	cookies := make([]*http.Cookie, clients)
 	for i := range cookies {
 		cookies[i] = login(b, h)
 	}
-	runRequests(b, h, cookies, count)
+	return cookies
 }
 
 func benchSCS(b *testing.B) {
 	rdb, count := newClient(b)
+	h := scsHandler(goredisstore.NewWithPrefix(rdb, fmt.Sprintf("scs%d:", time.Now().UnixNano())))
+	runRequests(b, h, loginAll(b, h), count)
+}
+
+// scsHandler is the scs request handler over store.
+func scsHandler(store scs.Store) http.Handler {
 	sm := scs.New()
-	sm.Store = goredisstore.NewWithPrefix(rdb, fmt.Sprintf("scs%d:", time.Now().UnixNano()))
+	sm.Store = store
 	sm.IdleTimeout = 30 * time.Minute // slide the idle window, as rediskit does
 	sm.Lifetime = 24 * time.Hour
 	h := sm.LoadAndSave(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -168,11 +187,7 @@ func benchSCS(b *testing.B) {
 		}
 		fmt.Fprintf(w, "%d %s", sm.GetInt(ctx, "user_id"), sm.GetString(ctx, "role"))
 	}))
-	cookies := make([]*http.Cookie, clients)
-	for i := range cookies {
-		cookies[i] = login(b, h)
-	}
-	runRequests(b, h, cookies, count)
+	return h
 }
 
 func benchGorilla(b *testing.B) {
@@ -208,6 +223,89 @@ func benchGorilla(b *testing.B) {
 		cookies[i] = login(b, h)
 	}
 	runRequests(b, h, cookies, count)
+}
+
+// BenchmarkSessionCeiling measures what the request harness can do at all
+// at 64 clients on this machine, with no Redis in the way: a handler that
+// does no session work (it writes the same body), and scs over its in-memory
+// store (a complete cookie-session middleware without a network hop).
+// "inprocess" is the harness of BenchmarkSessionRequest (ServeHTTP with a
+// recorder); "loopback" puts a real net/http server and client on 127.0.0.1
+// around the same handlers, and runs scs and rediskit over Redis there too,
+// so the ratios can be read under real HTTP cost.
+func BenchmarkSessionCeiling(b *testing.B) {
+	noSession := func(b *testing.B) (http.Handler, []*http.Cookie, *cmdCounter) {
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == "POST" {
+				http.SetCookie(w, &http.Cookie{Name: "session", Value: strings.Repeat("t", 43)})
+				return
+			}
+			fmt.Fprintf(w, "%d %s", 4242, "editor")
+		})
+		return h, loginAll(b, h), &cmdCounter{}
+	}
+	memSCS := func(b *testing.B) (http.Handler, []*http.Cookie, *cmdCounter) {
+		h := scsHandler(memstore.NewWithCleanupInterval(0))
+		return h, loginAll(b, h), &cmdCounter{}
+	}
+	redisSCS := func(b *testing.B) (http.Handler, []*http.Cookie, *cmdCounter) {
+		rdb, count := newClient(b)
+		h := scsHandler(goredisstore.NewWithPrefix(rdb, fmt.Sprintf("scs%d:", time.Now().UnixNano())))
+		return h, loginAll(b, h), count
+	}
+	autoRediskit := func(b *testing.B) (http.Handler, []*http.Cookie, *cmdCounter) {
+		return rediskitHandler(b, true)
+	}
+	type build func(*testing.B) (http.Handler, []*http.Cookie, *cmdCounter)
+	inprocess := func(f build) func(*testing.B) {
+		return func(b *testing.B) { h, c, n := f(b); runRequests(b, h, c, n) }
+	}
+	loopback := func(f build) func(*testing.B) {
+		return func(b *testing.B) { h, c, n := f(b); runHTTP(b, h, c, n) }
+	}
+	b.Run("inprocess/no-session", inprocess(noSession))
+	b.Run("inprocess/scs-memstore", inprocess(memSCS))
+	b.Run("loopback/no-session", loopback(noSession))
+	b.Run("loopback/scs-memstore", loopback(memSCS))
+	b.Run("loopback/scs-goredisstore", loopback(redisSCS))
+	b.Run("loopback/rediskit-autopipeline", loopback(autoRediskit))
+}
+
+// runHTTP is runRequests through a real net/http server on a loopback port
+// and a keep-alive client with one connection per concurrent client.
+func runHTTP(b *testing.B, h http.Handler, cookies []*http.Cookie, count *cmdCounter) {
+	b.Helper()
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	tr := &http.Transport{MaxIdleConns: 2 * clients, MaxIdleConnsPerHost: 2 * clients}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr}
+	var next atomic.Int64
+	count.n.Store(0)
+	b.SetParallelism((clients + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		c := cookies[int(next.Add(1))%len(cookies)]
+		for pb.Next() {
+			req, _ := http.NewRequest("GET", srv.URL+"/", nil)
+			req.AddCookie(c)
+			resp, err := hc.Do(req)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			n, _ := io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode != 200 || n == 0 {
+				b.Errorf("status %d, %d body bytes", resp.StatusCode, n)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+	b.ReportMetric(float64(count.n.Load())/float64(b.N), "redis-cmds/req")
 }
 
 // BenchmarkSessionGet compares Store.Get with a bare go-redis GET of the
