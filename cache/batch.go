@@ -56,7 +56,7 @@ func (c *Cache) mget(ctx context.Context, keys []string, codec byte) (map[string
 			corrupt = append(corrupt, k)
 			continue
 		}
-		if !e.h.Negative && !e.stale(now) {
+		if !e.h.Negative && !e.h.Lease && !e.stale(now) {
 			out[k] = e.payload
 		}
 	}

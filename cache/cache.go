@@ -193,6 +193,9 @@ func (c *Cache) decode(b []byte, codec byte) (entry, error) {
 	if err != nil {
 		return entry{}, err
 	}
+	if h.Lease {
+		return entry{h: h, payload: p}, nil // any codec's load may hold it
+	}
 	if h.Codec != codec {
 		return entry{}, fmt.Errorf("%w: codec %d, want %d", ErrCorrupt, h.Codec, codec)
 	}
@@ -236,7 +239,7 @@ func (c *Cache) get(ctx context.Context, key string, codec byte) ([]byte, bool, 
 	if err != nil {
 		return nil, false, fmt.Errorf("cache: get %q: %w", key, err)
 	}
-	if !ok || e.h.Negative || e.stale(time.Now().UnixMilli()) {
+	if !ok || e.h.Negative || e.h.Lease || e.stale(time.Now().UnixMilli()) {
 		return nil, false, nil
 	}
 	return e.payload, true, nil
@@ -257,7 +260,8 @@ func (c *Cache) invalid(ctx context.Context, key string) { c.dropCorrupt(ctx, c.
 
 // Get returns the value stored under key: (value, true, nil) on a hit and
 // (nil, false, nil) when there is none, it is past its TTL (a value kept only
-// for stale-while-revalidate), it is a cached "not found", or it could not be
+// for stale-while-revalidate), it is a cached "not found" or the lease of a
+// running load, or it could not be
 // decoded (then it is deleted and counted in Stats.DecodeFailures). One
 // command. Counter keys of Incr are read with Counter, not Get.
 func (c *Cache) Get(ctx context.Context, key string) ([]byte, bool, error) {
@@ -294,7 +298,8 @@ func (c *Cache) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 }
 
 // Exists reports whether something is stored under key: a value (fresh or
-// kept for stale serving), a cached "not found" or a counter. One command.
+// kept for stale serving), a cached "not found", a counter or the lease of a
+// running load. One command.
 func (c *Cache) Exists(ctx context.Context, key string) (bool, error) {
 	n, err := c.reader.Exists(ctx, c.key(key)).Result()
 	if err != nil {

@@ -24,14 +24,16 @@
 // GetOrSet runs one loader per key at a time across all processes. In a
 // process, concurrent misses share one flight; a caller may leave on its own
 // context while the load goes on, on a context detached from the callers and
-// bounded by Options.LoadTimeout. Across processes, the flight first takes a
-// lease in Redis (SET NX PX with a random owner token, in the Lua script that
-// GetOrSet uses to read: it returns the value, or takes the lease when there
-// is none). The owner stores its result with a
-// second script that writes only while the lease still holds its token, then
-// deletes the lease and publishes an event. Delete removes the lease with
-// the value, so a load that was running during a Delete cannot write its now
-// outdated result back. Processes waiting on a lease are woken by that
+// bounded by Options.LoadTimeout. Across processes, a lease in Redis elects
+// the loader: GetOrSet reads with SET key <lease marker> NX PX <lease TTL> GET,
+// which returns the value if there is one and otherwise stores a lease marker
+// (a header with the lease flag and a random owner token) in the key itself.
+// Reads treat a marker as a miss. The owner stores its result with a Lua
+// script that writes only while the key still holds its marker, then
+// publishes an event. Delete removes the marker with the value, so a load
+// that was running during a Delete cannot write its now outdated result back.
+// (While a stale value is being refreshed, the lease is a separate key in the
+// value's slot, so the stale value stays readable.) Processes waiting on a lease are woken by that
 // Pub/Sub event (one subscription per Cache) with a bounded fallback poll,
 // and take over when the owner dies and its lease expires. A loader error or
 // panic releases the lease and reaches every waiter (ErrRemoteLoad in other

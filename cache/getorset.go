@@ -21,45 +21,77 @@ import (
 // ErrNotFound (wrapped or not) reports that the value does not exist.
 type LoaderFunc[T any] func(ctx context.Context) (T, error)
 
-// Lease protocol, all keys of one call in one slot (see Cache.leaseKey):
+// Lease protocol. A load owns its key through a lease; the owner proves it
+// with a token when it stores the result:
 //
-//	acquire  if mode is 'm' and the value exists: {0, value}
-//	         SET lease token NX PX leaseTTL succeeded, or the lease
-//	         already holds our token (a re-sent batch):  {1}
-//	         otherwise (held by another owner):         {2, lease PTTL}
-//	commit   only if the lease still holds our token: SET value, DEL lease,
-//	         PUBLISH the event; otherwise nothing (a Delete removed the lease,
-//	         or it expired and another process took over): the load's result
-//	         is returned to its callers but not stored.
-//	release  only if the lease holds our token: DEL lease, PUBLISH the event
+//	miss     GetOrSet reads with SET key <lease marker> NX PX leaseTTL GET: one
+//	         plain command that returns the value, or another load's lease
+//	         marker, or nil — then the marker (a value header with the lease
+//	         flag and our token as payload) is stored and we own the key.
+//	refresh  when a stale value must stay readable, the lease is a separate
+//	         key (Cache.leaseKey, in the value's slot) taken by scriptAcquire.
+//	commit   only if the lease (the marker in the value key, or the lease
+//	         key) still holds our proof: SET value, DEL the lease key, PUBLISH
+//	         the event. Otherwise nothing — a Delete removed the lease, or it
+//	         expired and another process took over: the load's result goes to
+//	         its callers but is not stored.
+//	release  only if the lease holds our proof: DEL it, PUBLISH the event
 //	         (none when a lease taken in a race is handed back unused).
+//
+// Both acquisitions are safe to re-send (the auto-pipeliner may): finding
+// our own proof counts as acquired.
 var (
 	scriptAcquire = redis.NewScript(`
-if ARGV[3] == 'm' then
-  local v = redis.call('GET', KEYS[1])
-  if v then return {0, v} end
-end
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1} end
-if redis.call('GET', KEYS[2]) == ARGV[1] then return {1} end
-return {2, redis.call('PTTL', KEYS[2])}`)
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1} end
+if redis.call('GET', KEYS[1]) == ARGV[1] then return {1} end
+return {2, redis.call('PTTL', KEYS[1])}`)
 
 	scriptCommit = redis.NewScript(`
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+local lk = KEYS[2] or KEYS[1]
+if redis.call('GET', lk) ~= ARGV[1] then return 0 end
 if ARGV[3] == '0' then
   redis.call('SET', KEYS[1], ARGV[2])
 else
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 end
-redis.call('DEL', KEYS[2])
+if KEYS[2] then redis.call('DEL', KEYS[2]) end
 redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1`)
 
 	scriptRelease = redis.NewScript(`
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[2])
+local lk = KEYS[2] or KEYS[1]
+if redis.call('GET', lk) ~= ARGV[1] then return 0 end
+redis.call('DEL', lk)
 if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
 return 1`)
 )
+
+// lease is a lease this process owns: the keys of the commit and release
+// scripts ([value key] for a marker, [value key, lease key] otherwise) and
+// the proof they compare with the stored lease.
+type lease struct {
+	keys  []string
+	proof string
+}
+
+// acquireMarker tries to take the lease of a missing key by storing a lease
+// marker in it. It returns the stored value when there is one (a value or
+// another load's marker), or acquired = true.
+func (c *Cache) acquireMarker(ctx context.Context, rk string) (old string, acquired bool, l lease, err error) {
+	token := c.newToken()
+	marker := string(appendHeader(make([]byte, 0, headerLen+len(token)), Header{Lease: true})) + token
+	old, err = c.reader.SetArgs(ctx, rk, marker, redis.SetArgs{Mode: "NX", TTL: c.opt.LeaseTTL, Get: true}).Result()
+	l = lease{keys: []string{rk}, proof: marker}
+	switch {
+	case errors.Is(err, redis.Nil):
+		return "", true, l, nil
+	case err != nil:
+		return "", false, l, err
+	case old == marker: // our own SET, re-sent
+		return "", true, l, nil
+	}
+	return old, false, l, nil
+}
 
 // flight is one in-process load of a key that every local caller shares.
 type flight struct {
@@ -101,25 +133,23 @@ func (c *Cache) getOrLoad(ctx context.Context, key string, ttl time.Duration, co
 		c.st.dedupLoads.Add(1)
 		return c.await(ctx, rk, f.(*flight))
 	}
-	// One script reads the value and, if there is none, takes the lease.
-	lk := c.leaseKey(rk)
-	token := c.newToken()
-	res, err := scriptAcquire.Run(ctx, c.reader, []string{rk, lk}, token, c.opt.LeaseTTL.Milliseconds(), "m").Slice()
+	// One command reads the value and, if there is none, takes the lease.
+	old, acquired, l, err := c.acquireMarker(ctx, rk)
 	if err != nil {
 		if retry.IsUnavailable(err) {
 			return c.degrade(ctx, key, rk, codec, loader, err)
 		}
 		return entry{}, fmt.Errorf("cache: get or set %q: %w", key, err)
 	}
-	status, _ := res[0].(int64)
 	var stale *entry
-	force := false // take the lease even though a (stale) value exists
-	if status == 0 {
-		s, _ := res[1].(string)
-		e, err := c.decode([]byte(s), codec)
+	force := false // lease in the lease key: a (stale) value stays in place
+	if !acquired {
+		e, err := c.decode([]byte(old), codec)
 		switch {
 		case err != nil:
 			c.dropCorrupt(ctx, rk)
+		case e.h.Lease:
+			// Another load holds the key: wait for it below.
 		case !e.stale(time.Now().UnixMilli()):
 			c.st.hits.Add(1)
 			return result(key, e)
@@ -141,27 +171,27 @@ func (c *Cache) getOrLoad(ctx context.Context, key string, ttl time.Duration, co
 	fn := func(base context.Context) (entry, error) {
 		return c.loadLeased(base, rk, key, ttl, codec, loader, stale, force)
 	}
-	if status == 1 {
+	if acquired {
 		fn = func(base context.Context) (entry, error) {
 			wctx, cancel := context.WithTimeout(base, c.opt.LeaseTTL+c.opt.LoadTimeout)
 			defer cancel()
-			return c.fill(base, wctx, rk, lk, key, token, ttl, codec, loader, nil)
+			return c.fill(base, wctx, l, key, ttl, codec, loader, nil)
 		}
 	}
 	f, created, err := c.startFlight(ctx, rk, fn)
 	if err != nil {
-		if status == 1 {
-			c.releaseQuietly(rk, lk, token)
+		if acquired {
+			c.releaseQuietly(l)
 		}
 		return entry{}, err
 	}
 	if !created {
 		c.st.dedupLoads.Add(1)
-		if status == 1 {
+		if acquired {
 			// A local flight started between our lookup and our lease, and it
 			// may be waiting for this very lease: hand it back (it re-checks
 			// after registering for events, so it takes the lease at once).
-			c.releaseQuietly(rk, lk, token)
+			c.releaseQuietly(l)
 		}
 	}
 	return c.await(ctx, rk, f)
@@ -175,10 +205,10 @@ func result(key string, e entry) (entry, error) {
 }
 
 // releaseQuietly gives back a lease this call took but will not use.
-func (c *Cache) releaseQuietly(rk, lk, token string) {
+func (c *Cache) releaseQuietly(l lease) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.opt.LoadTimeout)
 	defer cancel()
-	_ = scriptRelease.Run(ctx, c.reader, []string{rk, lk}, token, "", "").Err()
+	_ = scriptRelease.Run(ctx, c.reader, l.keys, l.proof, "", "").Err()
 }
 
 // startFlight returns the running flight of rk, or starts fn as its flight on
@@ -241,16 +271,11 @@ func randomPrefix() string {
 }
 
 // loadLeased is the body of a flight: take the lease and load, or wait for
-// the owner of the lease to store the value.
+// the owner of the lease to store the value. With force (a stale value must
+// stay readable) the lease is the separate lease key.
 func (c *Cache) loadLeased(base context.Context, rk, key string, ttl time.Duration, codec byte, loader LoaderFunc[[]byte], stale *entry, force bool) (entry, error) {
 	wctx, cancel := context.WithTimeout(base, c.opt.LeaseTTL+c.opt.LoadTimeout)
 	defer cancel()
-	lk := c.leaseKey(rk)
-	token := c.newToken()
-	mode := "m"
-	if stale != nil || force {
-		mode = "r" // a stale value is present: acquire must not return it
-	}
 	var events chan byte
 	defer func() {
 		if events != nil {
@@ -258,7 +283,39 @@ func (c *Cache) loadLeased(base context.Context, rk, key string, ttl time.Durati
 		}
 	}()
 	for {
-		res, err := scriptAcquire.Run(wctx, c.reader, []string{rk, lk}, token, c.opt.LeaseTTL.Milliseconds(), mode).Slice()
+		var (
+			l        lease
+			acquired bool
+			pttl     int64
+			err      error
+		)
+		if force {
+			lk := c.leaseKey(rk)
+			token := c.newToken()
+			var res []any
+			res, err = scriptAcquire.Run(wctx, c.reader, []string{lk}, token, c.opt.LeaseTTL.Milliseconds()).Slice()
+			if err == nil {
+				status, _ := res[0].(int64)
+				acquired = status == 1
+				if !acquired && len(res) > 1 {
+					pttl, _ = res[1].(int64)
+				}
+				l = lease{keys: []string{rk, lk}, proof: token}
+			}
+		} else {
+			var old string
+			old, acquired, l, err = c.acquireMarker(wctx, rk)
+			if err == nil && !acquired {
+				e, derr := c.decode([]byte(old), codec)
+				if derr != nil {
+					c.dropCorrupt(wctx, rk)
+					continue
+				}
+				if !e.h.Lease {
+					return e, nil // stored meanwhile
+				}
+			}
+		}
 		if err != nil {
 			if stale != nil {
 				c.st.staleServed.Add(1)
@@ -272,18 +329,8 @@ func (c *Cache) loadLeased(base context.Context, rk, key string, ttl time.Durati
 			}
 			return entry{}, fmt.Errorf("cache: get or set %q: lease: %w", key, err)
 		}
-		status, _ := res[0].(int64)
-		switch status {
-		case 0:
-			s, _ := res[1].(string)
-			e, err := c.decode([]byte(s), codec)
-			if err != nil {
-				c.dropCorrupt(wctx, rk)
-				continue
-			}
-			return e, nil
-		case 1:
-			return c.fill(base, wctx, rk, lk, key, token, ttl, codec, loader, stale)
+		if acquired {
+			return c.fill(base, wctx, l, key, ttl, codec, loader, stale)
 		}
 		if events == nil {
 			c.st.leaseWaits.Add(1)
@@ -293,7 +340,7 @@ func (c *Cache) loadLeased(base context.Context, rk, key string, ttl time.Durati
 			}
 		}
 		wait := c.opt.LeasePoll
-		if pttl, _ := res[1].(int64); pttl > 0 && time.Duration(pttl)*time.Millisecond < wait {
+		if pttl > 0 && time.Duration(pttl)*time.Millisecond < wait {
 			wait = time.Duration(pttl+1) * time.Millisecond
 		}
 		t := time.NewTimer(wait)
@@ -311,7 +358,7 @@ func (c *Cache) loadLeased(base context.Context, rk, key string, ttl time.Durati
 				return entry{h: Header{Negative: true}}, nil
 			}
 			e, ok, err := c.getEntry(wctx, rk, codec)
-			if err == nil && ok && !e.stale(time.Now().UnixMilli()) {
+			if err == nil && ok && !e.h.Lease && !e.stale(time.Now().UnixMilli()) {
 				return e, nil
 			}
 		case <-t.C:
@@ -331,9 +378,9 @@ func (c *Cache) loadLeased(base context.Context, rk, key string, ttl time.Durati
 //
 // wctx bounds the writes after the load; it outlives the loader's own
 // LoadTimeout, so the lease is settled even when the loader timed out.
-func (c *Cache) fill(base, wctx context.Context, rk, lk, key, token string, ttl time.Duration, codec byte, loader LoaderFunc[[]byte], stale *entry) (entry, error) {
+func (c *Cache) fill(base, wctx context.Context, l lease, key string, ttl time.Duration, codec byte, loader LoaderFunc[[]byte], stale *entry) (entry, error) {
 	payload, lerr := c.callLoader(base, loader)
-	keys := []string{rk, lk}
+	keys, token, rk := l.keys, l.proof, l.keys[0]
 	switch {
 	case lerr == nil:
 		redisTTL, soft := c.ttls(ttl, time.Now())
@@ -431,13 +478,13 @@ func (c *Cache) refresh(rk, key string, ttl time.Duration, codec byte, loader Lo
 		defer cancel()
 		lk := c.leaseKey(rk)
 		token := c.newToken()
-		res, err := scriptAcquire.Run(ctx, c.reader, []string{rk, lk}, token, c.opt.LeaseTTL.Milliseconds(), "r").Slice()
+		res, err := scriptAcquire.Run(ctx, c.reader, []string{lk}, token, c.opt.LeaseTTL.Milliseconds()).Slice()
 		if err != nil {
 			return
 		}
 		if st, _ := res[0].(int64); st != 1 {
 			return
 		}
-		_, _ = c.fill(c.baseCtx, ctx, rk, lk, key, token, ttl, codec, loader, nil)
+		_, _ = c.fill(c.baseCtx, ctx, lease{keys: []string{rk, lk}, proof: token}, key, ttl, codec, loader, nil)
 	}()
 }

@@ -146,8 +146,12 @@ func TestLoaderErrorAndPanicReachEveryWaiterAndReleaseLease(t *testing.T) {
 					t.Fatalf("%s: waiter got %v", tc.name, err)
 				}
 			}
-			if n, _ := tp.rdb.Exists(ctx, c.leaseKey(c.key(key))).Result(); n != 0 {
+			// Neither a lease marker in the key nor a lease key is left.
+			if n, _ := tp.rdb.Exists(ctx, c.key(key)).Result(); n != 0 {
 				t.Fatalf("%s: lease not released", tc.name)
+			}
+			if n, _ := tp.rdb.Exists(ctx, c.leaseKey(c.key(key))).Result(); n != 0 {
+				t.Fatalf("%s: lease key left", tc.name)
 			}
 			// The next call loads again.
 			v, err := c.GetOrSet(ctx, key, time.Minute, func(context.Context) ([]byte, error) { return []byte("ok"), nil })
@@ -196,18 +200,22 @@ func TestLeaseTakeoverWhenOwnerDies(t *testing.T) {
 	forEachTopology(t, func(t *testing.T, tp topo) {
 		ctx := ctxT(t)
 		c := newCache(t, tp.rdb, Options{LeasePoll: 20 * time.Millisecond})
-		// A lease whose owner died without publishing anything.
-		lk := c.leaseKey(c.key("k"))
-		if err := tp.rdb.Set(ctx, lk, "dead-owner", 300*time.Millisecond).Err(); err != nil {
+		// The lease marker of a load whose owner died without publishing.
+		marker := append(appendHeader(nil, Header{Lease: true}), "dead-owner"...)
+		if err := tp.rdb.Set(ctx, c.key("k"), marker, 300*time.Millisecond).Err(); err != nil {
 			t.Fatal(err)
+		}
+		// Reads see no value while the load runs.
+		if _, ok, err := c.Get(ctx, "k"); ok || err != nil {
+			t.Fatalf("Get of a lease marker = %v, %v; want a miss", ok, err)
 		}
 		var calls atomic.Int64
 		v, err := c.GetOrSet(ctx, "k", time.Minute, countingLoader(&calls, 0))
 		if err != nil || string(v) != "value-1" || calls.Load() != 1 {
 			t.Fatalf("GetOrSet after takeover = %q, %v (calls %d)", v, err, calls.Load())
 		}
-		if st := c.Counters(); st.LeaseWaits != 1 {
-			t.Fatalf("LeaseWaits = %d, want 1", st.LeaseWaits)
+		if st := c.Counters(); st.LeaseWaits != 1 || st.DecodeFailures != 0 {
+			t.Fatalf("LeaseWaits = %d, DecodeFailures = %d; want 1, 0", st.LeaseWaits, st.DecodeFailures)
 		}
 	})
 }

@@ -12,7 +12,8 @@ import (
 //	0      1    magic 0xCA
 //	1      1    format version (1)
 //	2      1    codec id (CodecRaw, CodecJSON, CodecMsgpack or a user codec id)
-//	3      1    flags: bit 0 payload is flate-compressed, bit 1 "not found" marker
+//	3      1    flags: bit 0 payload is flate-compressed, bit 1 "not found"
+//	            marker, bit 2 load-lease marker (the payload is the owner token)
 //	4      8    soft expiry, Unix milliseconds, big endian; 0 = none
 //	12     ...  payload
 //
@@ -24,7 +25,8 @@ const (
 
 	flagCompressed byte = 1 << 0
 	flagNegative   byte = 1 << 1
-	knownFlags          = flagCompressed | flagNegative
+	flagLease      byte = 1 << 2
+	knownFlags          = flagCompressed | flagNegative | flagLease
 )
 
 // Header is the decoded header of a stored value.
@@ -37,6 +39,9 @@ type Header struct {
 	Compressed bool
 	// Negative reports a cached "not found" marker (empty payload).
 	Negative bool
+	// Lease reports a load-lease marker: a GetOrSet is loading this key and
+	// the payload is its owner token. Reads treat it as a miss.
+	Lease bool
 	// SoftExpiry is the Unix time in milliseconds after which the value is
 	// stale; 0 means it never goes stale.
 	SoftExpiry int64
@@ -50,6 +55,9 @@ func appendHeader(dst []byte, h Header) []byte {
 	if h.Negative {
 		flags |= flagNegative
 	}
+	if h.Lease {
+		flags |= flagLease
+	}
 	dst = append(dst, headerMagic, formatVersion, h.Codec, flags)
 	return binary.BigEndian.AppendUint64(dst, uint64(h.SoftExpiry))
 }
@@ -57,7 +65,8 @@ func appendHeader(dst []byte, h Header) []byte {
 // DecodeHeader splits a stored value into its header and payload. Anything
 // that is not a well-formed version-1 value — too short, wrong magic, another
 // format version, unknown flags, a negative marker with a payload, a soft
-// expiry out of range — returns an error wrapping ErrCorrupt. It never panics
+// expiry out of range, a marker with a payload it must not have — returns an
+// error wrapping ErrCorrupt. It never panics
 // and the payload aliases b.
 func DecodeHeader(b []byte) (Header, []byte, error) {
 	if len(b) < headerLen {
@@ -82,11 +91,15 @@ func DecodeHeader(b []byte) (Header, []byte, error) {
 		Codec:      b[2],
 		Compressed: flags&flagCompressed != 0,
 		Negative:   flags&flagNegative != 0,
+		Lease:      flags&flagLease != 0,
 		SoftExpiry: int64(soft),
 	}
 	payload := b[headerLen:]
-	if h.Negative && (len(payload) != 0 || h.Compressed) {
+	if h.Negative && (len(payload) != 0 || h.Compressed || h.Lease) {
 		return Header{}, nil, fmt.Errorf("%w: not-found marker with a payload", ErrCorrupt)
+	}
+	if h.Lease && (len(payload) == 0 || h.Compressed) {
+		return Header{}, nil, fmt.Errorf("%w: lease marker without a plain token", ErrCorrupt)
 	}
 	return h, payload, nil
 }

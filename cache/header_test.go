@@ -11,6 +11,7 @@ func TestHeaderRoundTrip(t *testing.T) {
 		{Version: 1, Codec: CodecRaw},
 		{Version: 1, Codec: CodecJSON, Compressed: true, SoftExpiry: 1700000000000},
 		{Version: 1, Codec: 200, Negative: true},
+		{Version: 1, Lease: true},
 	} {
 		b := appendHeader(nil, h)
 		if len(b) != headerLen {
@@ -35,6 +36,8 @@ func FuzzDecodeHeader(f *testing.F) {
 	f.Add(appendHeader(nil, Header{Codec: CodecJSON}))
 	f.Add(append(appendHeader(nil, Header{Codec: CodecMsgpack, SoftExpiry: 42}), 0x81, 0xa1, 0x61, 0x01))
 	f.Add(appendHeader(nil, Header{Negative: true}))
+	f.Add(append(appendHeader(nil, Header{Lease: true}), "token"...))
+	f.Add(appendHeader(nil, Header{Lease: true}))
 	f.Add(append(appendHeader(nil, Header{Compressed: true}), 0x01, 0x00, 0x00, 0xff, 0xff))
 	f.Add([]byte{0xCA, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0})
 	f.Add([]byte{0xCA, 1, 1, 0x80, 0xff, 0, 0, 0, 0, 0, 0, 0})
