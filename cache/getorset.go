@@ -78,8 +78,8 @@ type lease struct {
 // marker in it. It returns the stored value when there is one (a value or
 // another load's marker), or acquired = true.
 func (c *Cache) acquireMarker(ctx context.Context, rk string) (old string, acquired bool, l lease, err error) {
-	token := c.newToken()
-	marker := string(appendHeader(make([]byte, 0, headerLen+len(token)), Header{Lease: true})) + token
+	b := appendHeader(make([]byte, 0, headerLen+len(c.tokenPrefix)+13), Header{Lease: true})
+	marker := string(c.appendToken(b))
 	old, err = c.reader.SetArgs(ctx, rk, marker, redis.SetArgs{Mode: "NX", TTL: c.opt.LeaseTTL, Get: true}).Result()
 	l = lease{keys: []string{rk}, proof: marker}
 	switch {
@@ -172,10 +172,9 @@ func (c *Cache) getOrLoad(ctx context.Context, key string, ttl time.Duration, co
 		return c.loadLeased(base, rk, key, ttl, codec, loader, stale, force)
 	}
 	if acquired {
+		// The writes after the load are bounded by the client's timeouts.
 		fn = func(base context.Context) (entry, error) {
-			wctx, cancel := context.WithTimeout(base, c.opt.LeaseTTL+c.opt.LoadTimeout)
-			defer cancel()
-			return c.fill(base, wctx, l, key, ttl, codec, loader, nil)
+			return c.fill(base, base, l, key, ttl, codec, loader, nil)
 		}
 	}
 	f, created, err := c.startFlight(ctx, rk, fn)
@@ -260,8 +259,10 @@ func (c *Cache) await(ctx context.Context, rk string, f *flight) (entry, error) 
 // newToken returns a lease owner token unique across processes: a random
 // per-Cache prefix (128 bits from crypto/rand) and a counter. Lease tokens
 // name an owner; they guard no data, so they need not be secret.
-func (c *Cache) newToken() string {
-	return c.tokenPrefix + strconv.FormatUint(c.tokenSeq.Add(1), 36)
+func (c *Cache) newToken() string { return string(c.appendToken(nil)) }
+
+func (c *Cache) appendToken(b []byte) []byte {
+	return strconv.AppendUint(append(b, c.tokenPrefix...), c.tokenSeq.Add(1), 36)
 }
 
 func randomPrefix() string {
