@@ -3,12 +3,13 @@
 //
 // It takes any go-redis redis.UniversalClient (standalone, failover or
 // Cluster) and does every operation on one session in one round trip: a Lua
-// script run with EVALSHA (Preload puts the scripts on every node first).
+// script run with EVALSHA (Preload puts the scripts on every node first),
+// or for Get, a plain HGETALL (see "Reads and touches").
 //
 //	store, err := session.New(rdb, session.Options{IdleTimeout: 30 * time.Minute, MaxPerUser: 10})
 //	_ = store.Preload(ctx)
 //	s, err := store.Create(ctx, "alice", map[string]any{"cart": 3}, session.CreateOptions{IP: ip, UserAgent: ua})
-//	s, err = store.Get(ctx, s.ID())          // also records the access and slides the idle expiry
+//	s, err = store.Get(ctx, s.ID())          // also slides the idle expiry when due
 //	_, err = store.Update(ctx, s.ID(), session.Changes{Set: map[string]any{"theme": "dark"}})
 //	id, err := store.Rotate(ctx, s.ID())     // on login and privilege change
 //	devices, err := store.ListByUser(ctx, "alice")
@@ -43,8 +44,7 @@
 // per value): m packs "created,last-seen,idle,deadline,version,persist"
 // (times in ms) into one field, u is the user ID, x the device info (IP and
 // user agent). A "your sessions" page (ListByUser) reads m, u and x only and
-// decodes no payload; Get reads the whole hash once (HGETALL), since every
-// element crossing into Lua costs Redis CPU.
+// decodes no payload; Get reads the whole hash once (HGETALL).
 //
 // # Tokens
 //
@@ -58,13 +58,50 @@
 //
 // # Timeouts
 //
-// Both timeouts live in Redis. Every script reads the metadata and treats a
-// session past last-seen+idle or past its absolute deadline as gone: it
-// deletes it and answers "not found", whatever the key's TTL says. The TTL
-// (PEXPIREAT min(last-seen+idle, deadline)) only frees the memory. Get
-// slides the idle window in the same script, at most once per
-// Options.TouchInterval, so most reads write nothing. Time comes from Redis
-// TIME (one clock for all application servers) unless Options.Clock is set.
+// Both timeouts live in Redis. Every script that writes a session sets its
+// key's expiry (PEXPIREAT) to min(last-seen + idle, absolute deadline), so
+// Redis itself deletes a session at either timeout: from then on it is gone
+// for every caller, and a plain read finds nothing. Every script also reads
+// the metadata and treats a session past either timeout as gone (it deletes
+// it and answers "not found"), whatever the key's TTL says. Time comes from
+// Redis TIME (one clock for all application servers) unless Options.Clock
+// is set.
+//
+// # Reads and touches
+//
+// Get is one HGETALL: no Lua, one command, one round trip. The store checks
+// the metadata it read and runs the touch script (which slides the idle
+// expiry and moves last-seen) only when last-seen is Options.TouchInterval
+// old, or when the session looks past a timeout by the store's clock (the
+// script, reading Redis TIME, then decides, and deletes a dead session:
+// defence in depth for a key whose TTL was lost). So a Get costs one round
+// trip, and two once per TouchInterval per session; with the default
+// interval (IdleTimeout/64, at most a minute) that is a few extra round
+// trips per hour per session.
+//
+// The touch runs synchronously, after the read and before Get returns. It
+// could run in the background without anyone waiting, but that buys
+// nothing measurable (it happens once per TouchInterval) and costs: a
+// background write whose failure nobody sees, goroutines every Store would
+// have to own and Close would have to wait for, and a Get whose Info
+// (LastSeen, ExpiresAt) is a guess rather than what Redis holds. A
+// synchronous touch returns the session as the script left it (one
+// consistent snapshot of values and version) and reports its errors to
+// the caller. Like every script, the touch checks that the session exists
+// and is alive before writing, so a touch that races Delete, DeleteByUser
+// or Rotate never brings the session back.
+//
+// The local clock only decides when the touch is due. It is corrected by
+// the offset to Redis TIME seen in script replies, so a drifting clock
+// shifts when touches happen by at most a round trip; expiry itself stays
+// with Redis. A request that arrives within a round trip of its session's
+// idle timeout can find the session ended right after the read.
+//
+// Get falls back to running the script on every call when
+// Options.TouchInterval is negative (every Get writes), and on a cluster
+// client that may read from replicas (ClusterOptions.ReadOnly, or its
+// RouteByLatency and RouteRandomly): a replica could still hold a session
+// its master has just deleted.
 //
 // # Concurrency rules
 //
@@ -74,9 +111,9 @@
 // Changes.IfVersion (Session.Version): the update applies only if no other
 // update came in between, else ErrConflict.
 //
-// No resurrection: Update, Extend and the touch in Get check, inside their
+// No resurrection: Update, Extend and the touch check, inside their
 // script, that the session exists and is within its timeouts before writing
-// anything. Delete, DeleteByUser and Rotate (RENAME to the new key, index
+// anything; the plain read of Get writes nothing. Delete, DeleteByUser and Rotate (RENAME to the new key, index
 // moved) are single scripts too, so a write either runs before them (and is
 // deleted with the session) or after them (and finds nothing).
 //
@@ -98,11 +135,11 @@
 //
 // # The middleware
 //
-// Manager.LoadAndSave loads the session named by the cookie (one Get: the
-// touch included), exposes it through the request context, and saves the
-// changed keys (one Update, or one Create for a new session) just before
-// the response header is written: steady state is one Redis call per
-// request. Changes made after the response is committed are not saved and
+// Manager.LoadAndSave loads the session named by the cookie (one Get),
+// exposes it through the request context, and saves the changed keys (one
+// Update, or one Create for a new session) just before the response header
+// is written: steady state is one Redis command per request (HGETALL), plus
+// the touch script once per TouchInterval per session. Changes made after the response is committed are not saved and
 // are logged. When Redis cannot be reached, ManagerOptions.ErrorHandler
 // answers (503 by default) and the log carries the session's handle, never
 // its ID. Cookies default to HttpOnly, Secure, SameSite=Lax, Path=/;
@@ -116,7 +153,7 @@
 //
 // With Options.AutoPipeline the per-session scripts go through a go-redis
 // AutoPipeliner, so concurrent requests share round trips: still one
-// EVALSHA per operation, fewer system calls per EVALSHA. A batch that fails
+// command per operation, fewer system calls per command. A batch that fails
 // on a network error may be retried as a whole (go-redis MaxRetries). The
 // scripts tolerate running twice: Create and Rotate recognise their own
 // earlier success by the random new key, Delete and Update of the same

@@ -35,9 +35,10 @@ type Options struct {
 	AbsoluteTimeout time.Duration
 
 	// TouchInterval is how stale last-seen may get before Get rewrites it and
-	// slides the idle expiry. Get always runs one script; below this age the
-	// script only reads. Default IdleTimeout/64, at most one minute. Negative
-	// means every Get writes.
+	// slides the idle expiry. Below this age Get is one plain read (HGETALL);
+	// at or above it Get runs the touch script after the read (two round
+	// trips). Default IdleTimeout/64, at most one minute. Negative means
+	// every Get writes: then Get always runs the script, in one round trip.
 	TouchInterval time.Duration
 
 	// MaxPerUser caps the live sessions of one user. Default 0: no cap.
@@ -59,7 +60,8 @@ type Options struct {
 	MaxValueBytes int
 
 	// Clock supplies "now". Default nil: scripts read the Redis server's
-	// TIME, so all application servers share one clock.
+	// TIME, so all application servers share one clock, and Get decides
+	// whether a touch is due by the local clock corrected to Redis TIME.
 	Clock func() time.Time
 
 	// AutoPipeline runs the per-session scripts (Create, Get, Update,

@@ -139,9 +139,12 @@ return {fmt(now), fmt(exp), fmt(abs)}
 `)
 
 // KEYS: session, index. ARGV: now, handle, touch interval ms.
-// Returns nil when missing, else the session hash as HGETALL gives it. The
+// Returns nil when missing or dead (deleting a dead one), else the session
+// hash as HGETALL gives it followed by now: an odd number of elements. The
 // hash is read once (HGETALL) and the metadata found in it: crossing the
-// Lua boundary costs per element, so Get does it once each way.
+// Lua boundary costs per element, so Get does it once each way. It checks
+// that the session exists before writing, so a touch never brings back a
+// session deleted or rotated away.
 var scriptGet = redis.NewScript(luaCommon + `
 local now = clock(ARGV[1])
 local k, idx, h = KEYS[1], KEYS[2], ARGV[2]
@@ -160,6 +163,7 @@ if now - m.s >= tonumber(ARGV[3]) then
   slide(k, idx, h, m, now)
   all[mi] = pack(m)
 end
+all[#all + 1] = fmt(now)
 return all
 `)
 
@@ -183,8 +187,12 @@ end
 if ARGV[4] ~= '' then m.p = ARGV[4] end
 m.v = m.v + 1
 redis.call('HSET', k, 'm', pack(m))
+-- Unchanged in normal operation; restores the invariant that Get relies on
+-- (TTL = min(last-seen + idle, deadline)) if anything removed the TTL.
+local exp = math.min(m.s + m.i, m.a)
+redis.call('PEXPIREAT', k, fmt(exp))
 if m.u ~= '' then trim(idx, now) end
-return {fmt(now), fmt(math.min(m.s + m.i, m.a)), m.v}
+return {fmt(now), fmt(exp), m.v}
 `)
 
 // KEYS: session, index. ARGV: now, handle. Returns 1 if a session was deleted.

@@ -8,20 +8,28 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
 // Store keeps sessions in Redis. It is safe for concurrent use. Each method
-// on one session (Create, Get, Update, Delete, Extend, Rotate) is one script
-// and one round trip; ListByUser, DeleteByUser and RevokeHandle are one
+// on one session (Create, Get, Update, Delete, Extend, Rotate) is one round
+// trip: a script, or for Get a plain read plus, once per TouchInterval, the
+// touch script; ListByUser, DeleteByUser and RevokeHandle are one
 // script on the user's slot; Stats and Cleanup visit every master.
 type Store struct {
 	rdb  redis.UniversalClient
-	exec redis.Scripter // rdb, or an AutoPipeliner over it
+	exec redis.Cmdable // rdb, or an AutoPipeliner over it
 	ap   *redis.AutoPipeliner
 	opts Options
+	// fastReads: Get reads with HGETALL and runs a script only to touch.
+	// Off when every Get touches (TouchInterval 0) and when a cluster
+	// client may send reads to replicas, which could still hold a session
+	// its master already deleted.
+	fastReads bool
+	skew      atomic.Int64 // Redis TIME minus local time, ms (see observe)
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -46,6 +54,10 @@ func New(rdb redis.UniversalClient, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{rdb: rdb, exec: rdb, opts: o, closed: make(chan struct{})}
+	s.fastReads = o.TouchInterval > 0
+	if c, ok := rdb.(*redis.ClusterClient); ok && c.Options().ReadOnly {
+		s.fastReads = false
+	}
 	if o.AutoPipeline {
 		ap, err := rdb.AutoPipeline()
 		if err != nil {
@@ -299,6 +311,7 @@ func (s *Store) createRaw(ctx context.Context, userID string, enc map[string][]b
 	if len(res) < 3 {
 		return nil, fmt.Errorf("session: create: %w: unexpected reply", ErrCorrupt)
 	}
+	s.observe(res[0])
 	now, exp, dl := msArg(res[0]), msArg(res[1]), msArg(res[2])
 	return &Session{
 		id: tok, version: 1, values: values, codec: s.opts.Codec,
@@ -311,11 +324,17 @@ func (s *Store) createRaw(ctx context.Context, userID string, enc map[string][]b
 }
 
 // Get loads a session and records the access: last-seen moves to now and
-// the idle expiry slides (at most once per Options.TouchInterval), in the
-// same script. It returns ErrNotFound for a missing, deleted or timed-out
-// session (a timed-out one is deleted on the spot), ErrMalformedToken
-// without calling Redis, and ErrCorrupt for data it cannot read, which it
-// leaves untouched.
+// the idle expiry slides, at most once per Options.TouchInterval. It
+// returns ErrNotFound for a missing, deleted or timed-out session (a
+// timed-out one is deleted on the spot), ErrMalformedToken without calling
+// Redis, and ErrCorrupt for data it cannot read, which it leaves untouched.
+//
+// A Get within the touch interval is one HGETALL: the key's TTL already
+// ends the session at its idle or absolute timeout, so Redis answers for
+// a dead session with nothing. A Get that finds the touch due (or the
+// session past a timeout by the store's clock) runs the touch script
+// after it: two round trips, once per TouchInterval per session. See
+// "Reads and touches" in the package documentation.
 func (s *Store) Get(ctx context.Context, id string) (*Session, error) {
 	p, err := parseToken(id)
 	if err != nil {
@@ -324,53 +343,124 @@ func (s *Store) Get(ctx context.Context, id string) (*Session, error) {
 	if s.isClosed() {
 		return nil, ErrClosed
 	}
-	fields, err := scriptGet.Run(ctx, s.exec, []string{s.sessionKey(p.tag, p.handle), s.indexKey(p.tag)},
+	key := s.sessionKey(p.tag, p.handle)
+	if s.fastReads {
+		fields, err := s.exec.HGetAll(ctx, key).Result()
+		if err != nil {
+			return nil, wrapRedis("get", err)
+		}
+		if len(fields) == 0 {
+			return nil, fmt.Errorf("session: get: %w", ErrNotFound)
+		}
+		sess := &Session{id: id, codec: s.opts.Codec, values: make(map[string]string, max(0, len(fields)-3))}
+		sess.info.Handle = p.handle
+		var haveMeta, haveUser bool
+		for k, v := range fields {
+			if err := sess.setField(k, v, &haveMeta, &haveUser); err != nil {
+				return nil, fmt.Errorf("session: get: %w", err)
+			}
+		}
+		if !haveMeta || !haveUser {
+			return nil, fmt.Errorf("session: get: %w: no metadata", ErrCorrupt)
+		}
+		if !s.touchDue(&sess.info) {
+			return sess, nil
+		}
+	}
+	res, err := scriptGet.Run(ctx, s.exec, []string{key, s.indexKey(p.tag)},
 		s.now(), p.handle, s.opts.TouchInterval.Milliseconds()).Slice()
 	if err != nil {
 		return nil, wrapRedis("get", err)
 	}
-	sess, err := s.decodeHash(id, p.handle, fields)
+	if len(res)%2 != 1 {
+		return nil, fmt.Errorf("session: get: %w: unexpected reply", ErrCorrupt)
+	}
+	s.observe(res[len(res)-1])
+	sess, err := s.decodeHash(id, p.handle, res[:len(res)-1])
 	if err != nil {
 		return nil, fmt.Errorf("session: get: %w", err)
 	}
 	return sess, nil
 }
 
+// touchDue reports whether a session read without a script needs the
+// touch script: its last-seen is TouchInterval old, or it is past a
+// timeout by the store's clock. That clock only decides when the script
+// runs; the script reads the time again (Redis TIME, or Options.Clock) and
+// alone decides whether the session is dead.
+func (s *Store) touchDue(info *Info) bool {
+	now := s.localNow()
+	return now-info.LastSeen.UnixMilli() >= s.opts.TouchInterval.Milliseconds() ||
+		now >= info.ExpiresAt.UnixMilli()
+}
+
+// localNow is the store's estimate of the scripts' clock, in ms: Options.
+// Clock, or the local clock corrected by the offset to Redis TIME last
+// seen in a script reply.
+func (s *Store) localNow() int64 {
+	if s.opts.Clock != nil {
+		return s.opts.Clock().UnixMilli()
+	}
+	return time.Now().UnixMilli() + s.skew.Load()
+}
+
+// observe records the offset of Redis TIME (a script reply's "now") to
+// the local clock, so a local clock that drifts cannot delay touches until
+// sessions idle out in use.
+func (s *Store) observe(v any) {
+	if s.opts.Clock != nil {
+		return
+	}
+	str, _ := v.(string)
+	if ms, err := strconv.ParseInt(str, 10, 64); err == nil && ms > 0 {
+		s.skew.Store(ms - time.Now().UnixMilli())
+	}
+}
+
 func (s *Store) decodeHash(id, handle string, fields []any) (*Session, error) {
 	sess := &Session{id: id, codec: s.opts.Codec, values: make(map[string]string, max(0, len(fields)/2-3))}
 	sess.info.Handle = handle
-	var haveMeta bool
+	var haveMeta, haveUser bool
 	for i := 0; i+1 < len(fields); i += 2 {
 		k, _ := fields[i].(string)
 		v, _ := fields[i+1].(string)
-		switch {
-		case strings.HasPrefix(k, "d:"):
-			b, err := open(v)
-			if err != nil {
-				return nil, fmt.Errorf("value %q: %w", k[2:], err)
-			}
-			sess.values[k[2:]] = b
-		case k == "m":
-			var err error
-			sess.version, err = parseMeta(v, &sess.info)
-			if err != nil {
-				return nil, err
-			}
-			haveMeta = true
-		case k == "u":
-			sess.info.UserID = v
-		case k == "x":
-			var err error
-			sess.info.IP, sess.info.UserAgent, err = unpackDevice(v)
-			if err != nil {
-				return nil, err
-			}
+		if err := sess.setField(k, v, &haveMeta, &haveUser); err != nil {
+			return nil, err
 		}
 	}
 	if !haveMeta {
 		return nil, fmt.Errorf("%w: no metadata", ErrCorrupt)
 	}
 	return sess, nil
+}
+
+// setField loads one field of the session hash into sess.
+func (sess *Session) setField(k, v string, haveMeta, haveUser *bool) error {
+	switch {
+	case strings.HasPrefix(k, "d:"):
+		b, err := open(v)
+		if err != nil {
+			return fmt.Errorf("value %q: %w", k[2:], err)
+		}
+		sess.values[k[2:]] = b
+	case k == "m":
+		var err error
+		sess.version, err = parseMeta(v, &sess.info)
+		if err != nil {
+			return err
+		}
+		*haveMeta = true
+	case k == "u":
+		sess.info.UserID = v
+		*haveUser = true
+	case k == "x":
+		var err error
+		sess.info.IP, sess.info.UserAgent, err = unpackDevice(v)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // parseMeta reads the packed metadata field "created,last-seen,idle,

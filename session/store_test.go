@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
+	"github.com/rediskit/rediskit/internal/redistest"
 	"github.com/rediskit/rediskit/session"
 )
 
@@ -19,15 +20,19 @@ func TestRoundTripsPerOperation(t *testing.T) {
 	forEachTopology(t, session.Options{}, func(t *testing.T, e *env) {
 		ctx := context.Background()
 		st := e.store
-		check := func(op string, want int) {
+		check := func(op string, want int, cmd ...string) {
 			t.Helper()
 			n, cmds := e.count.get()
 			if n != want {
 				t.Errorf("%s: %d round trips %v, want %d", op, n, cmds, want)
 			}
+			wantCmd := "evalsha"
+			if len(cmd) > 0 {
+				wantCmd = cmd[0]
+			}
 			for _, c := range cmds {
-				if c != "evalsha" {
-					t.Errorf("%s: command %q, want only evalsha", op, c)
+				if c != wantCmd {
+					t.Errorf("%s: command %q, want only %s", op, c, wantCmd)
 				}
 			}
 			e.count.reset()
@@ -41,7 +46,7 @@ func TestRoundTripsPerOperation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		check("Get", 1)
+		check("Get", 1, "hgetall") // within the touch interval: a plain read
 		var n int
 		if err := got.Decode("n", &n); err != nil || n != 1 {
 			t.Fatalf("Decode n = %d, %v", n, err)
@@ -242,8 +247,18 @@ func TestMalformedTokensNeverReachRedis(t *testing.T) {
 }
 
 func TestTimeouts(t *testing.T) {
+	// TouchInterval -1: every Get runs the script. 20 minutes: most Gets
+	// are plain reads, and the fake clock runs ahead of Redis, so the
+	// keys' TTLs have not ended them: the store's own check (and the
+	// script it then runs) must.
+	for _, touch := range []time.Duration{-1, 20 * time.Minute} {
+		t.Run(fmt.Sprintf("touch=%v", touch), func(t *testing.T) { testTimeouts(t, touch) })
+	}
+}
+
+func testTimeouts(t *testing.T, touch time.Duration) {
 	clock := newFakeClock()
-	opts := session.Options{IdleTimeout: time.Hour, AbsoluteTimeout: 3 * time.Hour, Clock: clock.Now, TouchInterval: -1}
+	opts := session.Options{IdleTimeout: time.Hour, AbsoluteTimeout: 3 * time.Hour, Clock: clock.Now, TouchInterval: touch}
 	forEachTopology(t, opts, func(t *testing.T, e *env) {
 		ctx := context.Background()
 		st := e.store
@@ -324,12 +339,21 @@ func TestTouchIntervalLimitsWrites(t *testing.T) {
 		}
 		created := s.Info().LastSeen
 		clock.Add(30 * time.Second)
+		e.count.reset()
 		g, _ := e.store.Get(ctx, s.ID())
 		if !g.Info().LastSeen.Equal(created) {
 			t.Fatalf("last-seen moved within the touch interval: %v -> %v", created, g.Info().LastSeen)
 		}
+		if n, cmds := e.count.get(); n != 1 || cmds[0] != "hgetall" {
+			t.Fatalf("Get within the touch interval: %d round trips %v, want one hgetall", n, cmds)
+		}
 		clock.Add(31 * time.Second)
+		e.count.reset()
 		g, _ = e.store.Get(ctx, s.ID())
+		// The documented cost of a touching Get: the read, then the script.
+		if n, cmds := e.count.get(); n != 2 || cmds[0] != "hgetall" || cmds[1] != "evalsha" {
+			t.Fatalf("touching Get: %d round trips %v, want hgetall then evalsha", n, cmds)
+		}
 		if want := clock.Now().Truncate(time.Millisecond); !g.Info().LastSeen.Equal(want) {
 			t.Fatalf("last-seen = %v, want %v", g.Info().LastSeen, want)
 		}
@@ -403,7 +427,15 @@ func TestNoLostUpdates(t *testing.T) {
 }
 
 func TestNoResurrection(t *testing.T) {
-	forEachTopology(t, session.Options{TouchInterval: -1}, func(t *testing.T, e *env) {
+	// TouchInterval -1: every Get runs the touch script. 1ms: Gets mix plain
+	// reads and touches that race the deletes.
+	for _, touch := range []time.Duration{-1, time.Millisecond} {
+		t.Run(fmt.Sprintf("touch=%v", touch), func(t *testing.T) { testNoResurrection(t, touch) })
+	}
+}
+
+func testNoResurrection(t *testing.T, touch time.Duration) {
+	forEachTopology(t, session.Options{TouchInterval: touch}, func(t *testing.T, e *env) {
 		ctx := context.Background()
 		st := e.store
 		const rounds = 30
@@ -754,7 +786,7 @@ func TestAutoPipeline(t *testing.T) {
 		if err != nil || !g.Has("a") {
 			t.Fatalf("Get = %v, %v", g, err)
 		}
-		if n, cmds := e.count.get(); n != 1 || len(cmds) != 1 || cmds[0] != "evalsha" {
+		if n, cmds := e.count.get(); n != 1 || len(cmds) != 1 || cmds[0] != "hgetall" {
 			t.Fatalf("Get through the auto-pipeliner: %d round trips %v", n, cmds)
 		}
 		var wg sync.WaitGroup
@@ -794,4 +826,127 @@ func TestAutoPipeline(t *testing.T) {
 		}
 		goleak.VerifyNone(t, before)
 	})
+}
+
+// TestTTLMatchesTimeouts checks the invariant plain-read Gets rely on: after
+// every write, each session key's expiry is exactly min(last-seen + idle,
+// absolute deadline), as stored in its metadata, so it never outlives its
+// absolute deadline and Redis alone ends a session at either timeout.
+func TestTTLMatchesTimeouts(t *testing.T) {
+	clock := newFakeClock()
+	// The deadline (90 minutes) cuts the second idle window (50+60).
+	opts := session.Options{IdleTimeout: time.Hour, AbsoluteTimeout: 90 * time.Minute, TouchInterval: time.Minute, Clock: clock.Now}
+	forEachTopology(t, opts, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		checkTTL := func(op string, want int) {
+			t.Helper()
+			n := 0
+			for _, k := range keysWith(t, e.rdb, e.opts.Prefix) {
+				if !strings.Contains(k, "}:s:") {
+					continue
+				}
+				n++
+				m, err := e.rdb.HGet(ctx, k, "m").Result()
+				if err != nil {
+					t.Fatalf("%s: %v", op, err)
+				}
+				var c, seen, idle, deadline, v, p int64
+				if _, err := fmt.Sscanf(m, "%d,%d,%d,%d,%d,%d", &c, &seen, &idle, &deadline, &v, &p); err != nil {
+					t.Fatalf("%s: metadata %q: %v", op, m, err)
+				}
+				at, err := e.rdb.PExpireTime(ctx, k).Result()
+				if err != nil {
+					t.Fatalf("%s: %v", op, err)
+				}
+				if want := min(seen+idle, deadline); at.Milliseconds() != want {
+					t.Errorf("%s: key expires at %d, want min(last-seen+idle, deadline) = %d (deadline %d)",
+						op, at.Milliseconds(), want, deadline)
+				}
+				if at.Milliseconds() > deadline {
+					t.Errorf("%s: key outlives its absolute deadline by %dms", op, at.Milliseconds()-deadline)
+				}
+			}
+			if n != want {
+				t.Fatalf("%s: %d session keys, want %d", op, n, want)
+			}
+		}
+		for _, user := range []string{"ttl-user", ""} {
+			s, err := e.store.Create(ctx, user, map[string]any{"a": 1}, session.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkTTL("Create", 1)
+			clock.Add(50 * time.Minute)
+			g, err := e.store.Get(ctx, s.ID())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !g.Info().ExpiresAt.Equal(g.Info().Deadline) {
+				t.Fatalf("touch at 50min: expiry %v, want the deadline %v", g.Info().ExpiresAt, g.Info().Deadline)
+			}
+			checkTTL("Get with touch", 1)
+			if _, err := e.store.Update(ctx, s.ID(), session.Changes{Set: map[string]any{"b": 2}}); err != nil {
+				t.Fatal(err)
+			}
+			checkTTL("Update", 1)
+			if _, _, err := e.store.Extend(ctx, s.ID(), time.Minute); err != nil { // never shortens
+				t.Fatal(err)
+			}
+			checkTTL("Extend (no change)", 1)
+			if _, _, err := e.store.Extend(ctx, s.ID(), 2*time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			checkTTL("Extend", 1)
+			clock.Add(30 * time.Minute)
+			id, err := e.store.Rotate(ctx, s.ID())
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkTTL("Rotate", 1)
+			if _, err := e.store.Delete(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
+
+// TestRedisEndsIdleSessions: with the real clock, an idle session's key
+// expires in Redis, so the plain read of Get finds nothing: no script is
+// needed to end it.
+func TestRedisEndsIdleSessions(t *testing.T) {
+	forEachTopology(t, session.Options{IdleTimeout: 100 * time.Millisecond, TouchInterval: time.Minute}, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		s, err := e.store.Create(ctx, "idle", nil, session.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(250 * time.Millisecond)
+		e.count.reset()
+		if _, err := e.store.Get(ctx, s.ID()); !errors.Is(err, session.ErrNotFound) {
+			t.Fatalf("Get after the idle timeout = %v", err)
+		}
+		if n, cmds := e.count.get(); n != 1 || cmds[0] != "hgetall" {
+			t.Fatalf("Get of an expired session: %d round trips %v, want one hgetall", n, cmds)
+		}
+	})
+}
+
+// TestReplicaReadsUseTheScript: a cluster client that may read from
+// replicas (ReadOnly) never gets the plain-read Get: a replica could still
+// hold a session its master has deleted.
+func TestReplicaReadsUseTheScript(t *testing.T) {
+	rdb := redistest.SharedCluster(t).Client(t, func(o *redis.ClusterOptions) { o.ReadOnly = true })
+	e := newEnv(t, rdb, session.Options{})
+	ctx := context.Background()
+	s, err := e.store.Create(ctx, "ro", map[string]any{"a": 1}, session.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.count.reset()
+	if g, err := e.store.Get(ctx, s.ID()); err != nil || !g.Has("a") {
+		t.Fatalf("Get = %v, %v", g, err)
+	}
+	if n, cmds := e.count.get(); n != 1 || cmds[0] != "evalsha" {
+		t.Fatalf("Get on a ReadOnly cluster client: %d round trips %v, want one evalsha", n, cmds)
+	}
 }
