@@ -2,7 +2,8 @@
 // and protects the data source from stampedes across processes.
 //
 // It works with any redis.UniversalClient (go-redis v9): a standalone or
-// Sentinel *redis.Client, a *redis.ClusterClient or a *redis.Ring.
+// Sentinel *redis.Client, a *redis.ClusterClient or a *redis.Ring, against
+// Redis 7.0 or later (GetOrSet uses SET with both NX and GET).
 //
 // # Layers
 //

@@ -377,11 +377,14 @@ func (c *Cache) loadLeased(base context.Context, rk, key string, ttl time.Durati
 // fill runs the loader under our lease and stores its result if the lease is
 // still ours.
 //
-// wctx bounds the writes after the load; it outlives the loader's own
-// LoadTimeout, so the lease is settled even when the loader timed out.
+// wctx carries the values for the writes after the load; its cancellation
+// is dropped so the lease is settled even when the load was cancelled.
 func (c *Cache) fill(base, wctx context.Context, l lease, key string, ttl time.Duration, codec byte, loader LoaderFunc[[]byte], stale *entry) (entry, error) {
 	payload, lerr := c.callLoader(base, loader)
 	keys, token, rk := l.keys, l.proof, l.keys[0]
+	// Settle the lease even when Close cancelled the load; these few writes
+	// are bounded by the client's own read and write timeouts.
+	wctx = context.WithoutCancel(wctx)
 	switch {
 	case lerr == nil:
 		redisTTL, soft := c.ttls(ttl, time.Now())
