@@ -9,13 +9,13 @@ import (
 // FuzzParseToken: any input either fails with ErrMalformedToken or is a
 // 64-character base64url token whose parts re-encode to itself.
 func FuzzParseToken(f *testing.F) {
-	good, _, _ := newToken(make([]byte, tagLen))
+	good, _, _ := newToken("", make([]byte, tagLen))
 	for _, s := range []string{"", "x", good, good[:63], good + "A", strings.Repeat("=", 64),
 		strings.Repeat("*", 64), good[:60] + "{}:*", good[:63] + "+", "\x00" + good[1:]} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, tok string) {
-		p, err := parseToken(tok)
+		p, err := parseToken("p:", tok)
 		if err != nil {
 			if err != ErrMalformedToken {
 				t.Fatalf("unexpected error %v", err)
@@ -29,7 +29,8 @@ func FuzzParseToken(f *testing.F) {
 		if err != nil || b64.EncodeToString(raw) != tok {
 			t.Fatalf("accepted non-canonical %q", tok)
 		}
-		if p.tag != b64.EncodeToString(raw[:tagLen]) || p.handle != hashToken(tok) {
+		if p.tag != b64.EncodeToString(raw[:tagLen]) || p.handle != hashToken(tok) ||
+			p.key != "p:{"+p.tag+"}:s:"+p.handle {
 			t.Fatalf("bad parts for %q", tok)
 		}
 	})
@@ -38,7 +39,7 @@ func FuzzParseToken(f *testing.F) {
 // FuzzCookieHeader: whatever Cookie header a client sends, the manager
 // extracts either nothing or a well-formed token, and never panics.
 func FuzzCookieHeader(f *testing.F) {
-	good, _, _ := newToken(make([]byte, tagLen))
+	good, _, _ := newToken("", make([]byte, tagLen))
 	for _, s := range []string{"", "session=" + good, "session=" + good + "; other=1", "session=\"" + good + "\"",
 		"session=", "session=a; session=" + good, "=;;;", "session=" + good[:10] + "{}", "SESSION=" + good} {
 		f.Add(s)

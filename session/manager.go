@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -135,9 +136,13 @@ type state struct {
 	id     string // "" until the session exists in Redis
 	userID string
 	info   Info
+	// loaded is the hash of the session as Get read it ("d:<key>" →
+	// envelope and codec bytes), read in place until the first change;
+	// values is nil until then, and from then on holds every value.
+	loaded map[string]string
 	values map[string]entry
 	// dirty holds the keys changed in this request: set if present in
-	// values, deleted otherwise.
+	// values, deleted otherwise. nil until the first change.
 	dirty        map[string]struct{}
 	persist      bool
 	persistDirty bool
@@ -175,7 +180,7 @@ func (m *Manager) tokenFromRequest(r *http.Request) (tok string, present bool) {
 // session.
 func (m *Manager) LoadAndSave(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		st := &state{m: m, r: r, header: w.Header(), values: map[string]entry{}, dirty: map[string]struct{}{}, persist: m.opts.Cookie.Persist}
+		st := &state{m: m, r: r, header: w.Header(), persist: m.opts.Cookie.Persist}
 		tok, present := m.tokenFromRequest(r)
 		if tok != "" {
 			sess, err := m.store.Get(r.Context(), tok)
@@ -204,9 +209,41 @@ func (st *state) load(s *Session) {
 	st.userID = s.info.UserID
 	st.info = s.info
 	st.persist = s.info.Persist || st.m.opts.Cookie.Persist
-	for k, v := range s.values {
-		st.values[k] = entry{raw: v}
+	st.loaded = s.fields
+}
+
+// lookup returns the value under key.
+func (st *state) lookup(key string) (entry, bool) {
+	if st.values != nil {
+		e, ok := st.values[key]
+		return e, ok
 	}
+	v, ok := st.loaded["d:"+key]
+	if !ok {
+		return entry{}, false
+	}
+	return entry{raw: v[1:]}, true // the envelope was checked by Store.Get
+}
+
+// change returns the values to modify and marks key dirty ("" marks
+// nothing): the loaded hash is copied into values at the first change.
+func (st *state) change(key string) map[string]entry {
+	if st.values == nil {
+		st.values = make(map[string]entry, len(st.loaded))
+		for k, v := range st.loaded {
+			if strings.HasPrefix(k, "d:") {
+				st.values[k[2:]] = entry{raw: v[1:]}
+			}
+		}
+		st.loaded = nil
+	}
+	if key != "" {
+		if st.dirty == nil {
+			st.dirty = make(map[string]struct{})
+		}
+		st.dirty[key] = struct{}{}
+	}
+	return st.values
 }
 
 // writer commits the session before the first byte of the response.
@@ -280,7 +317,7 @@ func (st *state) save() error {
 			set := make(map[string][]byte, len(st.dirty))
 			var del []string
 			for k := range st.dirty {
-				if e, ok := st.values[k]; ok {
+				if e, ok := st.lookup(k); ok {
 					set[k] = append([]byte{envelopeV1}, e.raw...)
 				} else {
 					del = append(del, k)
@@ -303,7 +340,7 @@ func (st *state) save() error {
 				return err
 			}
 		}
-		st.dirty = map[string]struct{}{}
+		st.dirty = nil
 		st.persistDirty = false
 	}
 	h := st.header
@@ -342,8 +379,9 @@ func (m *Manager) cookie(value string) *http.Cookie {
 
 // createLocked stores the request's values as a new session of userID.
 func (st *state) createLocked(ctx context.Context, userID string) error {
-	enc := make(map[string][]byte, len(st.values))
-	for k, e := range st.values {
+	values := st.change("")
+	enc := make(map[string][]byte, len(values))
+	for k, e := range values {
 		enc[k] = append([]byte{envelopeV1}, e.raw...)
 	}
 	ua := st.r.UserAgent()
@@ -360,15 +398,14 @@ func (st *state) createLocked(ctx context.Context, userID string) error {
 	}
 	st.id, st.userID, st.info = s.id, userID, s.info
 	st.setCookie, st.clearCookie = true, false
-	st.dirty = map[string]struct{}{}
+	st.dirty = nil
 	st.persistDirty = false
 	return nil
 }
 
 func (st *state) resetLocked() {
 	st.id, st.userID, st.info = "", "", Info{}
-	st.values = map[string]entry{}
-	st.dirty = map[string]struct{}{}
+	st.loaded, st.values, st.dirty = nil, nil, nil
 	st.persistDirty = false
 	st.setCookie, st.clearCookie = false, true
 }
@@ -395,8 +432,7 @@ func (m *Manager) Put(ctx context.Context, key string, val any) {
 		st.encodeErr = fmt.Errorf("session: put: %w", err)
 		return
 	}
-	st.values[key] = entry{raw: string(b[1:]), val: val, hasVal: true}
-	st.dirty[key] = struct{}{}
+	st.change(key)[key] = entry{raw: string(b[1:]), val: val, hasVal: true}
 }
 
 // Get returns the value under key, or nil. A value put in this request is
@@ -405,7 +441,7 @@ func (m *Manager) Put(ctx context.Context, key string, val any) {
 func (m *Manager) Get(ctx context.Context, key string) any {
 	st := m.state(ctx)
 	st.mu.Lock()
-	e := st.values[key]
+	e, _ := st.lookup(key)
 	st.mu.Unlock()
 	if e.hasVal {
 		return e.val
@@ -422,7 +458,7 @@ func (m *Manager) Get(ctx context.Context, key string) any {
 func (m *Manager) Decode(ctx context.Context, key string, dst any) error {
 	st := m.state(ctx)
 	st.mu.Lock()
-	e, ok := st.values[key]
+	e, ok := st.lookup(key)
 	st.mu.Unlock()
 	if !ok {
 		return ErrNoValue
@@ -436,7 +472,7 @@ func (m *Manager) Decode(ctx context.Context, key string, dst any) error {
 func getAs[T any](m *Manager, ctx context.Context, key string) T {
 	st := m.state(ctx)
 	st.mu.Lock()
-	e, ok := st.values[key]
+	e, ok := st.lookup(key)
 	st.mu.Unlock()
 	var zero T
 	if !ok {
@@ -515,12 +551,11 @@ func (m *Manager) Remove(ctx context.Context, key string) {
 	st := m.state(ctx)
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if _, ok := st.values[key]; !ok {
+	if _, ok := st.lookup(key); !ok {
 		return
 	}
 	st.warnIfCommitted("remove")
-	delete(st.values, key)
-	st.dirty[key] = struct{}{}
+	delete(st.change(key), key)
 }
 
 // Clear removes every value, keeping the session and its ID.
@@ -528,10 +563,10 @@ func (m *Manager) Clear(ctx context.Context) {
 	st := m.state(ctx)
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	for k := range st.values {
-		st.dirty[k] = struct{}{}
+	for k := range st.change("") {
+		st.change(k)
 	}
-	st.values = map[string]entry{}
+	clear(st.values)
 }
 
 // Exists reports whether the session holds a value under key.
@@ -539,7 +574,7 @@ func (m *Manager) Exists(ctx context.Context, key string) bool {
 	st := m.state(ctx)
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	_, ok := st.values[key]
+	_, ok := st.lookup(key)
 	return ok
 }
 
@@ -548,9 +583,14 @@ func (m *Manager) Keys(ctx context.Context) []string {
 	st := m.state(ctx)
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	keys := make([]string, 0, len(st.values))
+	keys := make([]string, 0, len(st.values)+len(st.loaded))
 	for k := range st.values {
 		keys = append(keys, k)
+	}
+	for k := range st.loaded {
+		if strings.HasPrefix(k, "d:") {
+			keys = append(keys, k[2:])
+		}
 	}
 	sort.Strings(keys)
 	return keys

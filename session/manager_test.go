@@ -335,3 +335,51 @@ func TestManagerCookieOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestManagerValues covers the value accessors over a loaded session
+// (read in place until the first change) and after changes.
+func TestManagerValues(t *testing.T) {
+	forEachTopology(t, session.Options{}, func(t *testing.T, e *env) {
+		m := session.NewManager(e.store, session.ManagerOptions{})
+		mux := http.NewServeMux()
+		mux.HandleFunc("POST /put", func(w http.ResponseWriter, r *http.Request) {
+			for _, k := range []string{"a", "b", "c"} {
+				m.Put(r.Context(), k, k+"!")
+			}
+		})
+		show := func(w http.ResponseWriter, r *http.Request) {
+			ctx := r.Context()
+			fmt.Fprintf(w, "%v a=%v/%q b=%q", m.Keys(ctx), m.Exists(ctx, "a"), m.GetString(ctx, "a"), m.GetString(ctx, "b"))
+		}
+		mux.HandleFunc("GET /show", show)
+		mux.HandleFunc("POST /remove", func(w http.ResponseWriter, r *http.Request) {
+			m.Remove(r.Context(), "a")
+			m.Remove(r.Context(), "missing")
+			show(w, r)
+		})
+		mux.HandleFunc("POST /put-then-clear", func(w http.ResponseWriter, r *http.Request) {
+			m.Put(r.Context(), "d", 1)
+			m.Clear(r.Context())
+			show(w, r)
+		})
+		srv := httptest.NewTLSServer(m.LoadAndSave(mux))
+		defer srv.Close()
+		c := newClient(t, srv)
+		c.do("POST", "/put", nil)
+		for _, step := range []struct{ method, path, want string }{
+			{"GET", "/show", `[a b c] a=true/"a!" b="b!"`},
+			{"POST", "/remove", `[b c] a=false/"" b="b!"`},
+			{"GET", "/show", `[b c] a=false/"" b="b!"`},
+			{"POST", "/put-then-clear", `[] a=false/"" b=""`},
+			{"GET", "/show", `[] a=false/"" b=""`},
+		} {
+			e.count.reset()
+			if _, body := c.do(step.method, step.path, nil); body != step.want {
+				t.Fatalf("%s %s = %q, want %q", step.method, step.path, body, step.want)
+			}
+			if n, cmds := e.count.get(); step.method == "GET" && n != 1 {
+				t.Fatalf("%s %s: %d Redis calls %v, want 1", step.method, step.path, n, cmds)
+			}
+		}
+	})
+}

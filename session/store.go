@@ -130,10 +130,6 @@ func (s *Store) now() int64 {
 	return s.opts.Clock().UnixMilli()
 }
 
-func (s *Store) sessionKey(tag, handle string) string {
-	return s.opts.Prefix + "{" + tag + "}:s:" + handle
-}
-
 func (s *Store) base(tag string) string { return s.opts.Prefix + "{" + tag + "}:s:" }
 
 func (s *Store) indexKey(tag string) string { return s.opts.Prefix + "{" + tag + "}:u" }
@@ -169,8 +165,11 @@ type Session struct {
 	id      string
 	info    Info
 	version int64
-	values  map[string]string // codec bytes, envelope stripped
-	codec   Codec
+	// fields is the session hash as read: "d:<key>" holds a value (envelope
+	// byte, then codec bytes; every envelope checked on load). Get keeps
+	// the map go-redis made, so a value is copied only when decoded.
+	fields map[string]string
+	codec  Codec
 }
 
 // ID returns the session ID: the secret the client presents. Never log it.
@@ -185,25 +184,36 @@ func (s *Session) Version() int64 { return s.version }
 
 // Keys returns the names of the session's values, sorted.
 func (s *Session) Keys() []string {
-	keys := make([]string, 0, len(s.values))
-	for k := range s.values {
-		keys = append(keys, k)
+	keys := make([]string, 0, len(s.fields))
+	for k := range s.fields {
+		if strings.HasPrefix(k, "d:") {
+			keys = append(keys, k[2:])
+		}
 	}
 	sort.Strings(keys)
 	return keys
 }
 
+// value returns the codec bytes under key, without envelope.
+func (s *Session) value(key string) (string, bool) {
+	v, ok := s.fields["d:"+key]
+	if !ok {
+		return "", false
+	}
+	return v[1:], true
+}
+
 // Has reports whether the session holds a value under key.
-func (s *Session) Has(key string) bool { _, ok := s.values[key]; return ok }
+func (s *Session) Has(key string) bool { _, ok := s.value(key); return ok }
 
 // Raw returns the codec bytes of the value under key (without envelope).
-func (s *Session) Raw(key string) ([]byte, bool) { b, ok := s.values[key]; return []byte(b), ok }
+func (s *Session) Raw(key string) ([]byte, bool) { b, ok := s.value(key); return []byte(b), ok }
 
 // Decode decodes the value under key into dst. It returns ErrNoValue when
 // there is none and an error wrapping ErrCorrupt when the codec cannot
 // decode it.
 func (s *Session) Decode(key string, dst any) error {
-	b, ok := s.values[key]
+	b, ok := s.value(key)
 	if !ok {
 		return ErrNoValue
 	}
@@ -213,10 +223,21 @@ func (s *Session) Decode(key string, dst any) error {
 	return nil
 }
 
+// len counts the session's values.
+func (s *Session) len() int {
+	n := 0
+	for k := range s.fields {
+		if strings.HasPrefix(k, "d:") {
+			n++
+		}
+	}
+	return n
+}
+
 // String describes the session without its ID.
 func (s *Session) String() string {
 	return fmt.Sprintf("session.Session{handle:%s user:%q version:%d values:%d}",
-		s.info.Handle, s.info.UserID, s.version, len(s.values))
+		s.info.Handle, s.info.UserID, s.version, s.len())
 }
 
 // GoString is String: %#v must not print the ID either.
@@ -288,7 +309,7 @@ func (s *Store) createRaw(ctx context.Context, userID string, enc map[string][]b
 		}
 		tag = t
 	}
-	tok, p, err := newToken(tag)
+	tok, p, err := newToken(s.opts.Prefix, tag)
 	if err != nil {
 		return nil, err
 	}
@@ -299,12 +320,12 @@ func (s *Store) createRaw(ctx context.Context, userID string, enc map[string][]b
 	args := make([]any, 0, 11+2*len(enc))
 	args = append(args, s.now(), p.handle, idle.Milliseconds(), abs.Milliseconds(), userID,
 		packDevice(opts.IP, opts.UserAgent), "", boolArg(opts.Persist), s.opts.MaxPerUser, refuse, s.base(p.tag))
-	values := make(map[string]string, len(enc))
+	fields := make(map[string]string, len(enc))
 	for k, v := range enc {
 		args = append(args, "d:"+k, v)
-		values[k] = string(v[1:])
+		fields["d:"+k] = string(v)
 	}
-	res, err := scriptCreate.Run(ctx, s.exec, []string{s.sessionKey(p.tag, p.handle), s.indexKey(p.tag)}, args...).Slice()
+	res, err := scriptCreate.Run(ctx, s.exec, []string{p.key, s.indexKey(p.tag)}, args...).Slice()
 	if err != nil {
 		return nil, wrapRedis("create", err)
 	}
@@ -314,7 +335,7 @@ func (s *Store) createRaw(ctx context.Context, userID string, enc map[string][]b
 	s.observe(res[0])
 	now, exp, dl := msArg(res[0]), msArg(res[1]), msArg(res[2])
 	return &Session{
-		id: tok, version: 1, values: values, codec: s.opts.Codec,
+		id: tok, version: 1, fields: fields, codec: s.opts.Codec,
 		info: Info{
 			Handle: p.handle, UserID: userID, IP: opts.IP, UserAgent: opts.UserAgent,
 			CreatedAt: now, LastSeen: now, ExpiresAt: exp, Deadline: dl,
@@ -336,38 +357,30 @@ func (s *Store) createRaw(ctx context.Context, userID string, enc map[string][]b
 // after it: two round trips, once per TouchInterval per session. See
 // "Reads and touches" in the package documentation.
 func (s *Store) Get(ctx context.Context, id string) (*Session, error) {
-	p, err := parseToken(id)
+	p, err := parseToken(s.opts.Prefix, id)
 	if err != nil {
 		return nil, fmt.Errorf("session: get: %w", err)
 	}
 	if s.isClosed() {
 		return nil, ErrClosed
 	}
-	key := s.sessionKey(p.tag, p.handle)
 	if s.fastReads {
-		fields, err := s.exec.HGetAll(ctx, key).Result()
+		fields, err := s.exec.HGetAll(ctx, p.key).Result()
 		if err != nil {
 			return nil, wrapRedis("get", err)
 		}
 		if len(fields) == 0 {
 			return nil, fmt.Errorf("session: get: %w", ErrNotFound)
 		}
-		sess := &Session{id: id, codec: s.opts.Codec, values: make(map[string]string, max(0, len(fields)-3))}
-		sess.info.Handle = p.handle
-		var haveMeta, haveUser bool
-		for k, v := range fields {
-			if err := sess.setField(k, v, &haveMeta, &haveUser); err != nil {
-				return nil, fmt.Errorf("session: get: %w", err)
-			}
-		}
-		if !haveMeta || !haveUser {
-			return nil, fmt.Errorf("session: get: %w: no metadata", ErrCorrupt)
+		sess, err := s.load(id, p.handle, fields)
+		if err != nil {
+			return nil, fmt.Errorf("session: get: %w", err)
 		}
 		if !s.touchDue(&sess.info) {
 			return sess, nil
 		}
 	}
-	res, err := scriptGet.Run(ctx, s.exec, []string{key, s.indexKey(p.tag)},
+	res, err := scriptGet.Run(ctx, s.exec, []string{p.key, s.indexKey(p.tag)},
 		s.now(), p.handle, s.opts.TouchInterval.Milliseconds()).Slice()
 	if err != nil {
 		return nil, wrapRedis("get", err)
@@ -417,50 +430,47 @@ func (s *Store) observe(v any) {
 	}
 }
 
-func (s *Store) decodeHash(id, handle string, fields []any) (*Session, error) {
-	sess := &Session{id: id, codec: s.opts.Codec, values: make(map[string]string, max(0, len(fields)/2-3))}
+// decodeHash loads the hash the Get script returned (field, value, ...).
+func (s *Store) decodeHash(id, handle string, res []any) (*Session, error) {
+	fields := make(map[string]string, len(res)/2)
+	for i := 0; i+1 < len(res); i += 2 {
+		k, _ := res[i].(string)
+		v, _ := res[i+1].(string)
+		fields[k] = v
+	}
+	return s.load(id, handle, fields)
+}
+
+// load checks a session hash and reads its metadata. Values stay as
+// stored; only their envelopes are checked, so a value that was not written
+// by this package is ErrCorrupt at once, not when decoded.
+func (s *Store) load(id, handle string, fields map[string]string) (*Session, error) {
+	sess := &Session{id: id, codec: s.opts.Codec, fields: fields}
 	sess.info.Handle = handle
-	var haveMeta, haveUser bool
-	for i := 0; i+1 < len(fields); i += 2 {
-		k, _ := fields[i].(string)
-		v, _ := fields[i+1].(string)
-		if err := sess.setField(k, v, &haveMeta, &haveUser); err != nil {
+	m, ok := fields["m"]
+	if !ok {
+		return nil, fmt.Errorf("%w: no metadata", ErrCorrupt)
+	}
+	var err error
+	if sess.version, err = parseMeta(m, &sess.info); err != nil {
+		return nil, err
+	}
+	if sess.info.UserID, ok = fields["u"]; !ok {
+		return nil, fmt.Errorf("%w: no user field", ErrCorrupt)
+	}
+	if x, ok := fields["x"]; ok {
+		if sess.info.IP, sess.info.UserAgent, err = unpackDevice(x); err != nil {
 			return nil, err
 		}
 	}
-	if !haveMeta {
-		return nil, fmt.Errorf("%w: no metadata", ErrCorrupt)
+	for k, v := range fields {
+		if strings.HasPrefix(k, "d:") {
+			if _, err := open(v); err != nil {
+				return nil, fmt.Errorf("value %q: %w", k[2:], err)
+			}
+		}
 	}
 	return sess, nil
-}
-
-// setField loads one field of the session hash into sess.
-func (sess *Session) setField(k, v string, haveMeta, haveUser *bool) error {
-	switch {
-	case strings.HasPrefix(k, "d:"):
-		b, err := open(v)
-		if err != nil {
-			return fmt.Errorf("value %q: %w", k[2:], err)
-		}
-		sess.values[k[2:]] = b
-	case k == "m":
-		var err error
-		sess.version, err = parseMeta(v, &sess.info)
-		if err != nil {
-			return err
-		}
-		*haveMeta = true
-	case k == "u":
-		sess.info.UserID = v
-		*haveUser = true
-	case k == "x":
-		var err error
-		sess.info.IP, sess.info.UserAgent, err = unpackDevice(v)
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // parseMeta reads the packed metadata field "created,last-seen,idle,
@@ -541,7 +551,7 @@ func (s *Store) Update(ctx context.Context, id string, ch Changes) (int64, error
 }
 
 func (s *Store) updateRaw(ctx context.Context, id string, enc map[string][]byte, del []string, persist *bool, ifVersion int64) (int64, error) {
-	p, err := parseToken(id)
+	p, err := parseToken(s.opts.Prefix, id)
 	if err != nil {
 		return 0, fmt.Errorf("session: update: %w", err)
 	}
@@ -562,7 +572,7 @@ func (s *Store) updateRaw(ctx context.Context, id string, enc map[string][]byte,
 			args = append(args, "d:"+k)
 		}
 	}
-	res, err := scriptUpdate.Run(ctx, s.exec, []string{s.sessionKey(p.tag, p.handle), s.indexKey(p.tag)}, args...).Slice()
+	res, err := scriptUpdate.Run(ctx, s.exec, []string{p.key, s.indexKey(p.tag)}, args...).Slice()
 	if err != nil {
 		return 0, wrapRedis("update", err)
 	}
@@ -576,14 +586,14 @@ func (s *Store) updateRaw(ctx context.Context, id string, enc map[string][]byte,
 // Delete removes a session and its index entry. Deleting a missing session
 // is not an error; the result says whether one existed.
 func (s *Store) Delete(ctx context.Context, id string) (bool, error) {
-	p, err := parseToken(id)
+	p, err := parseToken(s.opts.Prefix, id)
 	if err != nil {
 		return false, fmt.Errorf("session: delete: %w", err)
 	}
 	if s.isClosed() {
 		return false, ErrClosed
 	}
-	n, err := scriptDelete.Run(ctx, s.exec, []string{s.sessionKey(p.tag, p.handle), s.indexKey(p.tag)}, s.now(), p.handle).Int64()
+	n, err := scriptDelete.Run(ctx, s.exec, []string{p.key, s.indexKey(p.tag)}, s.now(), p.handle).Int64()
 	if err != nil {
 		return false, wrapRedis("delete", err)
 	}
@@ -594,7 +604,7 @@ func (s *Store) Delete(ctx context.Context, id string) (bool, error) {
 // (it never shortens it) and records an access. It returns the new expiry
 // and deadline, or ErrNotFound.
 func (s *Store) Extend(ctx context.Context, id string, d time.Duration) (expiresAt, deadline time.Time, err error) {
-	p, err := parseToken(id)
+	p, err := parseToken(s.opts.Prefix, id)
 	if err != nil {
 		return time.Time{}, time.Time{}, fmt.Errorf("session: extend: %w", err)
 	}
@@ -604,7 +614,7 @@ func (s *Store) Extend(ctx context.Context, id string, d time.Duration) (expires
 	if s.isClosed() {
 		return time.Time{}, time.Time{}, ErrClosed
 	}
-	res, err := scriptExtend.Run(ctx, s.exec, []string{s.sessionKey(p.tag, p.handle), s.indexKey(p.tag)},
+	res, err := scriptExtend.Run(ctx, s.exec, []string{p.key, s.indexKey(p.tag)},
 		s.now(), p.handle, d.Milliseconds()).Slice()
 	if err != nil {
 		return time.Time{}, time.Time{}, wrapRedis("extend", err)
@@ -620,7 +630,7 @@ func (s *Store) Extend(ctx context.Context, id string, d time.Duration) (expires
 // privilege change. It returns the new ID, or ErrNotFound. A retried Rotate
 // that already succeeded reports success.
 func (s *Store) Rotate(ctx context.Context, id string) (string, error) {
-	p, err := parseToken(id)
+	p, err := parseToken(s.opts.Prefix, id)
 	if err != nil {
 		return "", fmt.Errorf("session: rotate: %w", err)
 	}
@@ -628,12 +638,12 @@ func (s *Store) Rotate(ctx context.Context, id string) (string, error) {
 		return "", ErrClosed
 	}
 	raw, _ := b64.DecodeString(p.tag)
-	tok, np, err := newToken(raw)
+	tok, np, err := newToken(s.opts.Prefix, raw)
 	if err != nil {
 		return "", err
 	}
 	err = scriptRotate.Run(ctx, s.exec,
-		[]string{s.sessionKey(p.tag, p.handle), s.sessionKey(np.tag, np.handle), s.indexKey(p.tag)},
+		[]string{p.key, np.key, s.indexKey(p.tag)},
 		s.now(), p.handle, np.handle).Err()
 	if err != nil {
 		return "", wrapRedis("rotate", err)

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"strings"
 )
 
 // Token layout: base64url (no padding) of 48 bytes:
@@ -26,31 +27,57 @@ const (
 
 var b64 = base64.RawURLEncoding
 
-// parsed is a syntactically valid token split into the parts the store needs.
+// parsed is a syntactically valid token split into the parts the store
+// needs. tag and handle are substrings of key, so parsing a token costs one
+// allocation.
 type parsed struct {
+	key    string // <prefix>{<tag>}:s:<handle>: the session hash
 	tag    string // base64url of the 16-byte tag: goes inside {…} in keys
 	handle string // base64url of sha256(token): the session's public handle
 }
 
+const (
+	tagB64Len    = (tagLen*8 + 5) / 6      // 22
+	handleB64Len = (sha256.Size*8 + 5) / 6 // 43
+)
+
 // parseToken validates the shape of a session ID without touching Redis:
 // exactly TokenLen characters of the base64url alphabet that decode to 48
-// bytes. Anything else is ErrMalformedToken.
-func parseToken(tok string) (parsed, error) {
+// bytes. Anything else is ErrMalformedToken. The key is built with prefix.
+func parseToken(prefix, tok string) (parsed, error) {
 	if len(tok) != TokenLen {
 		return parsed{}, ErrMalformedToken
 	}
+	var src [TokenLen]byte
+	copy(src[:], tok)
 	var raw [rawTokenLen]byte
-	n, err := b64.Decode(raw[:], []byte(tok))
+	n, err := b64.Decode(raw[:], src[:])
 	if err != nil || n != rawTokenLen {
 		return parsed{}, ErrMalformedToken
 	}
 	// RawURLEncoding accepts non-canonical trailing bits only when the length
 	// is not a multiple of 4; 64 characters has none, so decoding is 1:1 and
 	// two different strings can never name the same session.
-	return parsed{
-		tag:    b64.EncodeToString(raw[:tagLen]),
-		handle: hashToken(tok),
-	}, nil
+	return locate(prefix, raw[:tagLen], sha256.Sum256(src[:])), nil
+}
+
+// locate builds the session key from the tag and the token's hash, in one
+// allocation.
+func locate(prefix string, tag []byte, sum [sha256.Size]byte) parsed {
+	var t [tagB64Len]byte
+	b64.Encode(t[:], tag)
+	var h [handleB64Len]byte
+	b64.Encode(h[:], sum[:])
+	var b strings.Builder
+	b.Grow(len(prefix) + 1 + tagB64Len + 4 + handleB64Len)
+	b.WriteString(prefix)
+	b.WriteByte('{')
+	b.Write(t[:])
+	b.WriteString("}:s:")
+	b.Write(h[:])
+	key := b.String()
+	n := len(prefix)
+	return parsed{key: key, tag: key[n+1 : n+1+tagB64Len], handle: key[len(key)-handleB64Len:]}
 }
 
 // hashToken is the key material stored in Redis in place of the token.
@@ -59,15 +86,16 @@ func hashToken(tok string) string {
 	return b64.EncodeToString(sum[:])
 }
 
-// newToken returns a fresh token for the given 16-byte tag.
-func newToken(tag []byte) (string, parsed, error) {
+// newToken returns a fresh token for the given 16-byte tag, and its parts
+// with the key built with prefix.
+func newToken(prefix string, tag []byte) (string, parsed, error) {
 	var raw [rawTokenLen]byte
 	copy(raw[:tagLen], tag)
 	if _, err := rand.Read(raw[tagLen:]); err != nil {
 		return "", parsed{}, fmt.Errorf("session: reading crypto/rand: %w", err)
 	}
 	tok := b64.EncodeToString(raw[:])
-	return tok, parsed{tag: b64.EncodeToString(raw[:tagLen]), handle: hashToken(tok)}, nil
+	return tok, locate(prefix, raw[:tagLen], sha256.Sum256([]byte(tok))), nil
 }
 
 // userTag derives the 16-byte slot tag of a user. With a key it is
@@ -101,6 +129,6 @@ func anonTag() ([]byte, error) {
 // ValidToken reports whether tok has the shape of a session ID. It does not
 // say whether such a session exists.
 func ValidToken(tok string) bool {
-	_, err := parseToken(tok)
+	_, err := parseToken("", tok)
 	return err == nil
 }
