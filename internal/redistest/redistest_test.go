@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -84,17 +85,17 @@ func TestCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var masters int
+	var masters atomic.Int32 // ForEachMaster runs the callbacks concurrently
 	err := rdb.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
 		n, err := m.DBSize(ctx).Result()
 		if err == nil && n == 0 {
 			t.Errorf("master %s holds no key: slots not spread", m.Options().Addr)
 		}
-		masters++
+		masters.Add(1)
 		return err
 	})
-	if err != nil || masters != 3 {
-		t.Fatalf("ForEachMaster: %v, %d masters", err, masters)
+	if err != nil || masters.Load() != 3 {
+		t.Fatalf("ForEachMaster: %v, %d masters", err, masters.Load())
 	}
 }
 
