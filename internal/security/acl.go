@@ -34,8 +34,8 @@ type CommandGroup struct {
 var Commands = []CommandGroup{
 	{"connection handshake (go-redis), health checks, breaker probe", []string{
 		"hello", "auth", "ping", "client|setname"}},
-	{"cluster client: slot map, redirections, reads from replicas", []string{
-		"cluster|slots", "asking", "readonly"}},
+	{"cluster client: slot map, command table (go-redis routes by it and logs a NOPERM on every call without it), redirections, reads from replicas", []string{
+		"cluster|slots", "command", "asking", "readonly"}},
 	{"statistics: rediskit Stats and health, cache Stats", []string{
 		"info", "memory|usage", "scan"}},
 	{"Lua: one round trip per operation; Preload", []string{
