@@ -1,0 +1,101 @@
+package rediskit
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rediskit/rediskit/internal/security"
+)
+
+// TestTLS connects to a redis-server that listens only on TLS, with a
+// certificate signed by a CA made in the test and verification on.
+func TestTLS(t *testing.T) {
+	t.Parallel()
+	srv := security.StartTLS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	t.Run("trusted CA", func(t *testing.T) {
+		c := open(t, Config{Addr: srv.Addr, TLSConfig: security.ClientConfig(srv.CA), HealthCheckInterval: -1})
+		rdb := c.Redis()
+		if err := rdb.Set(ctx, "tls:k", "v", time.Minute).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if v, err := rdb.Get(ctx, "tls:k").Result(); err != nil || v != "v" {
+			t.Fatalf("GET over TLS = %q, %v", v, err)
+		}
+		if h := c.Health(ctx); !h.Healthy() {
+			t.Fatalf("health over TLS: %+v", h)
+		}
+		// The name verified is the dialled host: 127.0.0.1 is in the
+		// certificate's SANs, and so is localhost.
+		cfg, err := ParseURL("rediss://localhost:" + portOf(srv.Addr) + "/0?health_check_interval=-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.TLSConfig = security.ClientConfig(srv.CA)
+		if err := open(t, cfg).Redis().Ping(ctx).Err(); err != nil {
+			t.Fatalf("PING via rediss://localhost: %v", err)
+		}
+	})
+
+	// Every refusal is an error from Open that says why, within the dial
+	// timeout: none hangs and none falls back to plain text.
+	other, err := security.NewCA("another CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want func(err error) bool
+	}{
+		{"wrong CA", Config{Addr: srv.Addr, TLSConfig: security.ClientConfig(other)}, isUnknownAuthority},
+		{"system roots (rediss:// without a CA)", Config{Addr: srv.Addr, TLS: true}, isUnknownAuthority},
+		{"name not in the certificate", Config{Addr: srv.Addr, TLSConfig: withName(security.ClientConfig(srv.CA), "redis.example.com")},
+			func(err error) bool {
+				var he x509.HostnameError
+				return errors.As(err, &he)
+			}},
+		{"plain text to the TLS port", Config{Addr: srv.Addr, ReadTimeout: time.Second}, func(err error) bool { return err != nil }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.cfg.DialTimeout = 2 * time.Second
+			tc.cfg.HealthCheckInterval = -1
+			tc.cfg.Retry.MaxAttempts = 1
+			start := time.Now()
+			c, err := Open(ctx, tc.cfg)
+			if err == nil {
+				_ = c.Close()
+				t.Fatal("Open succeeded")
+			}
+			t.Logf("Open: %v", err)
+			if !tc.want(err) {
+				t.Fatalf("Open: %v (%T)", err, errors.Unwrap(err))
+			}
+			if ctx.Err() != nil || time.Since(start) > 15*time.Second {
+				t.Fatalf("Open took %v: it must fail, not hang", time.Since(start))
+			}
+			if !strings.Contains(err.Error(), srv.Addr) {
+				t.Errorf("error does not name the address: %v", err)
+			}
+		})
+	}
+}
+
+func isUnknownAuthority(err error) bool {
+	var ua x509.UnknownAuthorityError
+	return errors.As(err, &ua) && strings.Contains(err.Error(), "certificate signed by unknown authority")
+}
+
+func withName(c *tls.Config, name string) *tls.Config {
+	c.ServerName = name
+	return c
+}
+
+func portOf(addr string) string { return addr[strings.LastIndexByte(addr, ':')+1:] }
