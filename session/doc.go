@@ -94,8 +94,9 @@
 // The local clock only decides when the touch is due. It is corrected by
 // the offset to Redis TIME seen in script replies, so a drifting clock
 // shifts when touches happen by at most a round trip; expiry itself stays
-// with Redis. A request that arrives within a round trip of its session's
-// idle timeout can find the session ended right after the read.
+// with Redis. A Get that arrives within a round trip of the session's idle
+// timeout may read the session and then find it ended when the touch runs:
+// it returns ErrNotFound, as a single script arriving a moment later would.
 //
 // Get falls back to running the script on every call when
 // Options.TouchInterval is negative (every Get writes), and on a cluster

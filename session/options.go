@@ -37,8 +37,10 @@ type Options struct {
 	// TouchInterval is how stale last-seen may get before Get rewrites it and
 	// slides the idle expiry. Below this age Get is one plain read (HGETALL);
 	// at or above it Get runs the touch script after the read (two round
-	// trips). Default IdleTimeout/64, at most one minute. Negative means
-	// every Get writes: then Get always runs the script, in one round trip.
+	// trips). Keep it well below IdleTimeout: a session used only every
+	// TouchInterval slides its expiry that often. Default IdleTimeout/64, at
+	// most one minute. Negative means every Get writes: then Get always runs
+	// the script, in one round trip.
 	TouchInterval time.Duration
 
 	// MaxPerUser caps the live sessions of one user. Default 0: no cap.

@@ -29,7 +29,8 @@ type Store struct {
 	// client may send reads to replicas, which could still hold a session
 	// its master already deleted.
 	fastReads bool
-	skew      atomic.Int64 // Redis TIME minus local time, ms (see observe)
+	skew      atomic.Int64     // Redis TIME minus local time, ms (see observe)
+	wall      func() time.Time // the local clock: time.Now (tests skew it)
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -53,7 +54,7 @@ func New(rdb redis.UniversalClient, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{rdb: rdb, exec: rdb, opts: o, closed: make(chan struct{})}
+	s := &Store{rdb: rdb, exec: rdb, opts: o, closed: make(chan struct{}), wall: time.Now}
 	s.fastReads = o.TouchInterval > 0
 	if c, ok := rdb.(*redis.ClusterClient); ok && c.Options().ReadOnly {
 		s.fastReads = false
@@ -400,11 +401,15 @@ func (s *Store) Get(ctx context.Context, id string) (*Session, error) {
 // touch script: its last-seen is TouchInterval old, or it is past a
 // timeout by the store's clock. That clock only decides when the script
 // runs; the script reads the time again (Redis TIME, or Options.Clock) and
-// alone decides whether the session is dead.
+// alone decides whether the session is dead. A last-seen more than
+// TouchInterval in the future means the store's clock is behind Redis's
+// (and has not learnt the offset yet): the script runs, and its reply
+// teaches the offset, so such a clock cannot hold touches back until
+// sessions idle out in use.
 func (s *Store) touchDue(info *Info) bool {
 	now := s.localNow()
-	return now-info.LastSeen.UnixMilli() >= s.opts.TouchInterval.Milliseconds() ||
-		now >= info.ExpiresAt.UnixMilli()
+	age, every := now-info.LastSeen.UnixMilli(), s.opts.TouchInterval.Milliseconds()
+	return age >= every || age < -every || now >= info.ExpiresAt.UnixMilli()
 }
 
 // localNow is the store's estimate of the scripts' clock, in ms: Options.
@@ -414,7 +419,7 @@ func (s *Store) localNow() int64 {
 	if s.opts.Clock != nil {
 		return s.opts.Clock().UnixMilli()
 	}
-	return time.Now().UnixMilli() + s.skew.Load()
+	return s.wall().UnixMilli() + s.skew.Load()
 }
 
 // observe records the offset of Redis TIME (a script reply's "now") to
@@ -426,7 +431,7 @@ func (s *Store) observe(v any) {
 	}
 	str, _ := v.(string)
 	if ms, err := strconv.ParseInt(str, 10, 64); err == nil && ms > 0 {
-		s.skew.Store(ms - time.Now().UnixMilli())
+		s.skew.Store(ms - s.wall().UnixMilli())
 	}
 }
 

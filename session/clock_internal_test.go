@@ -1,0 +1,89 @@
+package session
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/rediskit/rediskit/internal/redistest"
+)
+
+// names records the names of the commands a client sends.
+type names struct {
+	mu   sync.Mutex
+	cmds []string
+}
+
+func (n *names) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (n *names) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		n.mu.Lock()
+		n.cmds = append(n.cmds, cmd.Name())
+		n.mu.Unlock()
+		return next(ctx, cmd)
+	}
+}
+
+func (n *names) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		n.mu.Lock()
+		for _, c := range cmds {
+			n.cmds = append(n.cmds, c.Name())
+		}
+		n.mu.Unlock()
+		return next(ctx, cmds)
+	}
+}
+
+func (n *names) take() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	c := n.cmds
+	n.cmds = nil
+	return c
+}
+
+// TestLocalClockSkew: a local clock an hour off Redis's neither ends
+// sessions nor keeps touching them. Its first Get runs the script (whose
+// reply teaches the offset), and the next is a plain read again.
+func TestLocalClockSkew(t *testing.T) {
+	for _, skew := range []time.Duration{-time.Hour, time.Hour} {
+		t.Run(fmt.Sprintf("local clock %v", skew), func(t *testing.T) {
+			ctx := context.Background()
+			rdb := redistest.Shared(t).Client(t)
+			seen := &names{}
+			rdb.AddHook(seen)
+			st, err := New(rdb, Options{Prefix: redistest.Prefix(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			if err := st.Preload(ctx); err != nil {
+				t.Fatal(err)
+			}
+			st.wall = func() time.Time { return time.Now().Add(skew) }
+			s, err := st.Create(ctx, "skewed", map[string]any{"a": 1}, CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Forget the offset Create taught: as if another server had
+			// created the session.
+			st.skew.Store(0)
+			seen.take()
+			for i, want := range []string{"[hgetall evalsha]", "[hgetall]", "[hgetall]"} {
+				g, err := st.Get(ctx, s.ID())
+				if err != nil || !g.Has("a") {
+					t.Fatalf("Get %d = %v, %v", i, g, err)
+				}
+				if got := fmt.Sprint(seen.take()); got != want {
+					t.Fatalf("Get %d sent %s, want %s", i, got, want)
+				}
+			}
+		})
+	}
+}
