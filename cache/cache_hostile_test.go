@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
 )
 
 // hostileKeys are keys a caller might pass straight from user input. Every
@@ -299,7 +298,11 @@ func TestPlantedCorruptValues(t *testing.T) {
 			read func(k string) (bool, error)
 		}{
 			{"Get", func(k string) (bool, error) { _, ok, err := c.Get(ctx, k); return ok, err }},
-			{"MGet", func(k string) (bool, error) { m, err := c.MGet(ctx, []string{k, "bystander"}); _, ok := m[k]; return ok, err }},
+			{"MGet", func(k string) (bool, error) {
+				m, err := c.MGet(ctx, []string{k, "bystander"})
+				_, ok := m[k]
+				return ok, err
+			}},
 			{"Typed JSON Get", func(k string) (bool, error) { _, ok, err := js.Get(ctx, k); return ok, err }},
 			{"Typed msgpack Get", func(k string) (bool, error) { _, ok, err := mp.Get(ctx, k); return ok, err }},
 			{"Typed []byte MGet", func(k string) (bool, error) { m, err := raw.MGet(ctx, []string{k}); _, ok := m[k]; return ok, err }},
