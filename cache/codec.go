@@ -38,5 +38,12 @@ func (MsgpackCodec) ID() byte { return CodecMsgpack }
 // Marshal encodes v as MessagePack.
 func (MsgpackCodec) Marshal(v any) ([]byte, error) { return msgpack.Marshal(v) }
 
-// Unmarshal decodes MessagePack data into v.
-func (MsgpackCodec) Unmarshal(data []byte, v any) error { return msgpack.Unmarshal(data, v) }
+// Unmarshal decodes MessagePack data into v. Data whose lengths run past
+// its end or that nests deeper than 10000 levels is refused before
+// decoding (see checkMsgpack).
+func (MsgpackCodec) Unmarshal(data []byte, v any) error {
+	if err := checkMsgpack(data); err != nil {
+		return err
+	}
+	return msgpack.Unmarshal(data, v)
+}
