@@ -4,7 +4,7 @@ package bench
 // (goredisstore) and gorilla/sessions (rbcervilla/redisstore/v9), on the one
 // redis-server that TestMain starts. Run:
 //
-//	cd bench && go test -run '^$' -bench 'Session' -benchtime 5s -count 3
+//	cd bench && go test -run '^$' -bench 'Session' -benchtime 3s -count 1
 //
 // Every request benchmark runs 64 concurrent clients (RunParallel with
 // parallelism 64/GOMAXPROCS), each with its own logged-in session holding the
