@@ -1,0 +1,51 @@
+package session
+
+import (
+	"errors"
+	"testing"
+)
+
+// FuzzStoredSession feeds the read path of Get — metadata, device info,
+// value envelopes, then the codec — with hash fields another client could
+// have planted. load either fails with ErrCorrupt or yields a session
+// whose every value decodes or fails with ErrCorrupt; nothing panics.
+func FuzzStoredSession(f *testing.F) {
+	good := "1700000000000,1700000000000,1800000,1700086400000,3,1"
+	for _, s := range [][4]string{
+		{good, "alice", packDevice("10.0.0.1", "ua"), "\x01{\"a\":1}"},
+		{good, "", "", "\x01[1,2,3]"},
+		{good, "u", "9:short", "\x01"},
+		{good, "u", "-1:x", "\x02{}"},
+		{"1,2,3,4,5,2", "u", "0:", "\x01null"},
+		{"99999999999999999999,1,1,1,1,0", "u", "", ""},
+		{"-1,-1,-1,-1,-1,0", "u", "3:abc", "\x01\"\\ud800\""},
+		{",,,,,", "u", ":", "\x01{"},
+		{good, "\x00", "18446744073709551616:x", "\x01" + "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["},
+	} {
+		f.Add(s[0], s[1], s[2], s[3])
+	}
+	st := &Store{opts: Options{Codec: JSON{}}}
+	f.Fuzz(func(t *testing.T, m, u, x, d string) {
+		fields := map[string]string{"m": m, "u": u, "x": x, "d:v": d}
+		s, err := st.load("id", "handle", fields)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("load error %v does not wrap ErrCorrupt", err)
+			}
+			return
+		}
+		if s.Info().UserID != u {
+			t.Fatalf("user %q loaded as %q", u, s.Info().UserID)
+		}
+		if _, err := open(d); err != nil {
+			t.Fatalf("load accepted a value without envelope: %q", d)
+		}
+		for _, dst := range []any{new(any), new(map[string]int), new([]string), new(int64)} {
+			if err := s.Decode("v", dst); err != nil && !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("Decode error %v does not wrap ErrCorrupt", err)
+			}
+		}
+		_ = s.String()
+		_ = s.Keys()
+	})
+}
