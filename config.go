@@ -320,7 +320,7 @@ func checkAddr(field, addr string) error {
 	if host == "" {
 		return badField(field, addr, "missing host")
 	}
-	if strings.ContainsAny(host, "/@?# ") {
+	if strings.ContainsAny(host, "/@?# []") || strings.ContainsFunc(host, isControl) {
 		return badField(field, addr, "invalid host")
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
@@ -328,6 +328,8 @@ func checkAddr(field, addr string) error {
 	}
 	return nil
 }
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
 // String describes c for logs: mode, addresses and the non-default settings.
 // Passwords appear as "[redacted]" when set; the TLS config as "tls".

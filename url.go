@@ -327,6 +327,9 @@ func withPort(h, def string) (string, error) {
 	if _, _, err := net.SplitHostPort(h); err == nil {
 		return h, checkAddr("URL host", h)
 	}
+	if strings.HasPrefix(h, "[") != strings.HasSuffix(h, "]") {
+		return "", badField("URL host", h, "unbalanced brackets")
+	}
 	host := strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
 	a := net.JoinHostPort(host, def)
 	return a, checkAddr("URL host", a)
