@@ -19,6 +19,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -147,8 +148,22 @@ func report(e *env, name string, err error) int {
 	if errors.Is(err, errHelp) {
 		return exitOK
 	}
-	fmt.Fprintf(e.stderr, "rediskit %s: %v\n", name, err)
+	fmt.Fprintf(e.stderr, "rediskit %s: %s\n", name, oneLine(err.Error()))
 	return code
+}
+
+// oneLine escapes control characters (a newline in a flag name or a value
+// echoed by an error), so an error is always one line on stderr.
+func oneLine(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			fmt.Fprintf(&b, "\\x%02x", r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 func runVersion(_ context.Context, e *env, args []string) error {
