@@ -326,7 +326,7 @@ func (c *Cache) loadLeased(base context.Context, rk, key string, ttl time.Durati
 				if c.opt.Degrade == FailOpen {
 					return c.loadDirect(base, codec, loader)
 				}
-				return entry{}, fmt.Errorf("cache: get or set %q: lease: %w: %w", key, retry.ErrUnavailable, err)
+				return entry{}, fmt.Errorf("cache: get or set %q: lease: %w", key, retry.Unavailable(err))
 			}
 			return entry{}, fmt.Errorf("cache: get or set %q: lease: %w", key, err)
 		}
@@ -449,7 +449,7 @@ func (c *Cache) loadDirect(base context.Context, codec byte, loader LoaderFunc[[
 // degrade answers a GetOrSet whose read found Redis unavailable.
 func (c *Cache) degrade(ctx context.Context, key, rk string, codec byte, loader LoaderFunc[[]byte], cause error) (entry, error) {
 	if c.opt.Degrade == FailClosed {
-		return entry{}, fmt.Errorf("cache: get or set %q: %w: %w", key, retry.ErrUnavailable, cause)
+		return entry{}, fmt.Errorf("cache: get or set %q: %w", key, retry.Unavailable(cause))
 	}
 	f, _, err := c.startFlight(ctx, rk, func(base context.Context) (entry, error) {
 		return c.loadDirect(base, codec, loader)

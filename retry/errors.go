@@ -188,3 +188,19 @@ func unmark(err error) (error, bool) {
 	}
 	return err, false
 }
+
+// Unavailable returns err marked as ErrUnavailable for callers that fall back
+// on it: err itself when it already matches (a breaker refusal), else an
+// error that matches both ErrUnavailable and err. It keeps messages free of
+// "unavailable: … unavailable" stutter.
+func Unavailable(err error) error {
+	if errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	return &unavailableError{err}
+}
+
+type unavailableError struct{ cause error }
+
+func (e *unavailableError) Error() string   { return "redis unavailable: " + e.cause.Error() }
+func (e *unavailableError) Unwrap() []error { return []error{ErrUnavailable, e.cause} }

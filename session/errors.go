@@ -67,7 +67,7 @@ func wrapRedis(op string, err error) error {
 		}
 	}
 	if retry.IsUnavailable(err) {
-		return fmt.Errorf("session: %s: %w: %w", op, retry.ErrUnavailable, err)
+		return fmt.Errorf("session: %s: %w", op, retry.Unavailable(err))
 	}
 	return fmt.Errorf("session: %s: %w", op, err)
 }
