@@ -3,6 +3,7 @@ package session_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -135,5 +136,23 @@ func TestCookieFlags(t *testing.T) {
 	tok = check("new session", form("POST", "/incr", "k=a", ""), false)
 	if rec := form("GET", "/get?k=a", "", tok); len(rec.Result().Cookies()) != 0 {
 		t.Errorf("a read set a cookie: %v", rec.Result().Header["Set-Cookie"])
+	}
+}
+
+// TestSessionFormattingHidesID: no fmt verb prints a session's ID, whether
+// the caller formats the *Session or the Session value.
+func TestSessionFormattingHidesID(t *testing.T) {
+	rdb := redistest.Shared(t).Client(t)
+	e := newEnv(t, rdb, session.Options{})
+	s, err := e.store.Create(t.Context(), "fmt", map[string]any{"a": 1}, session.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []any{s, *s, []any{s}, map[string]session.Session{"s": *s}, struct{ S session.Session }{*s}} {
+		for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {
+			if out := fmt.Sprintf(verb, v); strings.Contains(out, s.ID()) {
+				t.Errorf("fmt.Sprintf(%q, %T) prints the session ID: %s", verb, v, out)
+			}
+		}
 	}
 }
