@@ -235,14 +235,15 @@ func (s *Session) len() int {
 	return n
 }
 
-// String describes the session without its ID.
-func (s *Session) String() string {
+// String describes the session without its ID. Its receiver is a value,
+// so formatting a Session value hides the ID as well as a *Session.
+func (s Session) String() string {
 	return fmt.Sprintf("session.Session{handle:%s user:%q version:%d values:%d}",
 		s.info.Handle, s.info.UserID, s.version, s.len())
 }
 
 // GoString is String: %#v must not print the ID either.
-func (s *Session) GoString() string { return s.String() }
+func (s Session) GoString() string { return s.String() }
 
 // CreateOptions are the per-session settings of Create.
 type CreateOptions struct {
