@@ -3,7 +3,6 @@ package rediskit_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -44,8 +43,6 @@ func TestSecretsNeverLeak(t *testing.T) {
 		t.Fatalf("ParseURL: %v", err)
 	}
 	record(cfg, &cfg)
-	js, _ := json.Marshal(cfg)
-	record(string(js))
 	for _, u := range []string{
 		strings.Replace(srv.URL(), password, "wrong-"+password, 1), // wrong password
 		srv.URL() + "?pool_size=many",                              // config error
