@@ -175,6 +175,7 @@ func (c *Cache) mset(ctx context.Context, items map[string][]byte, ttl time.Dura
 		keys, vals, ttls = append(keys, k), append(vals, b), append(ttls, redisTTL)
 	}
 	cmds := make([]*redis.StatusCmd, len(keys))
+	defer c.nearInvalidate(keys...)
 	_, _ = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, k := range keys {
 			cmds[i] = p.Set(ctx, c.key(k), vals[i], ttls[i])

@@ -47,6 +47,8 @@ type Cache struct {
 
 	hub hub
 
+	near *near // nil without Options.Near
+
 	tokenPrefix string
 	tokenSeq    atomic.Uint64
 }
@@ -83,6 +85,12 @@ func New(rdb redis.UniversalClient, opt Options) (*Cache, error) {
 	}
 	c.baseCtx, c.cancel = context.WithCancel(context.Background())
 	c.hub.init()
+	if o.Near != nil {
+		if c.near, err = newNear(c, *o.Near); err != nil {
+			c.cancel()
+			return nil, err
+		}
+	}
 	return c, nil
 }
 
@@ -101,6 +109,9 @@ func (c *Cache) Close() error {
 	c.cancel()
 	c.hub.close()
 	c.wg.Wait()
+	if c.near != nil {
+		c.near.stop()
+	}
 	return nil
 }
 
@@ -256,7 +267,10 @@ func (c *Cache) count(hits, misses int) {
 
 // invalid counts and deletes the value under key, whose payload did not
 // decode.
-func (c *Cache) invalid(ctx context.Context, key string) { c.dropCorrupt(ctx, c.key(key)) }
+func (c *Cache) invalid(ctx context.Context, key string) {
+	c.nearInvalidate(key)
+	c.dropCorrupt(ctx, c.key(key))
+}
 
 // Get returns the value stored under key: (value, true, nil) on a hit and
 // (nil, false, nil) when there is none, it is past its TTL (a value kept only
@@ -285,6 +299,7 @@ func (c *Cache) set(ctx context.Context, key string, codec byte, value []byte, t
 	if err != nil {
 		return fmt.Errorf("cache: set %q: %w", key, err)
 	}
+	defer c.nearInvalidate(key) // read-your-writes here; others hear from Redis
 	if err := c.rdb.Set(ctx, c.key(key), b, redisTTL).Err(); err != nil {
 		return fmt.Errorf("cache: set %q: %w", key, err)
 	}
@@ -316,6 +331,7 @@ func (c *Cache) Delete(ctx context.Context, keys ...string) error {
 	if len(keys) == 0 {
 		return nil
 	}
+	defer c.nearInvalidate(keys...)
 	var err error
 	if _, ok := c.rdb.(*redis.Client); ok {
 		args := make([]string, 0, 2*len(keys))

@@ -89,6 +89,9 @@ func (c *Cache) Clear(ctx context.Context, p Pattern, o ClearOptions) (int64, er
 		o.Batch = c.opt.UnlinkBatch
 	}
 	match := escapeGlob(c.ns) + p.glob
+	if !o.DryRun {
+		defer c.nearFlush() // read-your-writes here; others hear from Redis
+	}
 	_, cluster := c.rdb.(*redis.ClusterClient)
 	var removed atomic.Int64
 	var progressMu sync.Mutex

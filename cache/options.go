@@ -78,6 +78,11 @@ type Options struct {
 	// MemorySample is how many keys per master Stats samples with MEMORY
 	// USAGE. Default 32; negative disables sampling.
 	MemorySample int
+
+	// Near, when set, adds an in-process tier of decoded values in front of
+	// Redis for the Typed caches over this Cache, invalidated by Redis
+	// through CLIENT TRACKING; see NearOptions. Default nil: off.
+	Near *NearOptions
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -123,6 +128,13 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MemorySample == 0 {
 		o.MemorySample = 32
+	}
+	if o.Near != nil {
+		n, err := o.Near.withDefaults()
+		if err != nil {
+			return o, err
+		}
+		o.Near = &n
 	}
 	return o, nil
 }

@@ -68,6 +68,9 @@ func (t *Typed[T]) decode(ctx context.Context, key string, p []byte) (T, bool) {
 // nil) on a miss, a stale value, a cached "not found" or a value that does
 // not decode (deleted and counted). One command.
 func (t *Typed[T]) Get(ctx context.Context, key string) (T, bool, error) {
+	if t.c.near != nil {
+		return t.nearGet(ctx, key)
+	}
 	var zero T
 	p, ok, err := t.t.get(ctx, key, t.codec.ID())
 	if err != nil {
@@ -102,6 +105,9 @@ func (t *Typed[T]) Delete(ctx context.Context, keys ...string) error {
 // MGet returns the hits among keys; see Cache.MGet. Values that do not decode
 // are deleted and left out.
 func (t *Typed[T]) MGet(ctx context.Context, keys []string) (map[string]T, error) {
+	if t.c.near != nil {
+		return t.nearMGet(ctx, keys)
+	}
 	raw, failed, err := t.t.mget(ctx, keys, t.codec.ID())
 	out := make(map[string]T, len(raw))
 	for k, p := range raw {
@@ -142,6 +148,13 @@ func (t *Typed[T]) GetOrSet(ctx context.Context, key string, ttl time.Duration, 
 		}
 		return p, nil
 	}
+	var tok nearToken
+	if n := t.c.near; n != nil {
+		if v, ok := nearValue[T](n, key); ok {
+			return v, nil
+		}
+		tok = n.begin(key)
+	}
 	for attempt := 0; ; attempt++ {
 		e, err := t.t.getOrLoad(ctx, key, ttl, t.codec.ID(), load)
 		if err != nil {
@@ -154,6 +167,9 @@ func (t *Typed[T]) GetOrSet(ctx context.Context, key string, ttl time.Duration, 
 				continue
 			}
 			return zero, fmt.Errorf("cache: get or set %q: decode: %w", key, errors.Join(ErrCorrupt, err))
+		}
+		if n := t.c.near; n != nil && !e.stale(time.Now().UnixMilli()) {
+			n.publish(key, tok, v, e.h.SoftExpiry, len(e.payload))
 		}
 		return v, nil
 	}

@@ -1,0 +1,437 @@
+package cache
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"math"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/maypok86/otter/v2"
+)
+
+// NearOptions turns on the near tier of a Cache: an in-process cache of the
+// decoded values of its Typed caches, kept coherent by Redis itself (CLIENT
+// TRACKING in broadcast mode on the namespace prefix). Every field's zero
+// value means "use the default".
+type NearOptions struct {
+	// MaxEntries bounds the number of local entries. Default 100,000.
+	MaxEntries int
+	// MaxBytes bounds the estimated size of the local entries, in bytes. An
+	// entry is charged its key, its encoded payload and 64 bytes of overhead
+	// (the size of a decoded Go value cannot be measured in general), and at
+	// least MaxBytes/MaxEntries, so that neither bound is exceeded. Default
+	// 64 MiB.
+	MaxBytes int64
+	// MaxStaleness, when positive, bounds how long a local entry is served
+	// after it was read from Redis. With tracking it is only a safety net.
+	// Where the server cannot track (CLIENT TRACKING is refused: an embedded
+	// server, a proxy, an ACL), it keeps the near tier running in a TTL-only
+	// mode whose entries may be stale for up to MaxStaleness; without it the
+	// near tier turns itself off there. Default 0: no bound, no TTL-only mode.
+	MaxStaleness time.Duration
+	// HealthInterval is how often an idle tracking connection is pinged. One
+	// that has not answered by the next interval is replaced and the local
+	// tier flushed, so a silently dead connection (a paused server, a black
+	// hole) cannot keep stale entries longer than about 2×HealthInterval.
+	// Default 1s.
+	HealthInterval time.Duration
+	// TopologyInterval is how often the masters of a Cluster or Ring client
+	// are re-read, to track new masters and drop old ones. Default 1s.
+	TopologyInterval time.Duration
+	// Logger receives the one line logged when the near tier turns itself
+	// off (or falls back to TTL-only mode). Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (o *NearOptions) withDefaults() (NearOptions, error) {
+	n := *o
+	if n.MaxEntries < 0 {
+		return n, fmt.Errorf("cache: Options.Near.MaxEntries %d is negative", n.MaxEntries)
+	}
+	if n.MaxBytes < 0 {
+		return n, fmt.Errorf("cache: Options.Near.MaxBytes %d is negative", n.MaxBytes)
+	}
+	if n.MaxStaleness < 0 || n.HealthInterval < 0 || n.TopologyInterval < 0 {
+		return n, fmt.Errorf("cache: negative duration in Options.Near")
+	}
+	if n.MaxEntries == 0 {
+		n.MaxEntries = 100_000
+	}
+	if n.MaxBytes == 0 {
+		n.MaxBytes = 64 << 20
+	}
+	if n.HealthInterval == 0 {
+		n.HealthInterval = time.Second
+	}
+	if n.TopologyInterval == 0 {
+		n.TopologyInterval = time.Second
+	}
+	if n.Logger == nil {
+		n.Logger = slog.Default()
+	}
+	return n, nil
+}
+
+// NearMode is the state of a near tier.
+type NearMode int
+
+const (
+	// NearDisabled: the Cache has no near tier (Options.Near is nil), or it
+	// turned itself off because the server cannot track.
+	NearDisabled NearMode = iota
+	// NearTracking: local entries are invalidated by CLIENT TRACKING. They
+	// are served only while every master's tracking connection is up.
+	NearTracking
+	// NearTTLOnly: the server cannot track; local entries are served for at
+	// most NearOptions.MaxStaleness.
+	NearTTLOnly
+)
+
+func (m NearMode) String() string {
+	switch m {
+	case NearTracking:
+		return "tracking"
+	case NearTTLOnly:
+		return "ttl-only"
+	}
+	return "disabled"
+}
+
+// NearStats is a snapshot of a near tier's counters, since New.
+type NearStats struct {
+	// Mode is the tier's current mode.
+	Mode NearMode
+	// Serving reports whether local entries are served now: in tracking mode,
+	// whether every master's tracking connection is armed.
+	Serving bool
+	// Hits counts reads of Typed caches answered from process memory.
+	Hits uint64
+	// Misses counts reads of Typed caches that went to Redis while the near
+	// tier was on (not found locally, or not serving).
+	Misses uint64
+	// Evictions counts entries removed to respect MaxEntries or MaxBytes,
+	// or because their soft TTL or MaxStaleness ran out.
+	Evictions uint64
+	// Invalidations counts keys named by invalidation messages from Redis.
+	Invalidations uint64
+	// Flushes counts times every local entry was dropped: a tracking
+	// connection lost, a FLUSHALL/FLUSHDB, a topology change.
+	Flushes uint64
+	// Entries is the number of local entries (an estimate).
+	Entries int
+	// Bytes is the weight charged for the local entries: their estimated
+	// size, small entries counted at MaxBytes/MaxEntries (see MaxBytes).
+	Bytes uint64
+}
+
+// NearStats returns the near tier's counters; the zero NearStats (Mode
+// NearDisabled) when the Cache has none. No I/O.
+func (c *Cache) NearStats() NearStats {
+	n := c.near
+	if n == nil {
+		return NearStats{}
+	}
+	n.mu.Lock()
+	mode := n.mode
+	n.mu.Unlock()
+	return NearStats{
+		Mode:          mode,
+		Serving:       n.serving.Load(),
+		Hits:          n.st.hits.Load(),
+		Misses:        n.st.misses.Load(),
+		Evictions:     n.st.evictions.Load(),
+		Invalidations: n.st.invalidations.Load(),
+		Flushes:       n.st.flushes.Load(),
+		Entries:       n.lru.EstimatedSize(),
+		Bytes:         n.bytes(),
+	}
+}
+
+// nearStripes is the number of per-key invalidation counters; keys share
+// them by hash, and a collision only costs a skipped local insert.
+const nearStripes = 4096
+
+// nearEntry is a decoded value in the local tier.
+type nearEntry struct {
+	v      any
+	exp    int64 // Unix ns after which it is not served; 0 = never
+	weight uint32
+}
+
+type nearCounters struct {
+	hits, misses, evictions, invalidations, flushes atomic.Uint64
+}
+
+// near is the local tier of a Cache.
+//
+// Coherence. A value may be put in the local tier only if nothing that could
+// have changed it happened between the moment its read was sent to Redis and
+// the moment it is inserted. Three counters witness that: gen (bumped at every
+// change of the serving state: a tracking connection lost or armed, a
+// topology change, a flush), serving, and the invalidation counter of the
+// key's stripe (bumped by every invalidation message naming a key of the
+// stripe, and by local writes). begin records them before the read; publish
+// compares them inside otter's Compute, under the lock of the key's bucket, and
+// an invalidation bumps the counter before it removes the key under that same
+// lock: either the insert sees the new count and gives up, or the removal
+// comes after the insert and removes it. A flush bumps gen before
+// InvalidateAll, which does not lock every bucket, so publish re-checks gen
+// after its insert and removes its own entry if gen moved: the flush then
+// either saw the entry or the re-check sees the flush.
+type near struct {
+	c    *Cache
+	opt  NearOptions
+	lru  *otter.Cache[string, nearEntry]
+	seed maphash.Seed
+	seqs []atomic.Uint64
+	gen  atomic.Uint64
+
+	// serving is read by every Get: true in TTL-only mode, and in tracking
+	// mode while down == 0. Written under mu.
+	serving atomic.Bool
+
+	mu       sync.Mutex
+	mode     NearMode
+	down     int // trackers not armed, plus 1 until the masters are known
+	offOnce  sync.Once
+	ctx      context.Context
+	cancel   context.CancelFunc
+	execMu   sync.Mutex
+	execWG   sync.WaitGroup
+	execDone bool
+
+	st nearCounters
+
+	// beforePublish, when set by a test, runs between the Redis reply and the
+	// local insert.
+	beforePublish func(key string)
+	// onTracker, when set by a test, sees every tracker started.
+	onTracker func(*tracker)
+}
+
+func newNear(c *Cache, opt NearOptions) (*near, error) { return newNearWith(c, opt, nil) }
+
+// newNearWith is newNear; setup (tests) runs before the manager starts.
+func newNearWith(c *Cache, opt NearOptions, setup func(*near)) (*near, error) {
+	n := &near{
+		c:    c,
+		opt:  opt,
+		seed: maphash.MakeSeed(),
+		seqs: make([]atomic.Uint64, nearStripes),
+		mode: NearTracking,
+		down: 1,
+	}
+	floor := uint32(min(uint64(opt.MaxBytes)/uint64(opt.MaxEntries), math.MaxUint32))
+	lru, err := otter.New(&otter.Options[string, nearEntry]{
+		MaximumWeight: uint64(opt.MaxBytes),
+		Weigher: func(_ string, e nearEntry) uint32 {
+			return max(e.weight, floor)
+		},
+		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, nearEntry]) time.Duration {
+			if e.Value.exp == 0 {
+				return math.MaxInt64
+			}
+			return time.Duration(e.Value.exp - time.Now().UnixNano())
+		}),
+		OnDeletion: func(e otter.DeletionEvent[string, nearEntry]) {
+			if e.WasEvicted() {
+				n.st.evictions.Add(1)
+			}
+		},
+		Executor: n.execute,
+		Logger:   slogLogger{opt.Logger},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cache: near tier: %w", err)
+	}
+	n.lru = lru
+	n.ctx, n.cancel = context.WithCancel(c.baseCtx)
+	if setup != nil {
+		setup(n)
+	}
+	if !c.goOwned(n.manage) {
+		return nil, ErrClosed
+	}
+	return n, nil
+}
+
+// execute runs otter's asynchronous tasks (deletion events, maintenance) on
+// goroutines that stop waits for; after stop, on the caller's goroutine.
+func (n *near) execute(fn func()) {
+	n.execMu.Lock()
+	if n.execDone {
+		n.execMu.Unlock()
+		fn()
+		return
+	}
+	n.execWG.Add(1)
+	n.execMu.Unlock()
+	go func() {
+		defer n.execWG.Done()
+		fn()
+	}()
+}
+
+// stop ends otter's goroutines; the Cache has already stopped the trackers.
+func (n *near) stop() {
+	n.cancel()
+	n.execMu.Lock()
+	n.execDone = true
+	n.execMu.Unlock()
+	n.execWG.Wait()
+	n.lru.StopAllGoroutines()
+	n.setServing(func() { n.mode = NearDisabled })
+}
+
+// bytes is the weight charged for the local entries (see MaxBytes).
+func (n *near) bytes() uint64 { return n.lru.WeightedSize() }
+
+func (n *near) stripe(key string) *atomic.Uint64 {
+	return &n.seqs[maphash.String(n.seed, key)&(nearStripes-1)]
+}
+
+// nearToken is what begin saw before a read was sent.
+type nearToken struct {
+	gen, seq uint64
+	ok       bool
+}
+
+// begin records the state before a read of key is sent to Redis. Order
+// matters: gen is read before serving, and state changes write serving
+// before they bump gen, so a token taken across a change is refused later.
+func (n *near) begin(key string) nearToken {
+	g := n.gen.Load()
+	if !n.serving.Load() {
+		return nearToken{}
+	}
+	return nearToken{gen: g, seq: n.stripe(key).Load(), ok: true}
+}
+
+// publish inserts a value read from Redis under tok, unless anything that
+// could have changed it happened since begin. soft is the value's soft
+// expiry (Unix ms, 0 = none); size the encoded payload's length.
+func (n *near) publish(key string, tok nearToken, v any, soft int64, size int) {
+	if !tok.ok {
+		return
+	}
+	if h := n.beforePublish; h != nil {
+		h(key)
+	}
+	now := time.Now().UnixNano()
+	exp := soft * int64(time.Millisecond)
+	if m := n.opt.MaxStaleness; m > 0 && (exp == 0 || now+int64(m) < exp) {
+		exp = now + int64(m)
+	}
+	if exp != 0 && exp <= now {
+		return
+	}
+	seq := n.stripe(key)
+	e := nearEntry{v: v, exp: exp, weight: uint32(min(len(key)+size+64, math.MaxUint32))}
+	valid := func() bool { return n.gen.Load() == tok.gen && seq.Load() == tok.seq }
+	_, ok := n.lru.Compute(key, func(old nearEntry, found bool) (nearEntry, otter.ComputeOp) {
+		if !valid() {
+			return old, otter.CancelOp
+		}
+		return e, otter.WriteOp
+	})
+	if ok && !valid() {
+		n.lru.Invalidate(key)
+	}
+}
+
+// lookup returns the local value of key, if it is served now.
+func (n *near) lookup(key string) (any, bool) {
+	if !n.serving.Load() {
+		n.st.misses.Add(1)
+		return nil, false
+	}
+	e, ok := n.lru.GetIfPresent(key)
+	if !ok {
+		n.st.misses.Add(1)
+		return nil, false
+	}
+	return e.v, true
+}
+
+// invalidate drops the local copies of keys (caller's keys) and refuses the
+// inserts of reads in flight for them.
+func (n *near) invalidate(keys ...string) {
+	for _, k := range keys {
+		n.stripe(k).Add(1)
+		n.lru.Invalidate(k)
+	}
+}
+
+// invalidateStored handles an invalidation message: stored key names.
+func (n *near) invalidateStored(rks []string) {
+	for _, rk := range rks {
+		n.st.invalidations.Add(1)
+		if k, ok := strings.CutPrefix(rk, n.c.ns); ok {
+			n.invalidate(k)
+		}
+	}
+}
+
+// flush drops every local entry and refuses the inserts of reads in flight.
+func (n *near) flush() {
+	n.gen.Add(1)
+	n.lru.InvalidateAll()
+	n.st.flushes.Add(1)
+}
+
+// setServing applies a state change under mu, recomputes serving, and bumps
+// gen so reads sent before it do not publish. Entries are flushed when the
+// tier stops serving or the change says so.
+func (n *near) setServing(change func()) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	was := n.serving.Load()
+	change()
+	now := n.mode == NearTTLOnly || (n.mode == NearTracking && n.down == 0)
+	n.serving.Store(now)
+	if was && !now {
+		n.flush()
+		return
+	}
+	n.gen.Add(1)
+}
+
+// turnOff is called when the server refused CLIENT TRACKING: the tier turns
+// itself off, or to TTL-only mode with MaxStaleness, with one log line.
+func (n *near) turnOff(cause error) {
+	n.offOnce.Do(func() {
+		ttl := n.opt.MaxStaleness > 0
+		n.setServing(func() {
+			if ttl {
+				n.mode = NearTTLOnly
+			} else {
+				n.mode = NearDisabled
+			}
+		})
+		n.flush()
+		if ttl {
+			n.opt.Logger.Warn("cache: near tier in TTL-only mode: the server cannot track keys",
+				"namespace", n.c.ns, "max_staleness", n.opt.MaxStaleness, "error", cause)
+		} else {
+			n.opt.Logger.Warn("cache: near tier off: the server cannot track keys",
+				"namespace", n.c.ns, "error", cause)
+		}
+		n.cancel() // stop the trackers
+	})
+}
+
+// slogLogger adapts slog to otter's Logger.
+type slogLogger struct{ l *slog.Logger }
+
+func (s slogLogger) Warn(ctx context.Context, msg string, err error) {
+	s.l.WarnContext(ctx, "cache: near tier: "+msg, "error", err)
+}
+
+func (s slogLogger) Error(ctx context.Context, msg string, err error) {
+	s.l.ErrorContext(ctx, "cache: near tier: "+msg, "error", err)
+}

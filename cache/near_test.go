@@ -1,0 +1,614 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+
+	"github.com/rediskit/rediskit/internal/redistest"
+)
+
+// nearFixture is a Typed[string] with a near tier, the Cache under it, the
+// trackers it started, and an "outside" client that stands for any other
+// writer (another process, redis-cli).
+type nearFixture struct {
+	c       *Cache
+	typed   *Typed[string]
+	outside redis.UniversalClient
+
+	mu       sync.Mutex
+	trackers []*tracker
+}
+
+func newNearFixture(t *testing.T, rdb, outside redis.UniversalClient, nopt NearOptions) *nearFixture {
+	t.Helper()
+	f := &nearFixture{outside: outside}
+	c, err := New(rdb, Options{Prefix: strings.TrimSuffix(redistest.Prefix(t), ":")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	no, err := nopt.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The tracker hook must be in place before the first tracker starts.
+	c.opt.Near = &no
+	c.near, err = newNearWith(c, no, func(n *near) {
+		n.onTracker = func(tr *tracker) {
+			f.mu.Lock()
+			f.trackers = append(f.trackers, tr)
+			f.mu.Unlock()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	f.c, f.typed = c, NewTyped[string](c, nil)
+	waitFor(t, "the near tier to serve", func() bool { return c.NearStats().Serving })
+	return f
+}
+
+// value returns what Get returns for key, and whether it came from the
+// near tier.
+func (f *nearFixture) value(t *testing.T, key string) (string, bool, bool) {
+	t.Helper()
+	before := f.c.NearStats().Hits
+	v, ok, err := f.typed.Get(ctxT(t), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v, ok, f.c.NearStats().Hits > before
+}
+
+// warm stores v under key and reads it until it is served locally.
+func (f *nearFixture) warm(t *testing.T, key, v string) {
+	t.Helper()
+	if err := f.typed.Set(ctxT(t), key, v, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a local hit of "+key, func() bool {
+		got, ok, local := f.value(t, key)
+		return ok && got == v && local
+	})
+}
+
+// stored returns the bytes a Typed[string] stores for v (header + JSON), so
+// outside writers can write well-formed values.
+func (f *nearFixture) stored(t *testing.T, v string) []byte {
+	t.Helper()
+	p, _ := JSONCodec{}.Marshal(v)
+	b, err := f.c.encode(CodecJSON, p, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func (f *nearFixture) tracker(t *testing.T) *tracker {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.trackers) == 0 {
+		t.Fatal("no tracker started")
+	}
+	return f.trackers[len(f.trackers)-1]
+}
+
+// forEachNearTopology runs f on standalone and cluster, with an outside
+// client of its own.
+func forEachNearTopology(t *testing.T, f func(t *testing.T, tp topo, outside redis.UniversalClient)) {
+	t.Run("standalone", func(t *testing.T) {
+		srv := redistest.Shared(t)
+		cnt := &counter{trips: map[string]int{}}
+		rdb := srv.Client(t)
+		rdb.AddHook(nodeHook{c: cnt, addr: srv.Addr})
+		f(t, topo{name: "standalone", rdb: rdb, cnt: cnt, addrs: []string{srv.Addr}}, srv.Client(t))
+	})
+	t.Run("cluster", func(t *testing.T) {
+		cl := redistest.SharedCluster(t)
+		cnt := &counter{trips: map[string]int{}}
+		rdb := cl.Client(t)
+		rdb.OnNewNode(func(n *redis.Client) { n.AddHook(nodeHook{c: cnt, addr: n.Options().Addr}) })
+		f(t, topo{name: "cluster", rdb: rdb, cnt: cnt, cluster: true, addrs: cl.Addrs()}, cl.Client(t))
+	})
+}
+
+func TestNearHitIsLocalAndZeroCommands(t *testing.T) {
+	forEachNearTopology(t, func(t *testing.T, tp topo, outside redis.UniversalClient) {
+		f := newNearFixture(t, tp.rdb, outside, NearOptions{})
+		f.warm(t, "k", "v1")
+		tp.cnt.reset()
+		for range 100 {
+			if v, ok, local := f.value(t, "k"); !ok || v != "v1" || !local {
+				t.Fatalf("Get = %q, %v, local %v", v, ok, local)
+			}
+		}
+		if cmds, _, _, names := tp.cnt.snapshot(); cmds != 0 {
+			t.Fatalf("near hits sent %d commands %v, want 0", cmds, names)
+		}
+		// GetOrSet is served locally too, without calling the loader.
+		v, err := f.typed.GetOrSet(ctxT(t), "k", time.Minute, func(context.Context) (string, error) {
+			t.Error("loader called on a near hit")
+			return "", nil
+		})
+		if err != nil || v != "v1" {
+			t.Fatalf("GetOrSet = %q, %v", v, err)
+		}
+		// A local write is read back at once (no wait for the invalidation).
+		if err := f.typed.Set(ctxT(t), "k", "v2", 0); err != nil {
+			t.Fatal(err)
+		}
+		if v, _, _ := f.value(t, "k"); v != "v2" {
+			t.Fatalf("Get after own Set = %q, want v2", v)
+		}
+		st := f.c.NearStats()
+		if st.Mode != NearTracking || st.Hits < 101 || st.Entries < 0 {
+			t.Fatalf("NearStats = %+v", st)
+		}
+	})
+}
+
+func TestNearInvalidatedByOutsideWrites(t *testing.T) {
+	forEachNearTopology(t, func(t *testing.T, tp topo, outside redis.UniversalClient) {
+		ctx := ctxT(t)
+		f := newNearFixture(t, tp.rdb, outside, NearOptions{})
+		writes := []struct {
+			name  string
+			write func(t *testing.T, rk string, b []byte)
+		}{
+			{"go-redis SET", func(t *testing.T, rk string, b []byte) {
+				if err := outside.Set(ctx, rk, b, 0).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}},
+			{"Lua script", func(t *testing.T, rk string, b []byte) {
+				err := outside.Eval(ctx, "redis.call('SET', KEYS[1], ARGV[1]) return 1", []string{rk}, b).Err()
+				if err != nil {
+					t.Fatal(err)
+				}
+			}},
+			{"redis-cli SET", func(t *testing.T, rk string, b []byte) {
+				cli, err := exec.LookPath("redis-cli")
+				if err != nil {
+					t.Skip("redis-cli not on PATH")
+				}
+				args := []string{"-p", strconv.Itoa(portOfKey(t, outside, rk)), "-x", "SET", rk}
+				if tp.cluster {
+					args = append([]string{"-c"}, args...)
+				}
+				cmd := exec.CommandContext(ctx, cli, args...)
+				cmd.Stdin = bytes.NewReader(b)
+				if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "OK") {
+					t.Fatalf("redis-cli: %s %v", out, err)
+				}
+			}},
+		}
+		for i, w := range writes {
+			t.Run(w.name, func(t *testing.T) {
+				key := "w" + strconv.Itoa(i)
+				f.warm(t, key, "old")
+				inv := f.c.NearStats().Invalidations
+				w.write(t, f.c.key(key), f.stored(t, "new"))
+				waitFor(t, "the invalidation", func() bool { return f.c.NearStats().Invalidations > inv })
+				// The invalidation has been applied: the old value is gone.
+				if v, ok, local := f.value(t, key); v != "new" || !ok || local {
+					t.Fatalf("after the outside write: Get = %q, %v, local %v; want new from Redis", v, ok, local)
+				}
+			})
+		}
+		t.Run("expiry", func(t *testing.T) {
+			// The value carries no soft expiry and no MaxStaleness is set:
+			// only Redis's own expiry can remove the local copy.
+			f.warm(t, "exp", "old")
+			rk := f.c.key("exp")
+			ttlSet := f.c.NearStats().Invalidations
+			if err := outside.PExpire(ctx, rk, 200*time.Millisecond).Err(); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the PEXPIRE invalidation", func() bool { return f.c.NearStats().Invalidations > ttlSet })
+			f.warm(t, "exp-probe", "x") // unrelated key: the tier still serves
+			if _, ok, _ := f.value(t, "exp"); !ok {
+				t.Fatal("value gone before its expiry")
+			}
+			waitFor(t, "a local copy of exp", func() bool { _, _, local := f.value(t, "exp"); return local })
+			inv := f.c.NearStats().Invalidations
+			// Wait for Redis to expire the key (active expiry), without
+			// touching it from the outside.
+			waitFor(t, "the expiry invalidation", func() bool { return f.c.NearStats().Invalidations > inv })
+			if v, ok, _ := f.value(t, "exp"); ok {
+				t.Fatalf("expired value still served: %q", v)
+			}
+		})
+	})
+}
+
+// portOfKey returns the port of the master serving rk.
+func portOfKey(t *testing.T, rdb redis.UniversalClient, rk string) int {
+	t.Helper()
+	addr := ""
+	switch r := rdb.(type) {
+	case *redis.Client:
+		addr = r.Options().Addr
+	case *redis.ClusterClient:
+		n, err := r.MasterForKey(ctxT(t), rk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr = n.Options().Addr
+	}
+	_, p, _ := strings.Cut(addr, ":")
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatalf("address %q", addr)
+	}
+	return port
+}
+
+// TestNearInFlightReadDoesNotPublishAfterInvalidation pauses a Get between
+// the Redis reply and the local insert, writes the key from outside, waits
+// until the invalidation has been received, then lets the Get finish: its
+// (old) value must not be served locally afterwards.
+func TestNearInFlightReadDoesNotPublishAfterInvalidation(t *testing.T) {
+	forEachNearTopology(t, func(t *testing.T, tp topo, outside redis.UniversalClient) {
+		ctx := ctxT(t)
+		f := newNearFixture(t, tp.rdb, outside, NearOptions{})
+		if err := f.typed.Set(ctx, "race", "old", 0); err != nil {
+			t.Fatal(err)
+		}
+		reached, resume := make(chan struct{}), make(chan struct{})
+		var once sync.Once
+		f.c.near.beforePublish = func(key string) {
+			if key == "race" {
+				once.Do(func() { close(reached); <-resume })
+			}
+		}
+		got := make(chan string, 1)
+		go func() {
+			v, _, err := f.typed.Get(ctx, "race")
+			if err != nil {
+				t.Error(err)
+			}
+			got <- v
+		}()
+		<-reached // the Get has its reply ("old") and has not inserted it yet
+		inv := f.c.NearStats().Invalidations
+		if err := outside.Set(ctx, f.c.key("race"), f.stored(t, "new"), 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the invalidation", func() bool { return f.c.NearStats().Invalidations > inv })
+		close(resume)
+		if v := <-got; v != "old" {
+			t.Fatalf("in-flight Get = %q, want old (read before the write)", v)
+		}
+		f.c.near.beforePublish = nil
+		if v, _, local := f.value(t, "race"); v != "new" || local {
+			t.Fatalf("after the race: Get = %q, local %v; want new from Redis", v, local)
+		}
+		if n := f.c.NearStats().Entries; n > 1 {
+			t.Fatalf("%d local entries", n)
+		}
+	})
+}
+
+func TestNearFlushOnKilledTrackingConnectionAndRearm(t *testing.T) {
+	forEachNearTopology(t, func(t *testing.T, tp topo, outside redis.UniversalClient) {
+		ctx := ctxT(t)
+		f := newNearFixture(t, tp.rdb, outside, NearOptions{})
+		f.warm(t, "k", "v1")
+		tr := f.tracker(t)
+		id := tr.id.Load()
+		flushes := f.c.NearStats().Flushes
+		// Kill the tracking connection from another client; on Cluster, on
+		// the master that tracker follows.
+		addr := tr.rdb.Options().Addr
+		killer := redis.NewClient(&redis.Options{Addr: addr})
+		defer killer.Close()
+		if err := killer.ClientKillByFilter(ctx, "ID", strconv.FormatInt(id, 10)).Err(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the flush", func() bool { return f.c.NearStats().Flushes > flushes })
+		waitFor(t, "tracking re-armed on a new connection", func() bool {
+			return tr.id.Load() != id && f.c.NearStats().Serving
+		})
+		// Re-armed: an outside write reaches us again.
+		f.warm(t, "k", "v1")
+		inv := f.c.NearStats().Invalidations
+		if err := outside.Set(ctx, f.c.key("k"), f.stored(t, "v2"), 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the invalidation", func() bool { return f.c.NearStats().Invalidations > inv })
+		if v, _, _ := f.value(t, "k"); v != "v2" {
+			t.Fatalf("Get = %q after re-arm and outside write, want v2", v)
+		}
+	})
+}
+
+func TestNearFlushWhenProxyCutsAndWhileServerPaused(t *testing.T) {
+	srv := redistest.Start(t)
+	proxy := redistest.NewProxy(t, srv.Addr)
+	rdb := redis.NewClient(&redis.Options{Addr: proxy.Addr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	outside := srv.Client(t)
+	f := newNearFixture(t, rdb, outside, NearOptions{HealthInterval: 200 * time.Millisecond})
+	f.warm(t, "k", "v1")
+	flushes := f.c.NearStats().Flushes
+	proxy.CutAll()
+	waitFor(t, "the flush", func() bool { return f.c.NearStats().Flushes > flushes })
+	waitFor(t, "re-armed", func() bool { return f.c.NearStats().Serving })
+	f.warm(t, "k", "v1")
+	// A black hole: the connection stays open but nothing comes back. The
+	// health ping notices it, flushes and stops serving.
+	flushes = f.c.NearStats().Flushes
+	proxy.SetBlackHole(true)
+	waitFor(t, "the flush of a silent connection", func() bool { return f.c.NearStats().Flushes > flushes })
+	if f.c.NearStats().Serving {
+		t.Fatal("serving while the tracking connection is silent")
+	}
+	proxy.SetBlackHole(false)
+	proxy.CutAll()
+	waitFor(t, "re-armed after the black hole", func() bool { return f.c.NearStats().Serving })
+}
+
+func TestNearFlushAllFlushesAndRearms(t *testing.T) {
+	srv := redistest.Start(t)
+	f := newNearFixture(t, srv.Client(t), srv.Client(t), NearOptions{})
+	f.warm(t, "a", "1")
+	f.warm(t, "b", "2")
+	flushes := f.c.NearStats().Flushes
+	if err := f.outside.FlushAll(ctxT(t)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the flush", func() bool { return f.c.NearStats().Flushes > flushes })
+	if _, ok, _ := f.value(t, "a"); ok {
+		t.Fatal("value served after FLUSHALL")
+	}
+	waitFor(t, "re-armed", func() bool { return f.c.NearStats().Serving })
+	f.warm(t, "a", "3")
+}
+
+func TestNearRearmAfterSentinelFailover(t *testing.T) {
+	s := redistest.StartSentinel(t)
+	rdb := s.Client(t)
+	outside := s.Client(t)
+	f := newNearFixture(t, rdb, outside, NearOptions{})
+	f.warm(t, "k", "v1")
+	flushes := f.c.NearStats().Flushes
+	s.Failover(t)
+	waitFor(t, "the flush at failover", func() bool { return f.c.NearStats().Flushes > flushes })
+	waitFor(t, "re-armed on the new master", func() bool { return f.c.NearStats().Serving })
+	f.warm(t, "k", "v1")
+	inv := f.c.NearStats().Invalidations
+	ctx := ctxT(t)
+	waitFor(t, "an outside write on the new master", func() bool {
+		return outside.Set(ctx, f.c.key("k"), f.stored(t, "v2"), 0).Err() == nil
+	})
+	waitFor(t, "the invalidation from the new master", func() bool { return f.c.NearStats().Invalidations > inv })
+	if v, _, _ := f.value(t, "k"); v != "v2" {
+		t.Fatalf("Get = %q after failover and outside write, want v2", v)
+	}
+}
+
+func TestNearFollowsClusterMasterReplacement(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster failover takes seconds")
+	}
+	cl := redistest.StartCluster(t, redistest.WithReplicas(1))
+	rdb := cl.Client(t)
+	outside := cl.Client(t)
+	f := newNearFixture(t, rdb, outside, NearOptions{TopologyInterval: 200 * time.Millisecond})
+	ctx := ctxT(t)
+	// A key on the master that will die.
+	victim := cl.Masters[0]
+	key := ""
+	for i := 0; key == ""; i++ {
+		k := "k" + strconv.Itoa(i)
+		if n, err := rdb.MasterForKey(ctx, f.c.key(k)); err == nil && n.Options().Addr == victim.Addr {
+			key = k
+		}
+	}
+	f.warm(t, key, "v1")
+	flushes := f.c.NearStats().Flushes
+	victim.Kill()
+	waitFor(t, "the flush", func() bool { return f.c.NearStats().Flushes > flushes })
+	if v, ok := nearValue[string](f.c.near, key); ok {
+		t.Fatalf("served %q locally with a master down", v)
+	}
+	// Promote the victim's replica. (Redis would do it by itself after the
+	// node timeout, given a majority; TAKEOVER makes the test independent
+	// of the election.)
+	nodes, err := cl.Masters[1].Do(ctx, "CLUSTER", "NODES")
+	if err != nil {
+		t.Fatal(err)
+	}
+	victimID, replicaAddr := "", ""
+	for line := range strings.SplitSeq(nodes.(string), "\n") {
+		if fs := strings.Fields(line); len(fs) > 3 && strings.HasPrefix(fs[1], victim.Addr+"@") {
+			victimID = fs[0]
+		}
+	}
+	for line := range strings.SplitSeq(nodes.(string), "\n") {
+		if fs := strings.Fields(line); len(fs) > 3 && fs[3] == victimID {
+			replicaAddr, _, _ = strings.Cut(fs[1], "@")
+		}
+	}
+	if victimID == "" || replicaAddr == "" {
+		t.Fatalf("no replica of %s in\n%s", victim.Addr, nodes)
+	}
+	promoted := redis.NewClient(&redis.Options{Addr: replicaAddr})
+	defer promoted.Close()
+	if err := promoted.Do(ctx, "CLUSTER", "FAILOVER", "TAKEOVER").Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the replica promoted", func() bool {
+		role, err := promoted.Do(ctx, "ROLE").Slice()
+		return err == nil && len(role) > 0 && role[0] == "master"
+	})
+	cl.WaitOK(t)
+	waitFor(t, "serving again with the promoted master tracked", func() bool { return f.c.NearStats().Serving })
+	waitFor(t, "the client routing to the promoted master", func() bool {
+		return f.typed.Set(ctx, key, "v1", 0) == nil
+	})
+	f.warm(t, key, "v1")
+	inv := f.c.NearStats().Invalidations
+	waitFor(t, "an outside write", func() bool {
+		return outside.Set(ctx, f.c.key(key), f.stored(t, "v2"), 0).Err() == nil
+	})
+	waitFor(t, "the invalidation from the promoted master", func() bool { return f.c.NearStats().Invalidations > inv })
+	if v, _, _ := f.value(t, key); v != "v2" {
+		t.Fatalf("Get = %q, want v2", v)
+	}
+}
+
+// logCounter counts slog records.
+type logCounter struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (l *logCounter) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logCounter) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	l.msgs = append(l.msgs, r.Message)
+	l.mu.Unlock()
+	return nil
+}
+func (l *logCounter) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logCounter) WithGroup(string) slog.Handler      { return l }
+func (l *logCounter) lines() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.msgs...)
+}
+
+// TestNearOffWhereServerCannotTrack uses an ACL user without CLIENT
+// TRACKING: the tier turns itself off with one log line, or serves in
+// TTL-only mode with MaxStaleness.
+func TestNearOffWhereServerCannotTrack(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := srv.Client(t)
+	ctx := ctxT(t)
+	if err := admin.Do(ctx, "ACL", "SETUSER", "notrack", "on", ">pw", "~*", "&*", "+@all", "-client|tracking").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, ttl := range []time.Duration{0, 300 * time.Millisecond} {
+		t.Run("MaxStaleness="+ttl.String(), func(t *testing.T) {
+			rdb := srv.Client(t, func(o *redis.Options) { o.Username, o.Password = "notrack", "pw" })
+			logs := &logCounter{}
+			c, err := New(rdb, Options{Prefix: strings.TrimSuffix(redistest.Prefix(t), ":"),
+				Near: &NearOptions{MaxStaleness: ttl, Logger: slog.New(logs)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			want := NearDisabled
+			if ttl > 0 {
+				want = NearTTLOnly
+			}
+			waitFor(t, "the mode "+want.String(), func() bool { return c.NearStats().Mode == want })
+			typed := NewTyped[string](c, nil)
+			if err := typed.Set(ctx, "k", "v", 0); err != nil {
+				t.Fatal(err)
+			}
+			for range 3 {
+				if v, ok, err := typed.Get(ctx, "k"); err != nil || !ok || v != "v" {
+					t.Fatalf("Get = %q, %v, %v", v, ok, err)
+				}
+			}
+			st := c.NearStats()
+			if ttl == 0 && (st.Hits != 0 || st.Serving) {
+				t.Fatalf("disabled tier served: %+v", st)
+			}
+			if ttl > 0 {
+				if st.Hits != 2 {
+					t.Fatalf("TTL-only: %d local hits, want 2", st.Hits)
+				}
+				// Bounded staleness: an outside write is seen after MaxStaleness.
+				if err := admin.Set(ctx, c.key("k"), mustEncode(t, c, "v2"), 0).Err(); err != nil {
+					t.Fatal(err)
+				}
+				waitFor(t, "the local copy to expire", func() bool {
+					v, _, _ := typed.Get(ctx, "k")
+					return v == "v2"
+				})
+			}
+			time.Sleep(100 * time.Millisecond) // a second log line would come now
+			if l := logs.lines(); len(l) != 1 {
+				t.Fatalf("log lines %q, want exactly 1", l)
+			}
+		})
+	}
+}
+
+func mustEncode(t *testing.T, c *Cache, v string) []byte {
+	p, _ := JSONCodec{}.Marshal(v)
+	b, err := c.encode(CodecJSON, p, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestNearBoundsEntriesAndBytes(t *testing.T) {
+	srv := redistest.Shared(t)
+	f := newNearFixture(t, srv.Client(t), srv.Client(t), NearOptions{MaxEntries: 50, MaxBytes: 1 << 20})
+	ctx := ctxT(t)
+	for i := range 500 {
+		k := "k" + strconv.Itoa(i)
+		if err := f.typed.Set(ctx, k, "v", 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := f.typed.Get(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.c.near.lru.CleanUp()
+	st := f.c.NearStats()
+	if st.Entries > 50 || st.Evictions == 0 || st.Bytes > 1<<20 {
+		t.Fatalf("NearStats = %+v; want ≤ 50 entries, evictions, ≤ 1 MiB", st)
+	}
+	// Bytes bound with large values: 1 MiB / (10 KiB + overhead) < 100.
+	big := strings.Repeat("x", 10<<10)
+	for i := range 300 {
+		k := "big" + strconv.Itoa(i)
+		if err := f.typed.Set(ctx, k, big, 0); err != nil {
+			t.Fatal(err)
+		}
+		_, _, _ = f.typed.Get(ctx, k)
+	}
+	f.c.near.lru.CleanUp()
+	if st := f.c.NearStats(); st.Bytes > 1<<20 {
+		t.Fatalf("Bytes %d over MaxBytes", st.Bytes)
+	}
+}
+
+func TestNearCloseStopsEveryGoroutine(t *testing.T) {
+	forEachNearTopology(t, func(t *testing.T, tp topo, outside redis.UniversalClient) {
+		ctx := ctxT(t)
+		_ = tp.rdb.Ping(ctx) // the client's own connections are not ours
+		ignore := goleak.IgnoreCurrent()
+		c, err := New(tp.rdb, Options{Prefix: strings.TrimSuffix(redistest.Prefix(t), ":"), Near: &NearOptions{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		typed := NewTyped[string](c, nil)
+		waitFor(t, "serving", func() bool { return c.NearStats().Serving })
+		for i := range 100 {
+			_ = typed.Set(ctx, fmt.Sprint(i), "v", 0)
+			_, _, _ = typed.Get(ctx, fmt.Sprint(i))
+		}
+		_ = c.Close()
+		_ = c.Close() // idempotent
+		goleak.VerifyNone(t, ignore)
+	})
+}
