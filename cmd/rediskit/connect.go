@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/rediskit/rediskit"
 )
 
@@ -54,11 +56,18 @@ func connect(ctx context.Context, e *env, url string) (*rediskit.Client, error) 
 	cfg.HealthCheckInterval = -1
 	c, err := rediskit.Open(ctx, cfg)
 	if err != nil {
-		var ce *rediskit.ConfigError
-		if errors.As(err, &ce) {
-			return nil, withCode(exitUsage, err)
-		}
-		return nil, withCode(exitUnreachable, err)
+		return nil, openError(err)
 	}
 	return c, nil
+}
+
+// openError gives a failed Open its exit status: a bad setting or a
+// rejected password or ACL user is a configuration problem (2), anything else
+// means the server could not be reached (3).
+func openError(err error) error {
+	var ce *rediskit.ConfigError
+	if errors.As(err, &ce) || redis.IsAuthError(err) || redis.IsPermissionError(err) {
+		return withCode(exitUsage, err)
+	}
+	return withCode(exitUnreachable, err)
 }

@@ -9,7 +9,8 @@
 //	rediskit cache clear 'user:*' --dry-run
 //
 // Exit status: 0 success, 1 the operation failed (or, for health, Redis is
-// unhealthy), 2 bad usage or configuration, 3 Redis unreachable.
+// unhealthy), 2 bad usage or configuration (a rejected password included),
+// 3 Redis unreachable.
 package main
 
 import (

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -55,11 +54,7 @@ server. SIGINT or SIGTERM shuts down gracefully.`,
 	}
 	client, err := rediskit.Open(ctx, cfg)
 	if err != nil {
-		var ce *rediskit.ConfigError
-		if errors.As(err, &ce) {
-			return withCode(exitUsage, err)
-		}
-		return withCode(exitUnreachable, err)
+		return openError(err)
 	}
 	defer client.Close()
 
