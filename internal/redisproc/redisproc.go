@@ -9,6 +9,7 @@ package redisproc
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -51,6 +52,10 @@ type Config struct {
 	// Password, when set, is required of clients (requirepass) and used
 	// towards a master (masterauth).
 	Password string
+	// TLS, when set, makes the server listen on TLS only (--port 0
+	// --tls-port); Args must then name the certificate files. The config is
+	// what the readiness check dials with.
+	TLS *tls.Config
 }
 
 // Server is one redis-server process on a loopback port.
@@ -65,6 +70,7 @@ type Server struct {
 	args     []string
 	password string
 	logPath  string
+	tls      *tls.Config
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -95,12 +101,17 @@ func Start(cfg Config) (*Server, error) {
 			dir:      cfg.Dir,
 			password: cfg.Password,
 			logPath:  filepath.Join(cfg.Dir, fmt.Sprintf("redis-%d.log", port)),
+			tls:      cfg.TLS,
 		}
 		if cfg.Conf != "" {
 			s.args = append(s.args, cfg.Conf)
 		}
+		listen := []string{"--port", strconv.Itoa(port)}
+		if cfg.TLS != nil {
+			listen = []string{"--port", "0", "--tls-port", strconv.Itoa(port)}
+		}
+		s.args = append(s.args, listen...)
 		s.args = append(s.args,
-			"--port", strconv.Itoa(port),
 			"--bind", "127.0.0.1",
 			"--dir", cfg.Dir,
 			"--save", "",
@@ -159,7 +170,7 @@ func (s *Server) launch() error {
 
 func (s *Server) waitReady(done <-chan struct{}) error {
 	rdb := redis.NewClient(&redis.Options{
-		Addr: s.Addr, Password: s.password, MaxRetries: -1,
+		Addr: s.Addr, Password: s.password, TLSConfig: s.tls, MaxRetries: -1,
 		DialTimeout: 200 * time.Millisecond, ReadTimeout: time.Second, PoolSize: 1,
 	})
 	defer rdb.Close()
