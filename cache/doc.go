@@ -74,7 +74,47 @@
 //		return db.LoadUser(ctx, id) // return cache.ErrNotFound for a missing user
 //	})
 //
-// A near cache (an in-process tier kept coherent by CLIENT TRACKING) is meant
-// to slot in under Typed through the unexported tier interface that *Cache
-// implements.
+// # Near tier
+//
+// With Options.Near, Typed reads are served from process memory when they
+// can be: a bounded local tier (github.com/maypok86/otter/v2, adaptive
+// W-TinyLFU, bounded in entries and estimated bytes) holds *decoded* values,
+// so a near hit costs a map lookup and a type assertion — no Redis command,
+// no decoding, no allocation. Get and GetOrSet fill it; MGet reads it.
+// Local writes (Set, MSet, Delete, ClearPattern) drop the local copies at
+// once; every other write — another process, redis-cli, a Lua script, an
+// expiry, an eviction — is reported by Redis.
+//
+// Invalidation uses CLIENT TRACKING in broadcast mode on the namespace prefix:
+// one dedicated connection per master, RESP2, whose go-redis OnConnect hook
+// runs CLIENT ID then CLIENT TRACKING ON REDIRECT <its own id> BCAST PREFIX
+// <namespace> before go-redis subscribes it to __redis__:invalidate. The
+// tracking connection and the receiving one are the same, so they cannot
+// fail apart, and go-redis's own Pub/Sub reconnect re-arms tracking (every
+// new connection runs OnConnect). RESP3 pushes were not used because
+// go-redis reads pushes only when a connection is used for a command (its
+// client-side caching drains them on a timer, 5 ms by default), whereas a
+// Pub/Sub receive loop reads them as they arrive. go-redis's built-in
+// client-side caching was not used because it works on standalone clients
+// only, caches raw replies that must be decoded on every hit, and ties
+// entries to pooled connections.
+//
+// Coherence rules. A read records, before it is sent, a generation counter
+// (bumped by every change of tracking state) and the invalidation counter of
+// its key's stripe; its decoded value is inserted only if neither moved, the
+// check and the insert being atomic with respect to invalidations (otter's
+// Compute), so a read in flight when its key is invalidated never publishes
+// its stale result. Any error on a tracking connection — lost, killed,
+// silent past two HealthIntervals, or the nil message of FLUSHALL — flushes
+// the local tier and stops it serving until every master's tracking
+// connection is armed again. Cluster masters are re-read every
+// TopologyInterval (CLUSTER SHARDS); a new or removed master flushes. With a
+// Sentinel client, the server behind the caller's client is compared with
+// the tracked one (INFO run_id) every TopologyInterval and tracking moves to
+// the new master. Where CLIENT TRACKING is refused (an embedded server, a
+// proxy, an ACL), the tier turns itself off with one log line, or runs in a
+// TTL-only mode bounded by NearOptions.MaxStaleness. Cache.NearStats reports
+// local hits, misses, evictions, invalidations, flushes and bytes.
+//
+//	c, err := cache.New(rdb, cache.Options{Prefix: "users", Near: &cache.NearOptions{MaxEntries: 50_000}})
 package cache

@@ -1,0 +1,284 @@
+package bench
+
+// Near-cache benchmarks: a Typed Get served from rediskit's near tier side by
+// side with the in-process tiers of go-redis client-side caching (RESP3),
+// go-redis/cache with TinyLFU and rueidis DoCache, at 128 goroutines, on the
+// redis-server that TestMain starts; and the freshness of the near tier seen
+// from another process. Run (figures in NEAR.md):
+//
+//	cd bench && go test -run '^$' -bench 'NearGetHit' -benchtime 2s -count 3
+//	cd bench && go test -run '^$' -bench 'NearFreshness' -benchtime 1x
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	grcache "github.com/go-redis/cache/v9"
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/rueidis"
+
+	"github.com/rediskit/rediskit/cache"
+)
+
+const nearKeys = 1000
+
+var nearValue = strings.Repeat("x", 100)
+
+// runParallel runs op over g goroutines with testing's RunParallel (its
+// counter is batched, so it does not become the bottleneck of a
+// nanosecond-scale operation) and reports ops/s.
+func runParallel(b *testing.B, g int, op func(ctx context.Context, i int) error) {
+	ctx := context.Background()
+	b.SetParallelism(max(1, g/runtime.GOMAXPROCS(0)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			if err := op(ctx, i%nearKeys); err != nil {
+				b.Error(err)
+				return
+			}
+			i += 7
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+}
+
+func nearKeyNames(prefix string) []string {
+	keys := make([]string, nearKeys)
+	for i := range keys {
+		keys[i] = prefix + strconv.Itoa(i)
+	}
+	return keys
+}
+
+func BenchmarkNearGetHit(b *testing.B) {
+	const g = 128
+	keys := nearKeyNames("k")
+
+	b.Run(fmt.Sprintf("rediskit-near/g=%d", g), func(b *testing.B) {
+		rdb, _ := newBenchClient(b)
+		c, err := cache.New(rdb, cache.Options{Prefix: "bench-near", Near: &cache.NearOptions{}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		typed := cache.NewTyped[string](c, nil)
+		ctx := context.Background()
+		for deadline := time.Now().Add(10 * time.Second); !c.NearStats().Serving; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				b.Fatal("near tier not serving")
+			}
+		}
+		for _, k := range keys {
+			if err := typed.Set(ctx, k, nearValue, 0); err != nil {
+				b.Fatal(err)
+			}
+			for range 2 { // the first read fills the near tier
+				if _, _, err := typed.Get(ctx, k); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		before := c.NearStats()
+		runParallel(b, g, func(ctx context.Context, i int) error {
+			v, ok, err := typed.Get(ctx, keys[i])
+			if err != nil || !ok || len(v) != 100 {
+				return fmt.Errorf("Get = %d bytes, %v, %v", len(v), ok, err)
+			}
+			return nil
+		})
+		after := c.NearStats()
+		b.ReportMetric(float64(after.Hits-before.Hits)/float64(b.N), "local-hits/op")
+	})
+
+	b.Run(fmt.Sprintf("goredis-csc/g=%d", g), func(b *testing.B) {
+		rdb := redis.NewClient(&redis.Options{Addr: benchAddr, PoolSize: 128, Protocol: 3,
+			ClientSideCacheConfig: &redis.ClientSideCacheConfig{MaxEntries: 10 * nearKeys}})
+		defer rdb.Close()
+		ctx := context.Background()
+		for _, k := range keys {
+			if err := rdb.Set(ctx, "csc:"+k, nearValue, 0).Err(); err != nil {
+				b.Fatal(err)
+			}
+			_ = rdb.Get(ctx, "csc:"+k).Err()
+		}
+		ck := nearKeyNames("csc:k")
+		runParallel(b, g, func(ctx context.Context, i int) error {
+			v, err := rdb.Get(ctx, ck[i]).Result()
+			if err != nil || len(v) != 100 {
+				return fmt.Errorf("Get = %d bytes, %v", len(v), err)
+			}
+			return nil
+		})
+	})
+
+	b.Run(fmt.Sprintf("goredis-cache-tinylfu/g=%d", g), func(b *testing.B) {
+		rdb, _ := newBenchClient(b)
+		gc := grcache.New(&grcache.Options{Redis: rdb, LocalCache: grcache.NewTinyLFU(10*nearKeys, time.Hour)})
+		ctx := context.Background()
+		gk := nearKeyNames("grc:k")
+		for _, k := range gk {
+			if err := gc.Set(&grcache.Item{Ctx: ctx, Key: k, Value: nearValue, TTL: time.Hour}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		runParallel(b, g, func(ctx context.Context, i int) error {
+			var v string
+			if err := gc.Get(ctx, gk[i], &v); err != nil || len(v) != 100 {
+				return fmt.Errorf("Get = %d bytes, %v", len(v), err)
+			}
+			return nil
+		})
+	})
+
+	b.Run(fmt.Sprintf("rueidis-docache/g=%d", g), func(b *testing.B) {
+		rc, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{benchAddr}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer rc.Close()
+		ctx := context.Background()
+		rk := nearKeyNames("rue:k")
+		for _, k := range rk {
+			if err := rc.Do(ctx, rc.B().Set().Key(k).Value(nearValue).Build()).Error(); err != nil {
+				b.Fatal(err)
+			}
+			_ = rc.DoCache(ctx, rc.B().Get().Key(k).Cache(), time.Hour).Error()
+		}
+		runParallel(b, g, func(ctx context.Context, i int) error {
+			v, err := rc.DoCache(ctx, rc.B().Get().Key(rk[i]).Cache(), time.Hour).ToString()
+			if err != nil || len(v) != 100 {
+				return fmt.Errorf("DoCache = %d bytes, %v", len(v), err)
+			}
+			return nil
+		})
+	})
+}
+
+// BenchmarkNearFreshness measures, over NEAR_TRIALS trials (default 1000),
+// how long after a write acknowledged by Redis another process's near tier
+// stops serving the old value. The other process (this binary re-executed)
+// reads the key in a tight loop through its near tier and reports, with a
+// wall-clock timestamp, every change of what it reads; before each write it
+// is serving the old value from its near tier.
+func BenchmarkNearFreshness(b *testing.B) {
+	trials := 1000
+	if s := os.Getenv("NEAR_TRIALS"); s != "" {
+		trials, _ = strconv.Atoi(s)
+	}
+	rdb, _ := newBenchClient(b)
+	c, err := cache.New(rdb, cache.Options{Prefix: "bench-fresh"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	typed := cache.NewTyped[string](c, nil)
+	ctx := context.Background()
+	if err := typed.Set(ctx, "fresh", "v0", 0); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestNearFreshnessHelper$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "NEAR_FRESHNESS_ADDR="+benchAddr)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	lines := bufio.NewScanner(stdout)
+	// next returns the helper's next report: value, local, unix ns.
+	next := func() (string, bool, int64) {
+		if !lines.Scan() {
+			b.Fatalf("helper gone: %v", lines.Err())
+		}
+		f := strings.Fields(lines.Text())
+		if len(f) != 3 {
+			b.Fatalf("helper said %q", lines.Text())
+		}
+		ns, _ := strconv.ParseInt(f[2], 10, 64)
+		return f[0], f[1] == "local", ns
+	}
+	lat := make([]time.Duration, 0, trials)
+	b.ResetTimer()
+	for range b.N {
+		lat = lat[:0]
+		for i := range trials {
+			old, nv := "v"+strconv.Itoa(i), "v"+strconv.Itoa(i+1)
+			for {
+				if v, local, _ := next(); v == old && local {
+					break
+				}
+			}
+			if err := typed.Set(ctx, "fresh", nv, 0); err != nil {
+				b.Fatal(err)
+			}
+			acked := time.Now().UnixNano()
+			for {
+				v, _, ns := next()
+				if v == nv {
+					lat = append(lat, time.Duration(ns-acked))
+					break
+				}
+			}
+		}
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	q := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
+	b.ReportMetric(float64(q(0.50).Microseconds()), "p50-µs")
+	b.ReportMetric(float64(q(0.99).Microseconds()), "p99-µs")
+	b.ReportMetric(float64(lat[len(lat)-1].Microseconds()), "max-µs")
+}
+
+// TestNearFreshnessHelper is the reader process of BenchmarkNearFreshness.
+func TestNearFreshnessHelper(t *testing.T) {
+	addr := os.Getenv("NEAR_FRESHNESS_ADDR")
+	if addr == "" {
+		t.Skip("helper process of BenchmarkNearFreshness")
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer rdb.Close()
+	c, err := cache.New(rdb, cache.Options{Prefix: "bench-fresh", Near: &cache.NearOptions{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	typed := cache.NewTyped[string](c, nil)
+	ctx := context.Background()
+	out := bufio.NewWriter(os.Stdout)
+	last, lastLocal := "", false
+	for {
+		hits := c.NearStats().Hits
+		v, _, err := typed.Get(ctx, "fresh")
+		if err != nil {
+			t.Fatal(err)
+		}
+		local := c.NearStats().Hits > hits
+		if v != last || local != lastLocal {
+			last, lastLocal = v, local
+			where := "redis"
+			if local {
+				where = "local"
+			}
+			fmt.Fprintln(out, v, where, time.Now().UnixNano())
+			if out.Flush() != nil {
+				return // the benchmark is gone
+			}
+		}
+	}
+}
