@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,11 +24,11 @@ import (
 // test requires recovery and clean failures, and reports what was gone.
 func TestStandaloneKillRestart(t *testing.T) {
 	srv := redistest.Start(t)
-	every, down := pick(2500*time.Millisecond, 30*time.Second), pick(500*time.Millisecond, 2*time.Second)
+	every, down := pick(2*time.Second, 30*time.Second), pick(500*time.Millisecond, 2*time.Second)
 	run(t, scenario{
 		name: "Standalone server killed and restarted" + pick(" (quick)", ""),
 		cfg:  rediskit.Config{Addr: srv.Addr}, peek: direct(srv.Addr),
-		rate: pick(400, 1000), dur: pick(6*time.Second, 3*time.Minute),
+		rate: pick(400, 1000), dur: pick(5500*time.Millisecond, 3*time.Minute),
 		losesData: true,
 		fault: func(ctx context.Context, d *loadtest.Driver) error {
 			for i := 1; sleep(ctx, every-down); i++ {
@@ -52,17 +53,24 @@ func TestPausedServerBreaker(t *testing.T) {
 	srv := redistest.Start(t)
 	var transitions [3]atomic.Int64
 	pauses := pick(1, 4)
+	tl := newTimeline()
+	count := counterOf(&transitions)
 	run(t, scenario{
 		name: "Server paused (SIGSTOP) for 3 s" + pick(" (quick)", ""),
 		cfg:  rediskit.Config{Addr: srv.Addr}, peek: direct(srv.Addr),
-		rate: pick(400, 1000), dur: pick(6*time.Second, 80*time.Second),
-		onBreaker: counterOf(&transitions),
+		rate: pick(400, 1000), dur: pick(5500*time.Millisecond, 80*time.Second),
+		onBreaker: func(from, to rediskit.BreakerState) {
+			count(from, to)
+			tl.add(to.String())
+		},
 		fault: func(ctx context.Context, d *loadtest.Driver) error {
 			for i := 1; i <= pauses && sleep(ctx, pick(time.Second, 15*time.Second)); i++ {
 				end := d.Fault("pause " + strconv.Itoa(i))
 				srv.Pause()
+				tl.add("SIGSTOP")
 				sleep(context.Background(), 3*time.Second)
 				srv.Resume()
+				tl.add("SIGCONT")
 				end()
 			}
 			return nil
@@ -70,7 +78,8 @@ func TestPausedServerBreaker(t *testing.T) {
 		check: func(t *testing.T, r *loadtest.Result) {
 			probes := transitions[rediskit.BreakerHalfOpen].Load()
 			r.Notes = append(r.Notes, fmt.Sprintf("breaker transitions: open %d, half-open %d, closed %d",
-				transitions[rediskit.BreakerOpen].Load(), probes, transitions[rediskit.BreakerClosed].Load()))
+				transitions[rediskit.BreakerOpen].Load(), probes, transitions[rediskit.BreakerClosed].Load()),
+				"timeline (s from the run's start): "+tl.String())
 			if r.BreakerOpens < uint64(pauses) || r.BreakerRejected == 0 || r.Outcomes[loadtest.Breaker] == 0 {
 				t.Errorf("breaker opened %d times for %d pauses, rejected %d calls (%d ops saw breaker_open)",
 					r.BreakerOpens, pauses, r.BreakerRejected, r.Outcomes[loadtest.Breaker])
@@ -89,6 +98,29 @@ func TestPausedServerBreaker(t *testing.T) {
 	})
 }
 
+// timeline records named events with their time since it was made.
+type timeline struct {
+	start  time.Time
+	mu     sync.Mutex
+	events []string
+}
+
+func newTimeline() *timeline { return &timeline{start: time.Now()} }
+
+func (t *timeline) add(ev string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.events) < 40 {
+		t.events = append(t.events, fmt.Sprintf("%s %.2f", ev, time.Since(t.start).Seconds()))
+	}
+}
+
+func (t *timeline) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.Join(t.events, ", ")
+}
+
 // Faults through a TCP proxy: reply latency (first below, then above the
 // read timeout), connection resets, a black hole. Under all of them no
 // increment may be applied twice: for every counter, acknowledged ≤ value ≤
@@ -98,17 +130,18 @@ func TestProxyFaults(t *testing.T) {
 	srv := redistest.Start(t)
 	proxy := redistest.NewProxy(t, srv.Addr)
 	cycles := pick(1, 8)
+	gap := pick(700*time.Millisecond, 3*time.Second)
 	run(t, scenario{
 		name: "Fault proxy: latency, connection resets, black hole" + pick(" (quick)", ""),
 		cfg:  rediskit.Config{Addr: proxy.Addr}, peek: direct(srv.Addr),
-		rate: pick(400, 1000), dur: pick(9*time.Second, 2*time.Minute),
+		rate: pick(400, 1000), dur: pick(8*time.Second, 2*time.Minute),
 		awaitLeases: true,
 		fault: func(ctx context.Context, d *loadtest.Driver) error {
 			defer proxy.SetDelay(0)
 			defer proxy.SetBlackHole(false)
 			for i := 1; i <= cycles; i++ {
 				n := " " + strconv.Itoa(i)
-				if !sleep(ctx, time.Second) {
+				if !sleep(ctx, gap) {
 					return nil
 				}
 				end := d.Fault("latency 100 ms then 700 ms" + n)
@@ -118,7 +151,7 @@ func TestProxyFaults(t *testing.T) {
 				sleep(ctx, time.Second)
 				proxy.SetDelay(0)
 				end()
-				if !sleep(ctx, time.Second) {
+				if !sleep(ctx, gap) {
 					return nil
 				}
 				end = d.Fault("3 connection resets" + n)
@@ -127,7 +160,7 @@ func TestProxyFaults(t *testing.T) {
 					sleep(ctx, 300*time.Millisecond)
 				}
 				end()
-				if !sleep(ctx, time.Second) {
+				if !sleep(ctx, gap) {
 					return nil
 				}
 				end = d.Fault("black hole 1.5 s" + n)
@@ -135,9 +168,7 @@ func TestProxyFaults(t *testing.T) {
 				sleep(ctx, 1500*time.Millisecond)
 				proxy.SetBlackHole(false)
 				end()
-				if long() {
-					sleep(ctx, 8*time.Second)
-				}
+				sleep(ctx, gap)
 			}
 			return nil
 		},
@@ -153,6 +184,7 @@ func TestProxyFaults(t *testing.T) {
 // client must follow it. Replication is asynchronous, so writes acknowledged
 // just before the kill may be gone: the audits report them.
 func TestSentinelFailover(t *testing.T) {
+	parallelIfQuick(t)
 	s := redistest.StartSentinel(t)
 	kills := pick(1, 3)
 	run(t, scenario{
@@ -161,10 +193,10 @@ func TestSentinelFailover(t *testing.T) {
 		peek: func() redis.UniversalClient {
 			return redis.NewFailoverClient(&redis.FailoverOptions{MasterName: s.MasterName, SentinelAddrs: s.SentinelAddrs()})
 		},
-		rate: pick(400, 1000), dur: pick(8*time.Second, 2*time.Minute),
+		rate: pick(400, 1000), dur: pick(7*time.Second, 2*time.Minute),
 		losesData: true,
 		fault: func(ctx context.Context, d *loadtest.Driver) error {
-			for i := 1; i <= kills && sleep(ctx, pick(1500*time.Millisecond, 20*time.Second)); i++ {
+			for i := 1; i <= kills && sleep(ctx, pick(time.Second, 20*time.Second)); i++ {
 				old := s.Master
 				d.Fault("master killed " + strconv.Itoa(i))() // instant: recovery runs from the kill
 				old.Kill()
@@ -185,6 +217,15 @@ func TestSentinelFailover(t *testing.T) {
 			return nil
 		},
 	})
+}
+
+// parallelIfQuick lets the sentinel and cluster scenarios, which spend most
+// of their time waiting for elections, overlap in the quick (CI) run. The
+// long run keeps every scenario alone on the machine, for its figures.
+func parallelIfQuick(t *testing.T) {
+	if !long() {
+		t.Parallel()
+	}
 }
 
 // awaitNewMaster waits until the sentinel names a master other than old and
@@ -233,9 +274,15 @@ func awaitReplica(s *redistest.Sentinel) error { return awaitLink(s.Replica) }
 // redis-cli while the load runs — redirections are absorbed and no read
 // returns an error — then a master is killed and its replica promoted.
 func TestCluster(t *testing.T) {
+	parallelIfQuick(t)
 	c := redistest.StartCluster(t, redistest.WithReplicas(1))
-	// A replica that never finished its first sync (diskless sync waits
-	// 5 s by default) refuses to fail over: wait for every link.
+	// A replica that never finished its first sync refuses to fail over:
+	// wait for every link, without the default 5 s diskless-sync delay.
+	for _, m := range c.Masters {
+		if _, err := m.Do(context.Background(), "CONFIG", "SET", "repl-diskless-sync-delay", "0"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, r := range c.Replicas {
 		if err := awaitLink(r); err != nil {
 			t.Fatal(err)
@@ -249,12 +296,12 @@ func TestCluster(t *testing.T) {
 		run(t, scenario{
 			name: "Cluster: slots resharded under load" + pick(" (quick)", ""),
 			cfg:  cfg, peek: peek,
-			rate: pick(400, 1000), dur: pick(6*time.Second, 2*time.Minute),
+			rate: pick(400, 1000), dur: pick(4*time.Second, 2*time.Minute),
 			fault: func(ctx context.Context, d *loadtest.Driver) error {
 				from, to := c.Masters[0], c.Masters[1]
 				for i := 1; i <= rounds && sleep(ctx, pick(time.Second, 10*time.Second)); i++ {
 					end := d.Fault("reshard 1000 slots " + strconv.Itoa(i))
-					err := reshard(ctx, from, to, 1000)
+					err := reshard(context.Background(), from, to, 1000) // never interrupted half-way
 					end()
 					if err != nil {
 						return err
@@ -275,10 +322,10 @@ func TestCluster(t *testing.T) {
 		run(t, scenario{
 			name: "Cluster: master killed, replica promoted" + pick(" (quick)", ""),
 			cfg:  cfg, peek: peek,
-			rate: pick(400, 1000), dur: pick(8*time.Second, time.Minute),
+			rate: pick(400, 1000), dur: pick(6500*time.Millisecond, time.Minute),
 			losesData: true,
 			fault: func(ctx context.Context, d *loadtest.Driver) error {
-				if !sleep(ctx, pick(1500*time.Millisecond, 20*time.Second)) {
+				if !sleep(ctx, pick(time.Second, 20*time.Second)) {
 					return nil
 				}
 				victim := c.Masters[2]
@@ -381,9 +428,9 @@ func TestAOFNothingLost(t *testing.T) {
 	run(t, scenario{
 		name: "AOF (appendfsync always): killed and restarted, nothing acknowledged lost" + pick(" (quick)", ""),
 		cfg:  rediskit.Config{Addr: srv.Addr}, peek: direct(srv.Addr),
-		rate: pick(400, 1000), dur: pick(5*time.Second, 2*time.Minute),
+		rate: pick(400, 1000), dur: pick(4*time.Second, 2*time.Minute),
 		fault: func(ctx context.Context, d *loadtest.Driver) error {
-			every := pick(2500*time.Millisecond, 20*time.Second)
+			every := pick(2*time.Second, 20*time.Second)
 			for i := 1; sleep(ctx, every); i++ {
 				end := d.Fault("kill " + strconv.Itoa(i))
 				srv.Kill()
