@@ -25,13 +25,14 @@ import (
 func TestStandaloneKillRestart(t *testing.T) {
 	srv := redistest.Start(t)
 	every, down := pick(2*time.Second, 30*time.Second), pick(500*time.Millisecond, 2*time.Second)
+	kills := pick(2, 5) // the last one well before the end, so its recovery is seen
 	run(t, scenario{
 		name: "Standalone server killed and restarted" + pick(" (quick)", ""),
 		cfg:  rediskit.Config{Addr: srv.Addr}, peek: direct(srv.Addr),
 		rate: pick(400, 1000), dur: pick(5500*time.Millisecond, 3*time.Minute),
 		losesData: true,
 		fault: func(ctx context.Context, d *loadtest.Driver) error {
-			for i := 1; sleep(ctx, every-down); i++ {
+			for i := 1; i <= kills && sleep(ctx, every-down); i++ {
 				end := d.Fault("kill " + strconv.Itoa(i))
 				srv.Kill()
 				sleep(context.Background(), down) // the server stays down even if the run ends
@@ -129,7 +130,7 @@ func (t *timeline) String() string {
 func TestProxyFaults(t *testing.T) {
 	srv := redistest.Start(t)
 	proxy := redistest.NewProxy(t, srv.Addr)
-	cycles := pick(1, 8)
+	cycles := pick(1, 6)
 	gap := pick(700*time.Millisecond, 3*time.Second)
 	run(t, scenario{
 		name: "Fault proxy: latency, connection resets, black hole" + pick(" (quick)", ""),
@@ -430,8 +431,8 @@ func TestAOFNothingLost(t *testing.T) {
 		cfg:  rediskit.Config{Addr: srv.Addr}, peek: direct(srv.Addr),
 		rate: pick(400, 1000), dur: pick(4*time.Second, 2*time.Minute),
 		fault: func(ctx context.Context, d *loadtest.Driver) error {
-			every := pick(2*time.Second, 20*time.Second)
-			for i := 1; sleep(ctx, every); i++ {
+			every, kills := pick(2*time.Second, 20*time.Second), pick(1, 5)
+			for i := 1; i <= kills && sleep(ctx, every); i++ {
 				end := d.Fault("kill " + strconv.Itoa(i))
 				srv.Kill()
 				sleep(context.Background(), 500*time.Millisecond)
