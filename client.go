@@ -68,6 +68,9 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 	c.rdb.AddHook(statsHook{c})
 	c.retry.Install(c.rdb)
 	c.rdb.AddHook(breakerHook{c.breaker})
+	if cc, ok := c.rdb.(*redis.ClusterClient); ok {
+		cc.AddHook(topologyHook{cc})
+	}
 
 	if err := c.verify(ctx); err != nil {
 		_ = c.rdb.Close()

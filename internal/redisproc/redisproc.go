@@ -212,6 +212,9 @@ func (s *Server) URL() string {
 	return fmt.Sprintf("redis://%s/0", s.Addr)
 }
 
+// LogPath returns the path of the server's log file.
+func (s *Server) LogPath() string { return s.logPath }
+
 // Password returns the password clients must give; empty when none.
 func (s *Server) Password() string { return s.password }
 

@@ -76,6 +76,10 @@ func startCluster(dir string, cfg clusterConfig) (*Cluster, error) {
 			"--cluster-config-file", "nodes-" + strconv.Itoa(i) + ".conf",
 			"--cluster-node-timeout", "1000",
 			"--cluster-require-full-coverage", "no",
+			// A replica must be able to take over whatever its data age: a
+			// test may kill a master seconds after the cluster is made.
+			"--cluster-replica-validity-factor", "0",
+			"--repl-diskless-sync-delay", "0",
 		}})
 		if err != nil {
 			return c, err
@@ -110,7 +114,9 @@ func (c *Cluster) nodes() []*Server {
 }
 
 // waitOK waits until every running node says cluster_state:ok and knows the
-// same number of nodes, so that a client's first CLUSTER SLOTS is complete.
+// same number of nodes, so that a client's first CLUSTER SLOTS is complete,
+// and every running replica is in sync with its master, so that it can take
+// over at once.
 func (c *Cluster) waitOK(ctx context.Context) error {
 	nodes := c.nodes()
 	for {
@@ -123,6 +129,12 @@ func (c *Cluster) waitOK(ctx context.Context) error {
 			str, _ := info.(string)
 			if err != nil || !strings.Contains(str, "cluster_state:ok") ||
 				!strings.Contains(str, "cluster_known_nodes:"+strconv.Itoa(len(nodes))) {
+				ok = false
+				break
+			}
+			repl, err := s.Do(ctx, "INFO", "replication")
+			str, _ = repl.(string)
+			if err != nil || strings.Contains(str, "role:slave") && !strings.Contains(str, "master_link_status:up") {
 				ok = false
 				break
 			}
@@ -171,4 +183,41 @@ func (c *Cluster) Client(t testing.TB, opt ...func(*redis.ClusterOptions)) *redi
 	rdb := redis.NewClusterClient(o)
 	t.Cleanup(func() { _ = rdb.Close() })
 	return rdb
+}
+
+// KillMaster kills master i and waits up to 30 s until one of its replicas
+// has taken over and the cluster is ok again; then the promoted replica is
+// in Masters in its place and the dead node in Replicas (Restart brings it
+// back as a replica). It needs a cluster started WithReplicas.
+func (c *Cluster) KillMaster(t testing.TB, i int) (promoted *Server) {
+	t.Helper()
+	victim := c.Masters[i]
+	victim.Kill()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for promoted == nil {
+		for j, r := range c.Replicas {
+			if !r.Running() {
+				continue
+			}
+			role, err := r.Do(ctx, "ROLE")
+			if fields, ok := role.([]any); err == nil && ok && len(fields) > 0 && fields[0] == "master" {
+				promoted = r
+				c.Masters[i], c.Replicas[j] = r, victim
+				break
+			}
+		}
+		if promoted != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("redistest: no replica of %s took over within 30 s", victim.Addr)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if err := c.waitOK(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return promoted
 }

@@ -127,3 +127,41 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestClusterKillMaster(t *testing.T) {
+	c := StartCluster(t, WithReplicas(1))
+	rdb := c.Client(t)
+	ctx := context.Background()
+	key := Prefix(t) + "k"
+	if err := rdb.Set(ctx, key, "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	owner, err := rdb.MasterForKey(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := -1
+	for j, m := range c.Masters {
+		if m.Addr == owner.Options().Addr {
+			i = j
+		}
+	}
+	if i < 0 {
+		t.Fatalf("owner %s is not among the masters", owner.Options().Addr)
+	}
+	old := c.Masters[i].Addr
+	promoted := c.KillMaster(t, i)
+	if promoted.Addr == old || c.Masters[i] != promoted {
+		t.Fatalf("Masters[%d] = %s after failover, promoted %s", i, c.Masters[i].Addr, promoted.Addr)
+	}
+	// go-redis reloads the slot map only on MOVED or every 60 s: tell it.
+	rdb.ReloadState(ctx)
+	// The replica had the key: it was in sync before the kill.
+	waitFor(t, func() bool {
+		v, err := rdb.Get(ctx, key).Result()
+		if err != nil {
+			t.Logf("GET: %v", err)
+		}
+		return err == nil && v == "v"
+	})
+}
