@@ -2,6 +2,7 @@ package rediskit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -104,6 +105,9 @@ func (b *breaker) report(probe bool, err error) {
 	}
 	failed := err != nil && retry.IsInfrastructure(err)
 	if probe {
+		// A probe refused on the way (ErrUnavailable: it never reached a
+		// server that answered) proves nothing about Redis: not a success.
+		failed = failed || errors.Is(err, retry.ErrUnavailable)
 		if failed {
 			b.transition(BreakerHalfOpen, BreakerOpen)
 		} else {
@@ -146,15 +150,32 @@ func (b *breaker) transition(from, to BreakerState) {
 
 // breakerHook applies the breaker to every command and pipeline. It sits
 // inside the retry hook, so every attempt is admitted and counted.
+//
+// A call that needs a new connection runs the connection handshake (HELLO,
+// AUTH, CLIENT SETINFO) through the same hooks, with the call's context.
+// The half-open probe marks its context so that its own handshake passes:
+// otherwise the breaker, with the probe in flight, would refuse it, and the
+// probe would fail without ever reaching Redis.
 type breakerHook struct{ b *breaker }
+
+// probeKey marks the context of the half-open probe.
+type probeKey struct{}
+
+func isProbe(ctx context.Context) bool { return ctx.Value(probeKey{}) != nil }
 
 func (h breakerHook) DialHook(next redis.DialHook) redis.DialHook { return next }
 
 func (h breakerHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
+		if isProbe(ctx) {
+			return next(ctx, cmd) // the probe's own handshake
+		}
 		probe, err := h.b.allow()
 		if err != nil {
 			return err
+		}
+		if probe {
+			ctx = context.WithValue(ctx, probeKey{}, true)
 		}
 		err = next(ctx, cmd)
 		h.b.report(probe, err)
@@ -164,12 +185,18 @@ func (h breakerHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 
 func (h breakerHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if isProbe(ctx) {
+			return next(ctx, cmds) // the probe's own handshake
+		}
 		probe, err := h.b.allow()
 		if err != nil {
 			for _, c := range cmds {
 				c.SetErr(err)
 			}
 			return err
+		}
+		if probe {
+			ctx = context.WithValue(ctx, probeKey{}, true)
 		}
 		err = next(ctx, cmds)
 		h.b.report(probe, pipelineFailure(cmds, err))

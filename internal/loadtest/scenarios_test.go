@@ -56,6 +56,8 @@ func TestPausedServerBreaker(t *testing.T) {
 	pauses := pick(1, 4)
 	tl := newTimeline()
 	count := counterOf(&transitions)
+	var paused atomic.Bool
+	var closedWhilePaused atomic.Int64
 	run(t, scenario{
 		name: "Server paused (SIGSTOP) for 3 s" + pick(" (quick)", ""),
 		cfg:  rediskit.Config{Addr: srv.Addr}, peek: direct(srv.Addr),
@@ -63,13 +65,18 @@ func TestPausedServerBreaker(t *testing.T) {
 		onBreaker: func(from, to rediskit.BreakerState) {
 			count(from, to)
 			tl.add(to.String())
+			if to == rediskit.BreakerClosed && paused.Load() {
+				closedWhilePaused.Add(1)
+			}
 		},
 		fault: func(ctx context.Context, d *loadtest.Driver) error {
 			for i := 1; i <= pauses && sleep(ctx, pick(time.Second, 15*time.Second)); i++ {
 				end := d.Fault("pause " + strconv.Itoa(i))
 				srv.Pause()
+				paused.Store(true)
 				tl.add("SIGSTOP")
 				sleep(context.Background(), 3*time.Second)
+				paused.Store(false)
 				srv.Resume()
 				tl.add("SIGCONT")
 				end()
@@ -84,6 +91,11 @@ func TestPausedServerBreaker(t *testing.T) {
 			if r.BreakerOpens < uint64(pauses) || r.BreakerRejected == 0 || r.Outcomes[loadtest.Breaker] == 0 {
 				t.Errorf("breaker opened %d times for %d pauses, rejected %d calls (%d ops saw breaker_open)",
 					r.BreakerOpens, pauses, r.BreakerRejected, r.Outcomes[loadtest.Breaker])
+			}
+			// A probe against the paused server fails: nothing closes the
+			// breaker before SIGCONT.
+			if n := closedWhilePaused.Load(); n != 0 {
+				t.Errorf("breaker closed %d times while the server was paused", n)
 			}
 			if transitions[rediskit.BreakerClosed].Load() < int64(pauses) {
 				t.Errorf("breaker closed %d times after %d pauses", transitions[rediskit.BreakerClosed].Load(), pauses)
