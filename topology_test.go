@@ -25,6 +25,10 @@ func TestClusterFollowsPromotedReplica(t *testing.T) {
 	for i, m := range cl.Masters {
 		if n, err := m.Do(ctx, "EXISTS", key); err == nil && n.(int64) == 1 {
 			owner = i
+			// Replication is asynchronous: wait until the replica has it.
+			if n, err := m.Do(ctx, "WAIT", 1, 5000); err != nil || n.(int64) != 1 {
+				t.Fatalf("WAIT: %v, %v", n, err)
+			}
 		}
 	}
 	if owner < 0 {

@@ -149,6 +149,10 @@ func TestClusterKillMaster(t *testing.T) {
 	if i < 0 {
 		t.Fatalf("owner %s is not among the masters", owner.Options().Addr)
 	}
+	// Replication is asynchronous: wait until the replica has the write.
+	if n, err := owner.Do(ctx, "WAIT", 1, 5000).Int(); err != nil || n != 1 {
+		t.Fatalf("WAIT: %d replicas, %v", n, err)
+	}
 	old := c.Masters[i].Addr
 	promoted := c.KillMaster(t, i)
 	if promoted.Addr == old || c.Masters[i] != promoted {
@@ -157,11 +161,15 @@ func TestClusterKillMaster(t *testing.T) {
 	// go-redis reloads the slot map only on MOVED or every 60 s: tell it.
 	rdb.ReloadState(ctx)
 	// The replica had the key: it was in sync before the kill.
+	var last error
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("last GET error: %v", last)
+		}
+	})
 	waitFor(t, func() bool {
 		v, err := rdb.Get(ctx, key).Result()
-		if err != nil {
-			t.Logf("GET: %v", err)
-		}
+		last = err
 		return err == nil && v == "v"
 	})
 }
