@@ -18,10 +18,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Exit statuses, distinct so scripts can tell them apart.
@@ -63,6 +66,9 @@ type env struct {
 }
 
 func main() {
+	// go-redis logs every failed dial to stderr on its own; the command says
+	// what went wrong in one line instead (serve keeps them at debug level).
+	redis.SetLogger(goRedisLog{slog.New(slog.DiscardHandler)})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, lookupEnv: os.LookupEnv, interactive: isTerminal(os.Stdout)}
 	code := run(ctx, e, os.Args[1:])
@@ -174,6 +180,14 @@ func runVersion(_ context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintln(e.stdout, versionString())
 	return nil
+}
+
+// goRedisLog hands go-redis's internal log lines to a slog logger at debug
+// level.
+type goRedisLog struct{ l *slog.Logger }
+
+func (g goRedisLog) Printf(ctx context.Context, format string, v ...any) {
+	g.l.DebugContext(ctx, fmt.Sprintf(format, v...), "from", "go-redis")
 }
 
 func isTerminal(f *os.File) bool {

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/rediskit/rediskit"
 )
 
@@ -48,6 +50,7 @@ server. SIGINT or SIGTERM shuts down gracefully.`,
 	}
 
 	logger := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	redis.SetLogger(goRedisLog{logger})
 	errs := newErrorLog(50)
 	cfg.OnBreakerChange = func(from, to rediskit.BreakerState) {
 		errs.add(fmt.Sprintf("circuit breaker %s → %s", from, to))

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -220,4 +221,26 @@ func TestServeCluster(t *testing.T) {
 		t.Fatalf("--demo=false still serves /demo/: %d", resp.StatusCode)
 	}
 	s.stop(t)
+}
+
+// The real process, not the in-process runner: go-redis's own logging
+// must not add lines to the one error line, nor leak the password.
+func TestProcessErrorIsOneLine(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t, redistest.WithPassword("s3cret-pw"))
+	addr := s.Addr
+	s.Kill()
+	cmd := exec.Command(os.Args[0], "stats", "--redis", "redis://:s3cret-pw@"+addr+"/0")
+	cmd.Env = append(withoutRedisEnv(os.Environ()), "REDISKIT_TEST_RUN_MAIN=1")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitUnreachable {
+		t.Fatalf("exit: %v, want status %d", err, exitUnreachable)
+	}
+	msg := strings.TrimRight(stderr.String(), "\n")
+	if strings.Count(msg, "\n") != 0 || !strings.Contains(msg, addr) || strings.Contains(msg, "s3cret-pw") {
+		t.Fatalf("stderr is not one secret-free line naming %s:\n%s", addr, stderr.String())
+	}
 }
