@@ -244,3 +244,27 @@ func TestProcessErrorIsOneLine(t *testing.T) {
 		t.Fatalf("stderr is not one secret-free line naming %s:\n%s", addr, stderr.String())
 	}
 }
+
+// Without redis-server on PATH, serve falls back to the in-process server
+// and the dashboard and the demo still work.
+func TestServeInProcessFallback(t *testing.T) {
+	t.Parallel()
+	s := startServe(t, []string{"PATH=" + t.TempDir()})
+	if banner := strings.Join(s.banner, "\n"); !strings.Contains(banner, "in-process Redis-compatible server") {
+		t.Fatalf("banner does not name the in-process server: %q", s.banner)
+	}
+	c := &http.Client{Timeout: 10 * time.Second}
+	if resp, body := get(t, c, s.base+"/readyz"); resp.StatusCode != 200 || body != "up\n" {
+		t.Fatalf("/readyz: %d %q", resp.StatusCode, body)
+	}
+	for i, want := range []string{"miss", "hit"} {
+		resp, _ := get(t, c, s.base+"/demo/slow?item=7")
+		if got := resp.Header.Get("X-Cache"); got != want {
+			t.Fatalf("slow endpoint call %d: X-Cache %q, want %q", i, got, want)
+		}
+	}
+	if resp, body := get(t, c, s.base+"/api/snapshot"); resp.StatusCode != 200 || !strings.Contains(body, `"status":"up"`) {
+		t.Fatalf("/api/snapshot: %d %s", resp.StatusCode, body)
+	}
+	s.stop(t)
+}
