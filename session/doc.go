@@ -150,6 +150,16 @@
 // change, else Create in the user's slot and Delete of the old session (two
 // calls, since the two live in different slots).
 //
+// # Durable writes
+//
+// Redis replicates asynchronously: a write the master acknowledged can be
+// lost if the master dies before a replica has it. With
+// Options.DurableReplicas = N every write sends WAIT N after its script, in
+// the same pipeline (still one round trip), and reports success only when N
+// replicas confirmed it; otherwise it fails with ErrNotDurable (which
+// matches retry.ErrAmbiguous: the master applied it, a failover may lose
+// it). Standalone-with-replicas and Sentinel clients only.
+//
 // # Auto-pipelining
 //
 // With Options.AutoPipeline the per-session scripts go through a go-redis

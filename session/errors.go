@@ -40,6 +40,12 @@ var (
 
 	// ErrClosed reports a call on a closed Store.
 	ErrClosed = errors.New("session: store closed")
+
+	// ErrNotDurable reports a write that the master applied but fewer than
+	// Options.DurableReplicas replicas confirmed within
+	// Options.DurableTimeout: a failover now may lose it. It matches
+	// retry.ErrAmbiguous.
+	ErrNotDurable = fmt.Errorf("session: write not confirmed by enough replicas: %w", retry.ErrAmbiguous)
 )
 
 // wrapRedis turns an error from go-redis into one of the package's errors:

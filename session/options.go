@@ -71,6 +71,22 @@ type Options struct {
 	// client, so concurrent callers share round trips. Stats, Cleanup and
 	// Preload still use the client itself. Default false.
 	AutoPipeline bool
+
+	// DurableReplicas, when above 0, makes every write (Create, Update,
+	// Delete, Extend, Rotate, DeleteByUser, RevokeHandle) wait until that
+	// many replicas have confirmed it before reporting success: a WAIT sent
+	// right after the script in the same pipeline, so still one round trip.
+	// A write not confirmed within DurableTimeout fails with ErrNotDurable:
+	// the master applied it, a failover may lose it. For a standalone server
+	// with replicas or a Sentinel (failover) client; New refuses it with a
+	// Cluster or Ring client, where a keyless WAIT cannot follow the key to
+	// its node. The touch of Get does not wait. Default 0: no wait.
+	DurableReplicas int
+
+	// DurableTimeout bounds the WAIT of a durable write. Keep it well below
+	// the client's ReadTimeout, which bounds the whole round trip. Default
+	// 250 ms when DurableReplicas is set.
+	DurableTimeout time.Duration
 }
 
 const (
@@ -117,6 +133,15 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MaxValueBytes < 0 {
 		return o, fmt.Errorf("session: Options.MaxValueBytes %d must not be negative", o.MaxValueBytes)
+	}
+	if o.DurableReplicas < 0 {
+		return o, fmt.Errorf("session: Options.DurableReplicas %d must not be negative", o.DurableReplicas)
+	}
+	if o.DurableTimeout < 0 {
+		return o, fmt.Errorf("session: Options.DurableTimeout %v must not be negative", o.DurableTimeout)
+	}
+	if o.DurableReplicas > 0 && o.DurableTimeout == 0 {
+		o.DurableTimeout = 250 * time.Millisecond
 	}
 	o.UserKey = append([]byte(nil), o.UserKey...)
 	return o, nil

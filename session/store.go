@@ -54,6 +54,12 @@ func New(rdb redis.UniversalClient, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.DurableReplicas > 0 {
+		switch rdb.(type) {
+		case *redis.ClusterClient, *redis.Ring:
+			return nil, fmt.Errorf("session: Options.DurableReplicas needs a standalone or failover client, not %T", rdb)
+		}
+	}
 	s := &Store{rdb: rdb, exec: rdb, opts: o, closed: make(chan struct{}), wall: time.Now}
 	s.fastReads = o.TouchInterval > 0
 	if c, ok := rdb.(*redis.ClusterClient); ok && c.Options().ReadOnly {
@@ -327,7 +333,7 @@ func (s *Store) createRaw(ctx context.Context, userID string, enc map[string][]b
 		args = append(args, "d:"+k, v)
 		fields["d:"+k] = string(v)
 	}
-	res, err := scriptCreate.Run(ctx, s.exec, []string{p.key, s.indexKey(p.tag)}, args...).Slice()
+	res, err := s.write(ctx, scriptCreate, []string{p.key, s.indexKey(p.tag)}, args...).Slice()
 	if err != nil {
 		return nil, wrapRedis("create", err)
 	}
@@ -578,7 +584,7 @@ func (s *Store) updateRaw(ctx context.Context, id string, enc map[string][]byte,
 			args = append(args, "d:"+k)
 		}
 	}
-	res, err := scriptUpdate.Run(ctx, s.exec, []string{p.key, s.indexKey(p.tag)}, args...).Slice()
+	res, err := s.write(ctx, scriptUpdate, []string{p.key, s.indexKey(p.tag)}, args...).Slice()
 	if err != nil {
 		return 0, wrapRedis("update", err)
 	}
@@ -599,7 +605,7 @@ func (s *Store) Delete(ctx context.Context, id string) (bool, error) {
 	if s.isClosed() {
 		return false, ErrClosed
 	}
-	n, err := scriptDelete.Run(ctx, s.exec, []string{p.key, s.indexKey(p.tag)}, s.now(), p.handle).Int64()
+	n, err := s.write(ctx, scriptDelete, []string{p.key, s.indexKey(p.tag)}, s.now(), p.handle).Int64()
 	if err != nil {
 		return false, wrapRedis("delete", err)
 	}
@@ -620,7 +626,7 @@ func (s *Store) Extend(ctx context.Context, id string, d time.Duration) (expires
 	if s.isClosed() {
 		return time.Time{}, time.Time{}, ErrClosed
 	}
-	res, err := scriptExtend.Run(ctx, s.exec, []string{p.key, s.indexKey(p.tag)},
+	res, err := s.write(ctx, scriptExtend, []string{p.key, s.indexKey(p.tag)},
 		s.now(), p.handle, d.Milliseconds()).Slice()
 	if err != nil {
 		return time.Time{}, time.Time{}, wrapRedis("extend", err)
@@ -648,7 +654,7 @@ func (s *Store) Rotate(ctx context.Context, id string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	err = scriptRotate.Run(ctx, s.exec,
+	err = s.write(ctx, scriptRotate,
 		[]string{p.key, np.key, s.indexKey(p.tag)},
 		s.now(), p.handle, np.handle).Err()
 	if err != nil {
@@ -720,7 +726,7 @@ func (s *Store) deleteUser(ctx context.Context, op, userID, handle string) (int,
 		return 0, ErrClosed
 	}
 	tag := b64.EncodeToString(s.userTag(userID))
-	n, err := scriptDeleteUser.Run(ctx, s.exec, []string{s.indexKey(tag)}, s.now(), s.base(tag), userID, handle).Int64()
+	n, err := s.write(ctx, scriptDeleteUser, []string{s.indexKey(tag)}, s.now(), s.base(tag), userID, handle).Int64()
 	if err != nil {
 		return 0, wrapRedis(op, err)
 	}
