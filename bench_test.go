@@ -72,9 +72,9 @@ func BenchmarkGetParallel_Bare(b *testing.B) {
 // BenchmarkHooks_NoNetwork isolates the hooks' own cost: the same chain in
 // front of a no-op, so the network round trip does not hide it.
 func BenchmarkHooks_NoNetwork(b *testing.B) {
-	c := &Client{breaker: newBreaker(5, 0, nil), retry: retry.NewHook(retry.Policy{}), drained: make(chan struct{})}
+	c := &Client{retry: retry.NewHook(retry.Policy{}), drained: make(chan struct{})}
 	noop := func(context.Context, redis.Cmder) error { return nil }
-	chain := statsHook{c}.ProcessHook(c.retry.ProcessHook(breakerHook{c.breaker}.ProcessHook(noop)))
+	chain := statsHook{c}.ProcessHook(c.retry.ProcessHook(breakerHook{newBreaker(5, 0, nil)}.ProcessHook(noop)))
 	ctx := context.Background()
 	cmd := redis.NewStringCmd(ctx, "get", "k")
 	b.ReportAllocs()

@@ -29,7 +29,7 @@ type Client struct {
 	cfg      Config // defaults applied
 	rdb      redis.UniversalClient
 	retry    *retry.Hook
-	breaker  *breaker
+	breakers *breakers
 	counters counters
 	health   *healthChecker
 
@@ -57,17 +57,17 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	cfg = cfg.withDefaults()
 	c := &Client{
-		cfg:     cfg,
-		retry:   retry.NewHook(cfg.Retry),
-		breaker: newBreaker(cfg.BreakerThreshold, cfg.BreakerCooldown, cfg.OnBreakerChange),
-		drained: make(chan struct{}),
+		cfg:      cfg,
+		retry:    retry.NewHook(cfg.Retry),
+		breakers: newBreakers(cfg),
+		drained:  make(chan struct{}),
 	}
 	c.rdb = newUniversal(cfg)
 	// Hooks run in the order added: the stats hook sees a call once, with
 	// its retries; the breaker admits and counts every attempt.
 	c.rdb.AddHook(statsHook{c})
 	c.retry.Install(c.rdb)
-	c.rdb.AddHook(breakerHook{c.breaker})
+	c.breakers.install(c.rdb)
 	if cc, ok := c.rdb.(*redis.ClusterClient); ok {
 		cc.AddHook(topologyHook{cc})
 	}
@@ -88,8 +88,9 @@ func (c *Client) Redis() redis.UniversalClient { return c.rdb }
 // Config returns the configuration in use, defaults applied.
 func (c *Client) Config() Config { return c.cfg }
 
-// BreakerState returns the circuit breaker's current state.
-func (c *Client) BreakerState() BreakerState { return c.breaker.State() }
+// BreakerState returns the circuit breaker's current state; on a Cluster, the
+// most severe state among the breakers of the nodes in the topology.
+func (c *Client) BreakerState() BreakerState { return c.breakers.State() }
 
 // Close stops accepting commands (they fail with ErrClosed), waits up to
 // Config.DrainTimeout for commands in flight, stops the health checker and

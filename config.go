@@ -131,12 +131,15 @@ type Config struct {
 
 	// BreakerThreshold is the number of consecutive infrastructure failures
 	// that opens the circuit breaker. Default 5; -1 turns the breaker off.
+	// On a Cluster every node has its own breaker: a dead master fails its
+	// own slots fast while the other masters keep serving.
 	BreakerThreshold int
 	// BreakerCooldown is how long the breaker stays open before one probe
 	// call is let through. Default 2 s.
 	BreakerCooldown time.Duration
 	// OnBreakerChange, when set, is called (synchronously, keep it short)
-	// on every breaker state change. Default nil.
+	// on every breaker state change (on a Cluster, of any node's breaker).
+	// Default nil.
 	OnBreakerChange func(from, to BreakerState)
 
 	// DrainTimeout bounds how long Close waits for commands in flight.

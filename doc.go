@@ -27,7 +27,10 @@
 //   - the circuit breaker: after Config.BreakerThreshold consecutive
 //     infrastructure failures every call fails at once with ErrCircuitOpen
 //     (which matches retry.ErrUnavailable) for Config.BreakerCooldown; then
-//     one probe call decides between closing and re-opening.
+//     one probe call decides between closing and re-opening. On a Cluster
+//     each node has its own breaker, and a failed node makes the client
+//     re-read the slot map at once (go-redis alone waits up to a minute), so
+//     a promoted replica takes over its master's slots within a retry.
 //
 // Health answers from the report of a background checker that PINGs every
 // node each Config.HealthCheckInterval, so a health endpoint costs Redis

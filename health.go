@@ -105,7 +105,7 @@ func (h *healthChecker) cached() (Health, bool) {
 	defer h.mu.Unlock()
 	if h.initialized && h.interval > 0 && time.Since(h.last.CheckedAt) < 2*h.interval {
 		rep := h.last
-		rep.Breaker = h.c.breaker.State()
+		rep.Breaker = h.c.breakers.State()
 		return rep, true
 	}
 	return Health{}, false
@@ -158,6 +158,14 @@ func (h *healthChecker) check(ctx context.Context) Health {
 		})
 		if err != nil && len(nodes) == 0 {
 			nodes = append(nodes, NodeHealth{Addr: h.c.addrLabel(), Err: err.Error()})
+		} else if err == nil {
+			// Nodes that left the topology (a dead master replaced by
+			// its replica) take their breakers with them.
+			addrs := make([]string, len(nodes))
+			for i, n := range nodes {
+				addrs[i] = n.Addr
+			}
+			h.c.breakers.retain(addrs)
 		}
 	} else {
 		nodes = append(nodes, probe(ctx, h.c.rdb, h.c.addrLabel()))
@@ -179,7 +187,7 @@ func (h *healthChecker) check(ctx context.Context) Health {
 		rep.Status = StatusDegraded
 	}
 	rep.Nodes = nodes
-	rep.Breaker = h.c.breaker.State()
+	rep.Breaker = h.c.breakers.State()
 	return rep
 }
 

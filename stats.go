@@ -200,16 +200,15 @@ type Stats struct {
 // carries the error, and the returned error wraps the first failure.
 func (c *Client) Stats(ctx context.Context) (Stats, error) {
 	s := Stats{
-		Commands:        c.counters.commands.Load(),
-		Pipelines:       c.counters.pipelines.Load(),
-		Failures:        c.counters.failures.Load(),
-		Latency:         c.counters.latency.snapshot(),
-		Retries:         c.retry.Retries(),
-		Ambiguous:       c.retry.Ambiguous(),
-		Breaker:         c.breaker.State(),
-		BreakerOpens:    c.breaker.opens.Load(),
-		BreakerRejected: c.breaker.rejected.Load(),
+		Commands:  c.counters.commands.Load(),
+		Pipelines: c.counters.pipelines.Load(),
+		Failures:  c.counters.failures.Load(),
+		Latency:   c.counters.latency.snapshot(),
+		Retries:   c.retry.Retries(),
+		Ambiguous: c.retry.Ambiguous(),
+		Breaker:   c.breakers.State(),
 	}
+	s.BreakerOpens, s.BreakerRejected = c.breakers.counts()
 	if ps := c.rdb.PoolStats(); ps != nil {
 		s.Pool = *ps
 	}

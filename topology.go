@@ -36,9 +36,13 @@ func (h topologyHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 	}
 }
 
+// check asks for a reload on a failed node, and on a refusal by that node's
+// open breaker too: once the breaker has opened, refusals are all the
+// client sees of the dead node, and the reload is what moves its slots to
+// the promoted replica.
 func (h topologyHook) check(err error) {
 	switch retry.Classify(err) {
-	case retry.ClassTransient, retry.ClassAmbiguous:
+	case retry.ClassTransient, retry.ClassAmbiguous, retry.ClassUnavailable:
 		h.cc.ReloadState(context.Background())
 	}
 }

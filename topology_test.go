@@ -14,7 +14,8 @@ import (
 func TestClusterFollowsPromotedReplica(t *testing.T) {
 	t.Parallel()
 	cl := redistest.StartCluster(t, redistest.WithReplicas(1))
-	c := open(t, Config{ClusterAddrs: cl.Addrs(), DialTimeout: 500 * time.Millisecond, ReadTimeout: 500 * time.Millisecond, BreakerThreshold: -1})
+	c := open(t, Config{ClusterAddrs: cl.Addrs(), DialTimeout: 500 * time.Millisecond, ReadTimeout: 500 * time.Millisecond,
+		BreakerThreshold: 2, BreakerCooldown: 200 * time.Millisecond, HealthCheckInterval: 200 * time.Millisecond})
 	rdb := c.Redis()
 	ctx := context.Background()
 	key := redistest.Prefix(t) + "k"
@@ -44,4 +45,8 @@ func TestClusterFollowsPromotedReplica(t *testing.T) {
 	if err := rdb.Set(ctx, key, "w", 0).Err(); err != nil {
 		t.Fatalf("SET on the promoted master: %v", err)
 	}
+	// The dead node left the topology: its open breaker no longer counts.
+	eventually(t, 5*time.Second, "the breaker state closed after the failover", func() bool {
+		return c.BreakerState() == BreakerClosed
+	})
 }
