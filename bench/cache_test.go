@@ -37,37 +37,19 @@ var cacheConcurrency = []int{1, 16, 128}
 
 var value100 = []byte("0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789")
 
-// cacheCmds counts Redis commands: one per processed command, len(cmds) per
-// pipeline (auto-pipelined batches included).
-type cacheCmds struct{ n atomic.Int64 }
-
-func (c *cacheCmds) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (c *cacheCmds) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		c.n.Add(1)
-		return next(ctx, cmd)
-	}
-}
-func (c *cacheCmds) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		c.n.Add(int64(len(cmds)))
-		return next(ctx, cmds)
-	}
-}
-
 // newBenchClient returns a fresh client with a command counter; the pool is
 // sized for 128 goroutines so no library waits on it.
-func newBenchClient(b *testing.B) (*redis.Client, *cacheCmds) {
+func newBenchClient(b *testing.B) (*redis.Client, *cmdCounter) {
 	rdb := redis.NewClient(&redis.Options{Addr: benchAddr, PoolSize: 128})
 	b.Cleanup(func() { _ = rdb.Close() })
-	cnt := &cacheCmds{}
+	cnt := &cmdCounter{}
 	rdb.AddHook(cnt)
 	return rdb, cnt
 }
 
 // runConcurrent runs b.N calls of op over g goroutines and reports ops/s
 // and commands per op.
-func runConcurrent(b *testing.B, g int, cnt *cacheCmds, op func(ctx context.Context, i int) error) {
+func runConcurrent(b *testing.B, g int, cnt *cmdCounter, op func(ctx context.Context, i int) error) {
 	ctx := context.Background()
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -104,15 +86,15 @@ func BenchmarkCacheGetHit(b *testing.B) {
 	ctx := context.Background()
 	libs := []struct {
 		name  string
-		setup func(b *testing.B) (*cacheCmds, func(ctx context.Context, i int) error)
+		setup func(b *testing.B) (*cmdCounter, func(ctx context.Context, i int) error)
 	}{
-		{"rediskit", func(b *testing.B) (*cacheCmds, func(context.Context, int) error) {
+		{"rediskit", func(b *testing.B) (*cmdCounter, func(context.Context, int) error) {
 			return rediskitGet(b, false)
 		}},
-		{"rediskit-autopipeline", func(b *testing.B) (*cacheCmds, func(context.Context, int) error) {
+		{"rediskit-autopipeline", func(b *testing.B) (*cmdCounter, func(context.Context, int) error) {
 			return rediskitGet(b, true)
 		}},
-		{"go-redis-cache", func(b *testing.B) (*cacheCmds, func(context.Context, int) error) {
+		{"go-redis-cache", func(b *testing.B) (*cmdCounter, func(context.Context, int) error) {
 			rdb, cnt := newBenchClient(b)
 			c := grcache.New(&grcache.Options{Redis: rdb})
 			for i := range hitKeys {
@@ -125,7 +107,7 @@ func BenchmarkCacheGetHit(b *testing.B) {
 				return c.Get(ctx, "grc:"+strconv.Itoa(i%hitKeys), &v)
 			}
 		}},
-		{"eko-gocache", func(b *testing.B) (*cacheCmds, func(context.Context, int) error) {
+		{"eko-gocache", func(b *testing.B) (*cmdCounter, func(context.Context, int) error) {
 			rdb, cnt := newBenchClient(b)
 			c := gocache.New[string](gocacheredis.NewRedis(rdb))
 			for i := range hitKeys {
@@ -138,14 +120,14 @@ func BenchmarkCacheGetHit(b *testing.B) {
 				return err
 			}
 		}},
-		{"go-redis-GET", func(b *testing.B) (*cacheCmds, func(context.Context, int) error) {
+		{"go-redis-GET", func(b *testing.B) (*cmdCounter, func(context.Context, int) error) {
 			rdb, cnt := newBenchClient(b)
 			fillBare(b, rdb, "bare:")
 			return cnt, func(ctx context.Context, i int) error {
 				return rdb.Get(ctx, "bare:"+strconv.Itoa(i%hitKeys)).Err()
 			}
 		}},
-		{"go-redis-autopipeline-GET", func(b *testing.B) (*cacheCmds, func(context.Context, int) error) {
+		{"go-redis-autopipeline-GET", func(b *testing.B) (*cmdCounter, func(context.Context, int) error) {
 			rdb, cnt := newBenchClient(b)
 			fillBare(b, rdb, "bare:")
 			ap, err := rdb.AutoPipeline()
@@ -179,7 +161,7 @@ func fillBare(b *testing.B, rdb *redis.Client, prefix string) {
 	}
 }
 
-func rediskitGet(b *testing.B, autoPipeline bool) (*cacheCmds, func(context.Context, int) error) {
+func rediskitGet(b *testing.B, autoPipeline bool) (*cmdCounter, func(context.Context, int) error) {
 	rdb, cnt := newBenchClient(b)
 	c, err := cache.New(rdb, cache.Options{Prefix: "rk", AutoPipeline: autoPipeline})
 	if err != nil {
@@ -208,15 +190,15 @@ func BenchmarkCacheGetOrSetMiss(b *testing.B) {
 	load := func(ctx context.Context) ([]byte, error) { return value100, nil }
 	libs := []struct {
 		name  string
-		setup func(b *testing.B) (*cacheCmds, func(ctx context.Context, key string) error)
+		setup func(b *testing.B) (*cmdCounter, func(ctx context.Context, key string) error)
 	}{
-		{"rediskit", func(b *testing.B) (*cacheCmds, func(context.Context, string) error) {
+		{"rediskit", func(b *testing.B) (*cmdCounter, func(context.Context, string) error) {
 			return rediskitMiss(b, false, load)
 		}},
-		{"rediskit-autopipeline", func(b *testing.B) (*cacheCmds, func(context.Context, string) error) {
+		{"rediskit-autopipeline", func(b *testing.B) (*cmdCounter, func(context.Context, string) error) {
 			return rediskitMiss(b, true, load)
 		}},
-		{"go-redis-cache-Once", func(b *testing.B) (*cacheCmds, func(context.Context, string) error) {
+		{"go-redis-cache-Once", func(b *testing.B) (*cmdCounter, func(context.Context, string) error) {
 			rdb, cnt := newBenchClient(b)
 			c := grcache.New(&grcache.Options{Redis: rdb})
 			return cnt, func(ctx context.Context, key string) error {
@@ -239,7 +221,7 @@ func BenchmarkCacheGetOrSetMiss(b *testing.B) {
 	}
 }
 
-func rediskitMiss(b *testing.B, autoPipeline bool, load cache.LoaderFunc[[]byte]) (*cacheCmds, func(context.Context, string) error) {
+func rediskitMiss(b *testing.B, autoPipeline bool, load cache.LoaderFunc[[]byte]) (*cmdCounter, func(context.Context, string) error) {
 	rdb, cnt := newBenchClient(b)
 	c, err := cache.New(rdb, cache.Options{Prefix: "rkmiss", AutoPipeline: autoPipeline})
 	if err != nil {
