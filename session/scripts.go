@@ -67,6 +67,17 @@ local function kill(k, idx, h, now)
   trim(idx, now)
 end
 
+-- live returns the metadata of a session that is alive, deleting it when it
+-- is past a timeout; otherwise nil and what the script must return: nil when
+-- there is no live session, an error reply when the metadata is corrupt.
+local function live(k, idx, h, now)
+  local m = meta(k)
+  if m == false then return nil, redis.error_reply('SESSCORRUPT session metadata') end
+  if m == nil then return nil, nil end
+  if dead(m, now) then kill(k, idx, h, now) return nil, nil end
+  return m
+end
+
 -- slide records activity: last-seen = now, expiry = min(now + idle, deadline).
 local function slide(k, idx, h, m, now)
   m.s = now
@@ -173,10 +184,8 @@ return all
 var scriptUpdate = redis.NewScript(luaCommon + `
 local now = clock(ARGV[1])
 local k, idx, h = KEYS[1], KEYS[2], ARGV[2]
-local m = meta(k)
-if m == nil then return nil end
-if m == false then return redis.error_reply('SESSCORRUPT session metadata') end
-if dead(m, now) then kill(k, idx, h, now) return nil end
+local m, reply = live(k, idx, h, now)
+if not m then return reply end
 local ifv = tonumber(ARGV[3])
 if ifv ~= 0 and ifv ~= m.v then return redis.error_reply('SESSCONFLICT version ' .. fmt(m.v)) end
 local nset = tonumber(ARGV[5])
@@ -209,10 +218,8 @@ return n
 var scriptExtend = redis.NewScript(luaCommon + `
 local now = clock(ARGV[1])
 local k, idx, h = KEYS[1], KEYS[2], ARGV[2]
-local m = meta(k)
-if m == nil then return nil end
-if m == false then return redis.error_reply('SESSCORRUPT session metadata') end
-if dead(m, now) then kill(k, idx, h, now) return nil end
+local m, reply = live(k, idx, h, now)
+if not m then return reply end
 local a = now + tonumber(ARGV[3])
 if a > m.a then m.a = a end
 local exp = slide(k, idx, h, m, now)
