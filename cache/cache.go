@@ -34,10 +34,14 @@ type Cache struct {
 	leaseNS string // "<prefix>:v<version>#lease{"
 	channel string // Pub/Sub channel of lease events
 
+	// channelArg is channel boxed once, as a script argument.
+	channelArg any
+
 	st counters
 
-	baseCtx context.Context // cancelled by Close; parent of loads and refreshes
-	cancel  context.CancelFunc
+	baseCtx   context.Context // cancelled by Close; parent of loads and refreshes
+	cancel    context.CancelFunc
+	settleCtx context.Context // baseCtx without its cancellation: writes that end a lease
 
 	mu         sync.Mutex
 	closed     bool
@@ -76,6 +80,7 @@ func New(rdb redis.UniversalClient, opt Options) (*Cache, error) {
 	base := c.ns[:len(c.ns)-1]
 	c.leaseNS = base + "#lease{"
 	c.channel = base + "#events"
+	c.channelArg = c.channel
 	if o.AutoPipeline {
 		ap, err := rdb.AutoPipeline()
 		if err != nil {
@@ -84,6 +89,7 @@ func New(rdb redis.UniversalClient, opt Options) (*Cache, error) {
 		c.reader = ap
 	}
 	c.baseCtx, c.cancel = context.WithCancel(context.Background())
+	c.settleCtx = context.WithoutCancel(c.baseCtx)
 	c.hub.init()
 	if o.Near != nil {
 		if c.near, err = newNear(c, *o.Near); err != nil {

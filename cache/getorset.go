@@ -55,14 +55,14 @@ else
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 end
 if KEYS[2] then redis.call('DEL', KEYS[2]) end
-redis.call('PUBLISH', ARGV[4], ARGV[5])
+redis.call('PUBLISH', ARGV[4], ARGV[5] .. KEYS[1])
 return 1`)
 
 	scriptRelease = redis.NewScript(`
 local lk = KEYS[2] or KEYS[1]
 if redis.call('GET', lk) ~= ARGV[1] then return 0 end
 redis.call('DEL', lk)
-if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], ARGV[3] .. KEYS[1]) end
 return 1`)
 )
 
@@ -71,30 +71,50 @@ return 1`)
 // the proof they compare with the stored lease.
 type lease struct {
 	keys  []string
-	proof string
+	proof []byte
 }
 
 // acquireMarker tries to take the lease of a missing key by storing a lease
 // marker in it. It returns the stored value when there is one (a value or
-// another load's marker), or acquired = true.
-func (c *Cache) acquireMarker(ctx context.Context, rk string) (old string, acquired bool, l lease, err error) {
-	b := appendHeader(make([]byte, 0, headerLen+len(c.tokenPrefix)+13), Header{Lease: true})
-	marker := string(c.appendToken(b))
+// another load's marker), or acquired = true and our marker, the proof of
+// the lease.
+func (c *Cache) acquireMarker(ctx context.Context, rk string) (old string, acquired bool, marker []byte, err error) {
+	marker = c.appendToken(appendHeader(make([]byte, 0, headerLen+len(c.tokenPrefix)+13), Header{Lease: true}))
 	old, err = c.reader.SetArgs(ctx, rk, marker, redis.SetArgs{Mode: "NX", TTL: c.opt.LeaseTTL, Get: true}).Result()
-	l = lease{keys: []string{rk}, proof: marker}
 	switch {
 	case errors.Is(err, redis.Nil):
-		return "", true, l, nil
+		return "", true, marker, nil
 	case err != nil:
-		return "", false, l, err
-	case old == marker: // our own SET, re-sent
-		return "", true, l, nil
+		return "", false, nil, err
+	case old == string(marker): // our own SET, re-sent
+		return "", true, marker, nil
 	}
-	return old, false, l, nil
+	return old, false, nil, nil
 }
 
-// flight is one in-process load of a key that every local caller shares.
+// flightKind says what a flight does.
+type flightKind uint8
+
+const (
+	flightFill   flightKind = iota // the caller took the marker lease: load and commit
+	flightLease                    // take the lease or wait for its owner to store the value
+	flightDirect                   // Redis unavailable, FailOpen: load without storing
+)
+
+// flight is one in-process load of a key that every local caller shares:
+// what to load, then its result. One allocation carries a whole miss.
 type flight struct {
+	kind   flightKind
+	rk     string // stored key
+	key    string // the caller's key
+	ttl    time.Duration
+	codec  byte
+	loader LoaderFunc[[]byte]
+	lease  lease     // flightFill
+	rkBuf  [1]string // backs lease.keys of a marker lease
+	stale  *entry    // flightLease: served if the load fails
+	force  bool      // flightLease: lease in the lease key, the stale value stays
+
 	done chan struct{}
 	e    entry // set before done is closed
 	err  error
@@ -110,9 +130,9 @@ type flight struct {
 // Options.NegativeTTL); a loader error or panic (*PanicError) reaches every
 // waiter; ErrRemoteLoad when another process's loader failed; with Redis
 // unavailable, an error matching retry.ErrUnavailable (FailClosed) or the
-// loader's own result (FailOpen). A hit is one command (the lease script,
-// which returns the value when there is one); a miss is two: the lease
-// script, then the conditional write.
+// loader's own result (FailOpen). A hit is one command (SET NX GET of a lease
+// marker, which returns the value when there is one); a miss is two: that
+// command, then the conditional write.
 func (c *Cache) GetOrSet(ctx context.Context, key string, ttl time.Duration, loader LoaderFunc[[]byte]) ([]byte, error) {
 	e, err := c.getOrLoad(ctx, key, ttl, CodecRaw, loader)
 	if err != nil {
@@ -131,19 +151,22 @@ func (c *Cache) getOrLoad(ctx context.Context, key string, ttl time.Duration, co
 	if f, ok := c.flights.Load(rk); ok {
 		c.st.misses.Add(1)
 		c.st.dedupLoads.Add(1)
-		return c.await(ctx, rk, f.(*flight))
+		return c.await(ctx, f.(*flight))
 	}
 	// One command reads the value and, if there is none, takes the lease.
-	old, acquired, l, err := c.acquireMarker(ctx, rk)
+	old, acquired, marker, err := c.acquireMarker(ctx, rk)
 	if err != nil {
 		if retry.IsUnavailable(err) {
 			return c.degrade(ctx, key, rk, codec, loader, err)
 		}
 		return entry{}, fmt.Errorf("cache: get or set %q: %w", key, err)
 	}
-	var stale *entry
-	force := false // lease in the lease key: a (stale) value stays in place
-	if !acquired {
+	f := &flight{kind: flightLease, rk: rk, key: key, ttl: ttl, codec: codec, loader: loader}
+	if acquired {
+		f.kind = flightFill
+		f.rkBuf[0] = rk
+		f.lease = lease{keys: f.rkBuf[:], proof: marker}
+	} else {
 		e, err := c.decode([]byte(old), codec)
 		switch {
 		case err != nil:
@@ -162,38 +185,29 @@ func (c *Cache) getOrLoad(ctx context.Context, key string, ttl time.Duration, co
 				return result(key, e)
 			}
 			if age < c.opt.StaleIfError {
-				stale = &e
+				f.stale = &e
 			}
-			force = true
+			f.force = true
 		}
 	}
 	c.st.misses.Add(1)
-	fn := func(base context.Context) (entry, error) {
-		return c.loadLeased(base, rk, key, ttl, codec, loader, stale, force)
-	}
-	if acquired {
-		// The writes after the load are bounded by the client's timeouts.
-		fn = func(base context.Context) (entry, error) {
-			return c.fill(base, base, l, key, ttl, codec, loader, nil)
-		}
-	}
-	f, created, err := c.startFlight(ctx, rk, fn)
+	running, err := c.startFlight(ctx, f)
 	if err != nil {
 		if acquired {
-			c.releaseQuietly(l)
+			c.releaseQuietly(f.lease)
 		}
 		return entry{}, err
 	}
-	if !created {
+	if running != f {
 		c.st.dedupLoads.Add(1)
 		if acquired {
 			// A local flight started between our lookup and our lease, and it
 			// may be waiting for this very lease: hand it back (it re-checks
 			// after registering for events, so it takes the lease at once).
-			c.releaseQuietly(l)
+			c.releaseQuietly(f.lease)
 		}
 	}
-	return c.await(ctx, rk, f)
+	return c.await(ctx, running)
 }
 
 func result(key string, e entry) (entry, error) {
@@ -205,61 +219,72 @@ func result(key string, e entry) (entry, error) {
 
 // releaseQuietly gives back a lease this call took but will not use.
 func (c *Cache) releaseQuietly(l lease) {
-	ctx, cancel := context.WithTimeout(context.Background(), c.opt.LoadTimeout)
-	defer cancel()
-	_ = scriptRelease.Run(ctx, c.reader, l.keys, l.proof, "", "").Err()
+	_ = scriptRelease.Run(c.settleCtx, c.reader, l.keys, l.proof, "", "").Err()
 }
 
-// startFlight returns the running flight of rk, or starts fn as its flight on
-// a goroutine owned by the Cache with the detached base context. A caller
-// whose ctx can never end runs fn itself: it would wait for it anyway.
-func (c *Cache) startFlight(ctx context.Context, rk string, fn func(base context.Context) (entry, error)) (*flight, bool, error) {
+// startFlight returns the running flight of nf.rk, or starts nf on a
+// goroutine owned by the Cache. A caller whose ctx can never end runs nf
+// itself: it would wait for it anyway.
+func (c *Cache) startFlight(ctx context.Context, nf *flight) (*flight, error) {
+	nf.done = make(chan struct{})
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return nil, false, ErrClosed
+		return nil, ErrClosed
 	}
-	nf := &flight{done: make(chan struct{})}
-	if f, loaded := c.flights.LoadOrStore(rk, nf); loaded {
+	if f, loaded := c.flights.LoadOrStore(nf.rk, nf); loaded {
 		c.mu.Unlock()
-		return f.(*flight), false, nil
+		return f.(*flight), nil
 	}
 	c.wg.Add(1)
 	c.mu.Unlock()
-	run := func() {
-		defer c.wg.Done()
-		e, err := fn(c.baseCtx)
-		// A caller arriving after the delete starts a new flight, whose
-		// lease script re-reads the value this one stored.
-		c.flights.Delete(rk)
-		nf.e, nf.err = e, err
-		close(nf.done)
-	}
 	if ctx.Done() == nil {
-		run()
+		c.runFlight(nf)
 	} else {
-		go run()
+		go c.runFlight(nf)
 	}
-	return nf, true, nil
+	return nf, nil
+}
+
+// runFlight runs f on the Cache's base context and publishes its result.
+func (c *Cache) runFlight(f *flight) {
+	defer c.wg.Done()
+	var (
+		e   entry
+		err error
+	)
+	switch f.kind {
+	case flightFill:
+		e, err = c.fill(c.baseCtx, f.lease, f.key, f.ttl, f.codec, f.loader, nil)
+	case flightLease:
+		e, err = c.loadLeased(c.baseCtx, f)
+	case flightDirect:
+		e, err = c.loadDirect(c.baseCtx, f.codec, f.loader)
+	}
+	// A caller arriving after the delete starts a new flight, whose SET NX
+	// GET re-reads the value this one stored.
+	c.flights.CompareAndDelete(f.rk, f)
+	f.e, f.err = e, err
+	close(f.done)
 }
 
 // await waits for f or for the caller's ctx.
-func (c *Cache) await(ctx context.Context, rk string, f *flight) (entry, error) {
+func (c *Cache) await(ctx context.Context, f *flight) (entry, error) {
 	select {
 	case <-f.done:
 		if f.err != nil {
 			return entry{}, f.err
 		}
-		return result(rk[len(c.ns):], f.e)
+		return result(f.key, f.e)
 	case <-ctx.Done():
-		return entry{}, fmt.Errorf("cache: wait for load of %q: %w", rk[len(c.ns):], ctx.Err())
+		return entry{}, fmt.Errorf("cache: wait for load of %q: %w", f.key, ctx.Err())
 	}
 }
 
 // newToken returns a lease owner token unique across processes: a random
 // per-Cache prefix (128 bits from crypto/rand) and a counter. Lease tokens
 // name an owner; they guard no data, so they need not be secret.
-func (c *Cache) newToken() string { return string(c.appendToken(nil)) }
+func (c *Cache) newToken() []byte { return c.appendToken(nil) }
 
 func (c *Cache) appendToken(b []byte) []byte {
 	return strconv.AppendUint(append(b, c.tokenPrefix...), c.tokenSeq.Add(1), 36)
@@ -271,10 +296,11 @@ func randomPrefix() string {
 	return hex.EncodeToString(b[:]) + ":"
 }
 
-// loadLeased is the body of a flight: take the lease and load, or wait for
-// the owner of the lease to store the value. With force (a stale value must
-// stay readable) the lease is the separate lease key.
-func (c *Cache) loadLeased(base context.Context, rk, key string, ttl time.Duration, codec byte, loader LoaderFunc[[]byte], stale *entry, force bool) (entry, error) {
+// loadLeased is the body of a flightLease: take the lease and load, or wait
+// for the owner of the lease to store the value. With f.force (a stale value
+// must stay readable) the lease is the separate lease key.
+func (c *Cache) loadLeased(base context.Context, f *flight) (entry, error) {
+	rk, key, codec, stale := f.rk, f.key, f.codec, f.stale
 	wctx, cancel := context.WithTimeout(base, c.opt.LeaseTTL+c.opt.LoadTimeout)
 	defer cancel()
 	var events chan byte
@@ -290,22 +316,14 @@ func (c *Cache) loadLeased(base context.Context, rk, key string, ttl time.Durati
 			pttl     int64
 			err      error
 		)
-		if force {
-			lk := c.leaseKey(rk)
-			token := c.newToken()
-			var res []any
-			res, err = scriptAcquire.Run(wctx, c.reader, []string{lk}, token, c.opt.LeaseTTL.Milliseconds()).Slice()
-			if err == nil {
-				status, _ := res[0].(int64)
-				acquired = status == 1
-				if !acquired && len(res) > 1 {
-					pttl, _ = res[1].(int64)
-				}
-				l = lease{keys: []string{rk, lk}, proof: token}
-			}
+		if f.force {
+			l = lease{keys: []string{rk, c.leaseKey(rk)}, proof: c.newToken()}
+			acquired, pttl, err = c.acquireLeaseKey(wctx, l)
 		} else {
 			var old string
-			old, acquired, l, err = c.acquireMarker(wctx, rk)
+			var marker []byte
+			old, acquired, marker, err = c.acquireMarker(wctx, rk)
+			l = lease{keys: []string{rk}, proof: marker}
 			if err == nil && !acquired {
 				e, derr := c.decode([]byte(old), codec)
 				if derr != nil {
@@ -324,14 +342,14 @@ func (c *Cache) loadLeased(base context.Context, rk, key string, ttl time.Durati
 			}
 			if retry.IsUnavailable(err) {
 				if c.opt.Degrade == FailOpen {
-					return c.loadDirect(base, codec, loader)
+					return c.loadDirect(base, codec, f.loader)
 				}
 				return entry{}, fmt.Errorf("cache: get or set %q: lease: %w", key, retry.Unavailable(err))
 			}
 			return entry{}, fmt.Errorf("cache: get or set %q: lease: %w", key, err)
 		}
 		if acquired {
-			return c.fill(base, wctx, l, key, ttl, codec, loader, stale)
+			return c.fill(base, l, key, f.ttl, codec, f.loader, stale)
 		}
 		if events == nil {
 			c.st.leaseWaits.Add(1)
@@ -374,39 +392,52 @@ func (c *Cache) loadLeased(base context.Context, rk, key string, ttl time.Durati
 	}
 }
 
+// acquireLeaseKey tries to take l in its lease key (l.keys[1]). When another
+// load holds it, it returns the lease's remaining time in ms, if known.
+func (c *Cache) acquireLeaseKey(ctx context.Context, l lease) (acquired bool, pttl int64, err error) {
+	res, err := scriptAcquire.Run(ctx, c.reader, l.keys[1:], l.proof, c.opt.LeaseTTL.Milliseconds()).Slice()
+	if err != nil {
+		return false, 0, err
+	}
+	if status, _ := res[0].(int64); status == 1 {
+		return true, 0, nil
+	}
+	if len(res) > 1 {
+		pttl, _ = res[1].(int64)
+	}
+	return false, pttl, nil
+}
+
 // fill runs the loader under our lease and stores its result if the lease is
 // still ours.
-//
-// wctx carries the values for the writes after the load; its cancellation
-// is dropped so the lease is settled even when the load was cancelled.
-func (c *Cache) fill(base, wctx context.Context, l lease, key string, ttl time.Duration, codec byte, loader LoaderFunc[[]byte], stale *entry) (entry, error) {
+func (c *Cache) fill(base context.Context, l lease, key string, ttl time.Duration, codec byte, loader LoaderFunc[[]byte], stale *entry) (entry, error) {
 	payload, lerr := c.callLoader(base, loader)
-	keys, token, rk := l.keys, l.proof, l.keys[0]
-	// Settle the lease even when Close cancelled the load; these few writes
-	// are bounded by the client's own read and write timeouts.
-	wctx = context.WithoutCancel(wctx)
+	// Settle the lease even when Close cancelled the load: these writes are
+	// bounded by the client's own read and write timeouts. Their failure is
+	// not the callers' concern: the lease then expires, and the loaded value
+	// is still the right answer for them. A commit finding the lease gone (a
+	// Delete, or an expiry and another owner) stores nothing.
+	ctx := c.settleCtx
 	switch {
 	case lerr == nil:
 		redisTTL, soft := c.ttls(ttl, time.Now())
 		b, err := c.encode(codec, payload, soft, false)
 		if err != nil {
-			_ = scriptRelease.Run(wctx, c.reader, keys, token, c.channel, string(evFailed)+rk).Err()
+			c.settle(ctx, scriptRelease, l, evFailed, nil, 0)
 			return entry{}, fmt.Errorf("cache: get or set %q: %w", key, err)
 		}
-		// Not stored (lease lost to a Delete or an expiry) or a failed write:
-		// the loaded value is still the right answer for the callers.
-		_ = scriptCommit.Run(wctx, c.reader, keys, token, b, redisTTL.Milliseconds(), c.channel, string(evStored)+rk).Err()
+		c.settle(ctx, scriptCommit, l, evStored, b, redisTTL)
 		return entry{h: Header{Codec: codec, SoftExpiry: soft}, payload: payload}, nil
 	case errors.Is(lerr, ErrNotFound):
 		if c.opt.NegativeTTL > 0 {
 			b, _ := c.encode(codec, nil, 0, true)
-			_ = scriptCommit.Run(wctx, c.reader, keys, token, b, c.opt.NegativeTTL.Milliseconds(), c.channel, string(evStored)+rk).Err()
+			c.settle(ctx, scriptCommit, l, evStored, b, c.opt.NegativeTTL)
 		} else {
-			_ = scriptRelease.Run(wctx, c.reader, keys, token, c.channel, string(evNotFound)+rk).Err()
+			c.settle(ctx, scriptRelease, l, evNotFound, nil, 0)
 		}
 		return entry{h: Header{Negative: true}}, nil
 	default:
-		_ = scriptRelease.Run(wctx, c.reader, keys, token, c.channel, string(evFailed)+rk).Err()
+		c.settle(ctx, scriptRelease, l, evFailed, nil, 0)
 		if stale != nil {
 			c.st.staleServed.Add(1)
 			return *stale, nil
@@ -415,13 +446,35 @@ func (c *Cache) fill(base, wctx context.Context, l lease, key string, ttl time.D
 	}
 }
 
+// settle ends lease l: scriptCommit stores value for ttl (0 = no expiry),
+// scriptRelease drops the lease; both publish ev for the key's waiters.
+func (c *Cache) settle(ctx context.Context, s *redis.Script, l lease, ev byte, value []byte, ttl time.Duration) {
+	if s == scriptCommit {
+		_ = s.Run(ctx, c.reader, l.keys, l.proof, value, ttl.Milliseconds(), c.channelArg, evArg(ev)).Err()
+		return
+	}
+	_ = s.Run(ctx, c.reader, l.keys, l.proof, c.channelArg, evArg(ev)).Err()
+}
+
+// evArg returns lease event ev as a script argument, boxed without an
+// allocation.
+func evArg(ev byte) any {
+	switch ev {
+	case evStored:
+		return string(evStored)
+	case evFailed:
+		return string(evFailed)
+	}
+	return string(evNotFound)
+}
+
 // callLoader runs loader with its own timeout, recovering a panic into a
 // *PanicError, and records it in the statistics.
 func (c *Cache) callLoader(base context.Context, loader LoaderFunc[[]byte]) (p []byte, err error) {
-	ctx, cancel := context.WithTimeout(base, c.opt.LoadTimeout)
-	defer cancel()
-	c.st.loads.Add(1)
 	start := time.Now()
+	ctx := newLoadCtx(base, start.Add(c.opt.LoadTimeout))
+	defer ctx.release()
+	c.st.loads.Add(1)
 	defer func() {
 		if r := recover(); r != nil {
 			err = &PanicError{Value: r, Stack: debug.Stack()}
@@ -451,13 +504,11 @@ func (c *Cache) degrade(ctx context.Context, key, rk string, codec byte, loader 
 	if c.opt.Degrade == FailClosed {
 		return entry{}, fmt.Errorf("cache: get or set %q: %w", key, retry.Unavailable(cause))
 	}
-	f, _, err := c.startFlight(ctx, rk, func(base context.Context) (entry, error) {
-		return c.loadDirect(base, codec, loader)
-	})
+	f, err := c.startFlight(ctx, &flight{kind: flightDirect, rk: rk, key: key, codec: codec, loader: loader})
 	if err != nil {
 		return entry{}, err
 	}
-	return c.await(ctx, rk, f)
+	return c.await(ctx, f)
 }
 
 // refresh starts one background reload of a stale value, unless one runs in
@@ -480,15 +531,10 @@ func (c *Cache) refresh(rk, key string, ttl time.Duration, codec byte, loader Lo
 		}()
 		ctx, cancel := context.WithTimeout(c.baseCtx, c.opt.LeaseTTL+c.opt.LoadTimeout)
 		defer cancel()
-		lk := c.leaseKey(rk)
-		token := c.newToken()
-		res, err := scriptAcquire.Run(ctx, c.reader, []string{lk}, token, c.opt.LeaseTTL.Milliseconds()).Slice()
-		if err != nil {
+		l := lease{keys: []string{rk, c.leaseKey(rk)}, proof: c.newToken()}
+		if acquired, _, err := c.acquireLeaseKey(ctx, l); err != nil || !acquired {
 			return
 		}
-		if st, _ := res[0].(int64); st != 1 {
-			return
-		}
-		_, _ = c.fill(c.baseCtx, ctx, lease{keys: []string{rk, lk}, proof: token}, key, ttl, codec, loader, nil)
+		_, _ = c.fill(c.baseCtx, l, key, ttl, codec, loader, nil)
 	}()
 }

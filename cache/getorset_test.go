@@ -545,3 +545,31 @@ func TestAutoPipelineReadsAndLeases(t *testing.T) {
 		}
 	})
 }
+
+// The loader's context ends after Options.LoadTimeout, and the lease is
+// released so the next call loads again.
+func TestLoadTimeoutBoundsTheLoader(t *testing.T) {
+	forEachTopology(t, func(t *testing.T, tp topo) {
+		ctx := ctxT(t)
+		c := newCache(t, tp.rdb, Options{LoadTimeout: 100 * time.Millisecond})
+		var deadline time.Time
+		_, err := c.GetOrSet(ctx, "slow", time.Minute, func(ctx context.Context) ([]byte, error) {
+			deadline, _ = ctx.Deadline()
+			<-ctx.Done()
+			return nil, ctx.Err()
+		})
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("GetOrSet = %v, want DeadlineExceeded", err)
+		}
+		if left := time.Until(deadline); left > 0 {
+			t.Fatalf("loader returned %v before its deadline", left)
+		}
+		if n, _ := tp.rdb.Exists(ctx, c.key("slow")).Result(); n != 0 {
+			t.Fatal("lease not released after the timeout")
+		}
+		v, err := c.GetOrSet(ctx, "slow", time.Minute, func(context.Context) ([]byte, error) { return []byte("v"), nil })
+		if err != nil || string(v) != "v" {
+			t.Fatalf("next GetOrSet = %q, %v", v, err)
+		}
+	})
+}

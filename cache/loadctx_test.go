@@ -1,0 +1,124 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+type ctxKey struct{}
+
+func TestLoadCtxDeadlineFiresOnlyForWaiters(t *testing.T) {
+	base := context.WithValue(context.Background(), ctxKey{}, "v")
+	deadline := time.Now().Add(30 * time.Millisecond)
+	l := newLoadCtx(base, deadline)
+	if d, ok := l.Deadline(); !ok || !d.Equal(deadline) {
+		t.Fatalf("Deadline = %v, %v", d, ok)
+	}
+	if l.Value(ctxKey{}) != "v" {
+		t.Fatal("Value does not reach the base context")
+	}
+	if l.Err() != nil {
+		t.Fatalf("Err before the deadline = %v", l.Err())
+	}
+	select {
+	case <-l.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Done not closed at the deadline")
+	}
+	if !errors.Is(l.Err(), context.DeadlineExceeded) {
+		t.Fatalf("Err = %v, want DeadlineExceeded", l.Err())
+	}
+	if l.Value(ctxKey{}) != "v" {
+		t.Fatal("Value lost once armed")
+	}
+	l.release()
+	if !errors.Is(l.Err(), context.DeadlineExceeded) {
+		t.Fatalf("Err after release = %v, want it kept", l.Err())
+	}
+}
+
+func TestLoadCtxUnarmedPastDeadline(t *testing.T) {
+	l := newLoadCtx(context.Background(), time.Now().Add(-time.Millisecond))
+	if !errors.Is(l.Err(), context.DeadlineExceeded) {
+		t.Fatalf("Err past the deadline = %v", l.Err())
+	}
+	select {
+	case <-l.Done(): // armed late, already expired
+	default:
+		t.Fatal("Done open past the deadline")
+	}
+	l.release()
+}
+
+func TestLoadCtxFollowsBaseCancellation(t *testing.T) {
+	base, cancel := context.WithCancel(context.Background())
+	idle := newLoadCtx(base, time.Now().Add(time.Hour))
+	waiting := newLoadCtx(base, time.Now().Add(time.Hour))
+	done := waiting.Done()
+	// A context the loader derives from its own.
+	child, cancelChild := context.WithTimeout(waiting, time.Hour)
+	defer cancelChild()
+	cancel()
+	for _, ch := range []<-chan struct{}{done, child.Done()} {
+		select {
+		case <-ch:
+		case <-time.After(5 * time.Second):
+			t.Fatal("base cancellation not propagated")
+		}
+	}
+	for _, l := range []*loadCtx{idle, waiting} {
+		if !errors.Is(l.Err(), context.Canceled) {
+			t.Fatalf("Err = %v, want Canceled", l.Err())
+		}
+		l.release()
+	}
+}
+
+func TestLoadCtxReleaseEndsIt(t *testing.T) {
+	// Released before anyone asked for Done: a late user sees it ended.
+	l := newLoadCtx(context.Background(), time.Now().Add(time.Hour))
+	l.release()
+	select {
+	case <-l.Done():
+	default:
+		t.Fatal("Done open after release")
+	}
+	if !errors.Is(l.Err(), context.Canceled) {
+		t.Fatalf("Err after release = %v", l.Err())
+	}
+	// Released while a goroutine waits on it.
+	l = newLoadCtx(context.Background(), time.Now().Add(time.Hour))
+	var wg sync.WaitGroup
+	wg.Go(func() { <-l.Done() })
+	for l.state.Load() != loadArmed {
+		time.Sleep(time.Millisecond)
+	}
+	l.release()
+	wg.Wait()
+	if !errors.Is(l.Err(), context.Canceled) {
+		t.Fatalf("Err after release = %v", l.Err())
+	}
+}
+
+func TestLoadCtxConcurrentUse(t *testing.T) {
+	for range 100 {
+		l := newLoadCtx(context.Background(), time.Now().Add(time.Hour))
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				_ = l.Err()
+				_ = l.Value(ctxKey{})
+				select {
+				case <-l.Done():
+				case <-time.After(time.Second):
+					t.Error("Done open after release")
+				}
+			})
+		}
+		l.release()
+		wg.Wait()
+	}
+}
