@@ -211,6 +211,9 @@ func BenchmarkCacheGetOrSetMiss(b *testing.B) {
 	for _, g := range cacheConcurrency {
 		for _, lib := range libs {
 			b.Run(fmt.Sprintf("g=%d/%s", g, lib.name), func(b *testing.B) {
+				// Every library starts on an empty server: the keys earlier
+				// runs left (and their expiry) must not slow the next one.
+				flushBench(b)
 				cnt, op := lib.setup(b)
 				run := strconv.FormatInt(missRun.Add(1), 10)
 				runConcurrent(b, g, cnt, func(ctx context.Context, i int) error {
@@ -218,6 +221,14 @@ func BenchmarkCacheGetOrSetMiss(b *testing.B) {
 				})
 			})
 		}
+	}
+}
+
+func flushBench(b *testing.B) {
+	rdb := redis.NewClient(&redis.Options{Addr: benchAddr})
+	defer rdb.Close()
+	if err := rdb.FlushAll(context.Background()).Err(); err != nil {
+		b.Fatal(err)
 	}
 }
 
