@@ -60,7 +60,9 @@ type Options struct {
 	// scripts of GetOrSet through the client's shared AutoPipeliner
 	// (rdb.AutoPipeline()): concurrent calls share round trips. All of these
 	// are safe to repeat, as the auto-pipeliner may re-send a failed batch;
-	// Set, MSet, Delete and Incr always use the client itself. Default false.
+	// Set, MSet, Delete and Incr always use the client itself. On a
+	// rediskit.Client an open breaker refuses auto-pipelined batches too.
+	// Default false.
 	AutoPipeline bool
 
 	// CompressThreshold is the payload size in bytes from which values are

@@ -70,6 +70,11 @@ type Options struct {
 	// Delete, Extend, Rotate) through a go-redis AutoPipeliner made from the
 	// client, so concurrent callers share round trips. Stats, Cleanup and
 	// Preload still use the client itself. Default false.
+	//
+	// On a rediskit.Client the auto-pipeliner keeps the client's guarantees
+	// (a write whose reply is lost is not re-sent; an open breaker refuses
+	// batches). On a plain go-redis client with retries on (MaxRetries >= 0),
+	// go-redis re-sends a failed batch whole, writes included.
 	AutoPipeline bool
 
 	// DurableReplicas, when above 0, makes every write (Create, Update,
