@@ -3,6 +3,8 @@ package rediskit
 import (
 	"context"
 	"errors"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,6 +43,38 @@ func TestAutoPipelineKeepsRetryGuarantees(t *testing.T) {
 	}
 	if v, err := direct.Get(ctx, key).Int(); err != nil || v != 1 {
 		t.Fatalf("server value = %d, %v; want 1 (applied exactly once)", v, err)
+	}
+
+	// A burst of INCRs shares batches (the first goes out alone, the rest
+	// queue behind it and leave as one pipeline). The replies stay lost, so
+	// every attempt is applied: a key at 1 proves its INCR was sent once.
+	warm(t, c, n)
+	n.afterFail = nil
+	p.SetDelay(time.Second)
+	const burst = 8
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range burst {
+		wg.Go(func() {
+			<-start
+			if err := ap.Incr(ctx, key+strconv.Itoa(i)).Err(); !errors.Is(err, retry.ErrAmbiguous) {
+				t.Errorf("INCR %d with its reply lost: %v, want retry.ErrAmbiguous", i, err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	p.SetDelay(0)
+	if n.pipelines.Load() == 0 {
+		t.Fatal("no INCR went out in a pipeline: the batch path was not exercised")
+	}
+	if got := n.n("incr"); got != burst {
+		t.Fatalf("%d INCRs sent for %d calls, want one each", got, burst)
+	}
+	for i := range burst {
+		if v, err := direct.Get(ctx, key+strconv.Itoa(i)).Int(); err != nil || v != 1 {
+			t.Fatalf("key %d = %d, %v; want 1", i, v, err)
+		}
 	}
 
 	// A GET under the same fault is retried and succeeds.
@@ -91,6 +125,15 @@ func TestAutoPipelineRefusedByOpenBreaker(t *testing.T) {
 			t.Fatalf("auto-pipelined Get while open: %v, want ErrCircuitOpen", err)
 		}
 	}
+	var wg sync.WaitGroup
+	for range 50 { // concurrent calls, which the auto-pipeliner batches
+		wg.Go(func() {
+			if err := ap.Get(ctx, key).Err(); !errors.Is(err, ErrCircuitOpen) {
+				t.Errorf("concurrent auto-pipelined Get while open: %v, want ErrCircuitOpen", err)
+			}
+		})
+	}
+	wg.Wait()
 	if d := n.dials.Load() - dials; d != 0 {
 		t.Fatalf("%d dials while open, want 0", d)
 	}
