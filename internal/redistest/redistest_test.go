@@ -158,8 +158,6 @@ func TestClusterKillMaster(t *testing.T) {
 	if promoted.Addr == old || c.Masters[i] != promoted {
 		t.Fatalf("Masters[%d] = %s after failover, promoted %s", i, c.Masters[i].Addr, promoted.Addr)
 	}
-	// go-redis reloads the slot map only on MOVED or every 60 s: tell it.
-	rdb.ReloadState(ctx)
 	// The replica had the key: it was in sync before the kill.
 	var last error
 	t.Cleanup(func() {
@@ -168,6 +166,10 @@ func TestClusterKillMaster(t *testing.T) {
 		}
 	})
 	waitFor(t, func() bool {
+		// go-redis reloads the slot map only on MOVED or every 60 s: tell
+		// it, on every try, since the node a reload asks may not have heard
+		// of the promotion yet.
+		rdb.ReloadState(ctx)
 		v, err := rdb.Get(ctx, key).Result()
 		last = err
 		return err == nil && v == "v"
