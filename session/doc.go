@@ -158,7 +158,9 @@
 // the same pipeline (still one round trip), and reports success only when N
 // replicas confirmed it; otherwise it fails with ErrNotDurable (which
 // matches retry.ErrAmbiguous: the master applied it, a failover may lose
-// it). Standalone-with-replicas and Sentinel clients only.
+// it). On Cluster the pair goes to the master of the session's slot, found
+// in the client's slot map; a MOVED reply (the script did not run) reloads
+// the map and sends it again. Not on a Ring, whose shards have no replicas.
 //
 // # Auto-pipelining
 //

@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -35,11 +36,54 @@ func (s *Store) write(ctx context.Context, sc *redis.Script, keys []string, args
 }
 
 // durable sends the script (by eval: EvalSha or Eval) and a WAIT in one
-// pipeline on the client itself: the auto-pipeliner could put other
+// pipeline to the node that owns the keys: the client itself, or on Cluster
+// the master of the keys' slot (the cluster pipeline routes a keyless WAIT
+// to some node of its choice). Never the auto-pipeliner: it could put other
 // callers' commands between the two, and WAIT must follow this write.
 func (s *Store) durable(ctx context.Context, eval func(context.Context, redis.Scripter, []string, ...any) *redis.Cmd,
 	keys []string, args []any) (script, wait *redis.Cmd) {
-	pipe := s.rdb.Pipeline()
+	cc, ok := s.rdb.(*redis.ClusterClient)
+	if !ok {
+		return s.durableOn(ctx, s.rdb, eval, keys, args)
+	}
+	// A MOVED reply means the script did not run: the slot has a new master
+	// (failover, resharding) that the client's slot map does not know yet.
+	// Wait for the map to learn it, and send again.
+	for attempt := 1; ; attempt++ {
+		node, err := cc.MasterForKey(ctx, keys[0])
+		if err != nil {
+			script = redis.NewCmd(ctx)
+			script.SetErr(fmt.Errorf("session: master of the session's slot: %w", err))
+			return script, script
+		}
+		script, wait = s.durableOn(ctx, node, eval, keys, args)
+		addr, moved := redis.IsMovedError(script.Err())
+		if !moved || attempt == 3 {
+			return script, wait
+		}
+		awaitMaster(ctx, cc, keys[0], addr)
+	}
+}
+
+// awaitMaster reloads the slot map of cc until addr is the master of key,
+// for at most a second or until ctx ends.
+func awaitMaster(ctx context.Context, cc *redis.ClusterClient, key, addr string) {
+	for range 100 {
+		cc.ReloadState(ctx) // asynchronous, and at most one reload at a time
+		if node, err := cc.MasterForKey(ctx, key); err == nil && node.Options().Addr == addr {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func (s *Store) durableOn(ctx context.Context, c redis.UniversalClient, eval func(context.Context, redis.Scripter, []string, ...any) *redis.Cmd,
+	keys []string, args []any) (script, wait *redis.Cmd) {
+	pipe := c.Pipeline()
 	script = eval(ctx, pipe, keys, args...)
 	wait = pipe.Do(ctx, "WAIT", s.opts.DurableReplicas, s.opts.DurableTimeout.Milliseconds())
 	_, _ = pipe.Exec(ctx) // each command carries its own error

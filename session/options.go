@@ -83,9 +83,9 @@ type Options struct {
 	// right after the script in the same pipeline, so still one round trip.
 	// A write not confirmed within DurableTimeout fails with ErrNotDurable:
 	// the master applied it, a failover may lose it. For a standalone server
-	// with replicas or a Sentinel (failover) client; New refuses it with a
-	// Cluster or Ring client, where a keyless WAIT cannot follow the key to
-	// its node. The touch of Get does not wait. Default 0: no wait.
+	// with replicas, a Sentinel (failover) client, or a Cluster client (the
+	// pipeline goes to the master of the session's slot); New refuses it
+	// with a Ring client. The touch of Get does not wait. Default 0: no wait.
 	DurableReplicas int
 
 	// DurableTimeout bounds the WAIT of a durable write. Keep it well below

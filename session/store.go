@@ -54,11 +54,8 @@ func New(rdb redis.UniversalClient, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if o.DurableReplicas > 0 {
-		switch rdb.(type) {
-		case *redis.ClusterClient, *redis.Ring:
-			return nil, fmt.Errorf("session: Options.DurableReplicas needs a standalone or failover client, not %T", rdb)
-		}
+	if _, ring := rdb.(*redis.Ring); ring && o.DurableReplicas > 0 {
+		return nil, errors.New("session: Options.DurableReplicas needs a standalone, failover or cluster client: a Ring's shards have no replicas")
 	}
 	s := &Store{rdb: rdb, exec: rdb, opts: o, closed: make(chan struct{}), wall: time.Now}
 	s.fastReads = o.TouchInterval > 0

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -166,13 +168,18 @@ func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 	}
 }
 
-// DurableReplicas is refused where a WAIT cannot follow the write to its
-// node, and validated like every option.
+// DurableReplicas is refused on a Ring, whose shards have no replicas, and
+// validated like every option.
 func TestDurableOptions(t *testing.T) {
+	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": "127.0.0.1:1"}})
+	defer ring.Close()
+	if _, err := session.New(ring, session.Options{DurableReplicas: 1}); err == nil {
+		t.Error("DurableReplicas with a ring client: no error")
+	}
 	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{"127.0.0.1:1"}})
 	defer cc.Close()
-	if _, err := session.New(cc, session.Options{DurableReplicas: 1}); err == nil {
-		t.Error("DurableReplicas with a cluster client: no error")
+	if _, err := session.New(cc, session.Options{DurableReplicas: 1}); err != nil {
+		t.Errorf("DurableReplicas with a cluster client: %v", err)
 	}
 	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	defer c.Close()
@@ -183,5 +190,245 @@ func TestDurableOptions(t *testing.T) {
 	}
 	if _, err := session.New(c, session.Options{DurableReplicas: 1}); err != nil {
 		t.Error(err)
+	}
+}
+
+// Durable writes on Cluster: each write and its WAIT go in one pipeline to
+// the master of the session's slot, whose replica must confirm it; after a
+// resharding the client's stale slot map meets MOVED, learns the new master
+// and sends the pair there; with the replicas paused, writes fail with
+// ErrNotDurable.
+func TestClusterDurableSessions(t *testing.T) {
+	parallelIfQuick(t)
+	ctx := context.Background()
+	cl := redistest.StartCluster(t, redistest.WithReplicas(1))
+	rec := &durablePipes{}
+	cc := cl.Client(t, func(o *redis.ClusterOptions) {
+		o.NewClient = func(opt *redis.Options) *redis.Client {
+			c := redis.NewClient(opt)
+			c.AddHook(durableHook{rec, opt.Addr})
+			return c
+		}
+	})
+	st, err := session.New(cc, session.Options{Prefix: "durable", DurableReplicas: 1, DurableTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Preload(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// Replicated: every write acknowledged, each one pipeline [evalsha wait]
+	// sent to the master of its slot.
+	var ids []string
+	for i := range 30 {
+		sess, err := st.Create(ctx, fmt.Sprintf("user%d", i), map[string]any{"n": i}, session.CreateOptions{})
+		if err != nil {
+			t.Fatalf("durable create %d: %v", i, err)
+		}
+		ids = append(ids, sess.ID())
+	}
+	pipes := rec.take()
+	masters := map[string]bool{}
+	for _, p := range pipes {
+		if p.names != "evalsha wait" || p.err != "" {
+			t.Fatalf("durable create sent %q (error %q), want one [evalsha wait]", p.names, p.err)
+		}
+		if owner := masterOf(t, cc, p.key); owner != p.addr {
+			t.Fatalf("pipeline for %s went to %s, its master is %s", p.key, p.addr, owner)
+		}
+		masters[p.addr] = true
+	}
+	if len(pipes) != 30 || len(masters) < 2 {
+		t.Fatalf("30 creates: %d pipelines on %d masters, want 30 on several", len(pipes), len(masters))
+	}
+	if _, err := st.Update(ctx, ids[0], session.Changes{Set: map[string]any{"n": -1}}); err != nil {
+		t.Fatalf("durable update: %v", err)
+	}
+	if ok, err := st.Delete(ctx, ids[1]); err != nil || !ok {
+		t.Fatalf("durable delete: %v, %v", ok, err)
+	}
+	if pipes := rec.take(); len(pipes) != 2 {
+		t.Fatalf("durable update and delete: %d pipelines, want 2", len(pipes))
+	}
+
+	// Resharding: the slot of user "mover" goes to another master; the
+	// client's slot map still names the old one.
+	if _, err := st.Create(ctx, "mover", nil, session.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	moverKey := rec.take()[0].key
+	if _, err := st.DeleteByUser(ctx, "mover"); err != nil { // an empty slot moves without MIGRATE
+		t.Fatal(err)
+	}
+	rec.take()
+	slot, err := cc.ClusterKeySlot(ctx, moverKey).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := masterOf(t, cc, moverKey)
+	to := moveSlot(t, cl, int(slot), from)
+	if _, err := st.Create(ctx, "mover", map[string]any{"n": 1}, session.CreateOptions{}); err != nil {
+		t.Fatalf("durable create after resharding: %v", err)
+	}
+	pipes = rec.take()
+	if len(pipes) != 2 || pipes[0].addr != from || !strings.HasPrefix(pipes[0].err, "MOVED") ||
+		pipes[1].addr != to || pipes[1].err != "" {
+		t.Fatalf("create after resharding sent %+v; want MOVED from %s, then the pair on %s", pipes, from, to)
+	}
+
+	// The replicas stop confirming: durable writes are refused.
+	for _, r := range cl.Replicas {
+		r.Pause()
+		t.Cleanup(r.Resume)
+	}
+	for i := range 3 {
+		_, err := st.Create(ctx, fmt.Sprintf("user%d", i), nil, session.CreateOptions{})
+		if !errors.Is(err, session.ErrNotDurable) || !errors.Is(err, retry.ErrAmbiguous) {
+			t.Fatalf("create with the replicas paused: %v, want ErrNotDurable", err)
+		}
+	}
+}
+
+// masterOf returns the address of the master that owns key, asking the
+// cluster itself (CLUSTER SHARDS would do too).
+func masterOf(t *testing.T, cc *redis.ClusterClient, key string) string {
+	t.Helper()
+	slot, err := cc.ClusterKeySlot(context.Background(), key).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	slots, err := cc.ClusterSlots(context.Background()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range slots {
+		if int64(s.Start) <= slot && slot <= int64(s.End) {
+			return s.Nodes[0].Addr
+		}
+	}
+	t.Fatalf("no master owns slot %d", slot)
+	return ""
+}
+
+// moveSlot moves an empty slot from the master at addr from to another
+// master, the way redis-cli --cluster reshard does (IMPORTING, MIGRATING,
+// then NODE on both and on the rest), and waits until every master agrees.
+// It returns the new owner's address.
+func moveSlot(t *testing.T, cl *redistest.Cluster, slot int, from string) string {
+	t.Helper()
+	ctx := context.Background()
+	var src, dst *redis.Client
+	for _, m := range cl.Masters {
+		c := m.Client(t)
+		if m.Addr == from {
+			src = c
+		} else if dst == nil {
+			dst = c
+		}
+	}
+	id := func(c *redis.Client) string {
+		s, err := c.Do(ctx, "CLUSTER", "MYID").Text()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	srcID, dstID := id(src), id(dst)
+	steps := []struct {
+		c    *redis.Client
+		args []any
+	}{
+		{dst, []any{"CLUSTER", "SETSLOT", slot, "IMPORTING", srcID}},
+		{src, []any{"CLUSTER", "SETSLOT", slot, "MIGRATING", dstID}},
+		{dst, []any{"CLUSTER", "SETSLOT", slot, "NODE", dstID}},
+		{src, []any{"CLUSTER", "SETSLOT", slot, "NODE", dstID}},
+	}
+	for _, s := range steps {
+		if err := s.c.Do(ctx, s.args...).Err(); err != nil {
+			t.Fatalf("%v: %v", s.args, err)
+		}
+	}
+	for _, m := range cl.Masters {
+		if c := m.Client(t); m.Addr != from && m.Addr != dst.Options().Addr {
+			if err := c.Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", dstID).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, m := range cl.Masters {
+		c := m.Client(t)
+		for !ownsSlot(ctx, c, slot, dst.Options().Addr) {
+			if time.Now().After(deadline) {
+				t.Fatalf("master %s does not see slot %d moved", m.Addr, slot)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return dst.Options().Addr
+}
+
+// ownsSlot reports whether c's view of the cluster gives slot to addr.
+func ownsSlot(ctx context.Context, c *redis.Client, slot int, addr string) bool {
+	slots, err := c.ClusterSlots(ctx).Result()
+	if err != nil {
+		return false
+	}
+	for _, s := range slots {
+		if s.Start <= slot && slot <= s.End {
+			return s.Nodes[0].Addr == addr
+		}
+	}
+	return false
+}
+
+// durablePipes records the pipelines that carry a WAIT, per node.
+type durablePipes struct {
+	mu    sync.Mutex
+	pipes []durablePipe
+}
+
+type durablePipe struct {
+	addr, names, key, err string
+}
+
+func (r *durablePipes) take() []durablePipe {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p := r.pipes
+	r.pipes = nil
+	return p
+}
+
+type durableHook struct {
+	r    *durablePipes
+	addr string
+}
+
+func (h durableHook) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h durableHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+
+func (h durableHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		if len(cmds) == 0 || cmds[len(cmds)-1].Name() != "wait" {
+			return err
+		}
+		var names []string
+		for _, c := range cmds {
+			names = append(names, c.Name())
+		}
+		p := durablePipe{addr: h.addr, names: strings.Join(names, " ")}
+		if args := cmds[0].Args(); len(args) > 3 {
+			p.key = fmt.Sprint(args[3])
+		}
+		if e := cmds[0].Err(); e != nil {
+			p.err = e.Error()
+		}
+		h.r.mu.Lock()
+		h.r.pipes = append(h.r.pipes, p)
+		h.r.mu.Unlock()
+		return err
 	}
 }
