@@ -412,32 +412,31 @@ func (c *Cache) acquireLeaseKey(ctx context.Context, l lease) (acquired bool, pt
 // still ours.
 func (c *Cache) fill(base context.Context, l lease, key string, ttl time.Duration, codec byte, loader LoaderFunc[[]byte], stale *entry) (entry, error) {
 	payload, lerr := c.callLoader(base, loader)
-	// Settle the lease even when Close cancelled the load: these writes are
-	// bounded by the client's own read and write timeouts. Their failure is
-	// not the callers' concern: the lease then expires, and the loaded value
-	// is still the right answer for them. A commit finding the lease gone (a
-	// Delete, or an expiry and another owner) stores nothing.
-	ctx := c.settleCtx
+	// Settle the lease even when Close cancelled the load (settleCtx): these
+	// writes are bounded by the client's own read and write timeouts. Their
+	// failure is not the callers' concern: the lease then expires, and the
+	// loaded value is still the right answer for them. A commit finding the
+	// lease gone (a Delete, or an expiry and another owner) stores nothing.
 	switch {
 	case lerr == nil:
 		redisTTL, soft := c.ttls(ttl, time.Now())
 		b, err := c.encode(codec, payload, soft, false)
 		if err != nil {
-			c.settle(ctx, scriptRelease, l, evFailed, nil, 0)
+			c.release(l, evFailed)
 			return entry{}, fmt.Errorf("cache: get or set %q: %w", key, err)
 		}
-		c.settle(ctx, scriptCommit, l, evStored, b, redisTTL)
+		c.commit(l, b, redisTTL)
 		return entry{h: Header{Codec: codec, SoftExpiry: soft}, payload: payload}, nil
 	case errors.Is(lerr, ErrNotFound):
 		if c.opt.NegativeTTL > 0 {
 			b, _ := c.encode(codec, nil, 0, true)
-			c.settle(ctx, scriptCommit, l, evStored, b, c.opt.NegativeTTL)
+			c.commit(l, b, c.opt.NegativeTTL)
 		} else {
-			c.settle(ctx, scriptRelease, l, evNotFound, nil, 0)
+			c.release(l, evNotFound)
 		}
 		return entry{h: Header{Negative: true}}, nil
 	default:
-		c.settle(ctx, scriptRelease, l, evFailed, nil, 0)
+		c.release(l, evFailed)
 		if stale != nil {
 			c.st.staleServed.Add(1)
 			return *stale, nil
@@ -446,14 +445,15 @@ func (c *Cache) fill(base context.Context, l lease, key string, ttl time.Duratio
 	}
 }
 
-// settle ends lease l: scriptCommit stores value for ttl (0 = no expiry),
-// scriptRelease drops the lease; both publish ev for the key's waiters.
-func (c *Cache) settle(ctx context.Context, s *redis.Script, l lease, ev byte, value []byte, ttl time.Duration) {
-	if s == scriptCommit {
-		_ = s.Run(ctx, c.reader, l.keys, l.proof, value, ttl.Milliseconds(), c.channelArg, evArg(ev)).Err()
-		return
-	}
-	_ = s.Run(ctx, c.reader, l.keys, l.proof, c.channelArg, evArg(ev)).Err()
+// commit stores value for ttl (0 = no expiry) if lease l is still ours, and
+// tells the key's waiters (evStored).
+func (c *Cache) commit(l lease, value []byte, ttl time.Duration) {
+	_ = scriptCommit.Run(c.settleCtx, c.reader, l.keys, l.proof, value, ttl.Milliseconds(), c.channelArg, evArg(evStored)).Err()
+}
+
+// release drops lease l if it is still ours and tells the key's waiters ev.
+func (c *Cache) release(l lease, ev byte) {
+	_ = scriptRelease.Run(c.settleCtx, c.reader, l.keys, l.proof, c.channelArg, evArg(ev)).Err()
 }
 
 // evArg returns lease event ev as a script argument, boxed without an

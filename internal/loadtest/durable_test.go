@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -291,23 +293,39 @@ func TestClusterDurableSessions(t *testing.T) {
 }
 
 // masterOf returns the address of the master that owns key, asking the
-// cluster itself (CLUSTER SHARDS would do too).
+// cluster itself.
 func masterOf(t *testing.T, cc *redis.ClusterClient, key string) string {
 	t.Helper()
-	slot, err := cc.ClusterKeySlot(context.Background(), key).Result()
+	ctx := context.Background()
+	slot, err := cc.ClusterKeySlot(ctx, key).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	slots, err := cc.ClusterSlots(context.Background()).Result()
+	shards, err := cc.ClusterShards(ctx).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range slots {
-		if int64(s.Start) <= slot && slot <= int64(s.End) {
-			return s.Nodes[0].Addr
+	addr := slotMaster(shards, slot)
+	if addr == "" {
+		t.Fatalf("no master owns slot %d", slot)
+	}
+	return addr
+}
+
+// slotMaster returns the address of the master of slot in shards, or "".
+func slotMaster(shards []redis.ClusterShard, slot int64) string {
+	for _, sh := range shards {
+		for _, r := range sh.Slots {
+			if r.Start > slot || slot > r.End {
+				continue
+			}
+			for _, n := range sh.Nodes {
+				if n.Role == "master" {
+					return net.JoinHostPort(n.IP, strconv.FormatInt(n.Port, 10))
+				}
+			}
 		}
 	}
-	t.Fatalf("no master owns slot %d", slot)
 	return ""
 }
 
@@ -371,16 +389,8 @@ func moveSlot(t *testing.T, cl *redistest.Cluster, slot int, from string) string
 
 // ownsSlot reports whether c's view of the cluster gives slot to addr.
 func ownsSlot(ctx context.Context, c *redis.Client, slot int, addr string) bool {
-	slots, err := c.ClusterSlots(ctx).Result()
-	if err != nil {
-		return false
-	}
-	for _, s := range slots {
-		if s.Start <= slot && slot <= s.End {
-			return s.Nodes[0].Addr == addr
-		}
-	}
-	return false
+	shards, err := c.ClusterShards(ctx).Result()
+	return err == nil && slotMaster(shards, int64(slot)) == addr
 }
 
 // durablePipes records the pipelines that carry a WAIT, per node.
