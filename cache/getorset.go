@@ -161,12 +161,9 @@ func (c *Cache) getOrLoad(ctx context.Context, key string, ttl time.Duration, co
 		}
 		return entry{}, fmt.Errorf("cache: get or set %q: %w", key, err)
 	}
-	f := &flight{kind: flightLease, rk: rk, key: key, ttl: ttl, codec: codec, loader: loader}
-	if acquired {
-		f.kind = flightFill
-		f.rkBuf[0] = rk
-		f.lease = lease{keys: f.rkBuf[:], proof: marker}
-	} else {
+	var stale *entry
+	force := false // lease in the lease key: a (stale) value stays in place
+	if !acquired {
 		e, err := c.decode([]byte(old), codec)
 		switch {
 		case err != nil:
@@ -185,12 +182,19 @@ func (c *Cache) getOrLoad(ctx context.Context, key string, ttl time.Duration, co
 				return result(key, e)
 			}
 			if age < c.opt.StaleIfError {
-				f.stale = &e
+				kept := e // only this copy escapes, not every hit's entry
+				stale = &kept
 			}
-			f.force = true
+			force = true
 		}
 	}
 	c.st.misses.Add(1)
+	f := &flight{kind: flightLease, rk: rk, key: key, ttl: ttl, codec: codec, loader: loader, stale: stale, force: force}
+	if acquired {
+		f.kind = flightFill
+		f.rkBuf[0] = rk
+		f.lease = lease{keys: f.rkBuf[:], proof: marker}
+	}
 	running, err := c.startFlight(ctx, f)
 	if err != nil {
 		if acquired {
