@@ -16,6 +16,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -245,6 +246,63 @@ func rediskitMiss(b *testing.B, autoPipeline bool, load cache.LoaderFunc[[]byte]
 	return cnt, func(ctx context.Context, key string) error {
 		_, err := c.GetOrSet(ctx, key, time.Minute, load)
 		return err
+	}
+}
+
+// BenchmarkCacheGetOrSetHit is the steady state of cache-aside: GetOrSet of
+// keys that are present, so the loader never runs. rediskit reads with the
+// SET NX GET that would take the lease on a miss; go-redis/cache Once reads
+// with GET.
+func BenchmarkCacheGetOrSetHit(b *testing.B) {
+	ctx := context.Background()
+	never := func(ctx context.Context) ([]byte, error) { return nil, errors.New("loader called on a hit") }
+	rediskit := func(autoPipeline bool) func(b *testing.B) (*cmdCounter, func(context.Context, int) error) {
+		return func(b *testing.B) (*cmdCounter, func(context.Context, int) error) {
+			rdb, cnt := newBenchClient(b)
+			c, err := cache.New(rdb, cache.Options{Prefix: "rkgos", AutoPipeline: autoPipeline})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = c.Close() })
+			for i := range hitKeys {
+				if err := c.Set(ctx, strconv.Itoa(i), value100, time.Hour); err != nil {
+					b.Fatal(err)
+				}
+			}
+			return cnt, func(ctx context.Context, i int) error {
+				_, err := c.GetOrSet(ctx, strconv.Itoa(i%hitKeys), time.Hour, never)
+				return err
+			}
+		}
+	}
+	libs := []struct {
+		name  string
+		setup func(b *testing.B) (*cmdCounter, func(ctx context.Context, i int) error)
+	}{
+		{"rediskit", rediskit(false)},
+		{"rediskit-autopipeline", rediskit(true)},
+		{"go-redis-cache-Once", func(b *testing.B) (*cmdCounter, func(context.Context, int) error) {
+			rdb, cnt := newBenchClient(b)
+			c := grcache.New(&grcache.Options{Redis: rdb})
+			for i := range hitKeys {
+				if err := c.Set(&grcache.Item{Ctx: ctx, Key: "grcos:" + strconv.Itoa(i), Value: value100, TTL: time.Hour}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			return cnt, func(ctx context.Context, i int) error {
+				var v []byte
+				return c.Once(&grcache.Item{Ctx: ctx, Key: "grcos:" + strconv.Itoa(i%hitKeys), Value: &v, TTL: time.Hour,
+					Do: func(*grcache.Item) (any, error) { return nil, errors.New("loader called on a hit") }})
+			}
+		}},
+	}
+	for _, g := range cacheConcurrency {
+		for _, lib := range libs {
+			b.Run(fmt.Sprintf("g=%d/%s", g, lib.name), func(b *testing.B) {
+				cnt, op := lib.setup(b)
+				runConcurrent(b, g, cnt, op)
+			})
+		}
 	}
 }
 
