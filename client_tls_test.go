@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -99,3 +100,46 @@ func withName(c *tls.Config, name string) *tls.Config {
 }
 
 func portOf(addr string) string { return addr[strings.LastIndexByte(addr, ':')+1:] }
+
+// TestTLSCluster opens a rediss-cluster:// URL on a cluster whose nodes
+// listen only on TLS: commands reach all three masters (the slot map's
+// addresses are dialled over TLS too), and health and stats see every node.
+func TestTLSCluster(t *testing.T) {
+	t.Parallel()
+	cl := security.StartTLSCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg, err := ParseURL("rediss-cluster://" + strings.Join(cl.Addrs(), ",") + "?health_check_interval=-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.TLSConfig = security.ClientConfig(cl.CA)
+	c := open(t, cfg)
+	rdb := c.Redis()
+	for i := range 100 {
+		if err := rdb.Set(ctx, fmt.Sprintf("tls:%d", i), i, time.Minute).Err(); err != nil {
+			t.Fatalf("SET %d over TLS: %v", i, err)
+		}
+	}
+	for i := range 100 {
+		if v, err := rdb.Get(ctx, fmt.Sprintf("tls:%d", i)).Int(); err != nil || v != i {
+			t.Fatalf("GET %d over TLS = %d, %v", i, v, err)
+		}
+	}
+	if h := c.Health(ctx); !h.Healthy() || len(h.Nodes) != 3 {
+		t.Fatalf("health of the TLS cluster: %+v", h)
+	}
+	st, err := c.Stats(ctx)
+	if err != nil || len(st.Nodes) != 3 || st.Server.Keys != 100 {
+		t.Fatalf("stats of the TLS cluster: %d nodes, %d keys, %v", len(st.Nodes), st.Server.Keys, err)
+	}
+
+	// Without TLS the same addresses refuse to serve: no plain-text fallback.
+	plain := cfg
+	plain.TLSConfig, plain.TLS = nil, false
+	plain.DialTimeout = time.Second
+	if pc, err := Open(ctx, plain); err == nil {
+		pc.Close()
+		t.Fatal("Open without TLS on a TLS-only cluster succeeded")
+	}
+}

@@ -212,6 +212,10 @@ func (s *Server) URL() string {
 	return fmt.Sprintf("redis://%s/0", s.Addr)
 }
 
+// TLSConfig returns the client TLS configuration of a TLS-only server, or
+// nil.
+func (s *Server) TLSConfig() *tls.Config { return s.tls }
+
 // LogPath returns the path of the server's log file.
 func (s *Server) LogPath() string { return s.logPath }
 
@@ -298,7 +302,7 @@ func (s *Server) signal(sig syscall.Signal) {
 // Do runs one command on the server through a short-lived connection and
 // returns its reply; it is meant for setup (CONFIG SET, CLUSTER INFO).
 func (s *Server) Do(ctx context.Context, args ...any) (any, error) {
-	rdb := redis.NewClient(&redis.Options{Addr: s.Addr, Password: s.password, MaxRetries: -1, PoolSize: 1})
+	rdb := redis.NewClient(&redis.Options{Addr: s.Addr, Password: s.password, TLSConfig: s.tls, MaxRetries: -1, PoolSize: 1})
 	defer rdb.Close()
 	return rdb.Do(ctx, args...).Result()
 }

@@ -2,7 +2,9 @@ package redistest
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -19,6 +21,8 @@ import (
 type Cluster struct {
 	Masters  []*Server
 	Replicas []*Server
+
+	tls *tls.Config // WithTLS
 }
 
 // ClusterOption configures StartCluster.
@@ -27,11 +31,23 @@ type ClusterOption func(*clusterConfig)
 type clusterConfig struct {
 	masters  int
 	replicas int
+	tls      *tls.Config // client side; nil: plain TCP
+	tlsArgs  []string    // redis-server certificate arguments
+	cliArgs  []string    // redis-cli TLS arguments
 }
 
 // WithReplicas gives every master n replicas.
 func WithReplicas(n int) ClusterOption {
 	return func(c *clusterConfig) { c.replicas = n }
+}
+
+// WithTLS makes every node listen on TLS only, for clients and for the
+// cluster bus and replication alike. client is what the harness dials with;
+// serverArgs name the certificate files (--tls-cert-file, ...), cliArgs are
+// what redis-cli needs to reach the nodes (--tls --cacert ...).
+// internal/security.StartTLSCluster builds all three from a test CA.
+func WithTLS(client *tls.Config, serverArgs, cliArgs []string) ClusterOption {
+	return func(c *clusterConfig) { c.tls, c.tlsArgs, c.cliArgs = client, serverArgs, cliArgs }
 }
 
 // StartCluster starts a 3-master cluster, created with redis-cli --cluster
@@ -68,10 +84,10 @@ func startCluster(dir string, cfg clusterConfig) (*Cluster, error) {
 		return nil, err
 	}
 	n := cfg.masters * (1 + cfg.replicas)
-	c := &Cluster{}
+	c := &Cluster{tls: cfg.tls}
 	var all []*Server
 	for i := range n {
-		p, err := redisproc.Start(redisproc.Config{Dir: dir, Args: []string{
+		args := []string{
 			"--cluster-enabled", "yes",
 			"--cluster-config-file", "nodes-" + strconv.Itoa(i) + ".conf",
 			"--cluster-node-timeout", "1000",
@@ -80,7 +96,11 @@ func startCluster(dir string, cfg clusterConfig) (*Cluster, error) {
 			// test may kill a master seconds after the cluster is made.
 			"--cluster-replica-validity-factor", "0",
 			"--repl-diskless-sync-delay", "0",
-		}})
+		}
+		if cfg.tls != nil {
+			args = append(append(args, cfg.tlsArgs...), "--tls-cluster", "yes", "--tls-replication", "yes")
+		}
+		p, err := redisproc.Start(redisproc.Config{Dir: dir, Args: args, TLS: cfg.tls})
 		if err != nil {
 			return c, err
 		}
@@ -93,7 +113,8 @@ func startCluster(dir string, cfg clusterConfig) (*Cluster, error) {
 			c.Replicas = append(c.Replicas, s)
 		}
 	}
-	args := []string{"--cluster", "create"}
+	args := append([]string(nil), cfg.cliArgs...)
+	args = append(args, "--cluster", "create")
 	for _, s := range all {
 		args = append(args, s.Addr)
 	}
@@ -104,9 +125,21 @@ func startCluster(dir string, cfg clusterConfig) (*Cluster, error) {
 		return c, fmt.Errorf("redistest: redis-cli --cluster create: %w\n%s", err, out)
 	}
 	if err := c.waitOK(ctx); err != nil {
-		return c, err
+		return c, fmt.Errorf("%w\n%s", err, c.logTails())
 	}
 	return c, nil
+}
+
+// logTails returns the last lines of every node's log, to say why a
+// cluster did not form.
+func (c *Cluster) logTails() string {
+	var b strings.Builder
+	for _, s := range c.nodes() {
+		data, _ := os.ReadFile(s.LogPath())
+		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+		fmt.Fprintf(&b, "--- %s (%s)\n%s\n", s.Addr, s.LogPath(), strings.Join(lines[max(0, len(lines)-8):], "\n"))
+	}
+	return b.String()
 }
 
 func (c *Cluster) nodes() []*Server {
@@ -176,7 +209,7 @@ func addrsOf(servers []*Server) []string {
 // when the test ends.
 func (c *Cluster) Client(t testing.TB, opt ...func(*redis.ClusterOptions)) *redis.ClusterClient {
 	t.Helper()
-	o := &redis.ClusterOptions{Addrs: c.Addrs(), DialTimeout: time.Second}
+	o := &redis.ClusterOptions{Addrs: c.Addrs(), TLSConfig: c.tls, DialTimeout: time.Second}
 	for _, f := range opt {
 		f(o)
 	}

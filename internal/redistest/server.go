@@ -81,7 +81,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 // ends. The options may adjust the defaults.
 func (s *Server) Client(t testing.TB, opt ...func(*redis.Options)) *redis.Client {
 	t.Helper()
-	o := &redis.Options{Addr: s.Addr, Password: s.Password(), DialTimeout: time.Second}
+	o := &redis.Options{Addr: s.Addr, Password: s.Password(), TLSConfig: s.TLSConfig(), DialTimeout: time.Second}
 	for _, f := range opt {
 		f(o)
 	}

@@ -42,3 +42,29 @@ func StartTLS(t testing.TB) *TLSServer {
 	t.Cleanup(srv.Stop)
 	return &TLSServer{Addr: srv.Addr, CA: ca}
 }
+
+// TLSCluster is a redistest cluster whose nodes listen only on TLS, for
+// clients, the cluster bus and replication, with certificates signed by CA.
+type TLSCluster struct {
+	*redistest.Cluster
+	CA *CA
+}
+
+// StartTLSCluster starts a 3-master cluster (with opts, e.g.
+// redistest.WithReplicas) on TLS only, and stops it when the test ends.
+func StartTLSCluster(t testing.TB, opts ...redistest.ClusterOption) *TLSCluster {
+	t.Helper()
+	redistest.Binary(t)
+	ca, err := NewCA("rediskit test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := ca.WriteServerFiles(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverArgs := []string{"--tls-cert-file", f.Cert, "--tls-key-file", f.Key, "--tls-ca-cert-file", f.CA, "--tls-auth-clients", "no"}
+	cliArgs := []string{"--tls", "--cacert", f.CA}
+	opts = append(opts, redistest.WithTLS(ClientConfig(ca), serverArgs, cliArgs))
+	return &TLSCluster{Cluster: redistest.StartCluster(t, opts...), CA: ca}
+}
