@@ -143,3 +143,36 @@ func TestTLSCluster(t *testing.T) {
 		t.Fatal("Open without TLS on a TLS-only cluster succeeded")
 	}
 }
+
+// TestTLSSentinel opens a rediss-sentinel:// URL on a master, replica and
+// sentinel that listen only on TLS: the sentinel is asked over TLS, the
+// master it names is dialled over TLS, and a failover is followed.
+func TestTLSSentinel(t *testing.T) {
+	t.Parallel()
+	s := security.StartTLSSentinel(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfg, err := ParseURL("rediss-sentinel://" + strings.Join(s.SentinelAddrs(), ",") + "/" + s.MasterName + "?health_check_interval=-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.TLSConfig = security.ClientConfig(s.CA)
+	c := open(t, cfg)
+	rdb := c.Redis()
+	if err := rdb.Set(ctx, "tls:sentinel", "v", time.Minute).Err(); err != nil {
+		t.Fatalf("SET through the TLS sentinel: %v", err)
+	}
+	if h := c.Health(ctx); !h.Healthy() {
+		t.Fatalf("health over TLS: %+v", h)
+	}
+	if n, err := rdb.Do(ctx, "WAIT", 1, 5000).Int(); err != nil || n != 1 {
+		t.Fatalf("the replica did not confirm over TLS replication: %d, %v", n, err)
+	}
+	s.Failover(t)
+	eventually(t, 20*time.Second, "a write on the promoted master", func() bool {
+		return rdb.Set(ctx, "tls:sentinel", "w", time.Minute).Err() == nil
+	})
+	if v, err := rdb.Get(ctx, "tls:sentinel").Result(); err != nil || v != "w" {
+		t.Fatalf("GET after the failover = %q, %v", v, err)
+	}
+}

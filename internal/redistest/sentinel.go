@@ -2,6 +2,7 @@ package redistest
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -28,15 +29,37 @@ type Sentinel struct {
 	Master     *Server
 	Replica    *Server
 	Sentinels  []*Server
+
+	tls *tls.Config // WithSentinelTLS
+}
+
+// SentinelOption configures StartSentinel.
+type SentinelOption func(*sentinelConfig)
+
+type sentinelConfig struct {
+	tls     *tls.Config
+	tlsArgs []string
+}
+
+// WithSentinelTLS makes the master, the replica and the sentinel listen on
+// TLS only, and replicate and monitor over TLS. client is what the harness
+// dials with; serverArgs name the certificate files. See
+// internal/security.StartTLSSentinel.
+func WithSentinelTLS(client *tls.Config, serverArgs []string) SentinelOption {
+	return func(c *sentinelConfig) { c.tls, c.tlsArgs = client, serverArgs }
 }
 
 // StartSentinel starts a master, a replica and a sentinel, and waits until
 // the sentinel knows the replica (so a failover can happen). All stop when the
 // test ends.
-func StartSentinel(t testing.TB) *Sentinel {
+func StartSentinel(t testing.TB, opts ...SentinelOption) *Sentinel {
 	t.Helper()
 	Binary(t)
-	s, err := startSentinel(t.TempDir())
+	var cfg sentinelConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	s, err := startSentinel(t.TempDir(), cfg)
 	if s != nil {
 		t.Cleanup(func() {
 			for _, n := range append([]*Server{s.Master, s.Replica}, s.Sentinels...) {
@@ -52,16 +75,20 @@ func StartSentinel(t testing.TB) *Sentinel {
 	return s
 }
 
-func startSentinel(dir string) (*Sentinel, error) {
-	s := &Sentinel{MasterName: MasterName}
-	master, err := redisproc.Start(redisproc.Config{Dir: dir})
+func startSentinel(dir string, cfg sentinelConfig) (*Sentinel, error) {
+	s := &Sentinel{MasterName: MasterName, tls: cfg.tls}
+	var tlsArgs []string
+	if cfg.tls != nil {
+		tlsArgs = append(append(tlsArgs, cfg.tlsArgs...), "--tls-replication", "yes")
+	}
+	master, err := redisproc.Start(redisproc.Config{Dir: dir, TLS: cfg.tls, Args: tlsArgs})
 	if err != nil {
 		return s, err
 	}
 	s.Master = &Server{master}
-	replica, err := redisproc.Start(redisproc.Config{Dir: dir, Args: []string{
+	replica, err := redisproc.Start(redisproc.Config{Dir: dir, TLS: cfg.tls, Args: append([]string{
 		"--replicaof", "127.0.0.1", strconv.Itoa(master.Port),
-	}})
+	}, tlsArgs...)})
 	if err != nil {
 		return s, err
 	}
@@ -75,7 +102,7 @@ func startSentinel(dir string) (*Sentinel, error) {
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		return s, err
 	}
-	sen, err := redisproc.Start(redisproc.Config{Dir: dir, Conf: conf, Args: []string{"--sentinel"}})
+	sen, err := redisproc.Start(redisproc.Config{Dir: dir, Conf: conf, TLS: cfg.tls, Args: append([]string{"--sentinel"}, tlsArgs...)})
 	if err != nil {
 		return s, err
 	}
@@ -115,14 +142,14 @@ func (s *Sentinel) SentinelAddrs() []string { return addrsOf(s.Sentinels) }
 
 // sentinelClient returns a client of the first sentinel; the caller closes it.
 func (s *Sentinel) sentinelClient() *redis.SentinelClient {
-	return redis.NewSentinelClient(&redis.Options{Addr: s.Sentinels[0].Addr, MaxRetries: -1})
+	return redis.NewSentinelClient(&redis.Options{Addr: s.Sentinels[0].Addr, TLSConfig: s.tls, MaxRetries: -1})
 }
 
 // Client returns a go-redis failover client for the master, closed when the
 // test ends.
 func (s *Sentinel) Client(t testing.TB, opt ...func(*redis.FailoverOptions)) *redis.Client {
 	t.Helper()
-	o := &redis.FailoverOptions{MasterName: s.MasterName, SentinelAddrs: s.SentinelAddrs(), DialTimeout: time.Second}
+	o := &redis.FailoverOptions{MasterName: s.MasterName, SentinelAddrs: s.SentinelAddrs(), TLSConfig: s.tls, DialTimeout: time.Second}
 	for _, f := range opt {
 		f(o)
 	}
@@ -168,7 +195,7 @@ func (s *Sentinel) AwaitMaster(t testing.TB, addr string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	rdb := redis.NewClient(&redis.Options{Addr: addr, TLSConfig: s.tls, MaxRetries: -1})
 	defer rdb.Close()
 	for {
 		cur, err := s.MasterAddr(ctx)

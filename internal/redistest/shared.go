@@ -102,7 +102,7 @@ func SharedCluster(t testing.TB) *Cluster {
 // binary. Tests that fail over must use StartSentinel instead.
 func SharedSentinel(t testing.TB) *Sentinel {
 	t.Helper()
-	return sharedSentinel.get(t, startSentinel)
+	return sharedSentinel.get(t, func(dir string) (*Sentinel, error) { return startSentinel(dir, sentinelConfig{}) })
 }
 
 var (

@@ -68,3 +68,27 @@ func StartTLSCluster(t testing.TB, opts ...redistest.ClusterOption) *TLSCluster 
 	opts = append(opts, redistest.WithTLS(ClientConfig(ca), serverArgs, cliArgs))
 	return &TLSCluster{Cluster: redistest.StartCluster(t, opts...), CA: ca}
 }
+
+// TLSSentinel is a redistest master, replica and sentinel that listen only
+// on TLS and replicate and monitor over TLS, with certificates signed by CA.
+type TLSSentinel struct {
+	*redistest.Sentinel
+	CA *CA
+}
+
+// StartTLSSentinel starts a TLS-only sentinel setup and stops it when the
+// test ends.
+func StartTLSSentinel(t testing.TB) *TLSSentinel {
+	t.Helper()
+	redistest.Binary(t)
+	ca, err := NewCA("rediskit test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := ca.WriteServerFiles(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--tls-cert-file", f.Cert, "--tls-key-file", f.Key, "--tls-ca-cert-file", f.CA, "--tls-auth-clients", "no"}
+	return &TLSSentinel{Sentinel: redistest.StartSentinel(t, redistest.WithSentinelTLS(ClientConfig(ca), args)), CA: ca}
+}
