@@ -204,6 +204,9 @@ func TestClusterDurableSessions(t *testing.T) {
 	parallelIfQuick(t)
 	ctx := context.Background()
 	cl := redistest.StartCluster(t, redistest.WithReplicas(1))
+	// Never alongside a run: runs count the whole process's goroutines.
+	runMu.Lock()
+	defer runMu.Unlock()
 	rec := &durablePipes{}
 	cc := cl.Client(t, func(o *redis.ClusterOptions) {
 		o.NewClient = func(opt *redis.Options) *redis.Client {
