@@ -662,23 +662,43 @@ func TestClose(t *testing.T) {
 	}
 	key := redistest.Prefix(t) + "slow"
 	p.SetDelay(300 * time.Millisecond)
+	// An innermost hook marks the reply's arrival: the goroutine's own
+	// report may come after Close returned even when the reply came before.
+	var replied atomic.Bool
+	c.Redis().AddHook(afterHook{func() { replied.Store(true) }})
 	res := make(chan error, 1)
 	go func() { res <- c.Redis().Set(ctx, key, "v", time.Minute).Err() }()
 	eventually(t, 5*time.Second, "the command in flight", func() bool { return c.inflight.Load() == 1 })
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-res:
-		if err != nil {
-			t.Fatalf("command in flight during Close: %v, want success", err)
-		}
-	default:
+	if !replied.Load() {
 		t.Fatal("Close returned before the command in flight finished")
+	}
+	if err := <-res; err != nil {
+		t.Fatalf("command in flight during Close: %v, want success", err)
 	}
 	p.SetDelay(0)
 	p.Close()
 	goleak.VerifyNone(t, before)
+}
+
+// afterHook calls after once a command's reply (or error) is back, before
+// the outer hooks see it.
+type afterHook struct{ after func() }
+
+func (h afterHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h afterHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		h.after()
+		return err
+	}
+}
+
+func (h afterHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
 }
 
 func TestStatsHistogram(t *testing.T) {

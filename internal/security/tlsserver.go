@@ -23,24 +23,30 @@ type TLSServer struct {
 func StartTLS(t testing.TB) *TLSServer {
 	t.Helper()
 	bin := redistest.Binary(t)
-	ca, err := NewCA("rediskit test CA")
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
-	files, err := ca.WriteServerFiles(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := redisproc.Start(redisproc.Config{Bin: bin, Dir: dir, TLS: ClientConfig(ca), Args: []string{
-		"--tls-cert-file", files.Cert, "--tls-key-file", files.Key, "--tls-ca-cert-file", files.CA,
-		"--tls-auth-clients", "no",
-	}})
+	ca, _, args := serverTLS(t, dir)
+	srv, err := redisproc.Start(redisproc.Config{Bin: bin, Dir: dir, TLS: ClientConfig(ca), Args: args})
 	if err != nil {
 		t.Fatalf("security: TLS redis-server did not start: %v", err)
 	}
 	t.Cleanup(srv.Stop)
 	return &TLSServer{Addr: srv.Addr, CA: ca}
+}
+
+// serverTLS makes a test CA, writes its certificate and a server
+// certificate and key into dir, and returns the redis-server arguments that
+// use them (TLS only for clients, which need not present a certificate).
+func serverTLS(t testing.TB, dir string) (*CA, TLSFiles, []string) {
+	t.Helper()
+	ca, err := NewCA("rediskit test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := ca.WriteServerFiles(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca, f, []string{"--tls-cert-file", f.Cert, "--tls-key-file", f.Key, "--tls-ca-cert-file", f.CA, "--tls-auth-clients", "no"}
 }
 
 // TLSCluster is a redistest cluster whose nodes listen only on TLS, for
@@ -55,17 +61,8 @@ type TLSCluster struct {
 func StartTLSCluster(t testing.TB, opts ...redistest.ClusterOption) *TLSCluster {
 	t.Helper()
 	redistest.Binary(t)
-	ca, err := NewCA("rediskit test CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := ca.WriteServerFiles(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	serverArgs := []string{"--tls-cert-file", f.Cert, "--tls-key-file", f.Key, "--tls-ca-cert-file", f.CA, "--tls-auth-clients", "no"}
-	cliArgs := []string{"--tls", "--cacert", f.CA}
-	opts = append(opts, redistest.WithTLS(ClientConfig(ca), serverArgs, cliArgs))
+	ca, f, args := serverTLS(t, t.TempDir())
+	opts = append(opts, redistest.WithTLS(ClientConfig(ca), args, []string{"--tls", "--cacert", f.CA}))
 	return &TLSCluster{Cluster: redistest.StartCluster(t, opts...), CA: ca}
 }
 
@@ -81,14 +78,6 @@ type TLSSentinel struct {
 func StartTLSSentinel(t testing.TB) *TLSSentinel {
 	t.Helper()
 	redistest.Binary(t)
-	ca, err := NewCA("rediskit test CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := ca.WriteServerFiles(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	args := []string{"--tls-cert-file", f.Cert, "--tls-key-file", f.Key, "--tls-ca-cert-file", f.CA, "--tls-auth-clients", "no"}
+	ca, _, args := serverTLS(t, t.TempDir())
 	return &TLSSentinel{Sentinel: redistest.StartSentinel(t, redistest.WithSentinelTLS(ClientConfig(ca), args)), CA: ca}
 }
