@@ -31,7 +31,7 @@ func TestGetOrSetMissIsTwoCommandsHitIsOne(t *testing.T) {
 		if err != nil || string(v) != "value-2" {
 			t.Fatalf("GetOrSet miss = %q, %v", v, err)
 		}
-		// The lease script (which would have returned a value) and the
+		// SET NX GET of the lease marker (which would have returned a value) and the
 		// conditional write: 2 commands, within the budget of 3.
 		if cmds, _, _, names := tp.cnt.snapshot(); cmds != 2 {
 			t.Fatalf("GetOrSet miss: %d commands %v, want 2", cmds, names)
