@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,13 +22,8 @@ import (
 func TestBreakerProbeAgainstPausedServer(t *testing.T) {
 	ctx := context.Background()
 	s := redistest.Start(t)
-	var mu sync.Mutex
-	var changes []string
-	history := func() string {
-		mu.Lock()
-		defer mu.Unlock()
-		return strings.Join(changes, " ")
-	}
+	var tr transitions
+	history := tr.String
 	c := open(t, Config{
 		Addr:                s.Addr,
 		ReadTimeout:         200 * time.Millisecond,
@@ -37,11 +31,7 @@ func TestBreakerProbeAgainstPausedServer(t *testing.T) {
 		BreakerCooldown:     200 * time.Millisecond,
 		HealthCheckInterval: -1,
 		Retry:               retry.Policy{MaxAttempts: 1},
-		OnBreakerChange: func(from, to BreakerState) {
-			mu.Lock()
-			changes = append(changes, from.String()+">"+to.String())
-			mu.Unlock()
-		},
+		OnBreakerChange:     tr.record,
 	})
 	rdb := c.Redis()
 	key := redistest.Prefix(t) + "k"

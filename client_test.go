@@ -304,19 +304,7 @@ func TestClusterIncrNotResent(t *testing.T) {
 	cl := redistest.SharedCluster(t)
 	run := func(t *testing.T, rdb *redis.ClusterClient) (int, error) {
 		key := redistest.Prefix(t) + "n"
-		m, err := rdb.MasterForKey(ctx, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var srv *redistest.Server
-		for _, s := range cl.Masters {
-			if s.Addr == m.Options().Addr {
-				srv = s
-			}
-		}
-		if srv == nil {
-			t.Fatalf("no master at %s", m.Options().Addr)
-		}
+		srv, m := cl.MasterOf(t, rdb, key)
 		warmNode(t, m, 3)
 		srv.Pause()
 		ierr := rdb.Incr(ctx, key).Err()
@@ -363,16 +351,7 @@ func TestClusterPipelineNotResent(t *testing.T) {
 	c := open(t, Config{ClusterAddrs: cl.Addrs(), ReadTimeout: 300 * time.Millisecond, HealthCheckInterval: -1, BreakerThreshold: -1})
 	rdb := c.Redis().(*redis.ClusterClient)
 	key := redistest.Prefix(t) + "n"
-	m, err := rdb.MasterForKey(ctx, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var srv *redistest.Server
-	for _, s := range cl.Masters {
-		if s.Addr == m.Options().Addr {
-			srv = s
-		}
-	}
+	srv, m := cl.MasterOf(t, rdb, key)
 	warmNode(t, m, 3)
 	if _, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error { p.Get(ctx, key); return nil }); !errors.Is(err, redis.Nil) {
 		t.Fatal(err)
@@ -419,30 +398,21 @@ func warmNode(t *testing.T, node *redis.Client, n int) {
 func TestBreaker(t *testing.T) {
 	ctx := context.Background()
 	s := redistest.Start(t)
-	var mu sync.Mutex
-	var changes []string
+	var tr transitions
 	cfg := Config{
 		Addr:                s.Addr,
 		BreakerThreshold:    3,
 		BreakerCooldown:     300 * time.Millisecond,
 		HealthCheckInterval: -1,
 		Retry:               retry.Policy{MaxAttempts: 1},
-		OnBreakerChange: func(from, to BreakerState) {
-			mu.Lock()
-			changes = append(changes, from.String()+">"+to.String())
-			mu.Unlock()
-		},
+		OnBreakerChange:     tr.record,
 	}
 	c := open(t, cfg)
 	n := newCounter()
 	c.Redis().AddHook(n)
 	rdb := c.Redis()
 	key := redistest.Prefix(t) + "k"
-	history := func() string {
-		mu.Lock()
-		defer mu.Unlock()
-		return strings.Join(changes, " ")
-	}
+	history := tr.String
 
 	// Errors that are not infrastructure failures never open it.
 	for range 10 {

@@ -3,6 +3,7 @@ package rediskit
 import (
 	"context"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -124,4 +125,23 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// transitions records breaker changes (Config.OnBreakerChange = tr.record);
+// String lists them as "from>to", space-separated.
+type transitions struct {
+	mu   sync.Mutex
+	list []string
+}
+
+func (tr *transitions) record(from, to BreakerState) {
+	tr.mu.Lock()
+	tr.list = append(tr.list, from.String()+">"+to.String())
+	tr.mu.Unlock()
+}
+
+func (tr *transitions) String() string {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return strings.Join(tr.list, " ")
 }

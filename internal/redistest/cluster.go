@@ -218,6 +218,24 @@ func (c *Cluster) Client(t testing.TB, opt ...func(*redis.ClusterOptions)) *redi
 	return rdb
 }
 
+// MasterOf returns the master that rdb's slot map names for key: the
+// harness's server and rdb's client of that node. It fails the test when the
+// map names a node that is not among Masters.
+func (c *Cluster) MasterOf(t testing.TB, rdb *redis.ClusterClient, key string) (*Server, *redis.Client) {
+	t.Helper()
+	node, err := rdb.MasterForKey(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range c.Masters {
+		if s.Addr == node.Options().Addr {
+			return s, node
+		}
+	}
+	t.Fatalf("redistest: no master at %s", node.Options().Addr)
+	return nil, nil
+}
+
 // KillMaster kills master i and waits up to 30 s until one of its replicas
 // has taken over and the cluster is ok again; then the promoted replica is
 // in Masters in its place and the dead node in Replicas (Restart brings it
