@@ -1,6 +1,7 @@
 package redistest
 
 import (
+	"bytes"
 	"errors"
 	"net"
 	"sync"
@@ -20,6 +21,8 @@ type Proxy struct {
 	ln        net.Listener
 	delay     atomic.Int64 // nanoseconds added to every server->client chunk
 	blackHole atomic.Bool
+	dropOn    atomic.Pointer[[]byte] // armed by DropReplyAfter
+	dropped   atomic.Int64
 
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
@@ -49,6 +52,21 @@ func (p *Proxy) SetDelay(d time.Duration) { p.delay.Store(int64(d)) }
 // directions while keeping connections open: the client waits until its own
 // timeout. New connections are accepted and swallowed too.
 func (p *Proxy) SetBlackHole(on bool) { p.blackHole.Store(on) }
+
+// DropReplyAfter arms a one-shot fault: the first request that contains
+// pattern (a key, a script's SHA, a command name as sent) reaches the server
+// and runs there, and from then on nothing the server sends on that
+// connection reaches the client. The connection stays open, so the client
+// waits for its own read timeout: a reply lost after the write was applied,
+// the fault that makes a blind retry apply a write twice. Other connections,
+// open or new, are not affected.
+func (p *Proxy) DropReplyAfter(pattern string) {
+	b := []byte(pattern)
+	p.dropOn.Store(&b)
+}
+
+// Dropped reports how many connections DropReplyAfter has silenced.
+func (p *Proxy) Dropped() int { return int(p.dropped.Load()) }
 
 // CutAll resets every open connection, as a crashed peer or a middlebox would.
 // New connections are still accepted.
@@ -111,9 +129,10 @@ func (p *Proxy) accept() {
 			_ = server.Close()
 			return
 		}
+		deaf := new(atomic.Bool)
 		p.wg.Add(2)
-		go p.pipe(client, server, false)
-		go p.pipe(server, client, true)
+		go p.pipe(client, server, false, deaf)
+		go p.pipe(server, client, true, deaf)
 	}
 }
 
@@ -125,7 +144,9 @@ type chunk struct {
 // pipe copies src to dst. Replies (server to client) pass through a queue so
 // that each chunk is held for the delay measured from when it arrived, not
 // from when the previous one left.
-func (p *Proxy) pipe(src, dst net.Conn, replies bool) {
+// deaf, shared by the two directions of one connection, is set by
+// DropReplyAfter and swallows the replies.
+func (p *Proxy) pipe(src, dst net.Conn, replies bool, deaf *atomic.Bool) {
 	defer p.wg.Done()
 	defer p.untrack(src)
 	defer src.Close()
@@ -138,7 +159,7 @@ func (p *Proxy) pipe(src, dst net.Conn, replies bool) {
 			if wait := time.Until(c.due); wait > 0 {
 				time.Sleep(wait)
 			}
-			if p.blackHole.Load() {
+			if p.blackHole.Load() || (replies && deaf.Load()) {
 				continue
 			}
 			if _, err := dst.Write(c.data); err != nil {
@@ -155,6 +176,11 @@ func (p *Proxy) pipe(src, dst net.Conn, replies bool) {
 		n, err := src.Read(buf)
 		if n > 0 {
 			c := chunk{data: append([]byte(nil), buf[:n]...)}
+			if pat := p.dropOn.Load(); !replies && pat != nil && bytes.Contains(c.data, *pat) &&
+				p.dropOn.CompareAndSwap(pat, nil) {
+				deaf.Store(true)
+				p.dropped.Add(1)
+			}
 			if replies {
 				c.due = time.Now().Add(time.Duration(p.delay.Load()))
 			}

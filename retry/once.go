@@ -1,0 +1,89 @@
+package retry
+
+import (
+	"context"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Once returns cmd marked so that no retry layer of go-redis sends it a
+// second time once it may have reached the server. go-redis consults
+// Cmder.NoRetry in every loop that re-sends: Options.MaxRetries on a
+// Client, Ring shard or failover client, the ClusterClient's redirect loop,
+// pipelines and the AutoPipeliner's batches. A MOVED or ASK redirect is
+// still followed (it proves the command did not run), and the Hook still
+// re-sends a command whose error proves it never ran (NotApplied).
+//
+// Once is how session and cache keep "a write is never applied twice" on any
+// client they are given, whatever its MaxRetries: the guarantee costs no
+// round trip and no server state, only the loss of go-redis's blind re-send
+// for the few writes that are not safe to repeat. Pass the error of such a
+// write through Ambiguous.
+func Once(cmd *redis.Cmd) redis.Cmder { return onceCmd{cmd} }
+
+// onceCmd embeds *redis.Cmd, so it is a redis.Cmder whose replies land in
+// the wrapped command; only NoRetry differs.
+type onceCmd struct{ *redis.Cmd }
+
+func (onceCmd) NoRetry() bool { return true }
+
+// Ambiguous returns err as the caller of a write sent once must see it: an
+// *AmbiguousError (matching ErrAmbiguous and the cause) when err is a
+// transient failure that does not prove the write was not applied (a
+// timeout or a reset after the request left), err itself otherwise. On a
+// rediskit.Client the Hook has already done this; Ambiguous leaves its
+// errors as they are.
+func Ambiguous(name string, err error) error {
+	if err == nil || Classify(err) != ClassTransient || NotApplied(err) {
+		return err
+	}
+	return &AmbiguousError{Cmd: name, Cause: err}
+}
+
+// Processor is what Script.RunOnce sends through: a go-redis client of any
+// kind, an AutoPipeliner, or a Pipeliner.
+type Processor interface {
+	Process(ctx context.Context, cmd redis.Cmder) error
+}
+
+// Script is a Lua script that can be run either as go-redis runs it
+// (EVALSHA, then EVAL on NOSCRIPT, each re-sent by go-redis's retries) or
+// once (RunOnce), for scripts whose second run would apply a write twice.
+type Script struct {
+	*redis.Script
+	src string
+}
+
+// NewScript returns the script with source src.
+func NewScript(src string) Script { return Script{redis.NewScript(src), src} }
+
+// RunOnce runs the script by EVALSHA, and by EVAL when the server does not
+// have it cached (NOSCRIPT proves the first attempt did not run), each sent
+// with Once. The returned command's error is not yet passed through
+// Ambiguous: a caller that names its operation does that.
+func (s Script) RunOnce(ctx context.Context, c Processor, keys []string, args ...any) *redis.Cmd {
+	cmd := s.OnceCmd(ctx, true, keys, args)
+	_ = c.Process(ctx, Once(cmd))
+	if err := cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		cmd = s.OnceCmd(ctx, false, keys, args)
+		_ = c.Process(ctx, Once(cmd))
+	}
+	return cmd
+}
+
+// OnceCmd builds, without sending, the EVALSHA (sha true) or EVAL command
+// of the script, for a caller that queues it in its own pipeline with Once.
+func (s Script) OnceCmd(ctx context.Context, sha bool, keys []string, args []any) *redis.Cmd {
+	a := make([]any, 0, 3+len(keys)+len(args))
+	if sha {
+		a = append(a, "evalsha", s.Hash())
+	} else {
+		a = append(a, "eval", s.src)
+	}
+	a = append(a, len(keys))
+	for _, k := range keys {
+		a = append(a, k)
+	}
+	a = append(a, args...)
+	return redis.NewCmd(ctx, a...)
+}

@@ -1,0 +1,102 @@
+package retry_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/rediskit/rediskit/internal/redistest"
+	"github.com/rediskit/rediskit/retry"
+)
+
+var incrScript = retry.NewScript(`return redis.call('INCR', KEYS[1])`)
+
+// TestOnceOnPlainClient shows the fault that Once exists for and that Once
+// stops it: through a go-redis client with its default MaxRetries (3), a
+// script whose reply is lost after the server ran it is sent again and
+// applied twice, with no error. Sent with Once, it is applied once, and the
+// caller learns the outcome is unknown.
+func TestOnceOnPlainClient(t *testing.T) {
+	srv := redistest.Start(t)
+	proxy := redistest.NewProxy(t, srv.Addr)
+	direct := srv.Client(t)
+	ctx := context.Background()
+	if err := incrScript.Load(ctx, direct).Err(); err != nil {
+		t.Fatal(err)
+	}
+	plain := redis.NewClient(&redis.Options{Addr: proxy.Addr, ReadTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { _ = plain.Close() })
+
+	type sender func(ctx context.Context, key string) error
+	cases := []struct {
+		name  string
+		send  sender
+		want  int64 // server's counter after one call
+		ambig bool
+	}{
+		{"go-redis Script.Run", func(ctx context.Context, key string) error {
+			return incrScript.Run(ctx, plain, []string{key}).Err()
+		}, 2, false},
+		{"RunOnce", func(ctx context.Context, key string) error {
+			return retry.Ambiguous("incr", incrScript.RunOnce(ctx, plain, []string{key}).Err())
+		}, 1, true},
+		{"RunOnce/AutoPipeliner", func(ctx context.Context, key string) error {
+			ap, err := plain.AutoPipeline()
+			if err != nil {
+				return err
+			}
+			return retry.Ambiguous("incr", incrScript.RunOnce(ctx, ap, []string{key}).Err())
+		}, 1, true},
+		{"Once/pipeline", func(ctx context.Context, key string) error {
+			pipe := plain.Pipeline()
+			cmd := incrScript.OnceCmd(ctx, true, []string{key}, nil)
+			_ = pipe.Process(ctx, retry.Once(cmd))
+			_, _ = pipe.Exec(ctx)
+			return retry.Ambiguous("incr", cmd.Err())
+		}, 1, true},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			key := redistest.Prefix(t) + "n" + strings.Repeat("x", i)
+			proxy.DropReplyAfter(key)
+			before := proxy.Dropped()
+			err := tc.send(ctx, key)
+			if proxy.Dropped() != before+1 {
+				t.Fatalf("the fault did not fire (dropped %d)", proxy.Dropped()-before)
+			}
+			got, gerr := direct.Get(ctx, key).Int64()
+			if gerr != nil {
+				t.Fatal(gerr)
+			}
+			if got != tc.want {
+				t.Fatalf("server counter = %d after one call, want %d", got, tc.want)
+			}
+			if tc.ambig != errors.Is(err, retry.ErrAmbiguous) {
+				t.Fatalf("err = %v, want ambiguous: %v", err, tc.ambig)
+			}
+		})
+	}
+}
+
+// TestOnceOnCluster: on a cluster a command sent with Once is routed by its
+// key, and a NOSCRIPT (the EVALSHA did not run: the script is new to each
+// master) is followed by EVAL.
+func TestOnceOnCluster(t *testing.T) {
+	ctx := context.Background()
+	s := retry.NewScript(`return redis.call('INCRBY', KEYS[1], ARGV[1])`)
+	c := redistest.SharedCluster(t)
+	rdb := c.Client(t)
+	for i := range 20 {
+		key := redistest.Prefix(t) + "k" + strings.Repeat("y", i)
+		n, err := s.RunOnce(ctx, rdb, []string{key}, 5).Int64()
+		if err != nil || n != 5 {
+			t.Fatalf("RunOnce on cluster = %d, %v; want 5", n, err)
+		}
+	}
+}
+
+func TestMain(m *testing.M) { redistest.Main(m) }
