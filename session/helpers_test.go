@@ -67,20 +67,30 @@ type env struct {
 	opts  session.Options
 }
 
-// forEachTopology runs fn as subtest "standalone" (shared server) and
-// "cluster" (shared 3-master cluster), each with a fresh client, a counting
-// hook and a unique key prefix.
+// topologies names the deployments every store test runs on.
+var topologies = []string{"standalone", "cluster", "sentinel"}
+
+// topologyClient returns a fresh client of the shared deployment topo:
+// a standalone server, a 3-master cluster, or a master with a replica behind
+// Sentinel (a failover client).
+func topologyClient(t *testing.T, topo string) redis.UniversalClient {
+	t.Helper()
+	switch topo {
+	case "cluster":
+		return redistest.SharedCluster(t).Client(t)
+	case "sentinel":
+		return redistest.SharedSentinel(t).Client(t)
+	}
+	return redistest.Shared(t).Client(t)
+}
+
+// forEachTopology runs fn as one subtest per topology, each with a fresh
+// client, a counting hook and a unique key prefix.
 func forEachTopology(t *testing.T, opts session.Options, fn func(t *testing.T, e *env)) {
 	t.Helper()
-	for _, topo := range []string{"standalone", "cluster"} {
+	for _, topo := range topologies {
 		t.Run(topo, func(t *testing.T) {
-			var rdb redis.UniversalClient
-			if topo == "standalone" {
-				rdb = redistest.Shared(t).Client(t)
-			} else {
-				rdb = redistest.SharedCluster(t).Client(t)
-			}
-			fn(t, newEnv(t, rdb, opts))
+			fn(t, newEnv(t, topologyClient(t, topo), opts))
 		})
 	}
 }
