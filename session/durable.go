@@ -6,21 +6,47 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/rediskit/rediskit/retry"
 )
 
-// write runs a script that writes. With Options.DurableReplicas it sends a
-// WAIT right after the script in one pipeline (one round trip; a first
-// EVALSHA that meets NOSCRIPT is sent again as EVAL) and fails the script's
-// command with ErrNotDurable when fewer replicas confirmed the write in
-// time. Without it, it is the script's Run on the store's executor.
-func (s *Store) write(ctx context.Context, sc *redis.Script, keys []string, args ...any) *redis.Cmd {
+// A write is sent in one of two ways, so that no retry of any client
+// applies it twice (see "Writes and lost replies" in the package
+// documentation):
+//   - once: Create and Update, whose second run would do something the
+//     first did not (bring back a session deleted in between, bump the
+//     version again), go out with retry.Once: no go-redis loop re-sends
+//     them, and a lost reply comes back as retry.ErrAmbiguous;
+//   - repeatable: every other script checks the session's existence and
+//     leaves the same state when run twice, so it is marked
+//     retry.WithIdempotent and a client's retries may re-send it to a
+//     definite answer.
+type sendMode bool
+
+const (
+	repeatable sendMode = false
+	once       sendMode = true
+)
+
+// write runs a script that writes, sent as mode says. With
+// Options.DurableReplicas it sends a WAIT right after the script in one
+// pipeline (one round trip; a first EVALSHA that meets NOSCRIPT is sent
+// again as EVAL) and fails the script's command with ErrNotDurable when
+// fewer replicas confirmed the write in time.
+func (s *Store) write(ctx context.Context, sc retry.Script, mode sendMode, keys []string, args ...any) *redis.Cmd {
+	if mode == repeatable {
+		ctx = retry.WithIdempotent(ctx)
+	}
 	n := s.opts.DurableReplicas
 	if n <= 0 {
+		if mode == once {
+			return sc.RunOnce(ctx, s.exec, keys, args...)
+		}
 		return sc.Run(ctx, s.exec, keys, args...)
 	}
-	cmd, wait := s.durable(ctx, sc.EvalSha, keys, args)
+	cmd, wait := s.durable(ctx, sc, mode, true, keys, args)
 	if err := cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-		cmd, wait = s.durable(ctx, sc.Eval, keys, args)
+		cmd, wait = s.durable(ctx, sc, mode, false, keys, args)
 	}
 	if cmd.Err() != nil {
 		return cmd
@@ -35,16 +61,16 @@ func (s *Store) write(ctx context.Context, sc *redis.Script, keys []string, args
 	return cmd
 }
 
-// durable sends the script (by eval: EvalSha or Eval) and a WAIT in one
+// durable sends the script (by EVALSHA when sha, else EVAL) and a WAIT in one
 // pipeline to the node that owns the keys: the client itself, or on Cluster
 // the master of the keys' slot (the cluster pipeline routes a keyless WAIT
 // to some node of its choice). Never the auto-pipeliner: it could put other
 // callers' commands between the two, and WAIT must follow this write.
-func (s *Store) durable(ctx context.Context, eval func(context.Context, redis.Scripter, []string, ...any) *redis.Cmd,
+func (s *Store) durable(ctx context.Context, sc retry.Script, mode sendMode, sha bool,
 	keys []string, args []any) (script, wait *redis.Cmd) {
 	cc, ok := s.rdb.(*redis.ClusterClient)
 	if !ok {
-		return s.durableOn(ctx, s.rdb, eval, keys, args)
+		return s.durableOn(ctx, s.rdb, sc, mode, sha, keys, args)
 	}
 	// A MOVED reply means the script did not run: the slot has a new master
 	// (failover, resharding) that the client's slot map does not know yet.
@@ -56,7 +82,7 @@ func (s *Store) durable(ctx context.Context, eval func(context.Context, redis.Sc
 			script.SetErr(fmt.Errorf("session: master of the session's slot: %w", err))
 			return script, script
 		}
-		script, wait = s.durableOn(ctx, node, eval, keys, args)
+		script, wait = s.durableOn(ctx, node, sc, mode, sha, keys, args)
 		addr, moved := redis.IsMovedError(script.Err())
 		if !moved || attempt == 3 {
 			return script, wait
@@ -81,10 +107,15 @@ func awaitMaster(ctx context.Context, cc *redis.ClusterClient, key, addr string)
 	}
 }
 
-func (s *Store) durableOn(ctx context.Context, c redis.UniversalClient, eval func(context.Context, redis.Scripter, []string, ...any) *redis.Cmd,
+func (s *Store) durableOn(ctx context.Context, c redis.UniversalClient, sc retry.Script, mode sendMode, sha bool,
 	keys []string, args []any) (script, wait *redis.Cmd) {
 	pipe := c.Pipeline()
-	script = eval(ctx, pipe, keys, args...)
+	script = sc.OnceCmd(ctx, sha, keys, args)
+	if mode == once {
+		_ = pipe.Process(ctx, retry.Once(script)) // the pipeline is then never re-sent
+	} else {
+		_ = pipe.Process(ctx, script)
+	}
 	wait = pipe.Do(ctx, "WAIT", s.opts.DurableReplicas, s.opts.DurableTimeout.Milliseconds())
 	_, _ = pipe.Exec(ctx) // each command carries its own error
 	return script, wait

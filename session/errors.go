@@ -78,4 +78,9 @@ func wrapRedis(op string, err error) error {
 	return fmt.Errorf("session: %s: %w", op, err)
 }
 
+// wrapWrite is wrapRedis for a write: a failure that leaves its outcome
+// unknown (a reply lost after the request left) matches retry.ErrAmbiguous
+// whatever client sent it.
+func wrapWrite(op string, err error) error { return wrapRedis(op, retry.Ambiguous(op, err)) }
+
 func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }

@@ -45,7 +45,8 @@ type ManagerOptions struct {
 	Cookie CookieOptions
 	// ErrorHandler answers a request whose session could not be loaded or
 	// saved. Default: 503 Service Unavailable when Redis cannot be reached
-	// (retry.IsUnavailable), 500 otherwise; the body is the status text.
+	// (retry.IsUnavailable) or a write's outcome is unknown
+	// (retry.ErrAmbiguous), 500 otherwise; the body is the status text.
 	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
 	// Logger receives load and save failures. Log records never contain a
 	// session ID. Default slog.Default().
@@ -99,11 +100,11 @@ func NewManager(store *Store, opts ManagerOptions) *Manager {
 // Store returns the store the manager reads and writes.
 func (m *Manager) Store() *Store { return m.store }
 
-// DefaultErrorHandler answers 503 when err means Redis is unavailable and
-// 500 otherwise, with the status text as body.
+// DefaultErrorHandler answers 503 when err means Redis is unavailable or
+// did not answer a write, and 500 otherwise, with the status text as body.
 func DefaultErrorHandler(w http.ResponseWriter, _ *http.Request, err error) {
 	code := http.StatusInternalServerError
-	if retry.IsUnavailable(err) || errors.Is(err, retry.ErrUnavailable) {
+	if retry.IsUnavailable(err) || errors.Is(err, retry.ErrUnavailable) || errors.Is(err, retry.ErrAmbiguous) {
 		code = http.StatusServiceUnavailable
 	}
 	h := w.Header()

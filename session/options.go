@@ -38,9 +38,12 @@ type Options struct {
 	// slides the idle expiry. Below this age Get is one plain read (HGETALL);
 	// at or above it Get runs the touch script after the read (two round
 	// trips). Keep it well below IdleTimeout: a session used only every
-	// TouchInterval slides its expiry that often. Default IdleTimeout/64, at
-	// most one minute. Negative means every Get writes: then Get always runs
-	// the script, in one round trip.
+	// TouchInterval slides its expiry that often. A session with its own
+	// idle timeout (CreateOptions.IdleTimeout) uses this interval scaled by
+	// its idle timeout over the store's, so its touches keep the same
+	// proportion (TestPerSessionTimeouts). Default IdleTimeout/64, at most
+	// one minute. Negative means every Get writes: then Get always runs the
+	// script, in one round trip.
 	TouchInterval time.Duration
 
 	// MaxPerUser caps the live sessions of one user. Default 0: no cap.
@@ -71,10 +74,11 @@ type Options struct {
 	// client, so concurrent callers share round trips. Stats, Cleanup and
 	// Preload still use the client itself. Default false.
 	//
-	// On a rediskit.Client the auto-pipeliner keeps the client's guarantees
-	// (a write whose reply is lost is not re-sent; an open breaker refuses
-	// batches). On a plain go-redis client with retries on (MaxRetries >= 0),
-	// go-redis re-sends a failed batch whole, writes included.
+	// The AutoPipeliner is the one go-redis keeps per client and shares
+	// with every other user of it: the client owns it, Store.Close leaves it
+	// open, and closing the client closes it. Writes keep their guarantee
+	// through it: Create and Update are sent with retry.Once, which the
+	// auto-pipeliner honours, and every other write is safe to repeat.
 	AutoPipeline bool
 
 	// DurableReplicas, when above 0, makes every write (Create, Update,

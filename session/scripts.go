@@ -1,6 +1,6 @@
 package session
 
-import "github.com/redis/go-redis/v9"
+import "github.com/rediskit/rediskit/retry"
 
 // Every script touches only keys of one user slot: the session hash
 // "<prefix>{<tag>}:s:<handle>" and the user's index "<prefix>{<tag>}:u".
@@ -101,7 +101,7 @@ end
 // KEYS: session, index. ARGV: now, handle, idle ms, absolute ms, user,
 // device info, (unused), persist, max per user, refuse (1) or revoke (0),
 // base, then field/value pairs.
-var scriptCreate = redis.NewScript(luaCommon + `
+var scriptCreate = retry.NewScript(luaCommon + `
 local now = clock(ARGV[1])
 local k, idx, h = KEYS[1], KEYS[2], ARGV[2]
 local idle, absttl, user = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
@@ -149,14 +149,16 @@ end
 return {fmt(now), fmt(exp), fmt(abs)}
 `)
 
-// KEYS: session, index. ARGV: now, handle, touch interval ms.
+// KEYS: session, index. ARGV: now, handle, the store's touch interval ms,
+// the store's idle timeout ms. A session's own touch interval is the
+// store's scaled by its idle timeout (see Store.touchEvery).
 // Returns nil when missing or dead (deleting a dead one), else the session
 // hash as HGETALL gives it followed by now: an odd number of elements. The
 // hash is read once (HGETALL) and the metadata found in it: crossing the
 // Lua boundary costs per element, so Get does it once each way. It checks
 // that the session exists before writing, so a touch never brings back a
 // session deleted or rotated away.
-var scriptGet = redis.NewScript(luaCommon + `
+var scriptGet = retry.NewScript(luaCommon + `
 local now = clock(ARGV[1])
 local k, idx, h = KEYS[1], KEYS[2], ARGV[2]
 local all = redis.call('HGETALL', k)
@@ -170,7 +172,7 @@ local m = mi and parse(all[mi])
 if not m or not u then return redis.error_reply('SESSCORRUPT session metadata') end
 m.u = u
 if dead(m, now) then kill(k, idx, h, now) return nil end
-if now - m.s >= tonumber(ARGV[3]) then
+if now - m.s >= math.floor(tonumber(ARGV[3]) * m.i / tonumber(ARGV[4])) then
   slide(k, idx, h, m, now)
   all[mi] = pack(m)
 end
@@ -181,7 +183,7 @@ return all
 // KEYS: session, index. ARGV: now, handle, if-version (0 = none), persist
 // (” = keep, '0', '1'), number of set pairs, pairs..., fields to delete...
 // Returns {now, expiry, version}.
-var scriptUpdate = redis.NewScript(luaCommon + `
+var scriptUpdate = retry.NewScript(luaCommon + `
 local now = clock(ARGV[1])
 local k, idx, h = KEYS[1], KEYS[2], ARGV[2]
 local m, reply = live(k, idx, h, now)
@@ -205,7 +207,7 @@ return {fmt(now), fmt(exp), m.v}
 `)
 
 // KEYS: session, index. ARGV: now, handle. Returns 1 if a session was deleted.
-var scriptDelete = redis.NewScript(luaCommon + `
+var scriptDelete = retry.NewScript(luaCommon + `
 local now = clock(ARGV[1])
 local n = redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[2])
@@ -215,7 +217,7 @@ return n
 
 // KEYS: session, index. ARGV: now, handle, extension ms.
 // Returns {now, expiry, deadline}.
-var scriptExtend = redis.NewScript(luaCommon + `
+var scriptExtend = retry.NewScript(luaCommon + `
 local now = clock(ARGV[1])
 local k, idx, h = KEYS[1], KEYS[2], ARGV[2]
 local m, reply = live(k, idx, h, now)
@@ -228,7 +230,7 @@ return {fmt(now), fmt(exp), fmt(m.a)}
 
 // KEYS: old session, new session, index. ARGV: now, old handle, new handle.
 // Returns {now, expiry}.
-var scriptRotate = redis.NewScript(luaCommon + `
+var scriptRotate = retry.NewScript(luaCommon + `
 local now = clock(ARGV[1])
 local old, new, idx = KEYS[1], KEYS[2], KEYS[3]
 local m = meta(old)
@@ -250,7 +252,7 @@ return {fmt(now), fmt(exp)}
 
 // KEYS: index. ARGV: now, base, user.
 // Returns {{handle, m, x}, ...} for the user's live sessions.
-var scriptList = redis.NewScript(luaCommon + `
+var scriptList = retry.NewScript(luaCommon + `
 local now = clock(ARGV[1])
 local idx, base, user = KEYS[1], ARGV[2], ARGV[3]
 trim(idx, now)
@@ -281,7 +283,7 @@ return out
 // KEYS: index. ARGV: now, base, user, handle (” = all).
 // Deletes the user's sessions (or the one with the handle) and returns how
 // many existed.
-var scriptDeleteUser = redis.NewScript(luaCommon + `
+var scriptDeleteUser = retry.NewScript(luaCommon + `
 local now = clock(ARGV[1])
 local idx, base, user, only = KEYS[1], ARGV[2], ARGV[3], ARGV[4]
 local members
@@ -303,7 +305,7 @@ return n
 
 // KEYS: index. ARGV: now, base. Prunes index members whose session expired
 // or vanished; returns how many were pruned.
-var scriptCleanup = redis.NewScript(luaCommon + `
+var scriptCleanup = retry.NewScript(luaCommon + `
 local now = clock(ARGV[1])
 local idx, base = KEYS[1], ARGV[2]
 local before = redis.call('ZCARD', idx)
@@ -316,7 +318,7 @@ trim(idx, now)
 return before - redis.call('ZCARD', idx)
 `)
 
-var allScripts = []*redis.Script{
+var allScripts = []retry.Script{
 	scriptCreate, scriptGet, scriptUpdate, scriptDelete, scriptExtend,
 	scriptRotate, scriptList, scriptDeleteUser, scriptCleanup,
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/rediskit/rediskit/retry"
 )
 
 // Store keeps sessions in Redis. It is safe for concurrent use. Each method
@@ -21,8 +23,7 @@ import (
 // script on the user's slot; Stats and Cleanup visit every master.
 type Store struct {
 	rdb  redis.UniversalClient
-	exec redis.Cmdable // rdb, or an AutoPipeliner over it
-	ap   *redis.AutoPipeliner
+	exec executor // rdb, or the client's shared AutoPipeliner
 	opts Options
 	// fastReads: Get reads with HGETALL and runs a script only to touch.
 	// Off when every Get touches (TouchInterval 0) and when a cluster
@@ -34,6 +35,13 @@ type Store struct {
 
 	closeOnce sync.Once
 	closed    chan struct{}
+}
+
+// executor is what the per-session calls go through: the client, or its
+// AutoPipeliner.
+type executor interface {
+	redis.Cmdable
+	retry.Processor
 }
 
 // New returns a Store over rdb. It makes no Redis call; call Preload to load
@@ -67,22 +75,20 @@ func New(rdb redis.UniversalClient, opts Options) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("session: Options.AutoPipeline: %w", err)
 		}
-		s.ap, s.exec = ap, ap
+		s.exec = ap
 	}
 	return s, nil
 }
 
-// Close releases the store's auto-pipeliner, if any. It does not close the
-// client. Close is idempotent; calls after it fail with ErrClosed.
+// Close makes later calls fail with ErrClosed. It closes nothing it was
+// given: the client, and the AutoPipeliner that go-redis shares among every
+// user of the client (Options.AutoPipeline), belong to whoever made the
+// client and end when it is closed, so other stores, caches and the
+// caller's own commands on the same client keep working. Close is
+// idempotent and always returns nil.
 func (s *Store) Close() error {
-	var err error
-	s.closeOnce.Do(func() {
-		close(s.closed)
-		if s.ap != nil {
-			err = s.ap.Close()
-		}
-	})
-	return err
+	s.closeOnce.Do(func() { close(s.closed) })
+	return nil
 }
 
 func (s *Store) isClosed() bool {
@@ -253,7 +259,10 @@ type CreateOptions struct {
 	// IP and UserAgent are device metadata shown by ListByUser. At most 512
 	// bytes each.
 	IP, UserAgent string
-	// IdleTimeout and AbsoluteTimeout override the store's for this session.
+	// IdleTimeout and AbsoluteTimeout override the store's for this
+	// session, shorter or longer: Get slides the session's own idle expiry
+	// (see Options.TouchInterval) and its own deadline ends it
+	// (TestPerSessionTimeouts).
 	IdleTimeout, AbsoluteTimeout time.Duration
 	// Persist records that the client asked to be remembered.
 	Persist bool
@@ -263,6 +272,11 @@ type CreateOptions struct {
 // with the given values, and returns it with a fresh ID. With
 // Options.MaxPerUser set, the user's oldest sessions are revoked first, or
 // Create fails with ErrLimit (Options.OnLimit).
+//
+// Create is never sent twice: a retry after the session was deleted would
+// bring it back. When its reply is lost, the error matches
+// retry.ErrAmbiguous and the returned Session is not nil: it holds the ID
+// the session has if it was stored, and Get on that ID settles it.
 func (s *Store) Create(ctx context.Context, userID string, data map[string]any, opts CreateOptions) (*Session, error) {
 	enc := make(map[string][]byte, len(data))
 	for k, v := range data {
@@ -330,9 +344,23 @@ func (s *Store) createRaw(ctx context.Context, userID string, enc map[string][]b
 		args = append(args, "d:"+k, v)
 		fields["d:"+k] = string(v)
 	}
-	res, err := s.write(ctx, scriptCreate, []string{p.key, s.indexKey(p.tag)}, args...).Slice()
+	res, err := s.write(ctx, scriptCreate, once, []string{p.key, s.indexKey(p.tag)}, args...).Slice()
 	if err != nil {
-		return nil, wrapRedis("create", err)
+		err = wrapWrite("create", err)
+		if errors.Is(err, retry.ErrAmbiguous) {
+			// The caller learns the ID the session has if it was stored:
+			// Get(ID) settles it.
+			now := time.UnixMilli(s.localNow())
+			return &Session{
+				id: tok, version: 1, fields: fields, codec: s.opts.Codec,
+				info: Info{
+					Handle: p.handle, UserID: userID, IP: opts.IP, UserAgent: opts.UserAgent,
+					CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(min(idle, abs)), Deadline: now.Add(abs),
+					IdleTimeout: idle, Persist: opts.Persist,
+				},
+			}, err
+		}
+		return nil, err
 	}
 	if len(res) < 3 {
 		return nil, fmt.Errorf("session: create: %w: unexpected reply", ErrCorrupt)
@@ -385,8 +413,8 @@ func (s *Store) Get(ctx context.Context, id string) (*Session, error) {
 			return sess, nil
 		}
 	}
-	res, err := scriptGet.Run(ctx, s.exec, []string{p.key, s.indexKey(p.tag)},
-		s.now(), p.handle, s.opts.TouchInterval.Milliseconds()).Slice()
+	res, err := scriptGet.Run(retry.WithIdempotent(ctx), s.exec, []string{p.key, s.indexKey(p.tag)},
+		s.now(), p.handle, s.opts.TouchInterval.Milliseconds(), s.opts.IdleTimeout.Milliseconds()).Slice()
 	if err != nil {
 		return nil, wrapRedis("get", err)
 	}
@@ -412,8 +440,18 @@ func (s *Store) Get(ctx context.Context, id string) (*Session, error) {
 // sessions idle out in use.
 func (s *Store) touchDue(info *Info) bool {
 	now := s.localNow()
-	age, every := now-info.LastSeen.UnixMilli(), s.opts.TouchInterval.Milliseconds()
+	age, every := now-info.LastSeen.UnixMilli(), s.touchEvery(info.IdleTimeout)
 	return age >= every || age < -every || now >= info.ExpiresAt.UnixMilli()
+}
+
+// touchEvery is the touch interval of a session with the given idle
+// timeout, in ms: Options.TouchInterval scaled by the session's idle timeout
+// over the store's, so a session with its own idle timeout
+// (CreateOptions.IdleTimeout) slides as often, relative to that timeout, as
+// the store's sessions do. The Get script computes the same.
+func (s *Store) touchEvery(idle time.Duration) int64 {
+	return int64(float64(s.opts.TouchInterval.Milliseconds()) * float64(idle.Milliseconds()) /
+		float64(s.opts.IdleTimeout.Milliseconds()))
 }
 
 // localNow is the store's estimate of the scripts' clock, in ms: Options.
@@ -544,9 +582,15 @@ type Changes struct {
 	IfVersion int64
 }
 
-// Update applies changes to a live session, keeping its expiry. It never
-// brings back a session that is gone: it returns ErrNotFound and writes
-// nothing. It returns the new version.
+// Update applies changes to a live session, keeping its expiry: an Update
+// is not use, and neither last-seen nor the idle expiry moves
+// (TestPerSessionTimeouts). A Manager request is use because it starts with
+// Get. Update never brings back a session that is gone: it returns
+// ErrNotFound and writes nothing. It returns the new version.
+//
+// Update is never sent twice (a second run would bump the version again,
+// or fail IfVersion after the first succeeded): when its reply is lost the
+// error matches retry.ErrAmbiguous.
 func (s *Store) Update(ctx context.Context, id string, ch Changes) (int64, error) {
 	enc := make(map[string][]byte, len(ch.Set))
 	for k, v := range ch.Set {
@@ -581,9 +625,9 @@ func (s *Store) updateRaw(ctx context.Context, id string, enc map[string][]byte,
 			args = append(args, "d:"+k)
 		}
 	}
-	res, err := s.write(ctx, scriptUpdate, []string{p.key, s.indexKey(p.tag)}, args...).Slice()
+	res, err := s.write(ctx, scriptUpdate, once, []string{p.key, s.indexKey(p.tag)}, args...).Slice()
 	if err != nil {
-		return 0, wrapRedis("update", err)
+		return 0, wrapWrite("update", err)
 	}
 	if len(res) != 3 {
 		return 0, fmt.Errorf("session: update: %w: unexpected reply", ErrCorrupt)
@@ -602,9 +646,9 @@ func (s *Store) Delete(ctx context.Context, id string) (bool, error) {
 	if s.isClosed() {
 		return false, ErrClosed
 	}
-	n, err := s.write(ctx, scriptDelete, []string{p.key, s.indexKey(p.tag)}, s.now(), p.handle).Int64()
+	n, err := s.write(ctx, scriptDelete, repeatable, []string{p.key, s.indexKey(p.tag)}, s.now(), p.handle).Int64()
 	if err != nil {
-		return false, wrapRedis("delete", err)
+		return false, wrapWrite("delete", err)
 	}
 	return n == 1, nil
 }
@@ -623,10 +667,10 @@ func (s *Store) Extend(ctx context.Context, id string, d time.Duration) (expires
 	if s.isClosed() {
 		return time.Time{}, time.Time{}, ErrClosed
 	}
-	res, err := s.write(ctx, scriptExtend, []string{p.key, s.indexKey(p.tag)},
+	res, err := s.write(ctx, scriptExtend, repeatable, []string{p.key, s.indexKey(p.tag)},
 		s.now(), p.handle, d.Milliseconds()).Slice()
 	if err != nil {
-		return time.Time{}, time.Time{}, wrapRedis("extend", err)
+		return time.Time{}, time.Time{}, wrapWrite("extend", err)
 	}
 	if len(res) != 3 {
 		return time.Time{}, time.Time{}, fmt.Errorf("session: extend: %w: unexpected reply", ErrCorrupt)
@@ -636,8 +680,11 @@ func (s *Store) Extend(ctx context.Context, id string, d time.Duration) (expires
 
 // Rotate gives a live session a new ID, keeping its values, metadata and
 // deadline, and kills the old ID in the same script: call it on login and
-// privilege change. It returns the new ID, or ErrNotFound. A retried Rotate
-// that already succeeded reports success.
+// privilege change. It returns the new ID, or ErrNotFound. Rotate is safe
+// to send twice (the script recognises its own earlier run), so a client's
+// retries may re-send it; when the outcome is still unknown the error
+// matches retry.ErrAmbiguous and the returned ID is not empty: it is the
+// session's ID if the rotation ran, and Get on it settles which ID is live.
 func (s *Store) Rotate(ctx context.Context, id string) (string, error) {
 	p, err := parseToken(s.opts.Prefix, id)
 	if err != nil {
@@ -651,11 +698,15 @@ func (s *Store) Rotate(ctx context.Context, id string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	err = s.write(ctx, scriptRotate,
+	err = s.write(ctx, scriptRotate, repeatable,
 		[]string{p.key, np.key, s.indexKey(p.tag)},
 		s.now(), p.handle, np.handle).Err()
 	if err != nil {
-		return "", wrapRedis("rotate", err)
+		err = wrapWrite("rotate", err)
+		if errors.Is(err, retry.ErrAmbiguous) {
+			return tok, err // the session's ID if the rotation ran: Get settles it
+		}
+		return "", err
 	}
 	return tok, nil
 }
@@ -671,7 +722,7 @@ func (s *Store) ListByUser(ctx context.Context, userID string) ([]Info, error) {
 		return nil, ErrClosed
 	}
 	tag := b64.EncodeToString(s.userTag(userID))
-	res, err := scriptList.Run(ctx, s.rdb, []string{s.indexKey(tag)}, s.now(), s.base(tag), userID).Slice()
+	res, err := scriptList.Run(retry.WithIdempotent(ctx), s.rdb, []string{s.indexKey(tag)}, s.now(), s.base(tag), userID).Slice()
 	if err != nil {
 		return nil, wrapRedis("list by user", err)
 	}
@@ -723,9 +774,9 @@ func (s *Store) deleteUser(ctx context.Context, op, userID, handle string) (int,
 		return 0, ErrClosed
 	}
 	tag := b64.EncodeToString(s.userTag(userID))
-	n, err := s.write(ctx, scriptDeleteUser, []string{s.indexKey(tag)}, s.now(), s.base(tag), userID, handle).Int64()
+	n, err := s.write(ctx, scriptDeleteUser, repeatable, []string{s.indexKey(tag)}, s.now(), s.base(tag), userID, handle).Int64()
 	if err != nil {
-		return 0, wrapRedis(op, err)
+		return 0, wrapWrite(op, err)
 	}
 	return int(n), nil
 }
