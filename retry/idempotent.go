@@ -124,10 +124,13 @@ var subCommands = map[string]map[string]bool{
 }
 
 // IsIdempotent reports whether cmd leaves the same state when sent twice
-// (see the command table in this package). Unknown commands are not
+// (see the command table in this package), or was marked so by Repeatable. Unknown commands are not
 // idempotent; MULTI and EXEC are neutral, so a transaction is idempotent when
 // every command inside it is.
 func IsIdempotent(cmd redis.Cmder) bool {
+	if _, ok := cmd.(interface{ repeatable() }); ok {
+		return true
+	}
 	name := cmd.Name()
 	k := commands[name]
 	switch k {

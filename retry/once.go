@@ -27,6 +27,18 @@ type onceCmd struct{ *redis.Cmd }
 
 func (onceCmd) NoRetry() bool { return true }
 
+// Repeatable returns cmd marked as safe to send twice, for a command that
+// the command table cannot know is (a script written to be replayable). The
+// Hook then re-sends it like a read. Unlike WithIdempotent, the mark travels
+// with the command, so it also holds on an AutoPipeliner, whose batches
+// reach the Hook with the flusher's context, not the caller's.
+func Repeatable(cmd *redis.Cmd) redis.Cmder { return repeatableCmd{cmd} }
+
+type repeatableCmd struct{ *redis.Cmd }
+
+// repeatable is the mark IsIdempotent looks for.
+func (repeatableCmd) repeatable() {}
+
 // Ambiguous returns err as the caller of a write sent once must see it: an
 // *AmbiguousError (matching ErrAmbiguous and the cause) when err is a
 // transient failure that does not prove the write was not applied (a
@@ -46,9 +58,11 @@ type Processor interface {
 	Process(ctx context.Context, cmd redis.Cmder) error
 }
 
-// Script is a Lua script that can be run either as go-redis runs it
-// (EVALSHA, then EVAL on NOSCRIPT, each re-sent by go-redis's retries) or
-// once (RunOnce), for scripts whose second run would apply a write twice.
+// Script is a Lua script that can be run as go-redis runs it (Run:
+// EVALSHA, then EVAL on NOSCRIPT), once (RunOnce), for a script whose second
+// run would apply a write twice, or as a repeatable command
+// (RunRepeatable), for a script written to leave the same state when run
+// twice.
 type Script struct {
 	*redis.Script
 	src string
@@ -62,18 +76,29 @@ func NewScript(src string) Script { return Script{redis.NewScript(src), src} }
 // with Once. The returned command's error is not yet passed through
 // Ambiguous: a caller that names its operation does that.
 func (s Script) RunOnce(ctx context.Context, c Processor, keys []string, args ...any) *redis.Cmd {
-	cmd := s.OnceCmd(ctx, true, keys, args)
-	_ = c.Process(ctx, Once(cmd))
+	return s.run(ctx, c, Once, keys, args)
+}
+
+// RunRepeatable runs the script like RunOnce, each command sent with
+// Repeatable: every retry layer may re-send it.
+func (s Script) RunRepeatable(ctx context.Context, c Processor, keys []string, args ...any) *redis.Cmd {
+	return s.run(ctx, c, Repeatable, keys, args)
+}
+
+func (s Script) run(ctx context.Context, c Processor, mark func(*redis.Cmd) redis.Cmder, keys []string, args []any) *redis.Cmd {
+	cmd := s.Cmd(ctx, true, keys, args)
+	_ = c.Process(ctx, mark(cmd))
 	if err := cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-		cmd = s.OnceCmd(ctx, false, keys, args)
-		_ = c.Process(ctx, Once(cmd))
+		cmd = s.Cmd(ctx, false, keys, args)
+		_ = c.Process(ctx, mark(cmd))
 	}
 	return cmd
 }
 
-// OnceCmd builds, without sending, the EVALSHA (sha true) or EVAL command
-// of the script, for a caller that queues it in its own pipeline with Once.
-func (s Script) OnceCmd(ctx context.Context, sha bool, keys []string, args []any) *redis.Cmd {
+// Cmd builds, without sending, the EVALSHA (sha true) or EVAL command of
+// the script, for a caller that queues it in its own pipeline with Once or
+// Repeatable.
+func (s Script) Cmd(ctx context.Context, sha bool, keys []string, args []any) *redis.Cmd {
 	a := make([]any, 0, 3+len(keys)+len(args))
 	if sha {
 		a = append(a, "evalsha", s.Hash())

@@ -53,7 +53,7 @@ func TestOnceOnPlainClient(t *testing.T) {
 		}, 1, true},
 		{"Once/pipeline", func(ctx context.Context, key string) error {
 			pipe := plain.Pipeline()
-			cmd := incrScript.OnceCmd(ctx, true, []string{key}, nil)
+			cmd := incrScript.Cmd(ctx, true, []string{key}, nil)
 			_ = pipe.Process(ctx, retry.Once(cmd))
 			_, _ = pipe.Exec(ctx)
 			return retry.Ambiguous("incr", cmd.Err())

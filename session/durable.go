@@ -18,9 +18,9 @@ import (
 //     version again), go out with retry.Once: no go-redis loop re-sends
 //     them, and a lost reply comes back as retry.ErrAmbiguous;
 //   - repeatable: every other script checks the session's existence and
-//     leaves the same state when run twice, so it is marked
-//     retry.WithIdempotent and a client's retries may re-send it to a
-//     definite answer.
+//     leaves the same state when run twice, so it is sent with
+//     retry.Repeatable and a client's retries may re-send it to a definite
+//     answer.
 type sendMode bool
 
 const (
@@ -28,21 +28,25 @@ const (
 	once       sendMode = true
 )
 
+func (m sendMode) mark(cmd *redis.Cmd) redis.Cmder {
+	if m == once {
+		return retry.Once(cmd)
+	}
+	return retry.Repeatable(cmd)
+}
+
 // write runs a script that writes, sent as mode says. With
 // Options.DurableReplicas it sends a WAIT right after the script in one
 // pipeline (one round trip; a first EVALSHA that meets NOSCRIPT is sent
 // again as EVAL) and fails the script's command with ErrNotDurable when
 // fewer replicas confirmed the write in time.
 func (s *Store) write(ctx context.Context, sc retry.Script, mode sendMode, keys []string, args ...any) *redis.Cmd {
-	if mode == repeatable {
-		ctx = retry.WithIdempotent(ctx)
-	}
 	n := s.opts.DurableReplicas
 	if n <= 0 {
 		if mode == once {
 			return sc.RunOnce(ctx, s.exec, keys, args...)
 		}
-		return sc.Run(ctx, s.exec, keys, args...)
+		return sc.RunRepeatable(ctx, s.exec, keys, args...)
 	}
 	cmd, wait := s.durable(ctx, sc, mode, true, keys, args)
 	if err := cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
@@ -110,12 +114,8 @@ func awaitMaster(ctx context.Context, cc *redis.ClusterClient, key, addr string)
 func (s *Store) durableOn(ctx context.Context, c redis.UniversalClient, sc retry.Script, mode sendMode, sha bool,
 	keys []string, args []any) (script, wait *redis.Cmd) {
 	pipe := c.Pipeline()
-	script = sc.OnceCmd(ctx, sha, keys, args)
-	if mode == once {
-		_ = pipe.Process(ctx, retry.Once(script)) // the pipeline is then never re-sent
-	} else {
-		_ = pipe.Process(ctx, script)
-	}
+	script = sc.Cmd(ctx, sha, keys, args)
+	_ = pipe.Process(ctx, mode.mark(script)) // with once, the pipeline is never re-sent
 	wait = pipe.Do(ctx, "WAIT", s.opts.DurableReplicas, s.opts.DurableTimeout.Milliseconds())
 	_, _ = pipe.Exec(ctx) // each command carries its own error
 	return script, wait

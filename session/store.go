@@ -413,7 +413,7 @@ func (s *Store) Get(ctx context.Context, id string) (*Session, error) {
 			return sess, nil
 		}
 	}
-	res, err := scriptGet.Run(retry.WithIdempotent(ctx), s.exec, []string{p.key, s.indexKey(p.tag)},
+	res, err := scriptGet.RunRepeatable(ctx, s.exec, []string{p.key, s.indexKey(p.tag)},
 		s.now(), p.handle, s.opts.TouchInterval.Milliseconds(), s.opts.IdleTimeout.Milliseconds()).Slice()
 	if err != nil {
 		return nil, wrapRedis("get", err)
@@ -722,7 +722,7 @@ func (s *Store) ListByUser(ctx context.Context, userID string) ([]Info, error) {
 		return nil, ErrClosed
 	}
 	tag := b64.EncodeToString(s.userTag(userID))
-	res, err := scriptList.Run(retry.WithIdempotent(ctx), s.rdb, []string{s.indexKey(tag)}, s.now(), s.base(tag), userID).Slice()
+	res, err := scriptList.RunRepeatable(ctx, s.rdb, []string{s.indexKey(tag)}, s.now(), s.base(tag), userID).Slice()
 	if err != nil {
 		return nil, wrapRedis("list by user", err)
 	}

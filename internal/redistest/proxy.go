@@ -59,8 +59,12 @@ func (p *Proxy) SetBlackHole(on bool) { p.blackHole.Store(on) }
 // connection reaches the client. The connection stays open, so the client
 // waits for its own read timeout: a reply lost after the write was applied,
 // the fault that makes a blind retry apply a write twice. Other connections,
-// open or new, are not affected.
+// open or new, are not affected. An empty pattern disarms the fault.
 func (p *Proxy) DropReplyAfter(pattern string) {
+	if pattern == "" {
+		p.dropOn.Store(nil)
+		return
+	}
 	b := []byte(pattern)
 	p.dropOn.Store(&b)
 }

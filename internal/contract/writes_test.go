@@ -1,0 +1,450 @@
+package contract_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/rediskit/rediskit"
+	"github.com/rediskit/rediskit/cache"
+	"github.com/rediskit/rediskit/internal/redistest"
+	"github.com/rediskit/rediskit/retry"
+	"github.com/rediskit/rediskit/session"
+)
+
+func TestMain(m *testing.M) { redistest.Main(m) }
+
+// readTimeout bounds the wait for a reply that the proxy swallowed. Every
+// other option of the user-built clients is go-redis's default: MaxRetries
+// 3 on Client, Ring and failover clients, MaxRedirects 3 on Cluster.
+const readTimeout = 300 * time.Millisecond
+
+// deployment is one client kind behind fault proxies, and a client that
+// reaches the same servers directly, for the assertions.
+type deployment struct {
+	proxies []*redistest.Proxy
+	client  redis.UniversalClient // through the proxies
+	direct  redis.UniversalClient
+}
+
+// arm makes the next request containing pattern lose its reply, whichever
+// node it goes to; disarm cancels what did not fire.
+func (d *deployment) arm(pattern string) {
+	for _, p := range d.proxies {
+		p.DropReplyAfter(pattern)
+	}
+}
+
+func (d *deployment) dropped() int {
+	n := 0
+	for _, p := range d.proxies {
+		n += p.Dropped()
+	}
+	return n
+}
+
+func (d *deployment) disarm() { d.arm("") }
+
+// proxied starts a proxy in front of every address and returns them with a
+// Dialer that sends a dial of any of those addresses through its proxy.
+func proxied(t *testing.T, addrs ...string) ([]*redistest.Proxy, func(context.Context, string, string) (net.Conn, error)) {
+	via := make(map[string]string, len(addrs))
+	var ps []*redistest.Proxy
+	for _, a := range addrs {
+		p := redistest.NewProxy(t, a)
+		via[a] = p.Addr
+		ps = append(ps, p)
+	}
+	return ps, func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if p, ok := via[addr]; ok {
+			addr = p
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+}
+
+var kinds = []string{"client", "cluster", "sentinel", "ring", "rediskit"}
+
+func newDeployment(t *testing.T, kind string) *deployment {
+	t.Helper()
+	switch kind {
+	case "client":
+		srv := redistest.Shared(t)
+		ps, dial := proxied(t, srv.Addr)
+		rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, Dialer: dial, ReadTimeout: readTimeout})
+		t.Cleanup(func() { _ = rdb.Close() })
+		return &deployment{ps, rdb, srv.Client(t)}
+	case "cluster":
+		c := redistest.SharedCluster(t)
+		ps, dial := proxied(t, c.Addrs()...)
+		rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs(), Dialer: dial, ReadTimeout: readTimeout})
+		t.Cleanup(func() { _ = rdb.Close() })
+		return &deployment{ps, rdb, c.Client(t)}
+	case "sentinel":
+		s := redistest.SharedSentinel(t)
+		ps, dial := proxied(t, s.Master.Addr, s.Replica.Addr)
+		rdb := s.Client(t, func(o *redis.FailoverOptions) { o.Dialer, o.ReadTimeout = dial, readTimeout })
+		return &deployment{ps, rdb, s.Client(t)}
+	case "ring":
+		srv := redistest.Shared(t)
+		ps, dial := proxied(t, srv.Addr)
+		rdb := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": srv.Addr}, Dialer: dial, ReadTimeout: readTimeout})
+		t.Cleanup(func() { _ = rdb.Close() })
+		return &deployment{ps, rdb, srv.Client(t)}
+	case "rediskit":
+		srv := redistest.Shared(t)
+		p := redistest.NewProxy(t, srv.Addr)
+		c, err := rediskit.Open(context.Background(), rediskit.Config{Addr: p.Addr, ReadTimeout: readTimeout})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return &deployment{[]*redistest.Proxy{p}, c.Redis(), srv.Client(t)}
+	}
+	t.Fatalf("unknown client kind %q", kind)
+	return nil
+}
+
+// fixture is one subtest's stores and caches: the ones under test on the
+// proxied client, and twins on the direct client with the same prefix.
+type fixture struct {
+	store, dstore *session.Store
+	cache, dcache *cache.Cache
+	loads         atomic.Int64
+}
+
+// writeCase is one write. pattern picks the request whose reply is lost:
+// "evalsha" for a script (each operation below sends one), or the name of
+// the key otherwise. once marks the writes that must not run twice: their
+// caller is told the outcome is unknown. The others are safe to repeat and
+// come back with the definite answer of a retry.
+type writeCase struct {
+	name    string
+	pattern func(key string) string
+	once    bool
+	setup   func(t *testing.T, ctx context.Context, f *fixture) any
+	run     func(ctx context.Context, f *fixture, st any) (any, error)
+	check   func(t *testing.T, ctx context.Context, f *fixture, st, res any)
+}
+
+func script(string) string { return "evalsha" }
+
+func keyed(key string) string { return key }
+
+func mustCreate(t *testing.T, ctx context.Context, s *session.Store, user string) *session.Session {
+	t.Helper()
+	sess, err := s.Create(ctx, user, map[string]any{"k": 1}, session.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sess
+}
+
+func mustGet(t *testing.T, ctx context.Context, s *session.Store, id string) *session.Session {
+	t.Helper()
+	sess, err := s.Get(ctx, id)
+	if err != nil {
+		t.Fatalf("Get: %v", err)
+	}
+	return sess
+}
+
+func mustBeGone(t *testing.T, ctx context.Context, s *session.Store, id string) {
+	t.Helper()
+	if _, err := s.Get(ctx, id); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("Get of a session that must be gone: %v", err)
+	}
+}
+
+func countUser(t *testing.T, ctx context.Context, s *session.Store, user string) int {
+	t.Helper()
+	l, err := s.ListByUser(ctx, user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(l)
+}
+
+var sessionWrites = []writeCase{
+	{name: "session.Create", pattern: script, once: true,
+		run: func(ctx context.Context, f *fixture, _ any) (any, error) {
+			return f.store.Create(ctx, "creator", map[string]any{"k": 1}, session.CreateOptions{})
+		},
+		check: func(t *testing.T, ctx context.Context, f *fixture, _, res any) {
+			s := res.(*session.Session)
+			if s == nil {
+				t.Fatal("an ambiguous Create returned no Session: the caller cannot settle it")
+			}
+			mustGet(t, ctx, f.dstore, s.ID())
+			if n := countUser(t, ctx, f.dstore, "creator"); n != 1 {
+				t.Fatalf("user has %d sessions after one Create, want 1", n)
+			}
+		}},
+	{name: "session.Update", pattern: script, once: true,
+		setup: func(t *testing.T, ctx context.Context, f *fixture) any { return mustCreate(t, ctx, f.dstore, "u") },
+		run: func(ctx context.Context, f *fixture, st any) (any, error) {
+			return f.store.Update(ctx, st.(*session.Session).ID(), session.Changes{Set: map[string]any{"k": 2}})
+		},
+		check: func(t *testing.T, ctx context.Context, f *fixture, st, _ any) {
+			if v := mustGet(t, ctx, f.dstore, st.(*session.Session).ID()).Version(); v != 2 {
+				t.Fatalf("version %d after one Update of version 1, want 2", v)
+			}
+		}},
+	{name: "session.Update/IfVersion", pattern: script, once: true,
+		setup: func(t *testing.T, ctx context.Context, f *fixture) any { return mustCreate(t, ctx, f.dstore, "u") },
+		run: func(ctx context.Context, f *fixture, st any) (any, error) {
+			return f.store.Update(ctx, st.(*session.Session).ID(), session.Changes{Set: map[string]any{"k": 2}, IfVersion: 1})
+		},
+		check: func(t *testing.T, ctx context.Context, f *fixture, st, _ any) {
+			s := mustGet(t, ctx, f.dstore, st.(*session.Session).ID())
+			var k int
+			if err := s.Decode("k", &k); err != nil || s.Version() != 2 || k != 2 {
+				t.Fatalf("version %d, k=%d (%v) after one Update, want 2, 2", s.Version(), k, err)
+			}
+		}},
+	{name: "session.Extend", pattern: script,
+		setup: func(t *testing.T, ctx context.Context, f *fixture) any { return mustCreate(t, ctx, f.dstore, "u") },
+		run: func(ctx context.Context, f *fixture, st any) (any, error) {
+			_, dl, err := f.store.Extend(ctx, st.(*session.Session).ID(), 100*time.Hour)
+			return dl, err
+		},
+		check: func(t *testing.T, ctx context.Context, f *fixture, st, res any) {
+			got := mustGet(t, ctx, f.dstore, st.(*session.Session).ID()).Info().Deadline
+			if d := time.Until(got); d < 99*time.Hour || d > 101*time.Hour {
+				t.Fatalf("deadline in %v after Extend(100h)", d)
+			}
+		}},
+	{name: "session.Rotate", pattern: script,
+		setup: func(t *testing.T, ctx context.Context, f *fixture) any { return mustCreate(t, ctx, f.dstore, "rot") },
+		run: func(ctx context.Context, f *fixture, st any) (any, error) {
+			return f.store.Rotate(ctx, st.(*session.Session).ID())
+		},
+		check: func(t *testing.T, ctx context.Context, f *fixture, st, res any) {
+			mustBeGone(t, ctx, f.dstore, st.(*session.Session).ID())
+			mustGet(t, ctx, f.dstore, res.(string))
+			if n := countUser(t, ctx, f.dstore, "rot"); n != 1 {
+				t.Fatalf("user has %d sessions after Rotate, want 1", n)
+			}
+		}},
+	{name: "session.Delete", pattern: script,
+		setup: func(t *testing.T, ctx context.Context, f *fixture) any { return mustCreate(t, ctx, f.dstore, "u") },
+		run: func(ctx context.Context, f *fixture, st any) (any, error) {
+			return f.store.Delete(ctx, st.(*session.Session).ID())
+		},
+		check: func(t *testing.T, ctx context.Context, f *fixture, st, _ any) {
+			mustBeGone(t, ctx, f.dstore, st.(*session.Session).ID())
+		}},
+	{name: "session.DeleteByUser", pattern: script,
+		setup: func(t *testing.T, ctx context.Context, f *fixture) any {
+			mustCreate(t, ctx, f.dstore, "all")
+			return mustCreate(t, ctx, f.dstore, "all")
+		},
+		run: func(ctx context.Context, f *fixture, _ any) (any, error) { return f.store.DeleteByUser(ctx, "all") },
+		check: func(t *testing.T, ctx context.Context, f *fixture, st, _ any) {
+			if n := countUser(t, ctx, f.dstore, "all"); n != 0 {
+				t.Fatalf("%d sessions left after DeleteByUser", n)
+			}
+		}},
+	{name: "session.RevokeHandle", pattern: script,
+		setup: func(t *testing.T, ctx context.Context, f *fixture) any {
+			keep := mustCreate(t, ctx, f.dstore, "rev")
+			return [2]*session.Session{mustCreate(t, ctx, f.dstore, "rev"), keep}
+		},
+		run: func(ctx context.Context, f *fixture, st any) (any, error) {
+			return f.store.RevokeHandle(ctx, "rev", st.([2]*session.Session)[0].Info().Handle)
+		},
+		check: func(t *testing.T, ctx context.Context, f *fixture, st, _ any) {
+			pair := st.([2]*session.Session)
+			mustBeGone(t, ctx, f.dstore, pair[0].ID())
+			mustGet(t, ctx, f.dstore, pair[1].ID())
+		}},
+	{name: "session.Get/touch", pattern: script,
+		setup: func(t *testing.T, ctx context.Context, f *fixture) any { return mustCreate(t, ctx, f.dstore, "u") },
+		run: func(ctx context.Context, f *fixture, st any) (any, error) {
+			return f.store.Get(ctx, st.(*session.Session).ID())
+		},
+		check: func(t *testing.T, ctx context.Context, f *fixture, st, _ any) {
+			s := mustGet(t, ctx, f.dstore, st.(*session.Session).ID())
+			if !s.Info().LastSeen.After(st.(*session.Session).Info().LastSeen) {
+				t.Fatal("the touch did not move last-seen")
+			}
+		}},
+}
+
+func mustValue(t *testing.T, ctx context.Context, c *cache.Cache, key, want string) {
+	t.Helper()
+	v, ok, err := c.Get(ctx, key)
+	if err != nil || !ok || string(v) != want {
+		t.Fatalf("Get(%q) = %q, %v, %v; want %q", key, v, ok, err, want)
+	}
+}
+
+func counterIs(t *testing.T, ctx context.Context, c *cache.Cache, key string, want int64) {
+	t.Helper()
+	n, _, err := c.Counter(ctx, key)
+	if err != nil || n != want {
+		t.Fatalf("Counter(%q) = %d, %v after one call; want %d", key, n, err, want)
+	}
+}
+
+var cacheWrites = []writeCase{
+	{name: "cache.Set", pattern: keyed,
+		run: func(ctx context.Context, f *fixture, _ any) (any, error) {
+			return nil, f.cache.Set(ctx, "set", []byte("v"), time.Minute)
+		},
+		check: func(t *testing.T, ctx context.Context, f *fixture, _, _ any) { mustValue(t, ctx, f.dcache, "set", "v") }},
+	{name: "cache.MSet", pattern: keyed,
+		run: func(ctx context.Context, f *fixture, _ any) (any, error) {
+			return nil, f.cache.MSet(ctx, map[string][]byte{"mset": []byte("a"), "mset2": []byte("b")}, time.Minute)
+		},
+		check: func(t *testing.T, ctx context.Context, f *fixture, _, _ any) {
+			mustValue(t, ctx, f.dcache, "mset", "a")
+			mustValue(t, ctx, f.dcache, "mset2", "b")
+		}},
+	{name: "cache.Incr", pattern: script, once: true,
+		run: func(ctx context.Context, f *fixture, _ any) (any, error) { return f.cache.Incr(ctx, "n", 5, time.Minute) },
+		check: func(t *testing.T, ctx context.Context, f *fixture, _, _ any) { counterIs(t, ctx, f.dcache, "n", 5) }},
+	{name: "cache.Decr", pattern: script, once: true,
+		run: func(ctx context.Context, f *fixture, _ any) (any, error) { return f.cache.Decr(ctx, "n", 5, time.Minute) },
+		check: func(t *testing.T, ctx context.Context, f *fixture, _, _ any) { counterIs(t, ctx, f.dcache, "n", -5) }},
+	{name: "cache.GetOrSet/lease", pattern: keyed,
+		run: func(ctx context.Context, f *fixture, _ any) (any, error) {
+			return f.cache.GetOrSet(ctx, "lease", time.Minute, func(context.Context) ([]byte, error) {
+				f.loads.Add(1)
+				return []byte("loaded"), nil
+			})
+		},
+		check: func(t *testing.T, ctx context.Context, f *fixture, _, _ any) {
+			if n := f.loads.Load(); n != 1 {
+				t.Fatalf("loader ran %d times, want 1", n)
+			}
+			mustValue(t, ctx, f.dcache, "lease", "loaded")
+		}},
+	{name: "cache.GetOrSet/commit", pattern: script,
+		run: func(ctx context.Context, f *fixture, _ any) (any, error) {
+			return f.cache.GetOrSet(ctx, "commit", time.Minute, func(context.Context) ([]byte, error) {
+				f.loads.Add(1)
+				return []byte("loaded"), nil
+			})
+		},
+		check: func(t *testing.T, ctx context.Context, f *fixture, _, _ any) {
+			if n := f.loads.Load(); n != 1 {
+				t.Fatalf("loader ran %d times, want 1", n)
+			}
+			mustValue(t, ctx, f.dcache, "commit", "loaded")
+		}},
+	{name: "cache.Delete", pattern: keyed,
+		setup: func(t *testing.T, ctx context.Context, f *fixture) any {
+			if err := f.dcache.Set(ctx, "del", []byte("v"), time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			return nil
+		},
+		run: func(ctx context.Context, f *fixture, _ any) (any, error) { return nil, f.cache.Delete(ctx, "del") },
+		check: func(t *testing.T, ctx context.Context, f *fixture, _, _ any) {
+			if ok, err := f.dcache.Exists(ctx, "del"); ok || err != nil {
+				t.Fatalf("Exists after Delete = %v, %v", ok, err)
+			}
+		}},
+	{name: "cache.Clear", pattern: func(string) string { return "unlink" },
+		setup: func(t *testing.T, ctx context.Context, f *fixture) any {
+			if err := f.dcache.MSet(ctx, map[string][]byte{"c1": []byte("v"), "c2": []byte("v")}, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			return nil
+		},
+		run: func(ctx context.Context, f *fixture, _ any) (any, error) {
+			return f.cache.ClearPattern(ctx, cache.Prefix("c"))
+		},
+		check: func(t *testing.T, ctx context.Context, f *fixture, _, _ any) {
+			for _, k := range []string{"c1", "c2"} {
+				if ok, err := f.dcache.Exists(ctx, k); ok || err != nil {
+					t.Fatalf("Exists(%q) after Clear = %v, %v", k, ok, err)
+				}
+			}
+		}},
+}
+
+// TestLostReplyMatrix: every write × every client kind × AutoPipeline off
+// and on. The proxy lets the write reach the server and run, then swallows
+// its reply. The server's state must show the write applied exactly once;
+// a write that must not run twice reports retry.ErrAmbiguous, a write that
+// is safe to repeat reports the definite answer of a retry.
+func TestLostReplyMatrix(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			d := newDeployment(t, kind)
+			for _, ap := range []bool{false, true} {
+				t.Run(fmt.Sprintf("autopipeline=%v", ap), func(t *testing.T) {
+					for _, wc := range append(append([]writeCase(nil), sessionWrites...), cacheWrites...) {
+						t.Run(wc.name, func(t *testing.T) { runWriteCase(t, d, ap, wc) })
+					}
+				})
+			}
+		})
+	}
+}
+
+func runWriteCase(t *testing.T, d *deployment, ap bool, wc writeCase) {
+	ctx := context.Background()
+	prefix := redistest.Prefix(t)
+	f := &fixture{}
+	var err error
+	sopts := session.Options{Prefix: prefix, TouchInterval: -1, AutoPipeline: ap}
+	if f.store, err = session.New(d.client, sopts); err != nil {
+		if _, ring := d.client.(*redis.Ring); ring && ap {
+			t.Skipf("go-redis has no AutoPipeliner for a Ring, and New says so: %v", err)
+		}
+		t.Fatal(err)
+	}
+	sopts.AutoPipeline = false
+	if f.dstore, err = session.New(d.direct, sopts); err != nil {
+		t.Fatal(err)
+	}
+	copts := cache.Options{Prefix: prefix, AutoPipeline: ap}
+	if f.cache, err = cache.New(d.client, copts); err != nil {
+		t.Fatal(err)
+	}
+	copts.AutoPipeline = false
+	if f.dcache, err = cache.New(d.direct, copts); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, c := range []interface{ Close() error }{f.store, f.dstore, f.cache, f.dcache} {
+			_ = c.Close()
+		}
+	})
+	// Scripts cached on every node, and every connection the operation
+	// needs already dialled: the lost reply is the only fault.
+	for _, p := range []interface{ Preload(context.Context) error }{f.store, f.dstore, f.cache, f.dcache} {
+		if err := p.Preload(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var st any
+	if wc.setup != nil {
+		st = wc.setup(t, ctx, f)
+	}
+	before := d.dropped()
+	d.arm(wc.pattern(prefix))
+	res, err := wc.run(ctx, f, st)
+	d.disarm()
+	if got := d.dropped() - before; got != 1 {
+		t.Fatalf("the fault fired %d times, want 1 (err %v)", got, err)
+	}
+	switch {
+	case wc.once && !errors.Is(err, retry.ErrAmbiguous):
+		t.Fatalf("err = %v, want one matching retry.ErrAmbiguous", err)
+	case !wc.once && err != nil:
+		t.Fatalf("err = %v, want the definite answer of a retry", err)
+	}
+	wc.check(t, ctx, f, st, res)
+}
