@@ -309,10 +309,14 @@ var cacheWrites = []writeCase{
 			mustValue(t, ctx, f.dcache, "mset2", "b")
 		}},
 	{name: "cache.Incr", pattern: script, once: true,
-		run: func(ctx context.Context, f *fixture, _ any) (any, error) { return f.cache.Incr(ctx, "n", 5, time.Minute) },
+		run: func(ctx context.Context, f *fixture, _ any) (any, error) {
+			return f.cache.Incr(ctx, "n", 5, time.Minute)
+		},
 		check: func(t *testing.T, ctx context.Context, f *fixture, _, _ any) { counterIs(t, ctx, f.dcache, "n", 5) }},
 	{name: "cache.Decr", pattern: script, once: true,
-		run: func(ctx context.Context, f *fixture, _ any) (any, error) { return f.cache.Decr(ctx, "n", 5, time.Minute) },
+		run: func(ctx context.Context, f *fixture, _ any) (any, error) {
+			return f.cache.Decr(ctx, "n", 5, time.Minute)
+		},
 		check: func(t *testing.T, ctx context.Context, f *fixture, _, _ any) { counterIs(t, ctx, f.dcache, "n", -5) }},
 	{name: "cache.GetOrSet/lease", pattern: keyed,
 		run: func(ctx context.Context, f *fixture, _ any) (any, error) {
