@@ -100,3 +100,34 @@ func TestOnceOnCluster(t *testing.T) {
 }
 
 func TestMain(m *testing.M) { redistest.Main(m) }
+
+// BenchmarkScript compares go-redis's Script.Run with RunOnce and
+// RunRepeatable on one script, through a plain client: the marks cost no
+// round trip, and the allocations per call are reported side by side.
+func BenchmarkScript(b *testing.B) {
+	srv := redistest.Start(b)
+	rdb := srv.Client(b)
+	ctx := context.Background()
+	s := retry.NewScript(`return redis.call('SET', KEYS[1], ARGV[1])`)
+	if err := s.Load(ctx, rdb).Err(); err != nil {
+		b.Fatal(err)
+	}
+	keys := []string{"bench"}
+	for _, bc := range []struct {
+		name string
+		run  func() error
+	}{
+		{"Run", func() error { return s.Run(ctx, rdb, keys, "v").Err() }},
+		{"RunOnce", func() error { return s.RunOnce(ctx, rdb, keys, "v").Err() }},
+		{"RunRepeatable", func() error { return s.RunRepeatable(ctx, rdb, keys, "v").Err() }},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := bc.run(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

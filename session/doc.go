@@ -1,10 +1,13 @@
 // Package session is a Redis session store with per-user tracking, and the
 // net/http middleware on top of it.
 //
-// It takes any go-redis redis.UniversalClient (standalone, failover or
-// Cluster) and does every operation on one session in one round trip: a Lua
-// script run with EVALSHA (Preload puts the scripts on every node first),
-// or for Get, a plain HGETALL (see "Reads and touches").
+// It takes any go-redis redis.UniversalClient (standalone, failover,
+// Cluster or Ring; every store test runs on standalone, Cluster and
+// Sentinel) and does every operation on one session in one round trip
+// (TestRoundTripsPerOperation): a Lua script run with EVALSHA (Preload puts
+// the scripts on every node first), or for Get, a plain HGETALL (see "Reads
+// and touches"). Its guarantees hold whatever the client's retry settings
+// (see "Writes and lost replies").
 //
 //	store, err := session.New(rdb, session.Options{IdleTimeout: 30 * time.Minute, MaxPerUser: 10})
 //	_ = store.Preload(ctx)
@@ -58,7 +61,12 @@
 //
 // # Timeouts
 //
-// Both timeouts live in Redis. Every script that writes a session sets its
+// Both timeouts live in Redis (TestTimeouts, TestTTLMatchesTimeouts,
+// TestRedisEndsIdleSessions). A session created with its own timeouts
+// (CreateOptions) behaves as the store's sessions do, whether they are
+// shorter or longer than the store's (TestPerSessionTimeouts). Use is a
+// Get (a Manager request starts with one); an Update is not use: it keeps
+// last-seen and the idle expiry. Every script that writes a session sets its
 // key's expiry (PEXPIREAT) to min(last-seen + idle, absolute deadline), so
 // Redis itself deletes a session at either timeout: from then on it is gone
 // for every caller, and a plain read finds nothing. Every script also reads
@@ -139,10 +147,13 @@
 // Manager.LoadAndSave loads the session named by the cookie (one Get),
 // exposes it through the request context, and saves the changed keys (one
 // Update, or one Create for a new session) just before the response header
-// is written: steady state is one Redis command per request (HGETALL), plus
-// the touch script once per TouchInterval per session. Changes made after the response is committed are not saved and
-// are logged. When Redis cannot be reached, ManagerOptions.ErrorHandler
-// answers (503 by default) and the log carries the session's handle, never
+// is written. A request that changes nothing costs one Redis command
+// (HGETALL), plus the touch script once per TouchInterval per session; a
+// request that changes something costs one more (the Update or Create):
+// TestManagerEndToEnd counts both. Changes made after the response is
+// committed are not saved and are logged (TestManagerNeverWritesAfterCommit). When Redis cannot be reached, ManagerOptions.ErrorHandler
+// answers (503 by default, also when a write's outcome is unknown) and the
+// log carries the session's handle, never
 // its ID. Cookies default to HttpOnly, Secure, SameSite=Lax, Path=/;
 // responses that set one carry Vary: Cookie and Cache-Control: no-store.
 //
@@ -162,16 +173,53 @@
 // in the client's slot map; a MOVED reply (the script did not run) reloads
 // the map and sends it again. Not on a Ring, whose shards have no replicas.
 //
+// # Writes and lost replies
+//
+// A write whose reply is lost (a timeout, a reset after the request left)
+// may or may not have run. go-redis re-sends such a command by default
+// (MaxRetries 3), and a re-sent write could run twice. The store keeps
+// "never applied twice" on any client it is given (a plain *redis.Client
+// with default options, a ClusterClient, a failover client, a Ring, a
+// rediskit.Client, each with or without AutoPipeline), with no extra round
+// trip and no extra server state, by sending each write one of two ways:
+//
+//   - Create and Update are sent with retry.Once: no retry loop of go-redis
+//     re-sends them (they carry Cmder.NoRetry, which the client, the
+//     cluster redirect loop, pipelines and the AutoPipeliner honour). Run
+//     twice, Create could bring back a session deleted in between, and
+//     Update would bump the version twice or fail its IfVersion after the
+//     first run succeeded. A lost reply comes back as an error matching
+//     retry.ErrAmbiguous; Create then also returns the Session, whose ID
+//     Get settles.
+//   - Every other write (Extend, Rotate, Delete, DeleteByUser, RevokeHandle,
+//     the touch of Get) checks inside its script that the session exists
+//     and leaves the same state when run twice (Rotate recognises its own
+//     earlier run by the new key), so it is sent with retry.Repeatable: a
+//     client's retries re-send it and the caller gets the definite answer.
+//     Only counts may differ after a re-send (Delete may report false,
+//     DeleteByUser 0). With no retry left the error matches
+//     retry.ErrAmbiguous; Rotate then also returns the new ID.
+//
+// The marks cost no round trip and no allocation: a script sent this way
+// allocates 9 times per call where go-redis's Script.Run allocates 11
+// (BenchmarkScript in package retry). What is given up is go-redis's blind
+// re-send of Create and Update: on a client that would have retried, the
+// caller sees an ambiguous error where the re-send might have succeeded. internal/contract's
+// TestLostReplyMatrix proves it for every write on every client kind, with
+// and without AutoPipeline, through a proxy that drops the reply after the
+// server ran the write, asserting the server's state.
+//
 // # Auto-pipelining
 //
-// With Options.AutoPipeline the per-session scripts go through a go-redis
-// AutoPipeliner, so concurrent requests share round trips: still one
-// command per operation, fewer system calls per command. A batch that fails
-// on a network error may be retried as a whole (go-redis MaxRetries). The
-// scripts tolerate running twice: Create and Rotate recognise their own
-// earlier success by the random new key, Delete and Update of the same
-// values are idempotent; only an Update with IfVersion would then report
-// ErrConflict for a write that did land. Measured here, auto-pipelining
-// raised the middleware's throughput by about half at 64 concurrent
-// requests, and Get's by more than double at 128 (see bench/SESSIONS.md).
+// With Options.AutoPipeline the per-session calls go through the client's
+// go-redis AutoPipeliner, so concurrent requests share round trips: still
+// one command per operation, fewer system calls per command. The
+// AutoPipeliner is shared by every user of the client and belongs to the
+// client: Store.Close leaves it open (TestSharedClientLifecycles in
+// internal/contract). go-redis re-sends a failed batch whole, except the
+// commands marked Once, so the guarantees above hold through it
+// (TestLostReplyMatrix). go-redis has no AutoPipeliner for a Ring: New says
+// so. Measured here, auto-pipelining raised the middleware's throughput by
+// about half at 64 concurrent requests, and Get's by more than double at 128
+// (see bench/SESSIONS.md).
 package session
