@@ -47,7 +47,7 @@
 //		log.Fatal(err) // names the address it could not reach
 //	}
 //	defer client.Close()
-//	rdb := client.Redis() // hand it to session.NewStore, cache.New, …
+//	rdb := client.Redis() // hand it to session.New, cache.New, …
 //	if err := rdb.Incr(ctx, "visits").Err(); errors.Is(err, retry.ErrAmbiguous) {
 //		// the increment may or may not have been applied
 //	}
