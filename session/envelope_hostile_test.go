@@ -37,7 +37,7 @@ func FuzzStoredSession(f *testing.F) {
 		if s.Info().UserID != u {
 			t.Fatalf("user %q loaded as %q", u, s.Info().UserID)
 		}
-		if _, err := open(d); err != nil {
+		if err := sealed(d).check(); err != nil {
 			t.Fatalf("load accepted a value without envelope: %q", d)
 		}
 		for _, dst := range []any{new(any), new(map[string]int), new([]string), new(int64)} {

@@ -1,0 +1,62 @@
+package session
+
+import (
+	"strconv"
+	"time"
+)
+
+// now is the ARGV[1] of every script: 0 lets the script read Redis TIME.
+func (s *Store) now() int64 {
+	if s.opts.Clock == nil {
+		return 0
+	}
+	return s.opts.Clock().UnixMilli()
+}
+
+// touchDue reports whether a session read without a script needs the
+// touch script: its last-seen is TouchInterval old, or it is past a
+// timeout by the store's clock. That clock only decides when the script
+// runs; the script reads the time again (Redis TIME, or Options.Clock) and
+// alone decides whether the session is dead. A last-seen more than
+// TouchInterval in the future means the store's clock is behind Redis's
+// (and has not learnt the offset yet): the script runs, and its reply
+// teaches the offset, so such a clock cannot hold touches back until
+// sessions idle out in use.
+func (s *Store) touchDue(info *Info) bool {
+	now := s.localNow()
+	age, every := now-info.LastSeen.UnixMilli(), s.touchEvery(info.IdleTimeout)
+	return age >= every || age < -every || now >= info.ExpiresAt.UnixMilli()
+}
+
+// touchEvery is the touch interval of a session with the given idle
+// timeout, in ms: Options.TouchInterval scaled by the session's idle timeout
+// over the store's, so a session with its own idle timeout
+// (CreateOptions.IdleTimeout) slides as often, relative to that timeout, as
+// the store's sessions do. The Get script computes the same.
+func (s *Store) touchEvery(idle time.Duration) int64 {
+	return int64(float64(s.opts.TouchInterval.Milliseconds()) * float64(idle.Milliseconds()) /
+		float64(s.opts.IdleTimeout.Milliseconds()))
+}
+
+// localNow is the store's estimate of the scripts' clock, in ms: Options.
+// Clock, or the local clock corrected by the offset to Redis TIME last
+// seen in a script reply.
+func (s *Store) localNow() int64 {
+	if s.opts.Clock != nil {
+		return s.opts.Clock().UnixMilli()
+	}
+	return s.wall().UnixMilli() + s.skew.Load()
+}
+
+// observe records the offset of Redis TIME (a script reply's "now") to
+// the local clock, so a local clock that drifts cannot delay touches until
+// sessions idle out in use.
+func (s *Store) observe(v any) {
+	if s.opts.Clock != nil {
+		return
+	}
+	str, _ := v.(string)
+	if ms, err := strconv.ParseInt(str, 10, 64); err == nil && ms > 0 {
+		s.skew.Store(ms - s.wall().UnixMilli())
+	}
+}

@@ -1,0 +1,275 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/rediskit/rediskit/retry"
+)
+
+// Create stores a new session for userID ("" makes an anonymous session)
+// with the given values, and returns it with a fresh ID. With
+// Options.MaxPerUser set, the user's oldest sessions are revoked first, or
+// Create fails with ErrLimit (Options.OnLimit).
+//
+// Create is never sent twice: a retry after the session was deleted would
+// bring it back. When its reply is lost, the error matches
+// retry.ErrAmbiguous and the returned Session is not nil: it holds the ID
+// the session has if it was stored, and Get on that ID settles it.
+func (s *Store) Create(ctx context.Context, userID string, data map[string]any, opts CreateOptions) (*Session, error) {
+	values, err := s.encodeAll(data)
+	if err != nil {
+		return nil, fmt.Errorf("session: create: %w", err)
+	}
+	return s.createSealed(ctx, userID, values, opts)
+}
+
+// createSealed is Create with encoded values (see "The seam to Manager").
+func (s *Store) createSealed(ctx context.Context, userID string, values map[string]sealed, opts CreateOptions) (*Session, error) {
+	if s.isClosed() {
+		return nil, ErrClosed
+	}
+	if len(opts.IP) > maxMetaBytes || len(opts.UserAgent) > maxMetaBytes || len(userID) > maxMetaBytes {
+		return nil, fmt.Errorf("session: create: %w: user ID, IP or user agent over %d bytes", ErrTooLarge, maxMetaBytes)
+	}
+	idle, abs := opts.IdleTimeout, opts.AbsoluteTimeout
+	if idle <= 0 {
+		idle = s.opts.IdleTimeout
+	}
+	if abs <= 0 {
+		abs = s.opts.AbsoluteTimeout
+	}
+	var tag []byte
+	if userID != "" {
+		tag = s.userTag(userID)
+	} else {
+		t, err := anonTag()
+		if err != nil {
+			return nil, err
+		}
+		tag = t
+	}
+	tok, p, err := newToken(s.opts.Prefix, tag)
+	if err != nil {
+		return nil, err
+	}
+	refuse := "0"
+	if s.opts.OnLimit == RefuseNew {
+		refuse = "1"
+	}
+	args := make([]any, 0, 11+2*len(values))
+	args = append(args, s.now(), p.handle, idle.Milliseconds(), abs.Milliseconds(), userID,
+		packDevice(opts.IP, opts.UserAgent), "", boolArg(opts.Persist), s.opts.MaxPerUser, refuse, s.base(p.tag))
+	args = appendValues(args, values)
+	rec := make(record, len(values))
+	for k, v := range values {
+		rec.setValue(k, v)
+	}
+	res, err := s.write(ctx, scriptCreate, once, []string{p.key, s.indexKey(p.tag)}, args...).Slice()
+	if err != nil {
+		err = wrapWrite("create", err)
+		if errors.Is(err, retry.ErrAmbiguous) {
+			// The caller learns the ID the session has if it was stored:
+			// Get(ID) settles it.
+			now := time.UnixMilli(s.localNow())
+			return &Session{
+				id: tok, version: 1, rec: rec, codec: s.opts.Codec,
+				info: Info{
+					Handle: p.handle, UserID: userID, IP: opts.IP, UserAgent: opts.UserAgent,
+					CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(min(idle, abs)), Deadline: now.Add(abs),
+					IdleTimeout: idle, Persist: opts.Persist,
+				},
+			}, err
+		}
+		return nil, err
+	}
+	if len(res) < 3 {
+		return nil, fmt.Errorf("session: create: %w: unexpected reply", ErrCorrupt)
+	}
+	s.observe(res[0])
+	now, exp, dl := msArg(res[0]), msArg(res[1]), msArg(res[2])
+	return &Session{
+		id: tok, version: 1, rec: rec, codec: s.opts.Codec,
+		info: Info{
+			Handle: p.handle, UserID: userID, IP: opts.IP, UserAgent: opts.UserAgent,
+			CreatedAt: now, LastSeen: now, ExpiresAt: exp, Deadline: dl,
+			IdleTimeout: idle, Persist: opts.Persist,
+		},
+	}, nil
+}
+
+// Get loads a session and records the access: last-seen moves to now and
+// the idle expiry slides, at most once per Options.TouchInterval. It
+// returns ErrNotFound for a missing, deleted or timed-out session (a
+// timed-out one is deleted on the spot), ErrMalformedToken without calling
+// Redis, and ErrCorrupt for data it cannot read, which it leaves untouched.
+//
+// A Get within the touch interval is one HGETALL: the key's TTL already
+// ends the session at its idle or absolute timeout, so Redis answers for
+// a dead session with nothing. A Get that finds the touch due (or the
+// session past a timeout by the store's clock) runs the touch script
+// after it: two round trips, once per TouchInterval per session. See
+// "Reads and touches" in the package documentation.
+func (s *Store) Get(ctx context.Context, id string) (*Session, error) {
+	p, err := parseToken(s.opts.Prefix, id)
+	if err != nil {
+		return nil, fmt.Errorf("session: get: %w", err)
+	}
+	if s.isClosed() {
+		return nil, ErrClosed
+	}
+	if s.fastReads {
+		fields, err := s.exec.HGetAll(ctx, p.key).Result()
+		if err != nil {
+			return nil, wrapRedis("get", err)
+		}
+		if len(fields) == 0 {
+			return nil, fmt.Errorf("session: get: %w", ErrNotFound)
+		}
+		sess, err := s.load(id, p.handle, fields)
+		if err != nil {
+			return nil, fmt.Errorf("session: get: %w", err)
+		}
+		if !s.touchDue(&sess.info) {
+			return sess, nil
+		}
+	}
+	res, err := scriptGet.RunRepeatable(ctx, s.exec, []string{p.key, s.indexKey(p.tag)},
+		s.now(), p.handle, s.opts.TouchInterval.Milliseconds(), s.opts.IdleTimeout.Milliseconds()).Slice()
+	if err != nil {
+		return nil, wrapRedis("get", err)
+	}
+	if len(res)%2 != 1 {
+		return nil, fmt.Errorf("session: get: %w: unexpected reply", ErrCorrupt)
+	}
+	s.observe(res[len(res)-1])
+	sess, err := s.load(id, p.handle, recordFromReply(res[:len(res)-1]))
+	if err != nil {
+		return nil, fmt.Errorf("session: get: %w", err)
+	}
+	return sess, nil
+}
+
+// Update applies changes to a live session, keeping its expiry: an Update
+// is not use, and neither last-seen nor the idle expiry moves
+// (TestPerSessionTimeouts). A Manager request is use because it starts with
+// Get. Update never brings back a session that is gone: it returns
+// ErrNotFound and writes nothing. It returns the new version.
+//
+// Update is never sent twice (a second run would bump the version again,
+// or fail IfVersion after the first succeeded): when its reply is lost the
+// error matches retry.ErrAmbiguous.
+func (s *Store) Update(ctx context.Context, id string, ch Changes) (int64, error) {
+	values, err := s.encodeAll(ch.Set)
+	if err != nil {
+		return 0, fmt.Errorf("session: update: %w", err)
+	}
+	return s.updateSealed(ctx, id, values, ch.Delete, ch.Persist, ch.IfVersion)
+}
+
+// updateSealed is Update with encoded values (see "The seam to Manager").
+// A key both set and deleted is set.
+func (s *Store) updateSealed(ctx context.Context, id string, set map[string]sealed, del []string, persist *bool, ifVersion int64) (int64, error) {
+	p, err := parseToken(s.opts.Prefix, id)
+	if err != nil {
+		return 0, fmt.Errorf("session: update: %w", err)
+	}
+	if s.isClosed() {
+		return 0, ErrClosed
+	}
+	pa := ""
+	if persist != nil {
+		pa = boolArg(*persist)
+	}
+	args := make([]any, 0, 5+2*len(set)+len(del))
+	args = append(args, s.now(), p.handle, ifVersion, pa, len(set))
+	args = appendValues(args, set)
+	args = appendValueFields(args, slices.DeleteFunc(slices.Clone(del), func(k string) bool { _, ok := set[k]; return ok }))
+	res, err := s.write(ctx, scriptUpdate, once, []string{p.key, s.indexKey(p.tag)}, args...).Slice()
+	if err != nil {
+		return 0, wrapWrite("update", err)
+	}
+	if len(res) != 3 {
+		return 0, fmt.Errorf("session: update: %w: unexpected reply", ErrCorrupt)
+	}
+	v, _ := res[2].(int64)
+	return v, nil
+}
+
+// Delete removes a session and its index entry. Deleting a missing session
+// is not an error; the result says whether one existed.
+func (s *Store) Delete(ctx context.Context, id string) (bool, error) {
+	p, err := parseToken(s.opts.Prefix, id)
+	if err != nil {
+		return false, fmt.Errorf("session: delete: %w", err)
+	}
+	if s.isClosed() {
+		return false, ErrClosed
+	}
+	n, err := s.write(ctx, scriptDelete, repeatable, []string{p.key, s.indexKey(p.tag)}, s.now(), p.handle).Int64()
+	if err != nil {
+		return false, wrapWrite("delete", err)
+	}
+	return n == 1, nil
+}
+
+// Extend moves a live session's absolute deadline to now+d if that is later
+// (it never shortens it) and records an access. It returns the new expiry
+// and deadline, or ErrNotFound.
+func (s *Store) Extend(ctx context.Context, id string, d time.Duration) (expiresAt, deadline time.Time, err error) {
+	p, err := parseToken(s.opts.Prefix, id)
+	if err != nil {
+		return time.Time{}, time.Time{}, fmt.Errorf("session: extend: %w", err)
+	}
+	if d <= 0 {
+		return time.Time{}, time.Time{}, fmt.Errorf("session: extend: duration %v must be positive", d)
+	}
+	if s.isClosed() {
+		return time.Time{}, time.Time{}, ErrClosed
+	}
+	res, err := s.write(ctx, scriptExtend, repeatable, []string{p.key, s.indexKey(p.tag)},
+		s.now(), p.handle, d.Milliseconds()).Slice()
+	if err != nil {
+		return time.Time{}, time.Time{}, wrapWrite("extend", err)
+	}
+	if len(res) != 3 {
+		return time.Time{}, time.Time{}, fmt.Errorf("session: extend: %w: unexpected reply", ErrCorrupt)
+	}
+	return msArg(res[1]), msArg(res[2]), nil
+}
+
+// Rotate gives a live session a new ID, keeping its values, metadata and
+// deadline, and kills the old ID in the same script: call it on login and
+// privilege change. It returns the new ID, or ErrNotFound. Rotate is safe
+// to send twice (the script recognises its own earlier run), so a client's
+// retries may re-send it; when the outcome is still unknown the error
+// matches retry.ErrAmbiguous and the returned ID is not empty: it is the
+// session's ID if the rotation ran, and Get on it settles which ID is live.
+func (s *Store) Rotate(ctx context.Context, id string) (string, error) {
+	p, err := parseToken(s.opts.Prefix, id)
+	if err != nil {
+		return "", fmt.Errorf("session: rotate: %w", err)
+	}
+	if s.isClosed() {
+		return "", ErrClosed
+	}
+	raw, _ := b64.DecodeString(p.tag)
+	tok, np, err := newToken(s.opts.Prefix, raw)
+	if err != nil {
+		return "", err
+	}
+	err = s.write(ctx, scriptRotate, repeatable,
+		[]string{p.key, np.key, s.indexKey(p.tag)},
+		s.now(), p.handle, np.handle).Err()
+	if err != nil {
+		err = wrapWrite("rotate", err)
+		if errors.Is(err, retry.ErrAmbiguous) {
+			return tok, err // the session's ID if the rotation ran: Get settles it
+		}
+		return "", err
+	}
+	return tok, nil
+}
