@@ -24,7 +24,7 @@ func (m *Manager) RenewToken(ctx context.Context) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.committed {
-		return errCommitted
+		return ErrCommitted
 	}
 	if st.id == "" {
 		return nil
@@ -51,7 +51,7 @@ func (m *Manager) Login(ctx context.Context, userID string) error {
 	st.mu.Lock()
 	if st.committed {
 		st.mu.Unlock()
-		return errCommitted
+		return ErrCommitted
 	}
 	if st.id != "" && st.userID == userID {
 		st.mu.Unlock()
@@ -77,7 +77,7 @@ func (m *Manager) Destroy(ctx context.Context) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.committed {
-		return errCommitted
+		return ErrCommitted
 	}
 	if st.id != "" {
 		if _, err := m.store.Delete(ctx, st.id); err != nil {
@@ -95,7 +95,7 @@ func (m *Manager) LogoutEverywhere(ctx context.Context) (int, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.committed {
-		return 0, errCommitted
+		return 0, ErrCommitted
 	}
 	if st.userID == "" {
 		return 0, errors.New("session: logout everywhere: anonymous session")

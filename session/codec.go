@@ -13,11 +13,17 @@ type Codec interface {
 	Unmarshal(data []byte, v any) error
 }
 
-// JSON is the default Codec: encoding/json.
-type JSON struct{}
+// JSONCodec is the default Codec: encoding/json. The cache package's codec
+// has the same name.
+type JSONCodec struct{}
+
+// JSON is the former name of JSONCodec.
+//
+// Deprecated: use JSONCodec.
+type JSON = JSONCodec
 
 // Marshal encodes v as JSON.
-func (JSON) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
+func (JSONCodec) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
 
 // Unmarshal decodes JSON data into v.
-func (JSON) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+func (JSONCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }

@@ -24,7 +24,7 @@ func FuzzStoredSession(f *testing.F) {
 	} {
 		f.Add(s[0], s[1], s[2], s[3])
 	}
-	st := &Store{opts: Options{Codec: JSON{}}}
+	st := &Store{opts: Options{Codec: JSONCodec{}}}
 	f.Fuzz(func(t *testing.T, m, u, x, d string) {
 		fields := map[string]string{"m": m, "u": u, "x": x, "d:v": d}
 		s, err := st.load("id", "handle", fields)

@@ -38,8 +38,16 @@ var (
 	// ErrNoValue reports that the session holds no value under the key.
 	ErrNoValue = errors.New("session: no such value")
 
-	// ErrClosed reports a call on a closed Store.
-	ErrClosed = errors.New("session: store closed")
+	// ErrClosed reports a call on a closed Store. Like every ErrClosed of
+	// rediskit it matches retry.ErrUnavailable: a caller that falls back
+	// when Redis cannot serve (the Manager answers 503) does so during a
+	// shutdown too.
+	ErrClosed = fmt.Errorf("session: store closed: %w", retry.ErrUnavailable)
+
+	// ErrCommitted reports a Manager call that must change the response
+	// (RenewToken, Login, Destroy, LogoutEverywhere) after the response was
+	// committed.
+	ErrCommitted = errors.New("session: the response is already committed")
 
 	// ErrNotDurable reports a write that the master applied but fewer than
 	// Options.DurableReplicas replicas confirmed within

@@ -2,6 +2,7 @@ package session
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -52,7 +53,7 @@ type Options struct {
 	// OnLimit is what Create does at the cap. Default RevokeOldest.
 	OnLimit LimitPolicy
 
-	// Codec encodes values. Default JSON.
+	// Codec encodes values. Default JSONCodec.
 	Codec Codec
 
 	// UserKey, when set, keys the hash that turns a user ID into the tag
@@ -108,19 +109,19 @@ func (o Options) withDefaults() (Options, error) {
 		o.Prefix = "session:"
 	}
 	if strings.ContainsAny(o.Prefix, "{}") {
-		return o, fmt.Errorf("session: Options.Prefix %q must not contain '{' or '}'", o.Prefix)
+		return o, badOption("Prefix", o.Prefix, "must not contain '{' or '}'")
 	}
 	if o.IdleTimeout == 0 {
 		o.IdleTimeout = 30 * time.Minute
 	}
 	if o.IdleTimeout < time.Millisecond {
-		return o, fmt.Errorf("session: Options.IdleTimeout %v must be at least 1ms", o.IdleTimeout)
+		return o, badOption("IdleTimeout", o.IdleTimeout, "must be at least 1ms")
 	}
 	if o.AbsoluteTimeout == 0 {
 		o.AbsoluteTimeout = 24 * time.Hour
 	}
 	if o.AbsoluteTimeout < time.Millisecond {
-		return o, fmt.Errorf("session: Options.AbsoluteTimeout %v must be at least 1ms", o.AbsoluteTimeout)
+		return o, badOption("AbsoluteTimeout", o.AbsoluteTimeout, "must be at least 1ms")
 	}
 	if o.TouchInterval == 0 {
 		o.TouchInterval = min(o.IdleTimeout/64, time.Minute)
@@ -129,29 +130,48 @@ func (o Options) withDefaults() (Options, error) {
 		o.TouchInterval = 0
 	}
 	if o.MaxPerUser < 0 {
-		return o, fmt.Errorf("session: Options.MaxPerUser %d must not be negative", o.MaxPerUser)
+		return o, badOption("MaxPerUser", o.MaxPerUser, "must not be negative")
 	}
 	if o.OnLimit != RevokeOldest && o.OnLimit != RefuseNew {
-		return o, fmt.Errorf("session: Options.OnLimit %d is not a LimitPolicy", o.OnLimit)
+		return o, badOption("OnLimit", int(o.OnLimit), "is not a LimitPolicy")
 	}
 	if o.Codec == nil {
-		o.Codec = JSON{}
+		o.Codec = JSONCodec{}
 	}
 	if o.MaxValueBytes == 0 {
 		o.MaxValueBytes = 64 << 10
 	}
 	if o.MaxValueBytes < 0 {
-		return o, fmt.Errorf("session: Options.MaxValueBytes %d must not be negative", o.MaxValueBytes)
+		return o, badOption("MaxValueBytes", o.MaxValueBytes, "must not be negative")
 	}
 	if o.DurableReplicas < 0 {
-		return o, fmt.Errorf("session: Options.DurableReplicas %d must not be negative", o.DurableReplicas)
+		return o, badOption("DurableReplicas", o.DurableReplicas, "must not be negative")
 	}
 	if o.DurableTimeout < 0 {
-		return o, fmt.Errorf("session: Options.DurableTimeout %v must not be negative", o.DurableTimeout)
+		return o, badOption("DurableTimeout", o.DurableTimeout, "must not be negative")
 	}
 	if o.DurableReplicas > 0 && o.DurableTimeout == 0 {
 		o.DurableTimeout = 250 * time.Millisecond
 	}
 	o.UserKey = append([]byte(nil), o.UserKey...)
 	return o, nil
+}
+
+// OptionError reports an invalid Options field, as New returns it.
+type OptionError struct {
+	Field  string // the Options field at fault
+	Value  string // the offending value, quoted when a string
+	Reason string
+}
+
+func (e *OptionError) Error() string {
+	return "session: Options." + e.Field + " = " + e.Value + ": " + e.Reason
+}
+
+func badOption(field string, value any, reason string) error {
+	v := fmt.Sprint(value)
+	if s, ok := value.(string); ok {
+		v = strconv.Quote(s)
+	}
+	return &OptionError{Field: field, Value: v, Reason: reason}
 }

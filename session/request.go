@@ -182,8 +182,6 @@ func (st *state) resetLocked() {
 	st.setCookie, st.clearCookie = false, true
 }
 
-var errCommitted = errors.New("session: the response is already committed")
-
 func (st *state) warnIfCommitted(op string) {
 	if st.committed {
 		st.m.opts.Logger.LogAttrs(st.r.Context(), slog.LevelWarn,

@@ -54,7 +54,7 @@ func New(rdb redis.UniversalClient, opts Options) (*Store, error) {
 		panic("session: New with nil client")
 	}
 	if _, ok := rdb.(*redis.AutoPipeliner); ok {
-		return nil, errors.New("session: New needs the underlying client, not an AutoPipeliner: set Options.AutoPipeline")
+		return nil, badOption("AutoPipeline", false, "New needs the underlying client, not an AutoPipeliner: set Options.AutoPipeline")
 	}
 	o, err := opts.withDefaults()
 	if err != nil {
@@ -71,7 +71,7 @@ func New(rdb redis.UniversalClient, opts Options) (*Store, error) {
 	if o.AutoPipeline {
 		ap, err := rdb.AutoPipeline()
 		if err != nil {
-			return nil, fmt.Errorf("session: Options.AutoPipeline: %w", err)
+			return nil, badOption("AutoPipeline", true, err.Error())
 		}
 		s.exec = ap
 	}

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/rediskit/rediskit/internal/redistest"
+	"github.com/rediskit/rediskit/retry"
 	"github.com/rediskit/rediskit/session"
 )
 
@@ -748,11 +749,23 @@ func TestRedisDown(t *testing.T) {
 func TestNewValidates(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: deadAddr(t)})
 	defer rdb.Close()
-	for _, o := range []session.Options{
-		{Prefix: "a{b"}, {IdleTimeout: -1}, {MaxPerUser: -1}, {OnLimit: 7}, {MaxValueBytes: -2},
+	for _, tc := range []struct {
+		o            session.Options
+		field, value string
+	}{
+		{session.Options{Prefix: "a{b"}, "Prefix", `"a{b"`},
+		{session.Options{IdleTimeout: -1}, "IdleTimeout", "-1ns"},
+		{session.Options{AbsoluteTimeout: -time.Second}, "AbsoluteTimeout", "-1s"},
+		{session.Options{MaxPerUser: -1}, "MaxPerUser", "-1"},
+		{session.Options{OnLimit: 7}, "OnLimit", "7"},
+		{session.Options{MaxValueBytes: -2}, "MaxValueBytes", "-2"},
+		{session.Options{DurableReplicas: -1}, "DurableReplicas", "-1"},
+		{session.Options{DurableTimeout: -time.Second}, "DurableTimeout", "-1s"},
 	} {
-		if _, err := session.New(rdb, o); err == nil {
-			t.Errorf("New(%+v) accepted", o)
+		_, err := session.New(rdb, tc.o)
+		var oe *session.OptionError
+		if !errors.As(err, &oe) || oe.Field != tc.field || oe.Value != tc.value {
+			t.Errorf("New(%+v) = %v, want an *OptionError naming %s = %s", tc.o, err, tc.field, tc.value)
 		}
 	}
 	func() {
@@ -769,8 +782,8 @@ func TestNewValidates(t *testing.T) {
 	}
 	_ = st.Close()
 	_ = st.Close()
-	if _, err := st.Create(context.Background(), "u", nil, session.CreateOptions{}); !errors.Is(err, session.ErrClosed) {
-		t.Fatalf("Create after Close = %v", err)
+	if _, err := st.Create(context.Background(), "u", nil, session.CreateOptions{}); !errors.Is(err, session.ErrClosed) || !errors.Is(err, retry.ErrUnavailable) {
+		t.Fatalf("Create after Close = %v, want ErrClosed matching retry.ErrUnavailable", err)
 	}
 }
 
