@@ -99,7 +99,11 @@ type Config struct {
 	TLSConfig *tls.Config
 
 	// PoolSize is the maximum number of connections per node. Default
-	// 10 per GOMAXPROCS.
+	// 10 per GOMAXPROCS on standalone and Sentinel, 5 per GOMAXPROCS on each
+	// node of a Cluster: go-redis's own defaults for Client and
+	// ClusterClient. A Cluster spreads the same goroutines over several
+	// masters, so each node needs fewer connections, and a bigger pool only
+	// lets more WATCH transactions on a hot key run at once and conflict.
 	PoolSize int
 	// MinIdleConns is the number of idle connections kept open per node.
 	// Default 0.
@@ -158,42 +162,24 @@ func (c Config) Mode() Mode {
 	return Standalone
 }
 
-// withDefaults returns a copy of c with zero fields set to their defaults.
+// DefaultPoolSize is the PoolSize used when Config.PoolSize is zero: go-redis's
+// defaults, 10 connections per GOMAXPROCS for a standalone or Sentinel
+// client and 5 per GOMAXPROCS on each node of a Cluster (whose load is
+// spread over its masters).
+func DefaultPoolSize(m Mode) int {
+	if m == Cluster {
+		return 5 * runtime.GOMAXPROCS(0)
+	}
+	return 10 * runtime.GOMAXPROCS(0)
+}
+
+// withDefaults returns a copy of c with zero fields set to their defaults
+// (the settings table).
 func (c Config) withDefaults() Config {
-	if c.Mode() == Standalone && c.Addr == "" {
-		c.Addr = DefaultAddr
-	}
-	if c.PoolSize == 0 {
-		c.PoolSize = 10 * runtime.GOMAXPROCS(0)
-	}
-	if c.ConnMaxIdleTime == 0 {
-		c.ConnMaxIdleTime = DefaultConnMaxIdleTime
-	}
-	if c.DialTimeout == 0 {
-		c.DialTimeout = DefaultDialTimeout
-	}
-	if c.ReadTimeout == 0 {
-		c.ReadTimeout = DefaultReadTimeout
-	}
-	if c.WriteTimeout == 0 {
-		c.WriteTimeout = c.ReadTimeout
-	}
-	if c.KeepAlive == 0 {
-		c.KeepAlive = DefaultKeepAlive
+	for _, s := range settings {
+		s.applyDefault(&c)
 	}
 	c.Retry = c.Retry.WithDefaults()
-	if c.HealthCheckInterval == 0 {
-		c.HealthCheckInterval = DefaultHealthCheckInterval
-	}
-	if c.BreakerThreshold == 0 {
-		c.BreakerThreshold = DefaultBreakerThreshold
-	}
-	if c.BreakerCooldown == 0 {
-		c.BreakerCooldown = DefaultBreakerCooldown
-	}
-	if c.DrainTimeout == 0 {
-		c.DrainTimeout = DefaultDrainTimeout
-	}
 	return c
 }
 
@@ -260,54 +246,16 @@ func (c Config) Validate() error {
 	if len(c.SentinelAddrs) > 0 && c.MasterName == "" {
 		return badField("MasterName", c.MasterName, "required with SentinelAddrs")
 	}
-	if c.DB < 0 {
-		return badField("DB", c.DB, "must be >= 0")
-	}
 	if c.DB != 0 && c.Mode() == Cluster {
 		return badField("DB", c.DB, "a cluster has only database 0")
 	}
-	for _, f := range []struct {
-		name string
-		v    int
-		min  int
-	}{
-		{"PoolSize", c.PoolSize, 0},
-		{"MinIdleConns", c.MinIdleConns, 0},
-		{"BreakerThreshold", c.BreakerThreshold, -1},
-		{"Retry.MaxAttempts", c.Retry.MaxAttempts, 0},
-	} {
-		if f.v < f.min {
-			return badField(f.name, f.v, fmt.Sprintf("must be >= %d", f.min))
+	for _, st := range settings {
+		if err := st.check(&c); err != nil {
+			return err
 		}
 	}
 	if c.PoolSize > 0 && c.MinIdleConns > c.PoolSize {
 		return badField("MinIdleConns", c.MinIdleConns, "must not exceed PoolSize")
-	}
-	for _, f := range []struct {
-		name   string
-		v      time.Duration
-		offOK  bool
-		zeroOK bool
-	}{
-		{"ConnMaxIdleTime", c.ConnMaxIdleTime, true, true},
-		{"ConnMaxLifetime", c.ConnMaxLifetime, false, true},
-		{"DialTimeout", c.DialTimeout, false, true},
-		{"ReadTimeout", c.ReadTimeout, true, true},
-		{"WriteTimeout", c.WriteTimeout, true, true},
-		{"KeepAlive", c.KeepAlive, true, true},
-		{"Retry.BaseBackoff", c.Retry.BaseBackoff, false, true},
-		{"Retry.MaxBackoff", c.Retry.MaxBackoff, false, true},
-		{"HealthCheckInterval", c.HealthCheckInterval, true, true},
-		{"BreakerCooldown", c.BreakerCooldown, false, true},
-		{"DrainTimeout", c.DrainTimeout, false, true},
-	} {
-		if f.v < 0 && !(f.offOK && f.v == -1) {
-			reason := "must be >= 0"
-			if f.offOK {
-				reason = "must be >= 0, or -1 for off"
-			}
-			return badField(f.name, f.v, reason)
-		}
 	}
 	if c.Retry.MaxBackoff > 0 && c.Retry.BaseBackoff > c.Retry.MaxBackoff {
 		return badField("Retry.BaseBackoff", c.Retry.BaseBackoff, "must not exceed Retry.MaxBackoff")
@@ -334,63 +282,25 @@ func checkAddr(field, addr string) error {
 
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
-// String describes c for logs: mode, addresses and the non-default settings.
-// Passwords appear as "[redacted]" when set; the TLS config as "tls".
+// String describes c for logs: mode, addresses and the settings that are
+// set, in the order of the settings table. Passwords appear as
+// "[redacted]" when set; a TLSConfig as tls=on.
 func (c Config) String() string {
 	var b strings.Builder
 	b.WriteString("rediskit.Config{mode=" + c.Mode().String())
-	add := func(k, v string) { b.WriteString(" " + k + "=" + v) }
-	if c.Addr != "" {
-		add("addr", c.Addr)
-	}
-	if c.MasterName != "" {
-		add("master", c.MasterName)
-	}
-	if len(c.SentinelAddrs) > 0 {
-		add("sentinels", strings.Join(c.SentinelAddrs, ","))
-	}
-	if c.SentinelUsername != "" {
-		add("sentinel_username", c.SentinelUsername)
-	}
-	if c.SentinelPassword != "" {
-		add("sentinel_password", "[redacted]")
-	}
-	if len(c.ClusterAddrs) > 0 {
-		add("cluster", strings.Join(c.ClusterAddrs, ","))
-	}
-	if c.Username != "" {
-		add("username", c.Username)
-	}
-	if c.Password != "" {
-		add("password", "[redacted]")
-	}
-	if c.DB != 0 {
-		add("db", strconv.Itoa(c.DB))
-	}
-	if c.TLS || c.TLSConfig != nil {
-		add("tls", "on")
-	}
-	for _, f := range []struct {
-		k string
-		v int
-	}{{"pool_size", c.PoolSize}, {"min_idle_conns", c.MinIdleConns}, {"breaker_threshold", c.BreakerThreshold}, {"retry_attempts", c.Retry.MaxAttempts}} {
-		if f.v != 0 {
-			add(f.k, strconv.Itoa(f.v))
+	for _, s := range settings {
+		v, ok := s.format(&c)
+		if s.name == "tls" && !ok && c.TLSConfig != nil {
+			v, ok = "on", true
 		}
-	}
-	for _, f := range []struct {
-		k string
-		v time.Duration
-	}{
-		{"conn_max_idle_time", c.ConnMaxIdleTime}, {"conn_max_lifetime", c.ConnMaxLifetime},
-		{"dial_timeout", c.DialTimeout}, {"read_timeout", c.ReadTimeout}, {"write_timeout", c.WriteTimeout},
-		{"keep_alive", c.KeepAlive}, {"retry_base_backoff", c.Retry.BaseBackoff},
-		{"retry_max_backoff", c.Retry.MaxBackoff}, {"health_check_interval", c.HealthCheckInterval},
-		{"breaker_cooldown", c.BreakerCooldown}, {"drain_timeout", c.DrainTimeout},
-	} {
-		if f.v != 0 {
-			add(f.k, f.v.String())
+		if !ok {
+			continue
 		}
+		k := s.show
+		if k == "" {
+			k = s.name
+		}
+		b.WriteString(" " + k + "=" + v)
 	}
 	b.WriteString("}")
 	return b.String()

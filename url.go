@@ -7,147 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 )
-
-// param is one setting that a URL query parameter and a REDISKIT_*
-// environment variable can carry. Its name is the query parameter; the
-// variable is "REDISKIT_" + upper-case name.
-type param struct {
-	name string
-	set  func(c *Config, v string) error // the error's Field is filled in by the caller
-	// urlOK is false for settings that only the environment may carry
-	// (addresses and passwords have their own places in a URL).
-	urlOK bool
-}
-
-// parseErr is a setter failure before the field name is known.
-type parseErr struct{ reason string }
-
-func (e *parseErr) Error() string { return e.reason }
-
-func intParam(dst func(*Config) *int) func(*Config, string) error {
-	return func(c *Config, v string) error {
-		n, err := strconv.Atoi(strings.TrimSpace(v))
-		if err != nil {
-			return &parseErr{"want an integer"}
-		}
-		*dst(c) = n
-		return nil
-	}
-}
-
-func durParam(dst func(*Config) *time.Duration) func(*Config, string) error {
-	return func(c *Config, v string) error {
-		d, err := parseDuration(v)
-		if err != nil {
-			return err
-		}
-		*dst(c) = d
-		return nil
-	}
-}
-
-func boolParam(dst func(*Config) *bool) func(*Config, string) error {
-	return func(c *Config, v string) error {
-		b, err := strconv.ParseBool(strings.TrimSpace(v))
-		if err != nil {
-			return &parseErr{"want true or false"}
-		}
-		*dst(c) = b
-		return nil
-	}
-}
-
-func strParam(dst func(*Config) *string) func(*Config, string) error {
-	return func(c *Config, v string) error { *dst(c) = v; return nil }
-}
-
-func listParam(dst func(*Config) *[]string) func(*Config, string) error {
-	return func(c *Config, v string) error {
-		var out []string
-		for _, a := range strings.Split(v, ",") {
-			if a = strings.TrimSpace(a); a != "" {
-				out = append(out, a)
-			}
-		}
-		*dst(c) = out
-		return nil
-	}
-}
-
-// parseDuration accepts Go durations ("250ms", "1m30s"), a plain integer as
-// seconds (as go-redis URLs do), and "-1" for "off".
-func parseDuration(v string) (time.Duration, error) {
-	v = strings.TrimSpace(v)
-	if v == "-1" {
-		return -1, nil
-	}
-	if n, err := strconv.ParseInt(v, 10, 32); err == nil {
-		if n < 0 {
-			return 0, &parseErr{"want a duration >= 0 or -1"}
-		}
-		return time.Duration(n) * time.Second, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		return 0, &parseErr{`want a duration such as "500ms", "3s" or "-1"`}
-	}
-	return d, nil
-}
-
-var params = []param{
-	{"addr", strParam(func(c *Config) *string { return &c.Addr }), false},
-	{"master_name", strParam(func(c *Config) *string { return &c.MasterName }), true},
-	{"sentinel_addrs", listParam(func(c *Config) *[]string { return &c.SentinelAddrs }), false},
-	{"sentinel_username", strParam(func(c *Config) *string { return &c.SentinelUsername }), true},
-	{"sentinel_password", strParam(func(c *Config) *string { return &c.SentinelPassword }), true},
-	{"cluster_addrs", listParam(func(c *Config) *[]string { return &c.ClusterAddrs }), false},
-	{"username", strParam(func(c *Config) *string { return &c.Username }), false},
-	{"password", strParam(func(c *Config) *string { return &c.Password }), false},
-	{"db", intParam(func(c *Config) *int { return &c.DB }), true},
-	{"tls", boolParam(func(c *Config) *bool { return &c.TLS }), true},
-	{"tls_server_name", strParam(func(c *Config) *string { return &c.TLSServerName }), true},
-	{"tls_insecure_skip_verify", boolParam(func(c *Config) *bool { return &c.TLSInsecureSkipVerify }), true},
-	{"pool_size", intParam(func(c *Config) *int { return &c.PoolSize }), true},
-	{"min_idle_conns", intParam(func(c *Config) *int { return &c.MinIdleConns }), true},
-	{"conn_max_idle_time", durParam(func(c *Config) *time.Duration { return &c.ConnMaxIdleTime }), true},
-	{"conn_max_lifetime", durParam(func(c *Config) *time.Duration { return &c.ConnMaxLifetime }), true},
-	{"dial_timeout", durParam(func(c *Config) *time.Duration { return &c.DialTimeout }), true},
-	{"read_timeout", durParam(func(c *Config) *time.Duration { return &c.ReadTimeout }), true},
-	{"write_timeout", durParam(func(c *Config) *time.Duration { return &c.WriteTimeout }), true},
-	{"keep_alive", durParam(func(c *Config) *time.Duration { return &c.KeepAlive }), true},
-	{"retry_attempts", intParam(func(c *Config) *int { return &c.Retry.MaxAttempts }), true},
-	{"retry_base_backoff", durParam(func(c *Config) *time.Duration { return &c.Retry.BaseBackoff }), true},
-	{"retry_max_backoff", durParam(func(c *Config) *time.Duration { return &c.Retry.MaxBackoff }), true},
-	{"health_check_interval", durParam(func(c *Config) *time.Duration { return &c.HealthCheckInterval }), true},
-	{"breaker_threshold", intParam(func(c *Config) *int { return &c.BreakerThreshold }), true},
-	{"breaker_cooldown", durParam(func(c *Config) *time.Duration { return &c.BreakerCooldown }), true},
-	{"drain_timeout", durParam(func(c *Config) *time.Duration { return &c.DrainTimeout }), true},
-}
-
-func lookupParam(name string) (param, bool) {
-	for _, p := range params {
-		if p.name == name {
-			return p, true
-		}
-	}
-	return param{}, false
-}
-
-// secretParam reports whether a parameter's value must not be echoed.
-func secretParam(name string) bool { return strings.HasSuffix(name, "password") }
-
-func applyParam(c *Config, p param, field, v string) error {
-	if err := p.set(c, v); err != nil {
-		shown := any(v)
-		if secretParam(p.name) {
-			shown = "[redacted]"
-		}
-		return badField(field, shown, err.Error())
-	}
-	return nil
-}
 
 // ParseURL builds a Config from a URL. Forms:
 //
@@ -250,11 +110,11 @@ func ParseURL(s string) (Config, error) {
 			}
 			continue
 		}
-		p, ok := lookupParam(k)
-		if !ok || !p.urlOK {
+		st, ok := lookupSetting(k)
+		if !ok || st.envOnly {
 			return Config{}, badField("URL parameter", k, "unknown parameter")
 		}
-		if err := applyParam(&c, p, "URL parameter "+k, vals[len(vals)-1]); err != nil {
+		if err := st.set(&c, "URL parameter "+k, vals[len(vals)-1]); err != nil {
 			return Config{}, err
 		}
 	}
@@ -358,18 +218,18 @@ func fromEnv(lookup func(string) (string, bool)) (Config, error) {
 			return Config{}, err
 		}
 	}
-	for _, p := range params {
-		name := "REDISKIT_" + strings.ToUpper(p.name)
+	for _, st := range settings {
+		name := "REDISKIT_" + strings.ToUpper(st.name)
 		v, ok := lookup(name)
 		if !ok {
 			continue
 		}
-		if err := applyParam(&c, p, name, v); err != nil {
+		if err := st.set(&c, name, v); err != nil {
 			return Config{}, err
 		}
 		// An address variable selects its mode: drop the others set by
 		// REDIS_URL so that the override wins instead of conflicting.
-		switch p.name {
+		switch st.name {
 		case "addr":
 			c.MasterName, c.SentinelAddrs, c.ClusterAddrs = "", nil, nil
 		case "cluster_addrs":
