@@ -24,6 +24,19 @@
 // context's deadline. Do applies the same policy to a caller's own
 // multi-step operation.
 //
+// A client the user built has none of that: go-redis re-sends whatever
+// failed. Once and Repeatable mark a single command instead, so that
+// session and cache keep their promise on any client they are given: a
+// command sent with Once is never re-sent by any go-redis retry loop once it
+// may have reached the server (Cmder.NoRetry, which the client, the cluster
+// redirect loop, pipelines and the AutoPipeliner honour), and Ambiguous
+// turns its lost reply into an *AmbiguousError; a command sent with
+// Repeatable is one the Hook may re-send like a read, also through an
+// AutoPipeliner, where a context mark does not reach the Hook. Script runs
+// a Lua script either way. TestOnceOnPlainClient shows a default go-redis
+// client applying a script twice and Once applying it once;
+// BenchmarkScript shows the marks cost no allocation.
+//
 // Classify sorts errors into classes (none, caller, transient, unavailable,
 // ambiguous) through any wrapping; IsUnavailable and IsInfrastructure are
 // the predicates fail-open callers and circuit breakers use.
