@@ -318,32 +318,8 @@ var cacheWrites = []writeCase{
 			return f.cache.Decr(ctx, "n", 5, time.Minute)
 		},
 		check: func(t *testing.T, ctx context.Context, f *fixture, _, _ any) { counterIs(t, ctx, f.dcache, "n", -5) }},
-	{name: "cache.GetOrSet/lease", pattern: keyed,
-		run: func(ctx context.Context, f *fixture, _ any) (any, error) {
-			return f.cache.GetOrSet(ctx, "lease", time.Minute, func(context.Context) ([]byte, error) {
-				f.loads.Add(1)
-				return []byte("loaded"), nil
-			})
-		},
-		check: func(t *testing.T, ctx context.Context, f *fixture, _, _ any) {
-			if n := f.loads.Load(); n != 1 {
-				t.Fatalf("loader ran %d times, want 1", n)
-			}
-			mustValue(t, ctx, f.dcache, "lease", "loaded")
-		}},
-	{name: "cache.GetOrSet/commit", pattern: script,
-		run: func(ctx context.Context, f *fixture, _ any) (any, error) {
-			return f.cache.GetOrSet(ctx, "commit", time.Minute, func(context.Context) ([]byte, error) {
-				f.loads.Add(1)
-				return []byte("loaded"), nil
-			})
-		},
-		check: func(t *testing.T, ctx context.Context, f *fixture, _, _ any) {
-			if n := f.loads.Load(); n != 1 {
-				t.Fatalf("loader ran %d times, want 1", n)
-			}
-			mustValue(t, ctx, f.dcache, "commit", "loaded")
-		}},
+	getOrSetCase("cache.GetOrSet/lease", "lease", keyed),
+	getOrSetCase("cache.GetOrSet/commit", "commit", script),
 	{name: "cache.Delete", pattern: keyed,
 		setup: func(t *testing.T, ctx context.Context, f *fixture) any {
 			if err := f.dcache.Set(ctx, "del", []byte("v"), time.Minute); err != nil {
@@ -374,6 +350,25 @@ var cacheWrites = []writeCase{
 				}
 			}
 		}},
+}
+
+// getOrSetCase is a GetOrSet miss of key whose reply is lost at the request
+// pattern picks: the lease (the first request naming the key) or the
+// commit (the script). The loader runs once and its value is stored.
+func getOrSetCase(name, key string, pattern func(string) string) writeCase {
+	return writeCase{name: name, pattern: pattern,
+		run: func(ctx context.Context, f *fixture, _ any) (any, error) {
+			return f.cache.GetOrSet(ctx, key, time.Minute, func(context.Context) ([]byte, error) {
+				f.loads.Add(1)
+				return []byte("loaded"), nil
+			})
+		},
+		check: func(t *testing.T, ctx context.Context, f *fixture, _, _ any) {
+			if n := f.loads.Load(); n != 1 {
+				t.Fatalf("loader ran %d times, want 1", n)
+			}
+			mustValue(t, ctx, f.dcache, key, "loaded")
+		}}
 }
 
 // TestLostReplyMatrix: every write × every client kind × AutoPipeline off
