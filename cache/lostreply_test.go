@@ -1,0 +1,299 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/rediskit/rediskit/internal/redistest"
+	"github.com/rediskit/rediskit/retry"
+)
+
+// lostReplyEnv is one case of TestLostReply: a Cache over a plain go-redis
+// client that reaches the server through a fault proxy, and a direct client
+// that reads the server's state.
+type lostReplyEnv struct {
+	c       *Cache
+	direct  *redis.Client
+	proxy   *redistest.Proxy
+	retries bool // the client has go-redis's default MaxRetries (3), else -1
+}
+
+// fault arms a lost reply on the first request containing pattern, runs fn
+// and fails the test unless the fault fired.
+func (e *lostReplyEnv) fault(t *testing.T, pattern string, fn func()) {
+	t.Helper()
+	before := e.proxy.Dropped()
+	e.proxy.DropReplyAfter(pattern)
+	fn()
+	if n := e.proxy.Dropped() - before; n != 1 {
+		e.proxy.DropReplyAfter("\x00disarmed\x00") // a pattern no request holds
+		t.Fatalf("the fault fired %d times, want 1 (pattern %q)", n, pattern)
+	}
+}
+
+// stored returns the payload of the value under key on the server, reading
+// it directly: ok false when there is no value (or only a lease marker).
+func (e *lostReplyEnv) stored(t *testing.T, key string) (string, bool) {
+	t.Helper()
+	raw, err := e.direct.Get(context.Background(), e.c.key(key)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return "", false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, p, err := DecodeHeader(raw)
+	if err != nil {
+		t.Fatalf("stored value of %q: %v", key, err)
+	}
+	if h.Lease {
+		return "", false
+	}
+	return string(p), true
+}
+
+// exists reports whether the stored key k (full name) exists on the server.
+func (e *lostReplyEnv) exists(t *testing.T, rk string) bool {
+	t.Helper()
+	n, err := e.direct.Exists(context.Background(), rk).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n > 0
+}
+
+// wantOutcome checks the error of a write whose reply was lost: with the
+// client's retries an idempotent write ends in a definite answer (nil),
+// without them its outcome is unknown (retry.ErrAmbiguous).
+func (e *lostReplyEnv) wantOutcome(t *testing.T, what string, err error) {
+	t.Helper()
+	if e.retries {
+		if err != nil {
+			t.Fatalf("%s = %v; an idempotent write re-sent by the client must succeed", what, err)
+		}
+		return
+	}
+	if !errors.Is(err, retry.ErrAmbiguous) {
+		t.Fatalf("%s = %v, want an error matching retry.ErrAmbiguous", what, err)
+	}
+}
+
+var lostReplyCases = []struct {
+	name string
+	opt  Options
+	run  func(t *testing.T, e *lostReplyEnv)
+}{
+	{"Set", Options{}, func(t *testing.T, e *lostReplyEnv) {
+		var err error
+		e.fault(t, e.c.key("k"), func() { err = e.c.Set(ctxT(t), "k", []byte("v1"), time.Minute) })
+		e.wantOutcome(t, "Set", err)
+		if v, ok := e.stored(t, "k"); !ok || v != "v1" {
+			t.Fatalf("server holds %q, %v; want v1", v, ok)
+		}
+	}},
+	{"TypedSet", Options{}, func(t *testing.T, e *lostReplyEnv) {
+		tc := NewTyped[string](e.c, nil)
+		var err error
+		e.fault(t, e.c.key("k"), func() { err = tc.Set(ctxT(t), "k", "v1", time.Minute) })
+		e.wantOutcome(t, "Typed.Set", err)
+		if v, ok := e.stored(t, "k"); !ok || v != `"v1"` {
+			t.Fatalf("server holds %q, %v; want \"v1\"", v, ok)
+		}
+	}},
+	{"MSet", Options{}, func(t *testing.T, e *lostReplyEnv) {
+		var err error
+		items := map[string][]byte{"a": []byte("va"), "b": []byte("vb")}
+		e.fault(t, e.c.key("a"), func() { err = e.c.MSet(ctxT(t), items, time.Minute) })
+		e.wantOutcome(t, "MSet", err)
+		if err != nil {
+			var be *BatchError
+			if !errors.As(err, &be) || be.Errs["a"] == nil || !errors.Is(be.Errs["a"], retry.ErrAmbiguous) {
+				t.Fatalf("MSet error %v does not report key a as ambiguous", err)
+			}
+		}
+		for k, want := range map[string]string{"a": "va", "b": "vb"} {
+			if v, ok := e.stored(t, k); !ok || v != want {
+				t.Fatalf("server holds %q, %v under %s; want %s", v, ok, k, want)
+			}
+		}
+	}},
+	{"Incr", Options{}, func(t *testing.T, e *lostReplyEnv) {
+		// The issue's case: every Incr under the fault was applied twice and
+		// reported as a success. Each is applied once and reported unknown.
+		ctx := ctxT(t)
+		for i := 1; i <= 3; i++ {
+			var err error
+			e.fault(t, e.c.key("n"), func() { _, err = e.c.Incr(ctx, "n", 1, time.Minute) })
+			if !errors.Is(err, retry.ErrAmbiguous) {
+				t.Fatalf("Incr under a lost reply = %v, want retry.ErrAmbiguous", err)
+			}
+			if n, _ := e.direct.Get(ctx, e.c.key("n")).Int64(); n != int64(i) {
+				t.Fatalf("server counter = %d after %d calls, want %d", n, i, i)
+			}
+		}
+		var err error
+		e.fault(t, e.c.key("n"), func() { _, err = e.c.Decr(ctx, "n", 5, time.Minute) })
+		if !errors.Is(err, retry.ErrAmbiguous) {
+			t.Fatalf("Decr under a lost reply = %v, want retry.ErrAmbiguous", err)
+		}
+		if n, ok, err := e.c.Counter(ctx, "n"); err != nil || !ok || n != -2 {
+			t.Fatalf("Counter = %d, %v, %v; want -2 (3 increments and a decrement by 5, each once)", n, ok, err)
+		}
+	}},
+	{"Delete", Options{}, func(t *testing.T, e *lostReplyEnv) {
+		ctx := ctxT(t)
+		if err := e.c.Set(ctx, "k", []byte("v"), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		e.fault(t, e.c.key("k"), func() { err = e.c.Delete(ctx, "k") })
+		e.wantOutcome(t, "Delete", err)
+		if e.exists(t, e.c.key("k")) {
+			t.Fatal("the key survived the Delete")
+		}
+	}},
+	{"Clear", Options{}, func(t *testing.T, e *lostReplyEnv) {
+		ctx := ctxT(t)
+		for _, k := range []string{"a", "b", "c"} {
+			if err := e.c.Set(ctx, k, []byte("v"), time.Minute); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var err error
+		e.fault(t, "unlink", func() { _, err = e.c.ClearPattern(ctx, Prefix("")) })
+		e.wantOutcome(t, "ClearPattern", err)
+		for _, k := range []string{"a", "b", "c"} {
+			if e.exists(t, e.c.key(k)) {
+				t.Fatalf("key %s survived Clear", k)
+			}
+		}
+	}},
+	{"GetOrSetLease", Options{}, func(t *testing.T, e *lostReplyEnv) {
+		// The SET NX GET that reads the key and takes the lease: re-sent, it
+		// returns our own marker and the load goes on; not re-sent, the
+		// marker is handed back and GetOrSet answers as with Redis down.
+		var loads atomic.Int64
+		var v []byte
+		var err error
+		e.fault(t, e.c.key("k"), func() { v, err = e.c.GetOrSet(ctxT(t), "k", time.Minute, countingLoader(&loads, 0)) })
+		if e.retries {
+			if err != nil || string(v) != "value-1" || loads.Load() != 1 {
+				t.Fatalf("GetOrSet = %q, %v with %d loads; want value-1 from one load", v, err, loads.Load())
+			}
+			if s, ok := e.stored(t, "k"); !ok || s != "value-1" {
+				t.Fatalf("server holds %q, %v; want value-1", s, ok)
+			}
+			return
+		}
+		if !errors.Is(err, retry.ErrAmbiguous) || !errors.Is(err, retry.ErrUnavailable) || loads.Load() != 0 {
+			t.Fatalf("GetOrSet = %v with %d loads; want ErrAmbiguous and ErrUnavailable (FailClosed), no load", err, loads.Load())
+		}
+		if e.exists(t, e.c.key("k")) {
+			t.Fatal("the lease marker was left behind")
+		}
+	}},
+	{"GetOrSetLeaseFailOpen", Options{Degrade: FailOpen}, func(t *testing.T, e *lostReplyEnv) {
+		var loads atomic.Int64
+		var v []byte
+		var err error
+		e.fault(t, e.c.key("k"), func() { v, err = e.c.GetOrSet(ctxT(t), "k", time.Minute, countingLoader(&loads, 0)) })
+		if err != nil || string(v) != "value-1" || loads.Load() != 1 {
+			t.Fatalf("GetOrSet = %q, %v with %d loads; want value-1 from one load", v, err, loads.Load())
+		}
+		if !e.retries && e.exists(t, e.c.key("k")) {
+			t.Fatal("the lease marker was left behind")
+		}
+	}},
+	{"GetOrSetCommit", Options{}, func(t *testing.T, e *lostReplyEnv) {
+		// The commit only writes while the lease holds our token, and takes
+		// it: a re-send finds it gone and writes nothing.
+		var loads atomic.Int64
+		var v []byte
+		var err error
+		e.fault(t, scriptCommit.Hash(), func() { v, err = e.c.GetOrSet(ctxT(t), "k", time.Minute, countingLoader(&loads, 0)) })
+		if err != nil || string(v) != "value-1" || loads.Load() != 1 {
+			t.Fatalf("GetOrSet = %q, %v with %d loads; want value-1 from one load", v, err, loads.Load())
+		}
+		if s, ok := e.stored(t, "k"); !ok || s != "value-1" {
+			t.Fatalf("server holds %q, %v; want value-1", s, ok)
+		}
+	}},
+	{"GetOrSetRelease", Options{}, func(t *testing.T, e *lostReplyEnv) {
+		var err error
+		e.fault(t, scriptRelease.Hash(), func() {
+			_, err = e.c.GetOrSet(ctxT(t), "k", time.Minute, func(context.Context) ([]byte, error) {
+				return nil, errors.New("db down")
+			})
+		})
+		if err == nil || errors.Is(err, retry.ErrAmbiguous) {
+			t.Fatalf("GetOrSet with a failing loader = %v; want the loader's error", err)
+		}
+		if e.exists(t, e.c.key("k")) {
+			t.Fatal("the lease marker was not released")
+		}
+	}},
+	{"GetOrSetLeaseKey", Options{StaleIfError: time.Minute}, func(t *testing.T, e *lostReplyEnv) {
+		// A stale value stays readable while it is reloaded: the lease is
+		// then a separate key, taken by scriptAcquire.
+		ctx := ctxT(t)
+		if _, err := e.c.GetOrSet(ctx, "k", 20*time.Millisecond, func(context.Context) ([]byte, error) { return []byte("old"), nil }); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(40 * time.Millisecond)
+		var loads atomic.Int64
+		var v []byte
+		var err error
+		e.fault(t, scriptAcquire.Hash(), func() { v, err = e.c.GetOrSet(ctx, "k", time.Minute, countingLoader(&loads, 0)) })
+		if e.retries {
+			if err != nil || string(v) != "value-1" || loads.Load() != 1 {
+				t.Fatalf("GetOrSet = %q, %v with %d loads; want value-1 from one load", v, err, loads.Load())
+			}
+		} else if err != nil || string(v) != "old" || loads.Load() != 0 {
+			t.Fatalf("GetOrSet = %q, %v with %d loads; want the stale value, no load", v, err, loads.Load())
+		}
+		if e.exists(t, e.c.leaseKey(e.c.key("k"))) {
+			t.Fatal("the lease key was left behind")
+		}
+	}},
+}
+
+// TestLostReply drops the reply of every kind of cache write after the
+// server applied it, through a plain go-redis client with default options
+// (ReadTimeout shortened) and with MaxRetries -1, with and without
+// Options.AutoPipeline, and checks the server's state: Incr is applied once
+// and reported unknown (retry.ErrAmbiguous); the idempotent writes (Set,
+// MSet, Delete, Clear, the lease scripts) end in a definite answer when the
+// client re-sends them and report an unknown outcome when it does not.
+func TestLostReply(t *testing.T) {
+	srv := redistest.Shared(t)
+	proxy := redistest.NewProxy(t, srv.Addr)
+	direct := srv.Client(t)
+	for _, retries := range []bool{true, false} {
+		for _, ap := range []bool{false, true} {
+			t.Run(fmt.Sprintf("retries=%v/autopipeline=%v", retries, ap), func(t *testing.T) {
+				o := &redis.Options{Addr: proxy.Addr, ReadTimeout: 200 * time.Millisecond}
+				if !retries {
+					o.MaxRetries = -1
+				}
+				rdb := redis.NewClient(o)
+				t.Cleanup(func() { _ = rdb.Close() })
+				for i, tc := range lostReplyCases {
+					t.Run(tc.name, func(t *testing.T) {
+						opt := tc.opt
+						opt.AutoPipeline = ap
+						opt.Prefix = "lr" + strconv.Itoa(i) + "-" + strings.TrimSuffix(redistest.Prefix(t), ":")
+						tc.run(t, &lostReplyEnv{c: newCache(t, rdb, opt), direct: direct, proxy: proxy, retries: retries})
+					})
+				}
+			})
+		}
+	}
+}
