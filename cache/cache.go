@@ -106,8 +106,15 @@ func New(rdb redis.UniversalClient, opt Options) (*Cache, error) {
 }
 
 // Close cancels running loads and background refreshes, stops the Pub/Sub
-// listener and waits for every goroutine the Cache started. It does not close
-// the redis client. Close is idempotent; later GetOrSet calls return ErrClosed.
+// listener and the near tier (its tracking connections are clients of its
+// own) and waits for every goroutine the Cache started. Close is idempotent;
+// later GetOrSet calls return ErrClosed.
+//
+// Ownership: the redis client passed to New, and the AutoPipeliner that
+// go-redis keeps for it (Options.AutoPipeline), belong to the caller, who may
+// share them with other Caches, session stores and their own commands. Close
+// closes neither, so those keep working; close the client after every Cache
+// on it (TestSharedClientLifecycle).
 func (c *Cache) Close() error {
 	c.mu.Lock()
 	if c.closed {
