@@ -84,11 +84,13 @@ func (c *Cache) ClearPattern(ctx context.Context, p Pattern) (int64, error) {
 // FLUSHDB and cannot reach outside the namespace. Keys added while it runs
 // may survive. It returns the number removed, also on error.
 //
-// SCAN and UNLINK are idempotent and may be re-sent by the client's retries;
-// a re-sent UNLINK does not count the keys its lost first run removed, so the
-// count may then be low. An error after which some keys may or may not be
-// removed matches retry.ErrAmbiguous (see "Writes and lost replies" in the
-// package doc).
+// SCAN and UNLINK are idempotent and may be re-sent by the retries of the
+// master's client; a re-sent UNLINK does not count the keys its lost first
+// run removed, so the count may then be low. An error after which some keys
+// may or may not be removed matches retry.ErrAmbiguous; Clear may simply be
+// called again. (On Cluster the masters' clients are go-redis's node
+// clients, which do not retry by default: ClusterOptions.MaxRetries.) See
+// "Writes and lost replies" in the package doc.
 func (c *Cache) Clear(ctx context.Context, p Pattern, o ClearOptions) (int64, error) {
 	if o.Count <= 0 {
 		o.Count = c.opt.ScanCount

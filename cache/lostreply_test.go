@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -16,25 +17,38 @@ import (
 	"github.com/rediskit/rediskit/retry"
 )
 
-// lostReplyEnv is one case of TestLostReply: a Cache over a plain go-redis
-// client that reaches the server through a fault proxy, and a direct client
-// that reads the server's state.
+// lostReplyEnv is one case of TestLostReply: a Cache over a go-redis client
+// that reaches every master through a fault proxy, and a direct client that
+// reads the server's state.
 type lostReplyEnv struct {
 	c       *Cache
-	direct  *redis.Client
-	proxy   *redistest.Proxy
-	retries bool // the client has go-redis's default MaxRetries (3), else -1
+	direct  redis.UniversalClient
+	proxies []*redistest.Proxy
+	retries bool // the client has go-redis's default retries, else none
+	// nodeRetries: the clients of single masters re-send too; not on a
+	// ClusterClient, whose node clients have MaxRetries -1 by default.
+	nodeRetries bool
 }
 
-// fault arms a lost reply on the first request containing pattern, runs fn
-// and fails the test unless the fault fired.
+// fault arms a lost reply on the first request containing pattern, on every
+// proxy, runs fn and fails the test unless the fault fired exactly once.
 func (e *lostReplyEnv) fault(t *testing.T, pattern string, fn func()) {
 	t.Helper()
-	before := e.proxy.Dropped()
-	e.proxy.DropReplyAfter(pattern)
+	dropped := func() (n int) {
+		for _, p := range e.proxies {
+			n += p.Dropped()
+		}
+		return n
+	}
+	before := dropped()
+	for _, p := range e.proxies {
+		p.DropReplyAfter(pattern)
+	}
 	fn()
-	if n := e.proxy.Dropped() - before; n != 1 {
-		e.proxy.DropReplyAfter("\x00disarmed\x00") // a pattern no request holds
+	for _, p := range e.proxies {
+		p.DropReplyAfter("\x00disarmed\x00") // a pattern no request holds
+	}
+	if n := dropped() - before; n != 1 {
 		t.Fatalf("the fault fired %d times, want 1 (pattern %q)", n, pattern)
 	}
 }
@@ -162,15 +176,18 @@ var lostReplyCases = []struct {
 	}},
 	{"Clear", Options{}, func(t *testing.T, e *lostReplyEnv) {
 		ctx := ctxT(t)
-		for _, k := range []string{"a", "b", "c"} {
+		// One slot, so that on Cluster one master gets the UNLINK.
+		keys := []string{"{s}a", "{s}b", "{s}c"}
+		for _, k := range keys {
 			if err := e.c.Set(ctx, k, []byte("v"), time.Minute); err != nil {
 				t.Fatal(err)
 			}
 		}
 		var err error
 		e.fault(t, "unlink", func() { _, err = e.c.ClearPattern(ctx, Prefix("")) })
-		e.wantOutcome(t, "ClearPattern", err)
-		for _, k := range []string{"a", "b", "c"} {
+		// Clear sends through each master's own client.
+		(&lostReplyEnv{retries: e.nodeRetries}).wantOutcome(t, "ClearPattern", err)
+		for _, k := range keys {
 			if e.exists(t, e.c.key(k)) {
 				t.Fatalf("key %s survived Clear", k)
 			}
@@ -265,35 +282,99 @@ var lostReplyCases = []struct {
 	}},
 }
 
+// lostReplyDeployment is a deployment whose masters are reached through
+// fault proxies, by a client of the kind users pass to New.
+type lostReplyDeployment struct {
+	name    string
+	proxies []*redistest.Proxy
+	direct  redis.UniversalClient
+	// client returns a client with go-redis's default retry options
+	// (retries) or with every retry loop off, ReadTimeout shortened.
+	client func(retries bool) redis.UniversalClient
+}
+
+// proxyDialer dials the proxy in front of each address of to, and any other
+// address (a sentinel) directly.
+func proxyDialer(to map[string]string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if p, ok := to[addr]; ok {
+			addr = p
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+}
+
+func lostReplyDeployments(t *testing.T) []lostReplyDeployment {
+	const readTimeout = 200 * time.Millisecond
+	srv := redistest.Shared(t)
+	px := redistest.NewProxy(t, srv.Addr)
+	s := redistest.SharedSentinel(t)
+	spx := redistest.NewProxy(t, s.Master.Addr) // the shared deployment never fails over
+	cl := redistest.SharedCluster(t)
+	clTo := map[string]string{}
+	var clProxies []*redistest.Proxy
+	for _, a := range cl.Addrs() {
+		p := redistest.NewProxy(t, a)
+		clTo[a] = p.Addr
+		clProxies = append(clProxies, p)
+	}
+	retryOff := func(retries bool) int {
+		if retries {
+			return 0 // the default: 3
+		}
+		return -1
+	}
+	closeAtEnd := func(c redis.UniversalClient) redis.UniversalClient {
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	return []lostReplyDeployment{
+		{"Client", []*redistest.Proxy{px}, srv.Client(t), func(retries bool) redis.UniversalClient {
+			return closeAtEnd(redis.NewClient(&redis.Options{Addr: px.Addr, ReadTimeout: readTimeout, MaxRetries: retryOff(retries)}))
+		}},
+		{"FailoverClient", []*redistest.Proxy{spx}, s.Client(t), func(retries bool) redis.UniversalClient {
+			return closeAtEnd(redis.NewFailoverClient(&redis.FailoverOptions{
+				MasterName: s.MasterName, SentinelAddrs: s.SentinelAddrs(), ReadTimeout: readTimeout,
+				MaxRetries: retryOff(retries), Dialer: proxyDialer(map[string]string{s.Master.Addr: spx.Addr}),
+			}))
+		}},
+		{"ClusterClient", clProxies, cl.Client(t), func(retries bool) redis.UniversalClient {
+			// A ClusterClient also re-sends a timed-out command within its
+			// MaxRedirects loop, whatever MaxRetries says.
+			return closeAtEnd(redis.NewClusterClient(&redis.ClusterOptions{
+				Addrs: cl.Addrs(), ReadTimeout: readTimeout, MaxRetries: retryOff(retries),
+				MaxRedirects: retryOff(retries), Dialer: proxyDialer(clTo),
+			}))
+		}},
+	}
+}
+
 // TestLostReply drops the reply of every kind of cache write after the
-// server applied it, through a plain go-redis client with default options
-// (ReadTimeout shortened) and with MaxRetries -1, with and without
+// server applied it, through a plain go-redis Client, FailoverClient
+// (Sentinel) and ClusterClient, each with default options (ReadTimeout
+// shortened) and with its retries off, with and without
 // Options.AutoPipeline, and checks the server's state: Incr is applied once
 // and reported unknown (retry.ErrAmbiguous); the idempotent writes (Set,
 // MSet, Delete, Clear, the lease scripts) end in a definite answer when the
 // client re-sends them and report an unknown outcome when it does not.
 func TestLostReply(t *testing.T) {
-	srv := redistest.Shared(t)
-	proxy := redistest.NewProxy(t, srv.Addr)
-	direct := srv.Client(t)
-	for _, retries := range []bool{true, false} {
-		for _, ap := range []bool{false, true} {
-			t.Run(fmt.Sprintf("retries=%v/autopipeline=%v", retries, ap), func(t *testing.T) {
-				o := &redis.Options{Addr: proxy.Addr, ReadTimeout: 200 * time.Millisecond}
-				if !retries {
-					o.MaxRetries = -1
-				}
-				rdb := redis.NewClient(o)
-				t.Cleanup(func() { _ = rdb.Close() })
-				for i, tc := range lostReplyCases {
-					t.Run(tc.name, func(t *testing.T) {
-						opt := tc.opt
-						opt.AutoPipeline = ap
-						opt.Prefix = "lr" + strconv.Itoa(i) + "-" + strings.TrimSuffix(redistest.Prefix(t), ":")
-						tc.run(t, &lostReplyEnv{c: newCache(t, rdb, opt), direct: direct, proxy: proxy, retries: retries})
-					})
-				}
-			})
+	for _, d := range lostReplyDeployments(t) {
+		for _, retries := range []bool{true, false} {
+			for _, ap := range []bool{false, true} {
+				t.Run(fmt.Sprintf("%s/retries=%v/autopipeline=%v", d.name, retries, ap), func(t *testing.T) {
+					rdb := d.client(retries)
+					for i, tc := range lostReplyCases {
+						t.Run(tc.name, func(t *testing.T) {
+							opt := tc.opt
+							opt.AutoPipeline = ap
+							opt.Prefix = "lr" + strconv.Itoa(i) + "-" + strings.TrimSuffix(redistest.Prefix(t), ":")
+							tc.run(t, &lostReplyEnv{c: newCache(t, rdb, opt), direct: d.direct, proxies: d.proxies,
+								retries: retries, nodeRetries: retries && d.name != "ClusterClient"})
+						})
+					}
+				})
+			}
 		}
 	}
 }
