@@ -378,3 +378,55 @@ func TestLostReply(t *testing.T) {
 		}
 	}
 }
+
+// TestResentSetLandsAfterNewerWrite shows the cost of letting the client
+// re-send Set: when another process writes the key between the lost first
+// run and the re-send, the re-send overwrites that newer value, as a Set
+// delayed on the network would. The other writer runs in the Dialer of the
+// connection the re-send goes out on, so the order is certain.
+func TestResentSetLandsAfterNewerWrite(t *testing.T) {
+	srv := redistest.Shared(t)
+	proxy := redistest.NewProxy(t, srv.Addr)
+	direct := srv.Client(t)
+	var c *Cache
+	var armed atomic.Bool
+	var droppedAtArm atomic.Int64
+	rdb := redis.NewClient(&redis.Options{Addr: proxy.Addr, ReadTimeout: 200 * time.Millisecond,
+		Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			// Only a dial after the lost reply: the first run was applied.
+			if int64(proxy.Dropped()) > droppedAtArm.Load() && armed.CompareAndSwap(true, false) {
+				// The connection of the re-send: first, another process writes.
+				b, err := c.encode(CodecRaw, []byte("newer"), 0, false)
+				if err != nil {
+					return nil, err
+				}
+				if err := direct.Set(ctx, c.key("k"), b, 0).Err(); err != nil {
+					return nil, err
+				}
+			}
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		}})
+	t.Cleanup(func() { _ = rdb.Close() })
+	c = newCache(t, rdb, Options{})
+	e := &lostReplyEnv{c: c, direct: direct, proxies: []*redistest.Proxy{proxy}, retries: true}
+	ctx := ctxT(t)
+	if err := c.Set(ctx, "warm", []byte("x"), time.Minute); err != nil { // a pooled connection
+		t.Fatal(err)
+	}
+	var err error
+	e.fault(t, c.key("k"), func() {
+		droppedAtArm.Store(int64(proxy.Dropped()))
+		armed.Store(true)
+		err = c.Set(ctx, "k", []byte("older"), time.Minute)
+	})
+	if err != nil {
+		t.Fatalf("Set = %v; the client's re-send should have succeeded", err)
+	}
+	if armed.Load() {
+		t.Fatal("the re-send did not dial a new connection")
+	}
+	if v, ok := e.stored(t, "k"); !ok || v != "older" {
+		t.Fatalf("server holds %q, %v; want the re-sent older value over the newer write", v, ok)
+	}
+}
