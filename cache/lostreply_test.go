@@ -430,3 +430,56 @@ func TestResentSetLandsAfterNewerWrite(t *testing.T) {
 		t.Fatalf("server holds %q, %v; want the re-sent older value over the newer write", v, ok)
 	}
 }
+
+// TestLostReplyWithRetryHook runs the lost-reply faults through a client
+// set up as rediskit.Open sets up its own: go-redis's retries off and
+// retry.Hook deciding. Set is re-sent by the hook (idempotent); Incr is
+// applied once and ambiguous; the SET NX GET that takes a lease is not
+// re-sent by the hook, so the lease is handed back and GetOrSet fails
+// closed; the commit script runs on a context marked WithIdempotent, so the
+// hook re-sends it.
+func TestLostReplyWithRetryHook(t *testing.T) {
+	srv := redistest.Shared(t)
+	proxy := redistest.NewProxy(t, srv.Addr)
+	rdb := redis.NewClient(&redis.Options{Addr: proxy.Addr, ReadTimeout: 200 * time.Millisecond, MaxRetries: -1})
+	t.Cleanup(func() { _ = rdb.Close() })
+	hook := retry.NewHook(retry.Policy{})
+	hook.Install(rdb)
+	c := newCache(t, rdb, Options{})
+	e := &lostReplyEnv{c: c, direct: srv.Client(t), proxies: []*redistest.Proxy{proxy}, retries: true}
+	ctx := ctxT(t)
+
+	retries := hook.Retries()
+	var err error
+	e.fault(t, c.key("set"), func() { err = c.Set(ctx, "set", []byte("v"), time.Minute) })
+	if err != nil || hook.Retries() != retries+1 {
+		t.Fatalf("Set = %v after %d hook retries; want success after 1", err, hook.Retries()-retries)
+	}
+	if v, ok := e.stored(t, "set"); !ok || v != "v" {
+		t.Fatalf("server holds %q, %v", v, ok)
+	}
+
+	e.fault(t, c.key("n"), func() { _, err = c.Incr(ctx, "n", 1, time.Minute) })
+	if n, _ := e.direct.Get(ctx, c.key("n")).Int64(); !errors.Is(err, retry.ErrAmbiguous) || n != 1 {
+		t.Fatalf("Incr = %v, server counter %d; want ErrAmbiguous and 1", err, n)
+	}
+
+	var loads atomic.Int64
+	e.fault(t, c.key("lease"), func() { _, err = c.GetOrSet(ctx, "lease", time.Minute, countingLoader(&loads, 0)) })
+	if !errors.Is(err, retry.ErrAmbiguous) || !errors.Is(err, retry.ErrUnavailable) || loads.Load() != 0 {
+		t.Fatalf("GetOrSet = %v with %d loads; want ErrAmbiguous and ErrUnavailable, no load", err, loads.Load())
+	}
+	if e.exists(t, c.key("lease")) {
+		t.Fatal("the lease marker was left behind")
+	}
+
+	retries = hook.Retries()
+	var v []byte
+	e.fault(t, scriptCommit.Hash(), func() { v, err = c.GetOrSet(ctx, "commit", time.Minute, countingLoader(&loads, 0)) })
+	if err != nil || string(v) != "value-1" || hook.Retries() != retries+1 {
+		t.Fatalf("GetOrSet = %q, %v after %d hook retries; want value-1 after 1 re-sent commit", v, err, hook.Retries()-retries)
+	}
+	if s, ok := e.stored(t, "commit"); !ok || s != "value-1" {
+		t.Fatalf("server holds %q, %v; want value-1", s, ok)
+	}
+}
