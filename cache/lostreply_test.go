@@ -360,22 +360,27 @@ func lostReplyDeployments(t *testing.T) []lostReplyDeployment {
 // client re-sends them and report an unknown outcome when it does not.
 func TestLostReply(t *testing.T) {
 	for _, d := range lostReplyDeployments(t) {
-		for _, retries := range []bool{true, false} {
-			for _, ap := range []bool{false, true} {
-				t.Run(fmt.Sprintf("%s/retries=%v/autopipeline=%v", d.name, retries, ap), func(t *testing.T) {
-					rdb := d.client(retries)
-					for i, tc := range lostReplyCases {
-						t.Run(tc.name, func(t *testing.T) {
-							opt := tc.opt
-							opt.AutoPipeline = ap
-							opt.Prefix = "lr" + strconv.Itoa(i) + "-" + strings.TrimSuffix(redistest.Prefix(t), ":")
-							tc.run(t, &lostReplyEnv{c: newCache(t, rdb, opt), direct: d.direct, proxies: d.proxies,
-								retries: retries, nodeRetries: retries && d.name != "ClusterClient"})
-						})
-					}
-				})
+		// Deployments have proxies of their own and run in parallel; the
+		// cases of one share its proxies and run one at a time.
+		t.Run(d.name, func(t *testing.T) {
+			t.Parallel()
+			for _, retries := range []bool{true, false} {
+				for _, ap := range []bool{false, true} {
+					t.Run(fmt.Sprintf("retries=%v/autopipeline=%v", retries, ap), func(t *testing.T) {
+						rdb := d.client(retries)
+						for i, tc := range lostReplyCases {
+							t.Run(tc.name, func(t *testing.T) {
+								opt := tc.opt
+								opt.AutoPipeline = ap
+								opt.Prefix = "lr" + strconv.Itoa(i) + "-" + strings.TrimSuffix(redistest.Prefix(t), ":")
+								tc.run(t, &lostReplyEnv{c: newCache(t, rdb, opt), direct: d.direct, proxies: d.proxies,
+									retries: retries, nodeRetries: retries && d.name != "ClusterClient"})
+							})
+						}
+					})
+				}
 			}
-		}
+		})
 	}
 }
 
