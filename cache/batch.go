@@ -153,9 +153,9 @@ func (c *Cache) readMany(ctx context.Context, rks []string) (vals []any, errs []
 // each with its own jittered TTL. It is one pipeline of SETs: one round trip
 // on a standalone server, one per master (in parallel) on Cluster. Keys that
 // failed are reported in a *BatchError; the others are stored. The SETs are
-// idempotent and may be re-sent by the client's retries; a key whose outcome
-// is unknown has an error matching retry.ErrAmbiguous (see "Writes and lost
-// replies" in the package doc).
+// idempotent and may be re-sent by the client's retries (a Ring's pipelines
+// are not); a key whose outcome is unknown has an error matching
+// retry.ErrAmbiguous (see "Writes and lost replies" in the package doc).
 func (c *Cache) MSet(ctx context.Context, items map[string][]byte, ttl time.Duration) error {
 	return c.mset(ctx, items, ttl, CodecRaw)
 }

@@ -88,8 +88,8 @@ func (c *Cache) ClearPattern(ctx context.Context, p Pattern) (int64, error) {
 // master's client; a re-sent UNLINK does not count the keys its lost first
 // run removed, so the count may then be low. An error after which some keys
 // may or may not be removed matches retry.ErrAmbiguous; Clear may simply be
-// called again. (On Cluster the masters' clients are go-redis's node
-// clients, which do not retry by default: ClusterOptions.MaxRetries.) See
+// called again. (On a ClusterClient or a Ring the masters' clients are
+// go-redis's node or shard clients, which do not retry by default.) See
 // "Writes and lost replies" in the package doc.
 func (c *Cache) Clear(ctx context.Context, p Pattern, o ClearOptions) (int64, error) {
 	if o.Count <= 0 {

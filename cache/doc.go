@@ -85,9 +85,9 @@
 // so each write of the Cache is either sent once or is safe to re-send, on
 // any client and with or without Options.AutoPipeline. TestLostReply drops
 // the reply of each write after the server applied it, through a
-// *redis.Client, a Sentinel failover client and a *redis.ClusterClient, with
-// default options and with their retries off, and asserts the server's
-// state; TestLostReplyWithRetryHook does the same through a client whose
+// *redis.Client, a Sentinel failover client, a *redis.Ring and a
+// *redis.ClusterClient, with default options and with their retries off,
+// and asserts the server's state; TestLostReplyWithRetryHook does the same through a client whose
 // retries are left to retry.Hook, as on a rediskit.Client:
 //
 //   - Incr and Decr are not idempotent. They are sent with
@@ -102,9 +102,12 @@
 //     process wrote after the lost first run, as a delayed SET would
 //     (TestResentSetLandsAfterNewerWrite). When the retries give up, or the
 //     client has none, an error that does not prove the write was not
-//     applied matches retry.ErrAmbiguous (per key in MSet's *BatchError). On
-//     Cluster, Clear sends through go-redis's node clients, which do not
-//     retry by default; call it again.
+//     applied matches retry.ErrAmbiguous (per key in MSet's *BatchError). Some
+//     go-redis clients do not re-send these even with default options: on a
+//     ClusterClient, Clear (it goes through the node clients, whose
+//     MaxRetries is -1); on a Ring, MSet, Delete and Clear (pipelines and
+//     Clear go through its shard clients, likewise). There the error is
+//     ambiguous at once; the write may simply be repeated.
 //   - The lease commands of GetOrSet are safe to re-send by construction.
 //     SET NX GET of our marker returns our own marker when re-sent, which
 //     counts as acquired; scriptAcquire recognises its own token; the commit
