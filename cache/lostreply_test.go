@@ -281,6 +281,12 @@ var lostReplyCases = []struct {
 	}},
 }
 
+// lostReplyReadTimeout is the ReadTimeout of the clients of the lost-reply
+// tests: how long a lost reply takes to be noticed. Short, to keep the
+// tests fast; long enough that a loaded machine does not time out a reply
+// that was not dropped.
+const lostReplyReadTimeout = 300 * time.Millisecond
+
 // lostReplyDeployment is a deployment whose masters are reached through
 // fault proxies, by a client of a kind users pass to New.
 type lostReplyDeployment struct {
@@ -311,7 +317,6 @@ func proxyDialer(to map[string]string) func(ctx context.Context, network, addr s
 }
 
 func lostReplyDeployments(t *testing.T) []lostReplyDeployment {
-	const readTimeout = 200 * time.Millisecond
 	srv := redistest.Shared(t)
 	px := redistest.NewProxy(t, srv.Addr)
 	s := redistest.SharedSentinel(t)
@@ -337,24 +342,24 @@ func lostReplyDeployments(t *testing.T) []lostReplyDeployment {
 	}
 	return []lostReplyDeployment{
 		{"Client", []*redistest.Proxy{px}, srv.Client(t), nil, func(retries bool) redis.UniversalClient {
-			return closeAtEnd(redis.NewClient(&redis.Options{Addr: px.Addr, ReadTimeout: readTimeout, MaxRetries: retryOff(retries)}))
+			return closeAtEnd(redis.NewClient(&redis.Options{Addr: px.Addr, ReadTimeout: lostReplyReadTimeout, MaxRetries: retryOff(retries)}))
 		}},
 		{"FailoverClient", []*redistest.Proxy{spx}, s.Client(t), nil, func(retries bool) redis.UniversalClient {
 			return closeAtEnd(redis.NewFailoverClient(&redis.FailoverOptions{
-				MasterName: s.MasterName, SentinelAddrs: s.SentinelAddrs(), ReadTimeout: readTimeout,
+				MasterName: s.MasterName, SentinelAddrs: s.SentinelAddrs(), ReadTimeout: lostReplyReadTimeout,
 				MaxRetries: retryOff(retries), Dialer: proxyDialer(map[string]string{s.Master.Addr: spx.Addr}),
 			}))
 		}},
 		{"Ring", []*redistest.Proxy{rpx}, srv.Client(t), map[string]bool{"MSet": true, "Delete": true, "ClearPattern": true}, func(retries bool) redis.UniversalClient {
 			return closeAtEnd(redis.NewRing(&redis.RingOptions{
-				Addrs: map[string]string{"one": rpx.Addr}, ReadTimeout: readTimeout, MaxRetries: retryOff(retries),
+				Addrs: map[string]string{"one": rpx.Addr}, ReadTimeout: lostReplyReadTimeout, MaxRetries: retryOff(retries),
 			}))
 		}},
 		{"ClusterClient", clProxies, cl.Client(t), map[string]bool{"ClearPattern": true}, func(retries bool) redis.UniversalClient {
 			// A ClusterClient also re-sends a timed-out command within its
 			// MaxRedirects loop, whatever MaxRetries says.
 			return closeAtEnd(redis.NewClusterClient(&redis.ClusterOptions{
-				Addrs: cl.Addrs(), ReadTimeout: readTimeout, MaxRetries: retryOff(retries),
+				Addrs: cl.Addrs(), ReadTimeout: lostReplyReadTimeout, MaxRetries: retryOff(retries),
 				MaxRedirects: retryOff(retries), Dialer: proxyDialer(clTo),
 			}))
 		}},
@@ -415,7 +420,7 @@ func TestResentSetLandsAfterNewerWrite(t *testing.T) {
 	var c *Cache
 	var armed atomic.Bool
 	var droppedAtArm atomic.Int64
-	rdb := redis.NewClient(&redis.Options{Addr: proxy.Addr, ReadTimeout: 200 * time.Millisecond,
+	rdb := redis.NewClient(&redis.Options{Addr: proxy.Addr, ReadTimeout: lostReplyReadTimeout,
 		Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			// Only a dial after the lost reply: the first run was applied.
 			if int64(proxy.Dropped()) > droppedAtArm.Load() && armed.CompareAndSwap(true, false) {
@@ -465,7 +470,7 @@ func TestResentSetLandsAfterNewerWrite(t *testing.T) {
 func TestLostReplyWithRetryHook(t *testing.T) {
 	srv := redistest.Shared(t)
 	proxy := redistest.NewProxy(t, srv.Addr)
-	rdb := redis.NewClient(&redis.Options{Addr: proxy.Addr, ReadTimeout: 200 * time.Millisecond, MaxRetries: -1})
+	rdb := redis.NewClient(&redis.Options{Addr: proxy.Addr, ReadTimeout: lostReplyReadTimeout, MaxRetries: -1})
 	t.Cleanup(func() { _ = rdb.Close() })
 	hook := retry.NewHook(retry.Policy{})
 	hook.Install(rdb)
