@@ -131,10 +131,11 @@
 // An ambiguous error is a *retry.AmbiguousError: it matches
 // retry.ErrAmbiguous, unwraps to its cause (an i/o timeout, a reset), and
 // retry.Classify reports it as ClassAmbiguous, so retry.IsInfrastructure is
-// true and retry.IsUnavailable false: the write may have been applied. An
-// error that proves a write was not applied (a refused dial, a pool timeout,
-// a closed client) is returned as it is. None of this adds a command to a
-// hit or a miss (BenchmarkOps counts them).
+// true and retry.IsUnavailable false: the write may have been applied
+// (TestLostReply). An error that proves a write was not applied (a refused
+// dial, a pool timeout, a closed client) is returned as it is, and
+// retry.IsUnavailable is true for it (TestWriteNotSentIsNotAmbiguous). None
+// of this adds a command to a hit or a miss (BenchmarkOps counts them).
 //
 // # Clients and lifecycles
 //

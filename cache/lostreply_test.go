@@ -98,6 +98,9 @@ func (e *lostReplyEnv) wantOutcome(t *testing.T, what string, err error) {
 	if !errors.Is(err, retry.ErrAmbiguous) {
 		t.Fatalf("%s = %v, want an error matching retry.ErrAmbiguous", what, err)
 	}
+	if !retry.IsInfrastructure(err) || retry.IsUnavailable(err) {
+		t.Fatalf("%s = %v: classified %v; want infrastructure, not unavailable", what, err, retry.Classify(err))
+	}
 }
 
 var lostReplyCases = []struct {
@@ -510,5 +513,30 @@ func TestLostReplyWithRetryHook(t *testing.T) {
 	}
 	if s, ok := e.stored(t, "commit"); !ok || s != "value-1" {
 		t.Fatalf("server holds %q, %v; want value-1", s, ok)
+	}
+}
+
+// TestWriteNotSentIsNotAmbiguous: a write that provably never reached a
+// server (the connection is refused) is not reported as ambiguous: it is
+// returned as it is, and retry.IsUnavailable says Redis was not reached.
+func TestWriteNotSentIsNotAmbiguous(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
+	t.Cleanup(func() { _ = rdb.Close() })
+	c, err := New(rdb, Options{Prefix: "refused"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	ctx := ctxT(t)
+	_, incrErr := c.Incr(ctx, "n", 1, 0)
+	for name, err := range map[string]error{
+		"Set":    c.Set(ctx, "k", []byte("v"), 0),
+		"Delete": c.Delete(ctx, "k"),
+		"MSet":   c.MSet(ctx, map[string][]byte{"k": []byte("v")}, 0),
+		"Incr":   incrErr,
+	} {
+		if err == nil || errors.Is(err, retry.ErrAmbiguous) || !retry.IsUnavailable(err) {
+			t.Errorf("%s to a refused address = %v; want a not-ambiguous unavailable error", name, err)
+		}
 	}
 }
