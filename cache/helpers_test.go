@@ -110,6 +110,8 @@ type topo struct {
 	cluster bool
 	// addrs are the masters' addresses; on sentinel, the sentinels'.
 	addrs []string
+	// masters is the number of masters.
+	masters int
 	// client returns another client of the deployment, without the hook,
 	// closed at the end of the test.
 	client func(t testing.TB) redis.UniversalClient
@@ -126,7 +128,7 @@ func forEachTopology(t *testing.T, f func(t *testing.T, tp topo)) {
 		cnt := &counter{trips: map[string]int{}}
 		rdb := srv.Client(t)
 		rdb.AddHook(nodeHook{c: cnt, addr: srv.Addr})
-		f(t, topo{name: "standalone", rdb: rdb, cnt: cnt, addrs: []string{srv.Addr},
+		f(t, topo{name: "standalone", rdb: rdb, cnt: cnt, addrs: []string{srv.Addr}, masters: 1,
 			client: func(t testing.TB) redis.UniversalClient { return srv.Client(t) }})
 	})
 	t.Run("cluster", func(t *testing.T) {
@@ -134,7 +136,7 @@ func forEachTopology(t *testing.T, f func(t *testing.T, tp topo)) {
 		cnt := &counter{trips: map[string]int{}}
 		rdb := cl.Client(t)
 		rdb.OnNewNode(func(n *redis.Client) { n.AddHook(nodeHook{c: cnt, addr: n.Options().Addr}) })
-		f(t, topo{name: "cluster", rdb: rdb, cnt: cnt, cluster: true, addrs: cl.Addrs(),
+		f(t, topo{name: "cluster", rdb: rdb, cnt: cnt, cluster: true, addrs: cl.Addrs(), masters: len(cl.Addrs()),
 			client: func(t testing.TB) redis.UniversalClient { return cl.Client(t) }})
 	})
 	t.Run("sentinel", func(t *testing.T) {
@@ -142,7 +144,7 @@ func forEachTopology(t *testing.T, f func(t *testing.T, tp topo)) {
 		cnt := &counter{trips: map[string]int{}}
 		rdb := s.Client(t)
 		rdb.AddHook(nodeHook{c: cnt, addr: s.Master.Addr}) // the shared deployment never fails over
-		f(t, topo{name: "sentinel", rdb: rdb, cnt: cnt, addrs: s.SentinelAddrs(),
+		f(t, topo{name: "sentinel", rdb: rdb, cnt: cnt, addrs: s.SentinelAddrs(), masters: 1,
 			client: func(t testing.TB) redis.UniversalClient { return s.Client(t) }})
 	})
 }
