@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/rediskit/rediskit/retry"
 )
 
 // MGet returns the values stored under keys: a map with an entry for each hit
@@ -150,7 +152,10 @@ func (c *Cache) readMany(ctx context.Context, rks []string) (vals []any, errs []
 // MSet stores every value of items under its key for ttl (0: no expiry),
 // each with its own jittered TTL. It is one pipeline of SETs: one round trip
 // on a standalone server, one per master (in parallel) on Cluster. Keys that
-// failed are reported in a *BatchError; the others are stored.
+// failed are reported in a *BatchError; the others are stored. The SETs are
+// idempotent and may be re-sent by the client's retries (a Ring's pipelines
+// are not); a key whose outcome is unknown has an error matching
+// retry.ErrAmbiguous (see "Writes and lost replies" in the package doc).
 func (c *Cache) MSet(ctx context.Context, items map[string][]byte, ttl time.Duration) error {
 	return c.mset(ctx, items, ttl, CodecRaw)
 }
@@ -188,7 +193,7 @@ func (c *Cache) mset(ctx context.Context, items map[string][]byte, ttl time.Dura
 			if failed == nil {
 				failed = make(map[string]error)
 			}
-			failed[keys[i]] = err
+			failed[keys[i]] = retry.Ambiguous("set", err)
 		}
 	}
 	if failed != nil {

@@ -63,3 +63,73 @@ func BenchmarkMGet100(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkOps measures one call of each single-key operation on a
+// standalone server with a plain go-redis client (default options), with and
+// without Options.AutoPipeline, reporting commands and round trips per call:
+// a GetOrSet hit and miss, a Get hit, a Set and an Incr. Run:
+//
+//	go test ./cache -run '^$' -bench 'Ops' -benchmem
+func BenchmarkOps(b *testing.B) {
+	for _, ap := range []bool{false, true} {
+		name := "pooled"
+		if ap {
+			name = "autopipeline"
+		}
+		b.Run(name, func(b *testing.B) {
+			srv := redistest.Shared(b)
+			cnt := &counter{trips: map[string]int{}}
+			rdb := srv.Client(b)
+			rdb.AddHook(nodeHook{c: cnt, addr: srv.Addr})
+			c := newCache(b, rdb, Options{AutoPipeline: ap})
+			ctx := context.Background()
+			value := make([]byte, 100)
+			load := func(context.Context) ([]byte, error) { return value, nil }
+			if err := c.Set(ctx, "hit", value, time.Hour); err != nil {
+				b.Fatal(err)
+			}
+			ops := []struct {
+				name string
+				op   func(i int) error
+			}{
+				{"GetOrSetHit", func(int) error {
+					_, err := c.GetOrSet(ctx, "hit", time.Hour, load)
+					return err
+				}},
+				{"GetOrSetMiss", func(i int) error {
+					_, err := c.GetOrSet(ctx, "miss-"+strconv.Itoa(i), time.Minute, load)
+					return err
+				}},
+				{"GetHit", func(int) error {
+					_, ok, err := c.Get(ctx, "hit")
+					if err == nil && !ok {
+						b.Fatal("Get missed")
+					}
+					return err
+				}},
+				{"Set", func(int) error { return c.Set(ctx, "set", value, time.Minute) }},
+				{"Incr", func(int) error {
+					_, err := c.Incr(ctx, "counter", 1, time.Minute)
+					return err
+				}},
+			}
+			for _, o := range ops {
+				b.Run(o.name, func(b *testing.B) {
+					cnt.reset()
+					b.ReportAllocs()
+					i := 0
+					for b.Loop() {
+						if err := o.op(i); err != nil {
+							b.Fatal(err)
+						}
+						i++
+					}
+					b.StopTimer()
+					cmds, trips, _, _ := cnt.snapshot()
+					b.ReportMetric(float64(cmds)/float64(b.N), "cmds/op")
+					b.ReportMetric(float64(trips)/float64(b.N), "roundtrips/op")
+				})
+			}
+		})
+	}
+}

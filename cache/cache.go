@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/rediskit/rediskit/retry"
 )
 
 // Codec ids stored in the value header. Ids 16–255 are free for user codecs.
@@ -39,9 +41,12 @@ type Cache struct {
 
 	st counters
 
-	baseCtx   context.Context // cancelled by Close; parent of loads and refreshes
-	cancel    context.CancelFunc
-	settleCtx context.Context // baseCtx without its cancellation: writes that end a lease
+	baseCtx context.Context // cancelled by Close; parent of loads and refreshes
+	cancel  context.CancelFunc
+	// settleCtx is baseCtx without its cancellation, for the scripts that end
+	// a lease; it is marked retry.WithIdempotent (they are, by their token:
+	// see "Writes and lost replies" in doc.go).
+	settleCtx context.Context
 
 	mu         sync.Mutex
 	closed     bool
@@ -89,7 +94,7 @@ func New(rdb redis.UniversalClient, opt Options) (*Cache, error) {
 		c.reader = ap
 	}
 	c.baseCtx, c.cancel = context.WithCancel(context.Background())
-	c.settleCtx = context.WithoutCancel(c.baseCtx)
+	c.settleCtx = retry.WithIdempotent(context.WithoutCancel(c.baseCtx))
 	c.hub.init()
 	if o.Near != nil {
 		if c.near, err = newNear(c, *o.Near); err != nil {
@@ -101,8 +106,15 @@ func New(rdb redis.UniversalClient, opt Options) (*Cache, error) {
 }
 
 // Close cancels running loads and background refreshes, stops the Pub/Sub
-// listener and waits for every goroutine the Cache started. It does not close
-// the redis client. Close is idempotent; later GetOrSet calls return ErrClosed.
+// listener and the near tier (its tracking connections are clients of its
+// own) and waits for every goroutine the Cache started. Close is idempotent;
+// later GetOrSet calls return ErrClosed.
+//
+// Ownership: the redis client passed to New, and the AutoPipeliner that
+// go-redis keeps for it (Options.AutoPipeline), belong to the caller, who may
+// share them with other Caches, session stores and their own commands. Close
+// closes neither, so those keep working; close the client after every Cache
+// on it (TestSharedClientLifecycle).
 func (c *Cache) Close() error {
 	c.mu.Lock()
 	if c.closed {
@@ -140,7 +152,7 @@ func (c *Cache) goOwned(fn func()) bool {
 // Preload loads the Lua scripts of the Cache on every master, so the first
 // GetOrSet miss and Incr take one round trip instead of two. Optional.
 func (c *Cache) Preload(ctx context.Context) error {
-	for _, s := range []*redis.Script{scriptAcquire, scriptCommit, scriptRelease, scriptIncr} {
+	for _, s := range []*redis.Script{scriptAcquire, scriptCommit, scriptRelease, scriptIncr.Script} {
 		if err := s.Load(ctx, c.rdb).Err(); err != nil {
 			return fmt.Errorf("cache: preload scripts: %w", err)
 		}
@@ -306,14 +318,18 @@ func (c *Cache) set(ctx context.Context, key string, codec byte, value []byte, t
 		return fmt.Errorf("cache: set %q: %w", key, err)
 	}
 	defer c.nearInvalidate(key) // read-your-writes here; others hear from Redis
+	// SET without NX, XX or GET is idempotent: the client's retries may
+	// re-send it (see "Writes and lost replies" in doc.go).
 	if err := c.rdb.Set(ctx, c.key(key), b, redisTTL).Err(); err != nil {
-		return fmt.Errorf("cache: set %q: %w", key, err)
+		return fmt.Errorf("cache: set %q: %w", key, retry.Ambiguous("set", err))
 	}
 	return nil
 }
 
 // Set stores value under key for ttl (0: no expiry), replacing any value.
-// One command.
+// One command. It is idempotent and may be re-sent by the client's retries;
+// an error whose outcome is unknown matches retry.ErrAmbiguous (see "Writes
+// and lost replies" in the package doc).
 func (c *Cache) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	return c.set(ctx, key, CodecRaw, value, ttl)
 }
@@ -332,7 +348,9 @@ func (c *Cache) Exists(ctx context.Context, key string) (bool, error) {
 // Delete removes the values of keys and their load leases, so a load running
 // for one of them cannot store its result afterwards. Missing keys are not an
 // error. One command on a standalone server; on Cluster one round trip per
-// master involved.
+// master involved. It is idempotent and may be re-sent by the client's
+// retries; an error whose outcome is unknown matches retry.ErrAmbiguous (see
+// "Writes and lost replies" in the package doc).
 func (c *Cache) Delete(ctx context.Context, keys ...string) error {
 	if len(keys) == 0 {
 		return nil
@@ -358,12 +376,14 @@ func (c *Cache) Delete(ctx context.Context, keys ...string) error {
 		})
 	}
 	if err != nil {
-		return fmt.Errorf("cache: delete %d keys: %w", len(keys), err)
+		return fmt.Errorf("cache: delete %d keys: %w", len(keys), retry.Ambiguous("del", err))
 	}
 	return nil
 }
 
-var scriptIncr = redis.NewScript(`
+// scriptIncr is sent once (retry.Script.RunOnce): a second run would add
+// delta twice.
+var scriptIncr = retry.NewScript(`
 local created = redis.call('EXISTS', KEYS[1]) == 0
 local v = redis.call('INCRBY', KEYS[1], ARGV[1])
 if created and ARGV[2] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
@@ -374,13 +394,18 @@ return v`)
 // same atomic step; later calls never reset it. One command (a Lua script:
 // a SET NX + INCRBY pipeline could recreate an expired counter without TTL).
 // Counters are plain integers without a value header: read them with Counter.
+//
+// Incr is not idempotent, so it is never re-sent once it may have reached
+// the server, whatever the client's MaxRetries: when its reply is lost the
+// error matches retry.ErrAmbiguous and the counter may or may not have moved
+// (see "Writes and lost replies" in the package doc).
 func (c *Cache) Incr(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error) {
 	if ttl < 0 {
 		return 0, fmt.Errorf("cache: incr %q: negative ttl %v", key, ttl)
 	}
-	v, err := scriptIncr.Run(ctx, c.rdb, []string{c.key(key)}, delta, ttl.Milliseconds()).Int64()
+	v, err := scriptIncr.RunOnce(ctx, c.rdb, []string{c.key(key)}, delta, ttl.Milliseconds()).Int64()
 	if err != nil {
-		return 0, fmt.Errorf("cache: incr %q: %w", key, err)
+		return 0, fmt.Errorf("cache: incr %q: %w", key, retry.Ambiguous("incr", err))
 	}
 	return v, nil
 }

@@ -15,8 +15,9 @@ import (
 )
 
 // TestCacheAsLeastPrivilegeUser runs the cache's operations as the ACL user
-// of docs/ACL.md, on a fresh standalone server and on the shared cluster:
-// they all pass, and what the rule leaves out is refused.
+// of docs/ACL.md, on a fresh standalone server, on the shared cluster and on
+// the shared Sentinel deployment: they all pass, and what the rule leaves out
+// is refused.
 func TestCacheAsLeastPrivilegeUser(t *testing.T) {
 	const password = "acl-test-password"
 	run := func(t *testing.T, rdb redis.UniversalClient, prefix string) {
@@ -148,6 +149,18 @@ func TestCacheAsLeastPrivilegeUser(t *testing.T) {
 			t.Cleanup(func() { _ = security.Drop(context.Background(), n.Do, user) })
 		}
 		run(t, cl.Client(t, func(o *redis.ClusterOptions) { o.Username, o.Password = user, password }), prefix)
+	})
+	t.Run("sentinel", func(t *testing.T) {
+		// The user lives on the master only: ACLs are not replicated, and
+		// the shared deployment never fails over.
+		s := redistest.SharedSentinel(t)
+		prefix := strings.TrimSuffix(redistest.Prefix(t), ":")
+		user := "app-" + prefix
+		if err := security.Apply(context.Background(), s.Master.Do, user, password, security.Scope{CachePrefix: prefix}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = security.Drop(context.Background(), s.Master.Do, user) })
+		run(t, s.Client(t, func(o *redis.FailoverOptions) { o.Username, o.Password = user, password }), prefix)
 	})
 }
 

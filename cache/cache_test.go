@@ -168,8 +168,8 @@ func checkPerNode(t *testing.T, tp topo, op string, wantCmds int) {
 		}
 		return
 	}
-	if len(perNode) != len(tp.addrs) {
-		t.Fatalf("%s: round trips per node %v, want all %d masters", op, perNode, len(tp.addrs))
+	if len(perNode) != tp.masters {
+		t.Fatalf("%s: round trips per node %v, want all %d masters", op, perNode, tp.masters)
 	}
 	for addr, n := range perNode {
 		if n != 1 {

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/rediskit/rediskit/retry"
 )
 
 // Pattern is a Redis glob over the keys of one namespace, built from literal
@@ -81,6 +83,14 @@ func (c *Cache) ClearPattern(ctx context.Context, p Pattern) (int64, error) {
 // pipeline to the node, so no command is cross-slot. It never uses KEYS or
 // FLUSHDB and cannot reach outside the namespace. Keys added while it runs
 // may survive. It returns the number removed, also on error.
+//
+// SCAN and UNLINK are idempotent and may be re-sent by the retries of the
+// master's client; a re-sent UNLINK does not count the keys its lost first
+// run removed, so the count may then be low. An error after which some keys
+// may or may not be removed matches retry.ErrAmbiguous; Clear may simply be
+// called again. (On a ClusterClient or a Ring the masters' clients are
+// go-redis's node or shard clients, which do not retry by default.) See
+// "Writes and lost replies" in the package doc.
 func (c *Cache) Clear(ctx context.Context, p Pattern, o ClearOptions) (int64, error) {
 	if o.Count <= 0 {
 		o.Count = c.opt.ScanCount
@@ -115,7 +125,7 @@ func (c *Cache) Clear(ctx context.Context, p Pattern, o ClearOptions) (int64, er
 			n, err := unlink(ctx, node, batch, cluster)
 			report(n)
 			batch = batch[:0]
-			return err
+			return retry.Ambiguous("unlink", err)
 		}
 		for {
 			keys, next, err := node.Scan(ctx, cursor, match, o.Count).Result()

@@ -12,19 +12,29 @@ import (
 	"github.com/rediskit/rediskit/retry"
 )
 
-// TestDegradationWithKilledServer kills the server(s) under a Cache: with
+// TestDegradationWithKilledServer kills the server(s) under a Cache (on
+// Sentinel: the master, the replica and the sentinel): with
 // FailOpen GetOrSet serves the loader's value, with FailClosed it returns an
 // error matching retry.ErrUnavailable; neither hangs.
 func TestDegradationWithKilledServer(t *testing.T) {
-	for _, topology := range []string{"standalone", "cluster"} {
+	for _, topology := range []string{"standalone", "cluster", "sentinel"} {
 		t.Run(topology, func(t *testing.T) {
 			var rdb redis.UniversalClient
 			var kill func()
-			if topology == "standalone" {
+			switch topology {
+			case "standalone":
 				srv := redistest.Start(t)
 				rdb = srv.Client(t, func(o *redis.Options) { o.MaxRetries = -1 })
 				kill = srv.Kill
-			} else {
+			case "sentinel":
+				s := redistest.StartSentinel(t)
+				rdb = s.Client(t, func(o *redis.FailoverOptions) { o.MaxRetries = -1 })
+				kill = func() {
+					for _, srv := range append([]*redistest.Server{s.Master, s.Replica}, s.Sentinels...) {
+						srv.Kill()
+					}
+				}
+			default:
 				cl := redistest.StartCluster(t)
 				rdb = cl.Client(t, func(o *redis.ClusterOptions) { o.MaxRetries = -1; o.MaxRedirects = 1 })
 				kill = func() {

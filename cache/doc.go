@@ -3,7 +3,12 @@
 //
 // It works with any redis.UniversalClient (go-redis v9): a standalone or
 // Sentinel *redis.Client, a *redis.ClusterClient or a *redis.Ring, against
-// Redis 7.0 or later (GetOrSet uses SET with both NX and GET).
+// Redis 7.0 or later (GetOrSet uses SET with both NX and GET). Every test
+// suite of the package runs on a standalone server, a 3-master cluster and a
+// Sentinel deployment through a failover client (forEachTopology in
+// helpers_test.go). The guarantees below are the Cache's own, whatever the
+// client's options: see "Writes and lost replies" and "Clients and
+// lifecycles".
 //
 // # Layers
 //
@@ -24,8 +29,12 @@
 //
 // GetOrSet runs one loader per key at a time across all processes. In a
 // process, concurrent misses share one flight; a caller may leave on its own
-// context while the load goes on, on a context detached from the callers and
-// bounded by Options.LoadTimeout. Across processes, a lease in Redis elects
+// context while the load goes on, on a context detached from the callers'
+// cancellation and bounded by Options.LoadTimeout and Close. The loader's
+// context keeps the values of the caller's (trace ids, tenant, logger), as
+// context.WithoutCancel does: the values of the caller that started the
+// flight when others join it, of the caller served a stale value for a
+// background refresh (TestLoaderSeesCallerValues, TestLoadCtxValuesFromCaller). Across processes, a lease in Redis elects
 // the loader: GetOrSet reads with SET key <lease marker> NX PX <lease TTL> GET,
 // which returns the value if there is one and otherwise stores a lease marker
 // (a header with the lease flag and a random owner token) in the key itself.
@@ -39,7 +48,7 @@
 // and take over when the owner dies and its lease expires. A loader error or
 // panic releases the lease and reaches every waiter (ErrRemoteLoad in other
 // processes). A GetOrSet hit costs one command, a miss two: the lease
-// script and the commit.
+// command and the commit (TestGetOrSetMissIsTwoCommandsHitIsOne).
 //
 // # Freshness
 //
@@ -62,7 +71,80 @@
 //
 // When Redis is unavailable (retry.IsUnavailable), GetOrSet either calls the
 // loader directly (FailOpen) or returns an error matching
-// retry.ErrUnavailable (FailClosed, the default).
+// retry.ErrUnavailable (FailClosed, the default), on standalone, Cluster and
+// Sentinel (TestDegradationWithKilledServer). A lease command whose reply was
+// lost is answered the same way, its FailClosed error matching
+// retry.ErrAmbiguous as well (see below).
+//
+// # Writes and lost replies
+//
+// A write whose reply is lost after the server applied it (a read timeout, a
+// reset) must not be applied twice by a blind re-send, and its caller must
+// learn that its outcome is unknown. go-redis re-sends every command by
+// default (Options.MaxRetries 3; a ClusterClient also within MaxRedirects),
+// so each write of the Cache is either sent once or is safe to re-send, on
+// any client and with or without Options.AutoPipeline. TestLostReply drops
+// the reply of each write after the server applied it, through a
+// *redis.Client, a Sentinel failover client, a *redis.Ring and a
+// *redis.ClusterClient, with default options and with their retries off,
+// and asserts the server's state; TestLostReplyWithRetryHook does the same through a client whose
+// retries are left to retry.Hook, as on a rediskit.Client:
+//
+//   - Incr and Decr are not idempotent. They are sent with
+//     retry.Script.RunOnce, which no retry loop of go-redis repeats
+//     (retry.Once): under a lost reply the counter moves once and the error
+//     matches retry.ErrAmbiguous. Cost: none on success (one EVALSHA, as
+//     before, BenchmarkOps); under a lost reply, an unknown outcome where
+//     go-redis would have silently doubled the increment.
+//   - Set, MSet, Delete and Clear are idempotent (SET without NX, XX or GET;
+//     DEL; UNLINK): the client's retries may re-send them and reach a
+//     definite answer. Cost: a re-sent SET can overwrite a value another
+//     process wrote after the lost first run, as a delayed SET would
+//     (TestResentSetLandsAfterNewerWrite). When the retries give up, or the
+//     client has none, an error that does not prove the write was not
+//     applied matches retry.ErrAmbiguous (per key in MSet's *BatchError). Some
+//     go-redis clients do not re-send these even with default options: on a
+//     ClusterClient, Clear (it goes through the node clients, whose
+//     MaxRetries is -1); on a Ring, MSet, Delete and Clear (pipelines and
+//     Clear go through its shard clients, likewise). There the error is
+//     ambiguous at once; the write may simply be repeated.
+//   - The lease commands of GetOrSet are safe to re-send by construction.
+//     SET NX GET of our marker returns our own marker when re-sent, which
+//     counts as acquired; scriptAcquire recognises its own token; the commit
+//     and release scripts act only while the lease holds their token and
+//     remove it, so a re-send does nothing. An acquisition whose outcome
+//     stays unknown is handed back by the conditional release — one command
+//     more, on that failure path only — so no lease is left to block other
+//     processes, and GetOrSet answers as with Redis unavailable: FailOpen
+//     loads without storing, FailClosed returns an error matching both
+//     retry.ErrUnavailable and retry.ErrAmbiguous. A commit or release whose
+//     reply is lost is not the callers' concern: they get the loaded value
+//     or the loader's error, and the commit's value is stored either way.
+//     The scripts that settle a lease run on a context marked
+//     retry.WithIdempotent, so retry.Hook re-sends them as go-redis does;
+//     it does not re-send the SET NX GET (a per-call mark would cost an
+//     allocation on every GetOrSet), whose lease is then handed back.
+//   - The near tier stores no data: its tracking connections only run
+//     CLIENT TRACKING, again on every reconnect. Typed's writes are the
+//     Cache's.
+//
+// An ambiguous error is a *retry.AmbiguousError: it matches
+// retry.ErrAmbiguous, unwraps to its cause (an i/o timeout, a reset), and
+// retry.Classify reports it as ClassAmbiguous, so retry.IsInfrastructure is
+// true and retry.IsUnavailable false: the write may have been applied
+// (TestLostReply). An error that proves a write was not applied (a refused
+// dial, a pool timeout, a closed client) is returned as it is, and
+// retry.IsUnavailable is true for it (TestWriteNotSentIsNotAmbiguous). None
+// of this adds a command to a hit or a miss (BenchmarkOps counts them).
+//
+// # Clients and lifecycles
+//
+// The client passed to New, and the one AutoPipeliner go-redis keeps per
+// client (Options.AutoPipeline), belong to the caller and may be shared with
+// other Caches, session stores and the caller's own commands. Close closes
+// neither: closing one Cache, with or without a near tier and
+// AutoPipeline, leaves the others and the client working, and closing the
+// client last leaves no goroutine behind (TestSharedClientLifecycle).
 //
 // # Example
 //

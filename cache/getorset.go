@@ -15,9 +15,14 @@ import (
 	"github.com/rediskit/rediskit/retry"
 )
 
-// LoaderFunc loads the value of a missing key. Its context is detached from
-// the callers' (one of them leaving does not cancel the load) and ends after
-// Options.LoadTimeout or at Close; a loader must honour it. Returning
+// LoaderFunc loads the value of a missing key. Its context carries the values
+// of the caller's context (trace ids, tenant, logger) but not its
+// cancellation or deadline, as context.WithoutCancel: one caller leaving does
+// not cancel a load that others wait for. It ends after Options.LoadTimeout
+// or at Close; a loader must honour it. When concurrent callers share one
+// load, the loader runs once, with the values of the caller that started it;
+// a stale-while-revalidate refresh runs with the values of the caller that
+// was served the stale value (TestLoaderSeesCallerValues). Returning
 // ErrNotFound (wrapped or not) reports that the value does not exist.
 type LoaderFunc[T any] func(ctx context.Context) (T, error)
 
@@ -38,8 +43,11 @@ type LoaderFunc[T any] func(ctx context.Context) (T, error)
 //	release  only if the lease holds our proof: DEL it, PUBLISH the event
 //	         (none when a lease taken in a race is handed back unused).
 //
-// Both acquisitions are safe to re-send (the auto-pipeliner may): finding
-// our own proof counts as acquired.
+// Every one of these is safe to re-send, so the client's retries and the
+// auto-pipeliner may repeat them (see "Writes and lost replies" in doc.go):
+// an acquisition finding our own proof counts as acquired, and a commit or
+// release finds its proof gone after its first run and does nothing. An
+// acquisition whose outcome stays unknown is handed back (lostAcquire).
 var (
 	scriptAcquire = redis.NewScript(`
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1} end
@@ -85,7 +93,7 @@ func (c *Cache) acquireMarker(ctx context.Context, rk string) (old string, acqui
 	case errors.Is(err, redis.Nil):
 		return "", true, marker, nil
 	case err != nil:
-		return "", false, nil, err
+		return "", false, marker, err // the marker, for lostAcquire
 	case old == string(marker): // our own SET, re-sent
 		return "", true, marker, nil
 	}
@@ -110,10 +118,11 @@ type flight struct {
 	ttl    time.Duration
 	codec  byte
 	loader LoaderFunc[[]byte]
-	lease  lease     // flightFill
-	rkBuf  [1]string // backs lease.keys of a marker lease
-	stale  *entry    // flightLease: served if the load fails
-	force  bool      // flightLease: lease in the lease key, the stale value stays
+	lease  lease           // flightFill
+	rkBuf  [1]string       // backs lease.keys of a marker lease
+	stale  *entry          // flightLease: served if the load fails
+	force  bool            // flightLease: lease in the lease key, the stale value stays
+	vals   context.Context // the first caller's: the loader sees its values
 
 	done chan struct{}
 	e    entry // set before done is closed
@@ -130,7 +139,10 @@ type flight struct {
 // Options.NegativeTTL); a loader error or panic (*PanicError) reaches every
 // waiter; ErrRemoteLoad when another process's loader failed; with Redis
 // unavailable, an error matching retry.ErrUnavailable (FailClosed) or the
-// loader's own result (FailOpen). A hit is one command (SET NX GET of a lease
+// loader's own result (FailOpen). When the reply to the lease command is
+// lost and the client does not re-send it, the lease is handed back and the
+// call is answered as with Redis unavailable; with FailClosed the error then
+// also matches retry.ErrAmbiguous. A hit is one command (SET NX GET of a lease
 // marker, which returns the value when there is one); a miss is two: that
 // command, then the conditional write.
 func (c *Cache) GetOrSet(ctx context.Context, key string, ttl time.Duration, loader LoaderFunc[[]byte]) ([]byte, error) {
@@ -156,7 +168,8 @@ func (c *Cache) getOrLoad(ctx context.Context, key string, ttl time.Duration, co
 	// One command reads the value and, if there is none, takes the lease.
 	old, acquired, marker, err := c.acquireMarker(ctx, rk)
 	if err != nil {
-		if retry.IsUnavailable(err) {
+		err = c.lostAcquire(lease{keys: []string{rk}, proof: marker}, err)
+		if unavailable(err) {
 			return c.degrade(ctx, key, rk, codec, loader, err)
 		}
 		return entry{}, fmt.Errorf("cache: get or set %q: %w", key, err)
@@ -178,7 +191,7 @@ func (c *Cache) getOrLoad(ctx context.Context, key string, ttl time.Duration, co
 			if age < c.opt.StaleWhileRevalidate {
 				c.st.hits.Add(1)
 				c.st.staleServed.Add(1)
-				c.refresh(rk, key, ttl, codec, loader)
+				c.refresh(ctx, rk, key, ttl, codec, loader)
 				return result(key, e)
 			}
 			if age < c.opt.StaleIfError {
@@ -189,7 +202,7 @@ func (c *Cache) getOrLoad(ctx context.Context, key string, ttl time.Duration, co
 		}
 	}
 	c.st.misses.Add(1)
-	f := &flight{kind: flightLease, rk: rk, key: key, ttl: ttl, codec: codec, loader: loader, stale: stale, force: force}
+	f := &flight{kind: flightLease, rk: rk, key: key, ttl: ttl, codec: codec, loader: loader, stale: stale, force: force, vals: ctx}
 	if acquired {
 		f.kind = flightFill
 		f.rkBuf[0] = rk
@@ -219,6 +232,26 @@ func result(key string, e entry) (entry, error) {
 		return entry{}, fmt.Errorf("cache: %q: %w", key, ErrNotFound)
 	}
 	return e, nil
+}
+
+// unavailable reports whether a GetOrSet that met err answers as with Redis
+// unavailable (degrade): the server is unreachable, or a lease command's
+// reply was lost (handed back by lostAcquire).
+func unavailable(err error) bool {
+	return retry.IsUnavailable(err) || errors.Is(err, retry.ErrAmbiguous)
+}
+
+// lostAcquire handles an error of a lease acquisition. When err does not
+// prove that the command did not run (a lost reply the client did not
+// re-send), the lease may be ours: it is handed back by the conditional
+// release (nothing happens if it is not ours) and waiters are told to
+// re-check. It returns err, marked ambiguous in that case.
+func (c *Cache) lostAcquire(l lease, err error) error {
+	err = retry.Ambiguous("set", err)
+	if errors.Is(err, retry.ErrAmbiguous) && l.proof != nil {
+		c.release(l, evReleased)
+	}
+	return err
 }
 
 // releaseQuietly gives back a lease this call took but will not use.
@@ -259,11 +292,11 @@ func (c *Cache) runFlight(f *flight) {
 	)
 	switch f.kind {
 	case flightFill:
-		e, err = c.fill(c.baseCtx, f.lease, f.key, f.ttl, f.codec, f.loader, nil)
+		e, err = c.fill(c.baseCtx, f.vals, f.lease, f.key, f.ttl, f.codec, f.loader, nil)
 	case flightLease:
 		e, err = c.loadLeased(c.baseCtx, f)
 	case flightDirect:
-		e, err = c.loadDirect(c.baseCtx, f.codec, f.loader)
+		e, err = c.loadDirect(c.baseCtx, f.vals, f.codec, f.loader)
 	}
 	// A caller arriving after the delete starts a new flight, whose SET NX
 	// GET re-reads the value this one stored.
@@ -340,20 +373,21 @@ func (c *Cache) loadLeased(base context.Context, f *flight) (entry, error) {
 			}
 		}
 		if err != nil {
+			err = c.lostAcquire(l, err)
 			if stale != nil {
 				c.st.staleServed.Add(1)
 				return *stale, nil
 			}
-			if retry.IsUnavailable(err) {
+			if unavailable(err) {
 				if c.opt.Degrade == FailOpen {
-					return c.loadDirect(base, codec, f.loader)
+					return c.loadDirect(base, f.vals, codec, f.loader)
 				}
 				return entry{}, fmt.Errorf("cache: get or set %q: lease: %w", key, retry.Unavailable(err))
 			}
 			return entry{}, fmt.Errorf("cache: get or set %q: lease: %w", key, err)
 		}
 		if acquired {
-			return c.fill(base, l, key, f.ttl, codec, f.loader, stale)
+			return c.fill(base, f.vals, l, key, f.ttl, codec, f.loader, stale)
 		}
 		if events == nil {
 			c.st.leaseWaits.Add(1)
@@ -413,9 +447,10 @@ func (c *Cache) acquireLeaseKey(ctx context.Context, l lease) (acquired bool, pt
 }
 
 // fill runs the loader under our lease and stores its result if the lease is
-// still ours.
-func (c *Cache) fill(base context.Context, l lease, key string, ttl time.Duration, codec byte, loader LoaderFunc[[]byte], stale *entry) (entry, error) {
-	payload, lerr := c.callLoader(base, loader)
+// still ours. The loader's context ends with base and sees the values of
+// vals.
+func (c *Cache) fill(base, vals context.Context, l lease, key string, ttl time.Duration, codec byte, loader LoaderFunc[[]byte], stale *entry) (entry, error) {
+	payload, lerr := c.callLoader(base, vals, loader)
 	// Settle the lease even when Close cancelled the load (settleCtx): these
 	// writes are bounded by the client's own read and write timeouts. Their
 	// failure is not the callers' concern: the lease then expires, and the
@@ -468,15 +503,18 @@ func evArg(ev byte) any {
 		return string(evStored)
 	case evFailed:
 		return string(evFailed)
+	case evReleased:
+		return string(evReleased)
 	}
 	return string(evNotFound)
 }
 
 // callLoader runs loader with its own timeout, recovering a panic into a
-// *PanicError, and records it in the statistics.
-func (c *Cache) callLoader(base context.Context, loader LoaderFunc[[]byte]) (p []byte, err error) {
+// *PanicError, and records it in the statistics. The loader's context ends
+// with base and answers Value from vals.
+func (c *Cache) callLoader(base, vals context.Context, loader LoaderFunc[[]byte]) (p []byte, err error) {
 	start := time.Now()
-	ctx := newLoadCtx(base, start.Add(c.opt.LoadTimeout))
+	ctx := newLoadCtx(base, vals, start.Add(c.opt.LoadTimeout))
 	defer ctx.release()
 	c.st.loads.Add(1)
 	defer func() {
@@ -492,8 +530,8 @@ func (c *Cache) callLoader(base context.Context, loader LoaderFunc[[]byte]) (p [
 }
 
 // loadDirect is the fail-open path: the loader's answer, not stored.
-func (c *Cache) loadDirect(base context.Context, codec byte, loader LoaderFunc[[]byte]) (entry, error) {
-	p, err := c.callLoader(base, loader)
+func (c *Cache) loadDirect(base, vals context.Context, codec byte, loader LoaderFunc[[]byte]) (entry, error) {
+	p, err := c.callLoader(base, vals, loader)
 	if errors.Is(err, ErrNotFound) {
 		return entry{h: Header{Negative: true}}, nil
 	}
@@ -508,7 +546,7 @@ func (c *Cache) degrade(ctx context.Context, key, rk string, codec byte, loader 
 	if c.opt.Degrade == FailClosed {
 		return entry{}, fmt.Errorf("cache: get or set %q: %w", key, retry.Unavailable(cause))
 	}
-	f, err := c.startFlight(ctx, &flight{kind: flightDirect, rk: rk, key: key, codec: codec, loader: loader})
+	f, err := c.startFlight(ctx, &flight{kind: flightDirect, rk: rk, key: key, codec: codec, loader: loader, vals: ctx})
 	if err != nil {
 		return entry{}, err
 	}
@@ -516,8 +554,9 @@ func (c *Cache) degrade(ctx context.Context, key, rk string, codec byte, loader 
 }
 
 // refresh starts one background reload of a stale value, unless one runs in
-// this process already or another process holds the lease.
-func (c *Cache) refresh(rk, key string, ttl time.Duration, codec byte, loader LoaderFunc[[]byte]) {
+// this process already or another process holds the lease. The loader sees
+// the values of vals, the context of the caller served the stale value.
+func (c *Cache) refresh(vals context.Context, rk, key string, ttl time.Duration, codec byte, loader LoaderFunc[[]byte]) {
 	c.mu.Lock()
 	if _, busy := c.refreshing[rk]; busy || c.closed {
 		c.mu.Unlock()
@@ -536,9 +575,13 @@ func (c *Cache) refresh(rk, key string, ttl time.Duration, codec byte, loader Lo
 		ctx, cancel := context.WithTimeout(c.baseCtx, c.opt.LeaseTTL+c.opt.LoadTimeout)
 		defer cancel()
 		l := lease{keys: []string{rk, c.leaseKey(rk)}, proof: c.newToken()}
-		if acquired, _, err := c.acquireLeaseKey(ctx, l); err != nil || !acquired {
+		acquired, _, err := c.acquireLeaseKey(ctx, l)
+		if err != nil {
+			_ = c.lostAcquire(l, err)
+		}
+		if !acquired {
 			return
 		}
-		_, _ = c.fill(c.baseCtx, l, key, ttl, codec, loader, nil)
+		_, _ = c.fill(c.baseCtx, vals, l, key, ttl, codec, loader, nil)
 	}()
 }

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 )
 
@@ -428,10 +427,8 @@ func TestMultiProcessStampede(t *testing.T) {
 		outs := make([]*strings.Builder, procs)
 		for i := range procs {
 			cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
-			cmd.Env = append(os.Environ(),
+			cmd.Env = append(append(os.Environ(), tp.helperEnv()...),
 				helperEnv+"=1",
-				"CACHE_HELPER_ADDRS="+strings.Join(tp.addrs, ","),
-				fmt.Sprintf("CACHE_HELPER_CLUSTER=%v", tp.cluster),
 				"CACHE_HELPER_PREFIX="+prefix,
 				fmt.Sprintf("CACHE_HELPER_PROCS=%d", procs),
 			)
@@ -462,13 +459,7 @@ func TestHelperProcess(t *testing.T) {
 	if os.Getenv(helperEnv) == "" {
 		t.Skip("helper process for TestMultiProcessStampede")
 	}
-	addrs := strings.Split(os.Getenv("CACHE_HELPER_ADDRS"), ",")
-	var rdb redis.UniversalClient
-	if os.Getenv("CACHE_HELPER_CLUSTER") == "true" {
-		rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, PoolSize: 300})
-	} else {
-		rdb = redis.NewClient(&redis.Options{Addr: addrs[0], PoolSize: 300})
-	}
+	rdb := helperClient(300)
 	defer rdb.Close()
 	c, err := New(rdb, Options{Prefix: os.Getenv("CACHE_HELPER_PREFIX")})
 	if err != nil {

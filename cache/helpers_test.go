@@ -101,31 +101,71 @@ func (c *counter) snapshot() (cmds, trips int, perNode map[string]int, names []s
 	return c.cmds, trips, perNode, append([]string(nil), c.names...)
 }
 
+// topo is one deployment a test runs on, with a client carrying a counting
+// hook.
 type topo struct {
-	name    string
+	name    string // "standalone", "cluster" or "sentinel"
 	rdb     redis.UniversalClient
 	cnt     *counter
 	cluster bool
-	addrs   []string
+	// addrs are the masters' addresses; on sentinel, the sentinels'.
+	addrs []string
+	// masters is the number of masters.
+	masters int
+	// client returns another client of the deployment, without the hook,
+	// closed at the end of the test.
+	client func(t testing.TB) redis.UniversalClient
 }
 
-// forEachTopology runs f on the shared standalone server and on the shared
-// 3-master cluster, each with a fresh client carrying a counting hook.
+// forEachTopology runs f on the shared standalone server, the shared
+// 3-master cluster and the shared Sentinel deployment (a failover client:
+// master, replica, sentinel), each with a fresh client carrying a counting
+// hook. The Sentinel deployment is a standalone master behind a failover
+// client, so a test's standalone expectations hold there too.
 func forEachTopology(t *testing.T, f func(t *testing.T, tp topo)) {
 	t.Run("standalone", func(t *testing.T) {
 		srv := redistest.Shared(t)
 		cnt := &counter{trips: map[string]int{}}
 		rdb := srv.Client(t)
 		rdb.AddHook(nodeHook{c: cnt, addr: srv.Addr})
-		f(t, topo{name: "standalone", rdb: rdb, cnt: cnt, addrs: []string{srv.Addr}})
+		f(t, topo{name: "standalone", rdb: rdb, cnt: cnt, addrs: []string{srv.Addr}, masters: 1,
+			client: func(t testing.TB) redis.UniversalClient { return srv.Client(t) }})
 	})
 	t.Run("cluster", func(t *testing.T) {
 		cl := redistest.SharedCluster(t)
 		cnt := &counter{trips: map[string]int{}}
 		rdb := cl.Client(t)
 		rdb.OnNewNode(func(n *redis.Client) { n.AddHook(nodeHook{c: cnt, addr: n.Options().Addr}) })
-		f(t, topo{name: "cluster", rdb: rdb, cnt: cnt, cluster: true, addrs: cl.Addrs()})
+		f(t, topo{name: "cluster", rdb: rdb, cnt: cnt, cluster: true, addrs: cl.Addrs(), masters: len(cl.Addrs()),
+			client: func(t testing.TB) redis.UniversalClient { return cl.Client(t) }})
 	})
+	t.Run("sentinel", func(t *testing.T) {
+		s := redistest.SharedSentinel(t)
+		cnt := &counter{trips: map[string]int{}}
+		rdb := s.Client(t)
+		rdb.AddHook(nodeHook{c: cnt, addr: s.Master.Addr}) // the shared deployment never fails over
+		f(t, topo{name: "sentinel", rdb: rdb, cnt: cnt, addrs: s.SentinelAddrs(), masters: 1,
+			client: func(t testing.TB) redis.UniversalClient { return s.Client(t) }})
+	})
+}
+
+// helperEnv returns the environment a helper process needs to reach tp's
+// deployment with helperClient.
+func (tp topo) helperEnv() []string {
+	return []string{"CACHE_HELPER_KIND=" + tp.name, "CACHE_HELPER_ADDRS=" + strings.Join(tp.addrs, ",")}
+}
+
+// helperClient returns, in a helper process, a client of the deployment
+// named by helperEnv.
+func helperClient(poolSize int) redis.UniversalClient {
+	addrs := strings.Split(os.Getenv("CACHE_HELPER_ADDRS"), ",")
+	switch os.Getenv("CACHE_HELPER_KIND") {
+	case "cluster":
+		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, PoolSize: poolSize})
+	case "sentinel":
+		return redis.NewFailoverClient(&redis.FailoverOptions{MasterName: redistest.MasterName, SentinelAddrs: addrs, PoolSize: poolSize})
+	}
+	return redis.NewClient(&redis.Options{Addr: addrs[0], PoolSize: poolSize})
 }
 
 // newCache returns a Cache in a namespace unique to the test, closed at the

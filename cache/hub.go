@@ -15,6 +15,7 @@ const (
 	evStored   byte = 'o' // the value was stored
 	evFailed   byte = 'e' // the loader failed; waiters get ErrRemoteLoad
 	evNotFound byte = 'n' // the loader said not found; waiters get ErrNotFound
+	evReleased byte = 'r' // a lease whose acquisition reply was lost was handed back: re-check
 )
 
 // hub dispatches lease events to local waiters.

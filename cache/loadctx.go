@@ -7,7 +7,9 @@ import (
 	"time"
 )
 
-// loadCtx is a loader's context: the Cache's base context with a deadline.
+// loadCtx is a loader's context: the Cache's base context with a deadline,
+// answering Value from the caller's context as well (context.WithoutCancel
+// semantics: the caller's values, not its cancellation or deadline).
 //
 // context.WithDeadline arms a timer and registers with its parent on every
 // load, taking the parent's lock, which every concurrent miss shares.
@@ -15,7 +17,8 @@ import (
 // waits on its context (a computation, a map lookup, a driver that ignores
 // ctx) pays for neither. Deadline, Err and Value answer without arming.
 type loadCtx struct {
-	base     context.Context
+	base     context.Context // cancellation: the Cache's, without values
+	vals     context.Context // values: the caller's; nil for none
 	deadline time.Time
 
 	once   sync.Once
@@ -37,8 +40,8 @@ var closedDone = func() chan struct{} {
 	return ch
 }()
 
-func newLoadCtx(base context.Context, deadline time.Time) *loadCtx {
-	return &loadCtx{base: base, deadline: deadline}
+func newLoadCtx(base, vals context.Context, deadline time.Time) *loadCtx {
+	return &loadCtx{base: base, vals: vals, deadline: deadline}
 }
 
 func (l *loadCtx) Deadline() (time.Time, bool) { return l.deadline, true }
@@ -70,13 +73,23 @@ func (l *loadCtx) Err() error {
 	return nil
 }
 
-// Value answers from the armed context once there is one, so a context
-// derived from l by the loader links to it directly, without a goroutine.
+// Value answers from the base chain first, then from the caller's context.
+// The base chain (the Cache's base context and the armed deadline) holds no
+// values of its own, only the context package's private cancelCtx key:
+// asked after Done, it answers with the armed context, so a context derived
+// from l by the loader links to it directly, without a goroutine, and never
+// to the caller's cancellation. Every other key reaches the caller's values.
 func (l *loadCtx) Value(key any) any {
+	var v any
 	if l.state.Load() == loadArmed {
-		return l.armed.Value(key)
+		v = l.armed.Value(key)
+	} else {
+		v = l.base.Value(key)
 	}
-	return l.base.Value(key)
+	if v == nil && l.vals != nil {
+		v = l.vals.Value(key)
+	}
+	return v
 }
 
 // release ends l when the loader returns, like the cancel of WithDeadline:

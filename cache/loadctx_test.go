@@ -13,7 +13,7 @@ type ctxKey struct{}
 func TestLoadCtxDeadlineFiresOnlyForWaiters(t *testing.T) {
 	base := context.WithValue(context.Background(), ctxKey{}, "v")
 	deadline := time.Now().Add(30 * time.Millisecond)
-	l := newLoadCtx(base, deadline)
+	l := newLoadCtx(base, nil, deadline)
 	if d, ok := l.Deadline(); !ok || !d.Equal(deadline) {
 		t.Fatalf("Deadline = %v, %v", d, ok)
 	}
@@ -41,7 +41,7 @@ func TestLoadCtxDeadlineFiresOnlyForWaiters(t *testing.T) {
 }
 
 func TestLoadCtxUnarmedPastDeadline(t *testing.T) {
-	l := newLoadCtx(context.Background(), time.Now().Add(-time.Millisecond))
+	l := newLoadCtx(context.Background(), nil, time.Now().Add(-time.Millisecond))
 	if !errors.Is(l.Err(), context.DeadlineExceeded) {
 		t.Fatalf("Err past the deadline = %v", l.Err())
 	}
@@ -55,8 +55,8 @@ func TestLoadCtxUnarmedPastDeadline(t *testing.T) {
 
 func TestLoadCtxFollowsBaseCancellation(t *testing.T) {
 	base, cancel := context.WithCancel(context.Background())
-	idle := newLoadCtx(base, time.Now().Add(time.Hour))
-	waiting := newLoadCtx(base, time.Now().Add(time.Hour))
+	idle := newLoadCtx(base, nil, time.Now().Add(time.Hour))
+	waiting := newLoadCtx(base, nil, time.Now().Add(time.Hour))
 	done := waiting.Done()
 	// A context the loader derives from its own.
 	child, cancelChild := context.WithTimeout(waiting, time.Hour)
@@ -79,7 +79,7 @@ func TestLoadCtxFollowsBaseCancellation(t *testing.T) {
 
 func TestLoadCtxReleaseEndsIt(t *testing.T) {
 	// Released before anyone asked for Done: a late user sees it ended.
-	l := newLoadCtx(context.Background(), time.Now().Add(time.Hour))
+	l := newLoadCtx(context.Background(), nil, time.Now().Add(time.Hour))
 	l.release()
 	select {
 	case <-l.Done():
@@ -90,7 +90,7 @@ func TestLoadCtxReleaseEndsIt(t *testing.T) {
 		t.Fatalf("Err after release = %v", l.Err())
 	}
 	// Released while a goroutine waits on it.
-	l = newLoadCtx(context.Background(), time.Now().Add(time.Hour))
+	l = newLoadCtx(context.Background(), nil, time.Now().Add(time.Hour))
 	var wg sync.WaitGroup
 	wg.Go(func() { <-l.Done() })
 	for l.state.Load() != loadArmed {
@@ -105,7 +105,7 @@ func TestLoadCtxReleaseEndsIt(t *testing.T) {
 
 func TestLoadCtxConcurrentUse(t *testing.T) {
 	for range 100 {
-		l := newLoadCtx(context.Background(), time.Now().Add(time.Hour))
+		l := newLoadCtx(context.Background(), nil, time.Now().Add(time.Hour))
 		var wg sync.WaitGroup
 		for range 4 {
 			wg.Go(func() {
@@ -120,5 +120,42 @@ func TestLoadCtxConcurrentUse(t *testing.T) {
 		}
 		l.release()
 		wg.Wait()
+	}
+}
+
+// TestLoadCtxValuesFromCaller: a loader's context answers Value from the
+// caller's context, follows the Cache's cancellation and deadline, and never
+// the caller's cancellation, also in a context the loader derives from it.
+func TestLoadCtxValuesFromCaller(t *testing.T) {
+	base, cancelBase := context.WithCancel(context.Background())
+	defer cancelBase()
+	caller, cancelCaller := context.WithCancel(context.WithValue(context.Background(), ctxKey{}, "trace-1"))
+	l := newLoadCtx(base, caller, time.Now().Add(time.Hour))
+	defer l.release()
+	if got := l.Value(ctxKey{}); got != "trace-1" {
+		t.Fatalf("Value before Done = %v, want the caller's", got)
+	}
+	child, cancelChild := context.WithCancel(l) // arms l
+	defer cancelChild()
+	if got := child.Value(ctxKey{}); got != "trace-1" {
+		t.Fatalf("Value of a derived context = %v, want the caller's", got)
+	}
+	cancelCaller()
+	select {
+	case <-child.Done():
+		t.Fatal("the caller's cancellation reached the loader")
+	case <-time.After(20 * time.Millisecond):
+	}
+	if l.Err() != nil {
+		t.Fatalf("Err after the caller left = %v", l.Err())
+	}
+	if d, _ := l.Deadline(); time.Until(d) < 30*time.Minute {
+		t.Fatalf("Deadline %v is not the load's", d)
+	}
+	cancelBase()
+	select {
+	case <-child.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the Cache's cancellation did not reach the derived context")
 	}
 }

@@ -107,23 +107,10 @@ func (f *nearFixture) tracker(t *testing.T) *tracker {
 	return f.trackers[len(f.trackers)-1]
 }
 
-// forEachNearTopology runs f on standalone and cluster, with an outside
-// client of its own.
+// forEachNearTopology runs f on every deployment of forEachTopology, with
+// an outside client of its own.
 func forEachNearTopology(t *testing.T, f func(t *testing.T, tp topo, outside redis.UniversalClient)) {
-	t.Run("standalone", func(t *testing.T) {
-		srv := redistest.Shared(t)
-		cnt := &counter{trips: map[string]int{}}
-		rdb := srv.Client(t)
-		rdb.AddHook(nodeHook{c: cnt, addr: srv.Addr})
-		f(t, topo{name: "standalone", rdb: rdb, cnt: cnt, addrs: []string{srv.Addr}}, srv.Client(t))
-	})
-	t.Run("cluster", func(t *testing.T) {
-		cl := redistest.SharedCluster(t)
-		cnt := &counter{trips: map[string]int{}}
-		rdb := cl.Client(t)
-		rdb.OnNewNode(func(n *redis.Client) { n.AddHook(nodeHook{c: cnt, addr: n.Options().Addr}) })
-		f(t, topo{name: "cluster", rdb: rdb, cnt: cnt, cluster: true, addrs: cl.Addrs()}, cl.Client(t))
-	})
+	forEachTopology(t, func(t *testing.T, tp topo) { f(t, tp, tp.client(t)) })
 }
 
 func TestNearHitIsLocalAndZeroCommands(t *testing.T) {
@@ -241,7 +228,12 @@ func portOfKey(t *testing.T, rdb redis.UniversalClient, rk string) int {
 	addr := ""
 	switch r := rdb.(type) {
 	case *redis.Client:
-		addr = r.Options().Addr
+		// Ask the server: a failover client's Options().Addr names no server.
+		cfg, err := r.ConfigGet(ctxT(t), "port").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr = ":" + cfg["port"]
 	case *redis.ClusterClient:
 		n, err := r.MasterForKey(ctxT(t), rk)
 		if err != nil {
@@ -312,10 +304,15 @@ func TestNearFlushOnKilledTrackingConnectionAndRearm(t *testing.T) {
 		id := tr.id.Load()
 		flushes := f.c.NearStats().Flushes
 		// Kill the tracking connection from another client; on Cluster, on
-		// the master that tracker follows.
-		addr := tr.rdb.Options().Addr
-		killer := redis.NewClient(&redis.Options{Addr: addr})
-		defer killer.Close()
+		// the master that tracker follows (elsewhere the outside client
+		// reaches the one master: a failover client's tracker has no plain
+		// address).
+		killer := outside
+		if tp.cluster {
+			kc := redis.NewClient(&redis.Options{Addr: tr.rdb.Options().Addr})
+			defer kc.Close()
+			killer = kc
+		}
 		if err := killer.ClientKillByFilter(ctx, "ID", strconv.FormatInt(id, 10)).Err(); err != nil {
 			t.Fatal(err)
 		}
@@ -635,9 +632,7 @@ func TestNearTwoProcesses(t *testing.T) {
 		c := newCache(t, tp.rdb, Options{Prefix: prefix})
 		typed := NewTyped[string](c, nil)
 		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestNearHelperProcess$", "-test.count=1")
-		cmd.Env = append(os.Environ(), helperEnv+"=1", nearHelperEnv+"=1",
-			"CACHE_HELPER_ADDRS="+strings.Join(tp.addrs, ","),
-			"CACHE_HELPER_CLUSTER="+strconv.FormatBool(tp.cluster),
+		cmd.Env = append(append(os.Environ(), tp.helperEnv()...), helperEnv+"=1", nearHelperEnv+"=1",
 			"CACHE_HELPER_PREFIX="+prefix)
 		stdin, err := cmd.StdinPipe()
 		if err != nil {
@@ -702,13 +697,7 @@ func TestNearHelperProcess(t *testing.T) {
 	if os.Getenv(nearHelperEnv) == "" {
 		t.Skip("helper process for TestNearTwoProcesses")
 	}
-	addrs := strings.Split(os.Getenv("CACHE_HELPER_ADDRS"), ",")
-	var rdb redis.UniversalClient
-	if os.Getenv("CACHE_HELPER_CLUSTER") == "true" {
-		rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
-	} else {
-		rdb = redis.NewClient(&redis.Options{Addr: addrs[0]})
-	}
+	rdb := helperClient(0)
 	defer rdb.Close()
 	c, err := New(rdb, Options{Prefix: os.Getenv("CACHE_HELPER_PREFIX"), Near: &NearOptions{}})
 	if err != nil {

@@ -57,12 +57,20 @@ type Options struct {
 	Degrade Degrade
 
 	// AutoPipeline sends reads (Get, MGet, Exists, Counter) and the lease
-	// scripts of GetOrSet through the client's shared AutoPipeliner
+	// commands of GetOrSet through the client's AutoPipeliner
 	// (rdb.AutoPipeline()): concurrent calls share round trips. All of these
 	// are safe to repeat, as the auto-pipeliner may re-send a failed batch;
-	// Set, MSet, Delete and Incr always use the client itself. On a
-	// rediskit.Client an open breaker refuses auto-pipelined batches too.
-	// Default false.
+	// Set, MSet, Delete and Incr always use the client itself (Incr is sent
+	// once, and a command that must not be re-sent would stop the re-send
+	// of a whole batch, other callers' reads included). On a rediskit.Client
+	// an open breaker refuses auto-pipelined batches too. Default false.
+	//
+	// go-redis keeps one AutoPipeliner per client and hands the same one to
+	// every caller; it belongs to the client. The Cache uses it and never
+	// closes it: Close leaves it, and every other user of it, working
+	// (TestSharedClientLifecycle). Whoever closes it early breaks every user
+	// of the client; closing the client closes it. Not available on a
+	// *redis.Ring (New returns an error).
 	AutoPipeline bool
 
 	// CompressThreshold is the payload size in bytes from which values are

@@ -38,7 +38,7 @@ func TestStatsCountersAndMemory(t *testing.T) {
 		if st.SampledKeys == 0 || st.SampledBytes/int64(st.SampledKeys) < 500 {
 			t.Fatalf("memory sample: %d keys, %d bytes", st.SampledKeys, st.SampledBytes)
 		}
-		if max := 10 * len(tp.addrs); st.SampledKeys > max {
+		if max := 10 * tp.masters; st.SampledKeys > max {
 			t.Fatalf("sampled %d keys, more than %d", st.SampledKeys, max)
 		}
 	})

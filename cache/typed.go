@@ -88,7 +88,8 @@ func (t *Typed[T]) Get(ctx context.Context, key string) (T, bool, error) {
 	return v, ok, nil
 }
 
-// Set stores v under key for ttl (0: no expiry). One command.
+// Set stores v under key for ttl (0: no expiry). One command; a lost reply
+// is handled as in Cache.Set.
 func (t *Typed[T]) Set(ctx context.Context, key string, v T, ttl time.Duration) error {
 	p, err := t.codec.Marshal(v)
 	if err != nil {
