@@ -30,22 +30,23 @@ const (
 // concurrent use. Create it with New and stop it with Close.
 type Cache struct {
 	rdb     redis.UniversalClient
-	reader  redis.Cmdable // rdb, or its AutoPipeliner with Options.AutoPipeline
+	reader  executor // rdb, or its AutoPipeliner with Options.AutoPipeline
 	opt     Options
 	ns      string // "<prefix>:v<version>:"
 	leaseNS string // "<prefix>:v<version>#lease{"
 	channel string // Pub/Sub channel of lease events
 
-	// channelArg is channel boxed once, as a script argument.
-	channelArg any
+	// channelArg is channel boxed once, as a script argument; leaseMsArg
+	// is LeaseTTL in ms, boxed once.
+	channelArg, leaseMsArg any
 
 	st counters
 
 	baseCtx context.Context // cancelled by Close; parent of loads and refreshes
 	cancel  context.CancelFunc
-	// settleCtx is baseCtx without its cancellation, for the scripts that end
-	// a lease; it is marked retry.WithIdempotent (they are, by their token:
-	// see "Writes and lost replies" in doc.go).
+	// settleCtx is baseCtx without its cancellation, for the scripts that
+	// end a lease (sent retry.Repeatable: they are, by their token; see
+	// "Writes and lost replies" in doc.go).
 	settleCtx context.Context
 
 	mu         sync.Mutex
@@ -60,6 +61,13 @@ type Cache struct {
 
 	tokenPrefix string
 	tokenSeq    atomic.Uint64
+}
+
+// executor is what reads and leases go through: the client, or its
+// AutoPipeliner.
+type executor interface {
+	redis.Cmdable
+	retry.Processor
 }
 
 // New returns a Cache storing values in rdb under the namespace of opt. It
@@ -86,6 +94,7 @@ func New(rdb redis.UniversalClient, opt Options) (*Cache, error) {
 	c.leaseNS = base + "#lease{"
 	c.channel = base + "#events"
 	c.channelArg = c.channel
+	c.leaseMsArg = c.opt.LeaseTTL.Milliseconds()
 	if o.AutoPipeline {
 		ap, err := rdb.AutoPipeline()
 		if err != nil {
@@ -94,7 +103,7 @@ func New(rdb redis.UniversalClient, opt Options) (*Cache, error) {
 		c.reader = ap
 	}
 	c.baseCtx, c.cancel = context.WithCancel(context.Background())
-	c.settleCtx = retry.WithIdempotent(context.WithoutCancel(c.baseCtx))
+	c.settleCtx = context.WithoutCancel(c.baseCtx)
 	c.hub.init()
 	if o.Near != nil {
 		if c.near, err = newNear(c, *o.Near); err != nil {
@@ -152,7 +161,7 @@ func (c *Cache) goOwned(fn func()) bool {
 // Preload loads the Lua scripts of the Cache on every master, so the first
 // GetOrSet miss and Incr take one round trip instead of two. Optional.
 func (c *Cache) Preload(ctx context.Context) error {
-	for _, s := range []*redis.Script{scriptAcquire, scriptCommit, scriptRelease, scriptIncr.Script} {
+	for _, s := range []retry.Script{scriptAcquire, scriptCommit, scriptRelease, scriptIncr} {
 		if err := s.Load(ctx, c.rdb).Err(); err != nil {
 			return fmt.Errorf("cache: preload scripts: %w", err)
 		}

@@ -120,10 +120,9 @@
 //     retry.ErrUnavailable and retry.ErrAmbiguous. A commit or release whose
 //     reply is lost is not the callers' concern: they get the loaded value
 //     or the loader's error, and the commit's value is stored either way.
-//     The scripts that settle a lease run on a context marked
-//     retry.WithIdempotent, so retry.Hook re-sends them as go-redis does;
-//     it does not re-send the SET NX GET (a per-call mark would cost an
-//     allocation on every GetOrSet), whose lease is then handed back.
+//     All four are sent with retry.Repeatable (a mark on the command that
+//     costs no allocation and reaches retry.Hook through an AutoPipeliner
+//     too), so a rediskit.Client re-sends them as go-redis does.
 //   - The near tier stores no data: its tracking connections only run
 //     CLIENT TRACKING, again on every reconnect. Typed's writes are the
 //     Cache's.

@@ -49,12 +49,12 @@ type LoaderFunc[T any] func(ctx context.Context) (T, error)
 // release finds its proof gone after its first run and does nothing. An
 // acquisition whose outcome stays unknown is handed back (lostAcquire).
 var (
-	scriptAcquire = redis.NewScript(`
+	scriptAcquire = retry.NewScript(`
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1} end
 if redis.call('GET', KEYS[1]) == ARGV[1] then return {1} end
 return {2, redis.call('PTTL', KEYS[1])}`)
 
-	scriptCommit = redis.NewScript(`
+	scriptCommit = retry.NewScript(`
 local lk = KEYS[2] or KEYS[1]
 if redis.call('GET', lk) ~= ARGV[1] then return 0 end
 if ARGV[3] == '0' then
@@ -66,7 +66,7 @@ if KEYS[2] then redis.call('DEL', KEYS[2]) end
 redis.call('PUBLISH', ARGV[4], ARGV[5] .. KEYS[1])
 return 1`)
 
-	scriptRelease = redis.NewScript(`
+	scriptRelease = retry.NewScript(`
 local lk = KEYS[2] or KEYS[1]
 if redis.call('GET', lk) ~= ARGV[1] then return 0 end
 redis.call('DEL', lk)
@@ -88,7 +88,12 @@ type lease struct {
 // the lease.
 func (c *Cache) acquireMarker(ctx context.Context, rk string) (old string, acquired bool, marker []byte, err error) {
 	marker = c.appendToken(appendHeader(make([]byte, 0, headerLen+len(c.tokenPrefix)+13), Header{Lease: true}))
-	old, err = c.reader.SetArgs(ctx, rk, marker, redis.SetArgs{Mode: "NX", TTL: c.opt.LeaseTTL, Get: true}).Result()
+	// SET NX GET is not idempotent in general; with our unique marker it
+	// is (a re-sent SET finds our own marker), so it is sent Repeatable
+	// and a rediskit.Client's hook may re-send it to a definite answer.
+	cmd := redis.NewStringCmd(ctx, "set", rk, marker, "px", c.leaseMsArg, "nx", "get")
+	_ = c.reader.Process(ctx, retry.Repeatable(cmd))
+	old, err = cmd.Result()
 	switch {
 	case errors.Is(err, redis.Nil):
 		return "", true, marker, nil
@@ -256,7 +261,7 @@ func (c *Cache) lostAcquire(l lease, err error) error {
 
 // releaseQuietly gives back a lease this call took but will not use.
 func (c *Cache) releaseQuietly(l lease) {
-	_ = scriptRelease.Run(c.settleCtx, c.reader, l.keys, l.proof, "", "").Err()
+	_ = scriptRelease.RunRepeatable(c.settleCtx, c.reader, l.keys, l.proof, "", "").Err()
 }
 
 // startFlight returns the running flight of nf.rk, or starts nf on a
@@ -433,7 +438,7 @@ func (c *Cache) loadLeased(base context.Context, f *flight) (entry, error) {
 // acquireLeaseKey tries to take l in its lease key (l.keys[1]). When another
 // load holds it, it returns the lease's remaining time in ms, if known.
 func (c *Cache) acquireLeaseKey(ctx context.Context, l lease) (acquired bool, pttl int64, err error) {
-	res, err := scriptAcquire.Run(ctx, c.reader, l.keys[1:], l.proof, c.opt.LeaseTTL.Milliseconds()).Slice()
+	res, err := scriptAcquire.RunRepeatable(ctx, c.reader, l.keys[1:], l.proof, c.opt.LeaseTTL.Milliseconds()).Slice()
 	if err != nil {
 		return false, 0, err
 	}
@@ -487,12 +492,12 @@ func (c *Cache) fill(base, vals context.Context, l lease, key string, ttl time.D
 // commit stores value for ttl (0 = no expiry) if lease l is still ours, and
 // tells the key's waiters (evStored).
 func (c *Cache) commit(l lease, value []byte, ttl time.Duration) {
-	_ = scriptCommit.Run(c.settleCtx, c.reader, l.keys, l.proof, value, ttl.Milliseconds(), c.channelArg, evArg(evStored)).Err()
+	_ = scriptCommit.RunRepeatable(c.settleCtx, c.reader, l.keys, l.proof, value, ttl.Milliseconds(), c.channelArg, evArg(evStored)).Err()
 }
 
 // release drops lease l if it is still ours and tells the key's waiters ev.
 func (c *Cache) release(l lease, ev byte) {
-	_ = scriptRelease.Run(c.settleCtx, c.reader, l.keys, l.proof, c.channelArg, evArg(ev)).Err()
+	_ = scriptRelease.RunRepeatable(c.settleCtx, c.reader, l.keys, l.proof, c.channelArg, evArg(ev)).Err()
 }
 
 // evArg returns lease event ev as a script argument, boxed without an

@@ -18,26 +18,56 @@ import (
 // client they are given, whatever its MaxRetries: the guarantee costs no
 // round trip and no server state, only the loss of go-redis's blind re-send
 // for the few writes that are not safe to repeat. Pass the error of such a
-// write through Ambiguous.
-func Once(cmd *redis.Cmd) redis.Cmder { return onceCmd{cmd} }
+// write through Ambiguous. The returned Cmder carries cmd's reply: read it
+// from cmd.
+func Once(cmd redis.Cmder) redis.Cmder {
+	switch c := cmd.(type) {
+	case *redis.Cmd: // the scripts: a one-pointer wrapper, no allocation
+		return onceScript{c}
+	case *redis.StringCmd:
+		return onceString{c}
+	}
+	return onceCmd{cmd}
+}
 
-// onceCmd embeds *redis.Cmd, so it is a redis.Cmder whose replies land in
-// the wrapped command; only NoRetry differs.
-type onceCmd struct{ *redis.Cmd }
+// The wrappers embed the command, so each is a redis.Cmder whose replies
+// land in it; only NoRetry differs.
+type (
+	onceCmd    struct{ redis.Cmder }
+	onceScript struct{ *redis.Cmd }
+	onceString struct{ *redis.StringCmd }
+)
 
-func (onceCmd) NoRetry() bool { return true }
+func (onceCmd) NoRetry() bool    { return true }
+func (onceScript) NoRetry() bool { return true }
+func (onceString) NoRetry() bool { return true }
 
 // Repeatable returns cmd marked as safe to send twice, for a command that
-// the command table cannot know is (a script written to be replayable). The
-// Hook then re-sends it like a read. Unlike WithIdempotent, the mark travels
-// with the command, so it also holds on an AutoPipeliner, whose batches
-// reach the Hook with the flusher's context, not the caller's.
-func Repeatable(cmd *redis.Cmd) redis.Cmder { return repeatableCmd{cmd} }
+// the command table cannot know is (a script written to be replayable, a
+// SET NX whose value is a unique token). The Hook then re-sends it like a
+// read. Unlike WithIdempotent, the mark travels with the command, so it
+// also holds on an AutoPipeliner, whose batches reach the Hook with the
+// flusher's context, not the caller's.
+func Repeatable(cmd redis.Cmder) redis.Cmder {
+	switch c := cmd.(type) {
+	case *redis.Cmd:
+		return repeatableScript{c}
+	case *redis.StringCmd:
+		return repeatableString{c}
+	}
+	return repeatableCmd{cmd}
+}
 
-type repeatableCmd struct{ *redis.Cmd }
+type (
+	repeatableCmd    struct{ redis.Cmder }
+	repeatableScript struct{ *redis.Cmd }
+	repeatableString struct{ *redis.StringCmd }
+)
 
 // repeatable is the mark IsIdempotent looks for.
-func (repeatableCmd) repeatable() {}
+func (repeatableCmd) repeatable()    {}
+func (repeatableScript) repeatable() {}
+func (repeatableString) repeatable() {}
 
 // Ambiguous returns err as the caller of a write sent once must see it: an
 // *AmbiguousError (matching ErrAmbiguous and the cause) when err is a
@@ -85,7 +115,7 @@ func (s Script) RunRepeatable(ctx context.Context, c Processor, keys []string, a
 	return s.run(ctx, c, Repeatable, keys, args)
 }
 
-func (s Script) run(ctx context.Context, c Processor, mark func(*redis.Cmd) redis.Cmder, keys []string, args []any) *redis.Cmd {
+func (s Script) run(ctx context.Context, c Processor, mark func(redis.Cmder) redis.Cmder, keys []string, args []any) *redis.Cmd {
 	cmd := s.Cmd(ctx, true, keys, args)
 	_ = c.Process(ctx, mark(cmd))
 	if err := cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {

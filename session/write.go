@@ -28,7 +28,7 @@ const (
 	once       sendMode = true
 )
 
-func (m sendMode) mark(cmd *redis.Cmd) redis.Cmder {
+func (m sendMode) mark(cmd redis.Cmder) redis.Cmder {
 	if m == once {
 		return retry.Once(cmd)
 	}
