@@ -466,10 +466,10 @@ func TestResentSetLandsAfterNewerWrite(t *testing.T) {
 // TestLostReplyWithRetryHook runs the lost-reply faults through a client
 // set up as rediskit.Open sets up its own: go-redis's retries off and
 // retry.Hook deciding. Set is re-sent by the hook (idempotent); Incr is
-// applied once and ambiguous; the SET NX GET that takes a lease is not
-// re-sent by the hook, so the lease is handed back and GetOrSet fails
-// closed; the commit script runs on a context marked WithIdempotent, so the
-// hook re-sends it.
+// applied once and ambiguous; the SET NX GET that takes a lease and the
+// commit script are sent retry.Repeatable, so the hook re-sends them; with
+// the hook told not to (WithNoRetry) the lease is handed back and GetOrSet
+// fails closed.
 func TestLostReplyWithRetryHook(t *testing.T) {
 	srv := redistest.Shared(t)
 	proxy := redistest.NewProxy(t, srv.Addr)
@@ -497,13 +497,30 @@ func TestLostReplyWithRetryHook(t *testing.T) {
 	}
 
 	var loads atomic.Int64
-	e.fault(t, c.key("lease"), func() { _, err = c.GetOrSet(ctx, "lease", time.Minute, countingLoader(&loads, 0)) })
+	retries = hook.Retries()
+	var got []byte
+	e.fault(t, c.key("lease"), func() { got, err = c.GetOrSet(ctx, "lease", time.Minute, countingLoader(&loads, 0)) })
+	if err != nil || loads.Load() != 1 || hook.Retries() != retries+1 {
+		t.Fatalf("GetOrSet = %q, %v with %d loads after %d hook retries; want the value, 1 load, 1 re-sent lease",
+			got, err, loads.Load(), hook.Retries()-retries)
+	}
+	if s, ok := e.stored(t, "lease"); !ok || s != string(got) {
+		t.Fatalf("server holds %q, %v; want %q", s, ok, got)
+	}
+
+	// With the hook told not to re-send, the acquisition stays unknown: the
+	// lease is handed back and GetOrSet fails closed.
+	loads.Store(0)
+	e.fault(t, c.key("lease2"), func() {
+		_, err = c.GetOrSet(retry.WithNoRetry(ctx), "lease2", time.Minute, countingLoader(&loads, 0))
+	})
 	if !errors.Is(err, retry.ErrAmbiguous) || !errors.Is(err, retry.ErrUnavailable) || loads.Load() != 0 {
 		t.Fatalf("GetOrSet = %v with %d loads; want ErrAmbiguous and ErrUnavailable, no load", err, loads.Load())
 	}
-	if e.exists(t, c.key("lease")) {
+	if e.exists(t, c.key("lease2")) {
 		t.Fatal("the lease marker was left behind")
 	}
+	loads.Store(0)
 
 	retries = hook.Retries()
 	var v []byte
