@@ -43,10 +43,9 @@
 // stored user ID of every session before acting on it). handle is base64url
 // of SHA-256(token): Redis never holds a token.
 //
-// The session hash keeps metadata apart from the values (one field d:<key>
-// per value): m packs "created,last-seen,idle,deadline,version,persist"
-// (times in ms) into one field, u is the user ID, x the device info (IP and
-// user agent). A "your sessions" page (ListByUser) reads m, u and x only and
+// The session hash keeps its metadata (times, version, user, device) apart
+// from the values, one field per value (the layout: record.go, its one
+// home). A "your sessions" page (ListByUser) reads the metadata only and
 // decodes no payload; Get reads the whole hash once (HGETALL).
 //
 // # Tokens

@@ -8,10 +8,9 @@ import "github.com/rediskit/rediskit/retry"
 // ("<prefix>{<tag>}:s:") plus a member; those keys share the declared keys'
 // hash tag, so they live in the same slot on the same node.
 //
-// Session hash fields: m the packed metadata "created,last-seen,idle,
-// deadline,version,persist" (times in ms), u the user ID ("" = anonymous),
-// x the device info (len(ip) ":" ip ua), and d:<key> for each value. All times come from ARGV[1] when it is
-// positive (Options.Clock) and from the server's TIME otherwise.
+// The session hash's fields are described once, in record.go. All times
+// come from ARGV[1] when it is positive (Options.Clock) and from the
+// server's TIME otherwise.
 const luaCommon = `
 local function fmt(x) return string.format('%d', x) end
 
