@@ -18,7 +18,7 @@ import (
 // pipeline per master, in parallel: one round trip per master. Keys whose
 // node failed are reported in a *BatchError; the map holds the others.
 func (c *Cache) MGet(ctx context.Context, keys []string) (map[string][]byte, error) {
-	out, failed, err := c.mget(ctx, keys, CodecRaw)
+	out, failed, err := c.mget(ctx, keys, codecRaw)
 	c.count(len(out), len(keys)-failed-len(out))
 	return out, err
 }
@@ -157,7 +157,7 @@ func (c *Cache) readMany(ctx context.Context, rks []string) (vals []any, errs []
 // are not); a key whose outcome is unknown has an error matching
 // retry.ErrAmbiguous (see "Writes and lost replies" in the package doc).
 func (c *Cache) MSet(ctx context.Context, items map[string][]byte, ttl time.Duration) error {
-	return c.mset(ctx, items, ttl, CodecRaw)
+	return c.mset(ctx, items, ttl, codecRaw)
 }
 
 func (c *Cache) mset(ctx context.Context, items map[string][]byte, ttl time.Duration, codec byte) error {

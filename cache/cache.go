@@ -15,16 +15,6 @@ import (
 	"github.com/rediskit/rediskit/retry"
 )
 
-// Codec ids stored in the value header. Ids 16–255 are free for user codecs.
-const (
-	// CodecRaw marks values written by the []byte API of Cache.
-	CodecRaw byte = 0
-	// CodecJSON marks values written by Typed with JSONCodec.
-	CodecJSON byte = 1
-	// CodecMsgpack marks values written by Typed with MsgpackCodec.
-	CodecMsgpack byte = 2
-)
-
 // Cache is a cache-aside layer over Redis for []byte values, with stampede
 // protection, freshness controls and cluster-correct batching. It is safe for
 // concurrent use. Create it with New and stop it with Close.
@@ -204,7 +194,7 @@ func (c *Cache) encode(codec byte, payload []byte, soft int64, negative bool) ([
 	if len(payload) > c.opt.MaxValueSize {
 		return nil, fmt.Errorf("%w: %d bytes > %d", ErrTooLarge, len(payload), c.opt.MaxValueSize)
 	}
-	h := Header{Codec: codec, SoftExpiry: soft, Negative: negative}
+	h := valueHeader{Codec: codec, SoftExpiry: soft, Negative: negative}
 	if t := c.opt.CompressThreshold; t > 0 && len(payload) >= t {
 		h.Compressed = true
 		buf := appendHeader(make([]byte, 0, headerLen+len(payload)/2), h)
@@ -216,7 +206,7 @@ func (c *Cache) encode(codec byte, payload []byte, soft int64, negative bool) ([
 
 // entry is a decoded stored value.
 type entry struct {
-	h       Header
+	h       valueHeader
 	payload []byte
 }
 
@@ -227,7 +217,7 @@ func (e entry) stale(now int64) bool { return e.h.SoftExpiry != 0 && now >= e.h.
 // header or a payload that does not inflate returns an error wrapping
 // ErrCorrupt.
 func (c *Cache) decode(b []byte, codec byte) (entry, error) {
-	h, p, err := DecodeHeader(b)
+	h, p, err := decodeHeader(b)
 	if err != nil {
 		return entry{}, err
 	}
@@ -306,7 +296,7 @@ func (c *Cache) invalid(ctx context.Context, key string) {
 // decoded (then it is deleted and counted in Stats.DecodeFailures). One
 // command. Counter keys of Incr are read with Counter, not Get.
 func (c *Cache) Get(ctx context.Context, key string) ([]byte, bool, error) {
-	v, ok, err := c.get(ctx, key, CodecRaw)
+	v, ok, err := c.get(ctx, key, codecRaw)
 	if err == nil {
 		if ok {
 			c.st.hits.Add(1)
@@ -340,7 +330,7 @@ func (c *Cache) set(ctx context.Context, key string, codec byte, value []byte, t
 // an error whose outcome is unknown matches retry.ErrAmbiguous (see "Writes
 // and lost replies" in the package doc).
 func (c *Cache) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	return c.set(ctx, key, CodecRaw, value, ttl)
+	return c.set(ctx, key, codecRaw, value, ttl)
 }
 
 // Exists reports whether something is stored under key: a value (fresh or

@@ -14,7 +14,7 @@
 //
 // Cache stores []byte values: Set, Get, Delete, Exists, MGet, MSet, Incr and
 // Decr (the TTL is set atomically when a counter is created), GetOrSet,
-// ClearPattern and Stats. Typed[T] sits on top with a pluggable Codec (JSON by
+// Clear and Stats. Typed[T] sits on top with a pluggable Codec (JSON by
 // default, MessagePack with MsgpackCodec). Every stored value starts with a
 // 12-byte header — magic, format version, codec id, flags (compressed, "not
 // found" marker) and a soft expiry — so a value written by another version or
@@ -62,7 +62,7 @@
 // MGet groups keys by hash slot (CRC16 and hash tags, computed here), sends
 // one MGET per slot — a GET for a lone key — and lets the cluster pipeline
 // send one batch per master, in parallel: one round trip per master. Per-key
-// failures come back in a *BatchError. ClearPattern SCANs every master and
+// failures come back in a *BatchError. Clear SCANs every master and
 // UNLINKs in bounded batches grouped by slot; user text is escaped (Literal,
 // Prefix, Pattern.Lit) so it cannot widen a pattern, and wildcards are only
 // written explicitly (Glob, Pattern.Any).
@@ -162,7 +162,7 @@
 // W-TinyLFU, bounded in entries and estimated bytes) holds *decoded* values,
 // so a near hit costs a map lookup and a type assertion — no Redis command,
 // no decoding, no allocation. Get and GetOrSet fill it; MGet reads it.
-// Local writes (Set, MSet, Delete, ClearPattern) drop the local copies at
+// Local writes (Set, MSet, Delete, Clear) drop the local copies at
 // once; every other write — another process, redis-cli, a Lua script, an
 // expiry, an eviction — is reported by Redis.
 //

@@ -87,7 +87,7 @@ type lease struct {
 // another load's marker), or acquired = true and our marker, the proof of
 // the lease.
 func (c *Cache) acquireMarker(ctx context.Context, rk string) (old string, acquired bool, marker []byte, err error) {
-	marker = c.appendToken(appendHeader(make([]byte, 0, headerLen+len(c.tokenPrefix)+13), Header{Lease: true}))
+	marker = c.appendToken(appendHeader(make([]byte, 0, headerLen+len(c.tokenPrefix)+13), valueHeader{Lease: true}))
 	// SET NX GET is not idempotent in general; with our unique marker it
 	// is (a re-sent SET finds our own marker), so it is sent Repeatable
 	// and a rediskit.Client's hook may re-send it to a definite answer.
@@ -151,7 +151,7 @@ type flight struct {
 // marker, which returns the value when there is one); a miss is two: that
 // command, then the conditional write.
 func (c *Cache) GetOrSet(ctx context.Context, key string, ttl time.Duration, loader LoaderFunc[[]byte]) ([]byte, error) {
-	e, err := c.getOrLoad(ctx, key, ttl, CodecRaw, loader)
+	e, err := c.getOrLoad(ctx, key, ttl, codecRaw, loader)
 	if err != nil {
 		return nil, err
 	}
@@ -417,7 +417,7 @@ func (c *Cache) loadLeased(base context.Context, f *flight) (entry, error) {
 				}
 				return entry{}, fmt.Errorf("cache: get or set %q: %w", key, ErrRemoteLoad)
 			case evNotFound:
-				return entry{h: Header{Negative: true}}, nil
+				return entry{h: valueHeader{Negative: true}}, nil
 			}
 			e, ok, err := c.getEntry(wctx, rk, codec)
 			if err == nil && ok && !e.h.Lease && !e.stale(time.Now().UnixMilli()) {
@@ -470,7 +470,7 @@ func (c *Cache) fill(base, vals context.Context, l lease, key string, ttl time.D
 			return entry{}, fmt.Errorf("cache: get or set %q: %w", key, err)
 		}
 		c.commit(l, b, redisTTL)
-		return entry{h: Header{Codec: codec, SoftExpiry: soft}, payload: payload}, nil
+		return entry{h: valueHeader{Codec: codec, SoftExpiry: soft}, payload: payload}, nil
 	case errors.Is(lerr, ErrNotFound):
 		if c.opt.NegativeTTL > 0 {
 			b, _ := c.encode(codec, nil, 0, true)
@@ -478,7 +478,7 @@ func (c *Cache) fill(base, vals context.Context, l lease, key string, ttl time.D
 		} else {
 			c.release(l, evNotFound)
 		}
-		return entry{h: Header{Negative: true}}, nil
+		return entry{h: valueHeader{Negative: true}}, nil
 	default:
 		c.release(l, evFailed)
 		if stale != nil {
@@ -538,12 +538,12 @@ func (c *Cache) callLoader(base, vals context.Context, loader LoaderFunc[[]byte]
 func (c *Cache) loadDirect(base, vals context.Context, codec byte, loader LoaderFunc[[]byte]) (entry, error) {
 	p, err := c.callLoader(base, vals, loader)
 	if errors.Is(err, ErrNotFound) {
-		return entry{h: Header{Negative: true}}, nil
+		return entry{h: valueHeader{Negative: true}}, nil
 	}
 	if err != nil {
 		return entry{}, fmt.Errorf("cache: load with redis unavailable: %w", err)
 	}
-	return entry{h: Header{Codec: codec}, payload: p}, nil
+	return entry{h: valueHeader{Codec: codec}, payload: p}, nil
 }
 
 // degrade answers a GetOrSet whose read found Redis unavailable.

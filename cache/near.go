@@ -51,13 +51,21 @@ type NearOptions struct {
 func (o *NearOptions) withDefaults() (NearOptions, error) {
 	n := *o
 	if n.MaxEntries < 0 {
-		return n, fmt.Errorf("cache: Options.Near.MaxEntries %d is negative", n.MaxEntries)
+		return n, badOption("Near.MaxEntries", n.MaxEntries, "negative")
 	}
 	if n.MaxBytes < 0 {
-		return n, fmt.Errorf("cache: Options.Near.MaxBytes %d is negative", n.MaxBytes)
+		return n, badOption("Near.MaxBytes", n.MaxBytes, "negative")
 	}
-	if n.MaxStaleness < 0 || n.HealthInterval < 0 || n.TopologyInterval < 0 {
-		return n, fmt.Errorf("cache: negative duration in Options.Near")
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{
+		{"Near.MaxStaleness", n.MaxStaleness}, {"Near.HealthInterval", n.HealthInterval},
+		{"Near.TopologyInterval", n.TopologyInterval},
+	} {
+		if d.v < 0 {
+			return n, badOption(d.field, d.v, "negative")
+		}
 	}
 	if n.MaxEntries == 0 {
 		n.MaxEntries = 100_000

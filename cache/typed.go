@@ -50,9 +50,6 @@ func NewTyped[T any](c *Cache, codec Codec) *Typed[T] {
 	return &Typed[T]{c: c, t: c, codec: codec}
 }
 
-// Cache returns the underlying []byte cache.
-func (t *Typed[T]) Cache() *Cache { return t.c }
-
 // decode unmarshals a payload; a failure counts and deletes the stored value.
 func (t *Typed[T]) decode(ctx context.Context, key string, p []byte) (T, bool) {
 	var v T
