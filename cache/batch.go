@@ -58,7 +58,7 @@ func (c *Cache) mget(ctx context.Context, keys []string, codec byte) (map[string
 			corrupt = append(corrupt, k)
 			continue
 		}
-		if !e.h.Negative && !e.h.Lease && !e.stale(now) {
+		if e.hit(now) {
 			out[k] = e.payload
 		}
 	}
@@ -180,7 +180,7 @@ func (c *Cache) mset(ctx context.Context, items map[string][]byte, ttl time.Dura
 		keys, vals, ttls = append(keys, k), append(vals, b), append(ttls, redisTTL)
 	}
 	cmds := make([]*redis.StatusCmd, len(keys))
-	defer c.nearInvalidate(keys...)
+	defer c.near.invalidate(keys...)
 	_, _ = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, k := range keys {
 			cmds[i] = p.Set(ctx, c.key(k), vals[i], ttls[i])

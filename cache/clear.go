@@ -95,7 +95,7 @@ func (c *Cache) Clear(ctx context.Context, p Pattern, o ClearOptions) (int64, er
 	}
 	match := escapeGlob(c.ns) + p.glob
 	if !o.DryRun {
-		defer c.nearFlush() // read-your-writes here; others hear from Redis
+		defer c.near.flush() // read-your-writes here; others hear from Redis
 	}
 	_, cluster := c.rdb.(*redis.ClusterClient)
 	var removed atomic.Int64

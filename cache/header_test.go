@@ -22,7 +22,7 @@ func TestHeaderRoundTrip(t *testing.T) {
 		}
 		got, p, err := decodeHeader(b)
 		if err != nil || got != h {
-			t.Fatalf("DecodeHeader = %+v, %v; want %+v", got, err, h)
+			t.Fatalf("decodeHeader = %+v, %v; want %+v", got, err, h)
 		}
 		if !h.Negative && string(p) != "payload" {
 			t.Fatalf("payload %q", p)

@@ -45,7 +45,7 @@ func newNearFixture(t *testing.T, rdb, outside redis.UniversalClient, nopt NearO
 	}
 	// The tracker hook must be in place before the first tracker starts.
 	c.opt.Near = &no
-	c.near, err = newNearWith(c, no, func(n *near) {
+	c.near, err = newNearWith(c.rdb, c.ns, &c.life, no, func(n *near) {
 		n.onTracker = func(tr *tracker) {
 			f.mu.Lock()
 			f.trackers = append(f.trackers, tr)

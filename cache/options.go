@@ -103,17 +103,12 @@ func (o Options) withDefaults() (Options, error) {
 	if strings.ContainsAny(o.Prefix, "{}") {
 		return o, badOption("Prefix", o.Prefix, "contains '{' or '}'")
 	}
-	for _, d := range []struct {
-		field string
-		v     time.Duration
-	}{
-		{"LoadTimeout", o.LoadTimeout}, {"LeaseTTL", o.LeaseTTL}, {"LeasePoll", o.LeasePoll},
-		{"NegativeTTL", o.NegativeTTL}, {"StaleWhileRevalidate", o.StaleWhileRevalidate},
-		{"StaleIfError", o.StaleIfError},
-	} {
-		if d.v < 0 {
-			return o, badOption(d.field, d.v, "negative")
-		}
+	if err := noNegative(
+		durField{"LoadTimeout", o.LoadTimeout}, durField{"LeaseTTL", o.LeaseTTL}, durField{"LeasePoll", o.LeasePoll},
+		durField{"NegativeTTL", o.NegativeTTL}, durField{"StaleWhileRevalidate", o.StaleWhileRevalidate},
+		durField{"StaleIfError", o.StaleIfError},
+	); err != nil {
+		return o, err
 	}
 	if o.TTLJitter < 0 || o.TTLJitter >= 1 {
 		return o, badOption("TTLJitter", o.TTLJitter, "out of [0, 1)")
@@ -175,4 +170,20 @@ func badOption(field string, value any, reason string) error {
 		v = strconv.Quote(s)
 	}
 	return &OptionError{Field: field, Value: v, Reason: reason}
+}
+
+// durField is a duration option and its field name, for noNegative.
+type durField struct {
+	name string
+	v    time.Duration
+}
+
+// noNegative returns an *OptionError for the first negative duration.
+func noNegative(fs ...durField) error {
+	for _, f := range fs {
+		if f.v < 0 {
+			return badOption(f.name, f.v, "negative")
+		}
+	}
+	return nil
 }
