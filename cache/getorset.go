@@ -21,35 +21,6 @@ import (
 // ErrNotFound (wrapped or not) reports that the value does not exist.
 type LoaderFunc[T any] func(ctx context.Context) (T, error)
 
-// flightKind says what a flight does.
-type flightKind uint8
-
-const (
-	flightFill   flightKind = iota // the caller took the marker lease: load and commit
-	flightLease                    // take the lease or wait for its owner to store the value
-	flightDirect                   // Redis unavailable, FailOpen: load without storing
-)
-
-// flight is one in-process load of a key that every local caller shares:
-// what to load, then its result. One allocation carries a whole miss.
-type flight struct {
-	kind   flightKind
-	rk     string // stored key
-	key    string // the caller's key
-	ttl    time.Duration
-	codec  byte
-	loader LoaderFunc[[]byte]
-	lease  lease           // flightFill
-	rkBuf  [1]string       // backs lease.keys of a marker lease
-	stale  *entry          // flightLease: served if the load fails
-	force  bool            // flightLease: lease in the lease key, the stale value stays
-	vals   context.Context // the first caller's: the loader sees its values
-
-	done chan struct{}
-	e    entry // set before done is closed
-	err  error
-}
-
 // GetOrSet returns the value under key, or runs loader on a miss, stores its
 // result for ttl and returns it. Concurrent misses of one key are served by a
 // single loader call across every process using the same namespace: in this
@@ -63,7 +34,8 @@ type flight struct {
 // loader's own result (FailOpen). When the reply to the lease command is
 // lost and the client does not re-send it, the lease is handed back and the
 // call is answered as with Redis unavailable; with FailClosed the error then
-// also matches retry.ErrAmbiguous. A hit is one command (SET NX GET of a lease
+// also matches retry.ErrAmbiguous. After Close, ErrClosed, which matches
+// retry.ErrUnavailable too. A hit is one command (SET NX GET of a lease
 // marker, which returns the value when there is one); a miss is two: that
 // command, then the conditional write.
 func (c *Cache) GetOrSet(ctx context.Context, key string, ttl time.Duration, loader LoaderFunc[[]byte]) ([]byte, error) {
@@ -156,6 +128,35 @@ func (c *Cache) judge(ctx context.Context, rk string, codec byte, old string) (e
 		return e, foundStale
 	}
 	return entry{}, foundExpired
+}
+
+// flightKind says what a flight does.
+type flightKind uint8
+
+const (
+	flightFill   flightKind = iota // the caller took the marker lease: load and commit
+	flightLease                    // take the lease or wait for its owner to store the value
+	flightDirect                   // Redis unavailable, FailOpen: load without storing
+)
+
+// flight is one in-process load of a key that every local caller shares:
+// what to load, then its result. One allocation carries a whole miss.
+type flight struct {
+	kind   flightKind
+	rk     string // stored key
+	key    string // the caller's key
+	ttl    time.Duration
+	codec  byte
+	loader LoaderFunc[[]byte]
+	lease  lease           // flightFill
+	rkBuf  [1]string       // backs lease.keys of a marker lease
+	stale  *entry          // flightLease: served if the load fails
+	force  bool            // flightLease: lease in the lease key, the stale value stays
+	vals   context.Context // the first caller's: the loader sees its values
+
+	done chan struct{}
+	e    entry // set before done is closed
+	err  error
 }
 
 // join starts f, or joins the flight of its key that another caller started
