@@ -307,7 +307,7 @@ func BenchmarkCacheGetOrSetHit(b *testing.B) {
 }
 
 // BenchmarkCacheClearWhileGet clears CLEAR_KEYS keys (default 1,000,000)
-// with ClearPattern while 16 goroutines read other keys of the same server,
+// with Clear while 16 goroutines read other keys of the same server,
 // and reports the readers' p50/p99 latency during the clear next to their
 // p99 before it. One iteration is one clear: run with -benchtime 1x.
 func BenchmarkCacheClearWhileGet(b *testing.B) {
@@ -351,7 +351,7 @@ func BenchmarkCacheClearWhileGet(b *testing.B) {
 		var done atomic.Bool
 		var removed int64
 		go func() {
-			removed, err = victims.ClearPattern(ctx, cache.Prefix("v:"))
+			removed, err = victims.Clear(ctx, cache.Prefix("v:"), cache.ClearOptions{})
 			done.Store(true)
 		}()
 		during := readLatencies(ctx, readers, 16, func(int) bool { return done.Load() }, -1)

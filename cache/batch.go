@@ -18,7 +18,7 @@ import (
 // pipeline per master, in parallel: one round trip per master. Keys whose
 // node failed are reported in a *BatchError; the map holds the others.
 func (c *Cache) MGet(ctx context.Context, keys []string) (map[string][]byte, error) {
-	out, failed, err := c.mget(ctx, keys, CodecRaw)
+	out, failed, err := c.mget(ctx, keys, codecRaw)
 	c.count(len(out), len(keys)-failed-len(out))
 	return out, err
 }
@@ -58,7 +58,7 @@ func (c *Cache) mget(ctx context.Context, keys []string, codec byte) (map[string
 			corrupt = append(corrupt, k)
 			continue
 		}
-		if !e.h.Negative && !e.h.Lease && !e.stale(now) {
+		if e.hit(now) {
 			out[k] = e.payload
 		}
 	}
@@ -157,7 +157,7 @@ func (c *Cache) readMany(ctx context.Context, rks []string) (vals []any, errs []
 // are not); a key whose outcome is unknown has an error matching
 // retry.ErrAmbiguous (see "Writes and lost replies" in the package doc).
 func (c *Cache) MSet(ctx context.Context, items map[string][]byte, ttl time.Duration) error {
-	return c.mset(ctx, items, ttl, CodecRaw)
+	return c.mset(ctx, items, ttl, codecRaw)
 }
 
 func (c *Cache) mset(ctx context.Context, items map[string][]byte, ttl time.Duration, codec byte) error {
@@ -180,7 +180,7 @@ func (c *Cache) mset(ctx context.Context, items map[string][]byte, ttl time.Dura
 		keys, vals, ttls = append(keys, k), append(vals, b), append(ttls, redisTTL)
 	}
 	cmds := make([]*redis.StatusCmd, len(keys))
-	defer c.nearInvalidate(keys...)
+	defer c.near.invalidate(keys...)
 	_, _ = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, k := range keys {
 			cmds[i] = p.Set(ctx, c.key(k), vals[i], ttls[i])

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -13,16 +12,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/rediskit/rediskit/retry"
-)
-
-// Codec ids stored in the value header. Ids 16–255 are free for user codecs.
-const (
-	// CodecRaw marks values written by the []byte API of Cache.
-	CodecRaw byte = 0
-	// CodecJSON marks values written by Typed with JSONCodec.
-	CodecJSON byte = 1
-	// CodecMsgpack marks values written by Typed with MsgpackCodec.
-	CodecMsgpack byte = 2
 )
 
 // Cache is a cache-aside layer over Redis for []byte values, with stampede
@@ -42,18 +31,9 @@ type Cache struct {
 
 	st counters
 
-	baseCtx context.Context // cancelled by Close; parent of loads and refreshes
-	cancel  context.CancelFunc
-	// settleCtx is baseCtx without its cancellation, for the scripts that
-	// end a lease (sent retry.Repeatable: they are, by their token; see
-	// "Writes and lost replies" in doc.go).
-	settleCtx context.Context
-
-	mu         sync.Mutex
-	closed     bool
-	wg         sync.WaitGroup // every goroutine the Cache starts
-	flights    sync.Map       // stored key -> *flight running in this process
-	refreshing map[string]struct{}
+	life       lifecycle // every goroutine the Cache starts
+	flights    sync.Map  // stored key -> *flight running in this process
+	refreshing sync.Map  // stored key -> struct{}: a refresh runs here
 
 	hub hub
 
@@ -87,7 +67,6 @@ func New(rdb redis.UniversalClient, opt Options) (*Cache, error) {
 		reader:      rdb,
 		opt:         o,
 		ns:          o.Prefix + ":v" + strconv.FormatUint(uint64(o.Version), 10) + ":",
-		refreshing:  make(map[string]struct{}),
 		tokenPrefix: randomPrefix(),
 	}
 	base := c.ns[:len(c.ns)-1]
@@ -102,12 +81,11 @@ func New(rdb redis.UniversalClient, opt Options) (*Cache, error) {
 		}
 		c.reader = ap
 	}
-	c.baseCtx, c.cancel = context.WithCancel(context.Background())
-	c.settleCtx = context.WithoutCancel(c.baseCtx)
+	c.life.init()
 	c.hub.init()
 	if o.Near != nil {
-		if c.near, err = newNear(c, *o.Near); err != nil {
-			c.cancel()
+		if c.near, err = newNear(rdb, c.ns, &c.life, *o.Near); err != nil {
+			c.life.cancel()
 			return nil, err
 		}
 	}
@@ -125,37 +103,11 @@ func New(rdb redis.UniversalClient, opt Options) (*Cache, error) {
 // closes neither, so those keep working; close the client after every Cache
 // on it (TestSharedClientLifecycle).
 func (c *Cache) Close() error {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		c.wg.Wait()
-		return nil
-	}
-	c.closed = true
-	c.mu.Unlock()
-	c.cancel()
-	c.hub.close()
-	c.wg.Wait()
+	c.life.close(c.hub.close)
 	if c.near != nil {
 		c.near.stop()
 	}
 	return nil
-}
-
-// goOwned runs fn on a goroutine owned by c (Close waits for it). It returns
-// false without running fn after Close.
-func (c *Cache) goOwned(fn func()) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return false
-	}
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		fn()
-	}()
-	return true
 }
 
 // Preload loads the Lua scripts of the Cache on every master, so the first
@@ -181,77 +133,6 @@ func (c *Cache) leaseKey(rk string) string {
 	return c.leaseNS + slotTags()[keySlot(rk)] + "}" + rk[len(c.ns):]
 }
 
-// ttls returns the Redis TTL and the soft expiry (Unix ms, 0 = none) of a
-// value written now with ttl: jitter applied, and the TTL lengthened by the
-// stale windows so GetOrSet can still serve the value after it goes stale.
-func (c *Cache) ttls(ttl time.Duration, now time.Time) (time.Duration, int64) {
-	if ttl <= 0 {
-		return 0, 0
-	}
-	if j := c.opt.TTLJitter; j > 0 {
-		ttl -= time.Duration(rand.Float64() * j * float64(ttl))
-		if ttl < time.Millisecond {
-			ttl = time.Millisecond
-		}
-	}
-	soft := now.Add(ttl).UnixMilli()
-	return ttl + max(c.opt.StaleWhileRevalidate, c.opt.StaleIfError), soft
-}
-
-// encode builds a stored value: header, then the payload, compressed above
-// the threshold.
-func (c *Cache) encode(codec byte, payload []byte, soft int64, negative bool) ([]byte, error) {
-	if len(payload) > c.opt.MaxValueSize {
-		return nil, fmt.Errorf("%w: %d bytes > %d", ErrTooLarge, len(payload), c.opt.MaxValueSize)
-	}
-	h := Header{Codec: codec, SoftExpiry: soft, Negative: negative}
-	if t := c.opt.CompressThreshold; t > 0 && len(payload) >= t {
-		h.Compressed = true
-		buf := appendHeader(make([]byte, 0, headerLen+len(payload)/2), h)
-		return compressTo(buf, payload), nil
-	}
-	buf := make([]byte, 0, headerLen+len(payload))
-	return append(appendHeader(buf, h), payload...), nil
-}
-
-// entry is a decoded stored value.
-type entry struct {
-	h       Header
-	payload []byte
-}
-
-// stale reports whether e is past its soft expiry at now (Unix ms).
-func (e entry) stale(now int64) bool { return e.h.SoftExpiry != 0 && now >= e.h.SoftExpiry }
-
-// decode parses a stored value written with codec. A wrong codec, a corrupt
-// header or a payload that does not inflate returns an error wrapping
-// ErrCorrupt.
-func (c *Cache) decode(b []byte, codec byte) (entry, error) {
-	h, p, err := DecodeHeader(b)
-	if err != nil {
-		return entry{}, err
-	}
-	if h.Lease {
-		return entry{h: h, payload: p}, nil // any codec's load may hold it
-	}
-	if h.Codec != codec {
-		return entry{}, fmt.Errorf("%w: codec %d, want %d", ErrCorrupt, h.Codec, codec)
-	}
-	if h.Compressed {
-		if p, err = decompress(p, c.opt.MaxValueSize); err != nil {
-			return entry{}, err
-		}
-	}
-	return entry{h: h, payload: p}, nil
-}
-
-// dropCorrupt counts a decode failure and deletes the value, so it is read
-// as a miss from now on.
-func (c *Cache) dropCorrupt(ctx context.Context, rk string) {
-	c.st.decodeFailures.Add(1)
-	_ = c.rdb.Del(ctx, rk).Err() // best effort: the next read retries it
-}
-
 // getEntry reads one value: (entry, true, nil) on a hit, stale or not;
 // (_, false, nil) on a miss or a dropped corrupt value.
 func (c *Cache) getEntry(ctx context.Context, rk string, codec byte) (entry, bool, error) {
@@ -270,19 +151,20 @@ func (c *Cache) getEntry(ctx context.Context, rk string, codec byte) (entry, boo
 	return e, true, nil
 }
 
-// get is Get for any codec, without counting: a miss for absent, stale,
-// negative and corrupt values.
-func (c *Cache) get(ctx context.Context, key string, codec byte) ([]byte, bool, error) {
+// get is Get for any codec, without counting: the entry of a hit; a miss
+// for absent, stale, negative and corrupt values and lease markers.
+func (c *Cache) get(ctx context.Context, key string, codec byte) (entry, bool, error) {
 	e, ok, err := c.getEntry(ctx, c.key(key), codec)
 	if err != nil {
-		return nil, false, fmt.Errorf("cache: get %q: %w", key, err)
+		return entry{}, false, fmt.Errorf("cache: get %q: %w", key, err)
 	}
-	if !ok || e.h.Negative || e.h.Lease || e.stale(time.Now().UnixMilli()) {
-		return nil, false, nil
+	if !ok || !e.hit(time.Now().UnixMilli()) {
+		return entry{}, false, nil
 	}
-	return e.payload, true, nil
+	return e, true, nil
 }
 
+// count records read outcomes.
 func (c *Cache) count(hits, misses int) {
 	if hits > 0 {
 		c.st.hits.Add(uint64(hits))
@@ -292,10 +174,19 @@ func (c *Cache) count(hits, misses int) {
 	}
 }
 
+// countOne records the outcome of one read.
+func (c *Cache) countOne(hit bool) {
+	if hit {
+		c.st.hits.Add(1)
+	} else {
+		c.st.misses.Add(1)
+	}
+}
+
 // invalid counts and deletes the value under key, whose payload did not
 // decode.
 func (c *Cache) invalid(ctx context.Context, key string) {
-	c.nearInvalidate(key)
+	c.near.invalidate(key)
 	c.dropCorrupt(ctx, c.key(key))
 }
 
@@ -306,15 +197,12 @@ func (c *Cache) invalid(ctx context.Context, key string) {
 // decoded (then it is deleted and counted in Stats.DecodeFailures). One
 // command. Counter keys of Incr are read with Counter, not Get.
 func (c *Cache) Get(ctx context.Context, key string) ([]byte, bool, error) {
-	v, ok, err := c.get(ctx, key, CodecRaw)
-	if err == nil {
-		if ok {
-			c.st.hits.Add(1)
-		} else {
-			c.st.misses.Add(1)
-		}
+	e, ok, err := c.get(ctx, key, codecRaw)
+	if err != nil {
+		return nil, false, err
 	}
-	return v, ok, err
+	c.countOne(ok)
+	return e.payload, ok, nil
 }
 
 func (c *Cache) set(ctx context.Context, key string, codec byte, value []byte, ttl time.Duration) error {
@@ -326,7 +214,7 @@ func (c *Cache) set(ctx context.Context, key string, codec byte, value []byte, t
 	if err != nil {
 		return fmt.Errorf("cache: set %q: %w", key, err)
 	}
-	defer c.nearInvalidate(key) // read-your-writes here; others hear from Redis
+	defer c.near.invalidate(key) // read-your-writes here; others hear from Redis
 	// SET without NX, XX or GET is idempotent: the client's retries may
 	// re-send it (see "Writes and lost replies" in doc.go).
 	if err := c.rdb.Set(ctx, c.key(key), b, redisTTL).Err(); err != nil {
@@ -340,7 +228,7 @@ func (c *Cache) set(ctx context.Context, key string, codec byte, value []byte, t
 // an error whose outcome is unknown matches retry.ErrAmbiguous (see "Writes
 // and lost replies" in the package doc).
 func (c *Cache) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	return c.set(ctx, key, CodecRaw, value, ttl)
+	return c.set(ctx, key, codecRaw, value, ttl)
 }
 
 // Exists reports whether something is stored under key: a value (fresh or
@@ -364,7 +252,7 @@ func (c *Cache) Delete(ctx context.Context, keys ...string) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	defer c.nearInvalidate(keys...)
+	defer c.near.invalidate(keys...)
 	var err error
 	if _, ok := c.rdb.(*redis.Client); ok {
 		args := make([]string, 0, 2*len(keys))

@@ -76,7 +76,7 @@ func TestCacheAsLeastPrivilegeUser(t *testing.T) {
 			})
 			waited <- v
 		}()
-		waitFor(t, "the second cache to wait on the lease", func() bool { return other.Counters().LeaseWaits == 1 })
+		waitFor(t, "the second cache to wait on the lease", func() bool { return other.LocalStats().LeaseWaits == 1 })
 		close(release)
 		if err := <-done; err != nil {
 			t.Fatalf("GetOrSet owner: %v", err)
@@ -94,9 +94,9 @@ func TestCacheAsLeastPrivilegeUser(t *testing.T) {
 		if err != nil || st.UsedMemory <= 0 || st.SampledKeys == 0 {
 			t.Fatalf("Stats = %+v, %v", st, err)
 		}
-		n, err := c.ClearPattern(ctx, Prefix(""))
+		n, err := c.Clear(ctx, Prefix(""), ClearOptions{})
 		if err != nil || n < 4 {
-			t.Fatalf("ClearPattern = %d, %v; want at least 4", n, err)
+			t.Fatalf("Clear = %d, %v; want at least 4", n, err)
 		}
 
 		// go-redis's cluster client reads the command table (COMMAND) to route

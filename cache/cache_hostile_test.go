@@ -95,9 +95,9 @@ func TestHostileKeys(t *testing.T) {
 		// when it is "*" or "[a-z]".
 		for _, name := range []string{"star", "class", "prefix of star", "question", "backslash", "empty", "1MiB"} {
 			k := keys[name]
-			n, err := c.ClearPattern(ctx, Literal(k))
+			n, err := c.Clear(ctx, Literal(k), ClearOptions{})
 			if err != nil || n != 1 {
-				t.Fatalf("%s: ClearPattern(Literal) = %d, %v; want 1", name, n, err)
+				t.Fatalf("%s: Clear(Literal) = %d, %v; want 1", name, n, err)
 			}
 			delete(keys, name)
 			for other, ok := range keys {
@@ -222,8 +222,8 @@ func TestHostileSizesTTLsContextsAndLoaders(t *testing.T) {
 			if _, err := c.Incr(cc, "ctx-n", 1, 0); !errors.Is(err, want) {
 				t.Errorf("Incr with an ended context = %v", err)
 			}
-			if _, err := c.ClearPattern(cc, Prefix("")); err == nil {
-				t.Error("ClearPattern with an ended context succeeded")
+			if _, err := c.Clear(cc, Prefix(""), ClearOptions{}); err == nil {
+				t.Error("Clear with an ended context succeeded")
 			}
 		}
 		kept("calls with ended contexts", "ctx")
@@ -272,15 +272,15 @@ func TestPlantedCorruptValues(t *testing.T) {
 			"short":                 {headerMagic, formatVersion},
 			"bad magic":             append([]byte("JSON"), make([]byte, 20)...),
 			"future version":        {headerMagic, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-			"unknown flags":         hdr(CodecRaw, 0x80, nil),
-			"negative with payload": hdr(CodecRaw, flagNegative, []byte("x")),
-			"lease without token":   hdr(CodecRaw, flagLease, nil),
+			"unknown flags":         hdr(codecRaw, 0x80, nil),
+			"negative with payload": hdr(codecRaw, flagNegative, []byte("x")),
+			"lease without token":   hdr(codecRaw, flagLease, nil),
 			"soft expiry overflow":  {headerMagic, formatVersion, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
-			"bad deflate":           hdr(CodecRaw, flagCompressed, []byte{0xff, 0xfe, 0xfd}),
-			"deflate bomb":          hdr(CodecRaw, flagCompressed, bomb),
-			"json garbage":          hdr(CodecJSON, 0, []byte(`{"id": "not a number"`)),
-			"msgpack garbage":       hdr(CodecMsgpack, 0, []byte{0xc1, 0xff, 0x00}),
-			"msgpack truncated":     hdr(CodecMsgpack, 0, []byte{0x82, 0xa2, 'i', 'd'}),
+			"bad deflate":           hdr(codecRaw, flagCompressed, []byte{0xff, 0xfe, 0xfd}),
+			"deflate bomb":          hdr(codecRaw, flagCompressed, bomb),
+			"json garbage":          hdr(codecJSON, 0, []byte(`{"id": "not a number"`)),
+			"msgpack garbage":       hdr(codecMsgpack, 0, []byte{0xc1, 0xff, 0x00}),
+			"msgpack truncated":     hdr(codecMsgpack, 0, []byte{0x82, 0xa2, 'i', 'd'}),
 			"plain text":            []byte("hello"),
 		}
 		if err := c.Set(ctx, "bystander", []byte("safe"), time.Minute); err != nil {
@@ -292,7 +292,7 @@ func TestPlantedCorruptValues(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		before := c.Counters().DecodeFailures
+		before := c.LocalStats().DecodeFailures
 		reads := []struct {
 			name string
 			read func(k string) (bool, error)
@@ -330,7 +330,7 @@ func TestPlantedCorruptValues(t *testing.T) {
 				}
 			}
 		}
-		if n := c.Counters().DecodeFailures - before; n < uint64(len(planted)) {
+		if n := c.LocalStats().DecodeFailures - before; n < uint64(len(planted)) {
 			t.Errorf("DecodeFailures rose by %d for %d planted values", n, len(planted))
 		}
 		if v, ok, err := c.Get(ctx, "bystander"); err != nil || !ok || string(v) != "safe" {
@@ -377,7 +377,7 @@ func TestNamespacesDoNotLeak(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		n, err := b.ClearPattern(ctx, Prefix(""))
+		n, err := b.Clear(ctx, Prefix(""), ClearOptions{})
 		if err != nil || n != 0 {
 			t.Fatalf("clearing namespace b removed %d keys of a, %v", n, err)
 		}

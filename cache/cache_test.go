@@ -48,7 +48,7 @@ func TestSetGetDeleteExists(t *testing.T) {
 		if ex, err := c.Exists(ctx, "k"); err != nil || ex {
 			t.Fatalf("Exists after Delete = %v, %v", ex, err)
 		}
-		st := c.Counters()
+		st := c.LocalStats()
 		if st.Hits != 1 || st.Misses != 1 || st.HitRatio != 0.5 {
 			t.Fatalf("counters %+v", st)
 		}
@@ -225,15 +225,21 @@ func TestNamespaceVersionAbandonsOldValues(t *testing.T) {
 }
 
 func TestOptionsValidation(t *testing.T) {
-	for _, o := range []Options{
-		{},
-		{Prefix: "a{b"},
-		{Prefix: "p", TTLJitter: 1},
-		{Prefix: "p", LoadTimeout: -1},
-		{Prefix: "p", Degrade: 7},
+	for _, tc := range []struct {
+		o    Options
+		want string
+	}{
+		{Options{}, `cache: Options.Prefix = "": required`},
+		{Options{Prefix: "a{b"}, `cache: Options.Prefix = "a{b": contains '{' or '}'`},
+		{Options{Prefix: "p", TTLJitter: 1}, `cache: Options.TTLJitter = 1: out of [0, 1)`},
+		{Options{Prefix: "p", LoadTimeout: -1}, `cache: Options.LoadTimeout = -1ns: negative`},
+		{Options{Prefix: "p", Degrade: 7}, `cache: Options.Degrade = 7: unknown`},
+		{Options{Prefix: "p", Near: &NearOptions{MaxBytes: -1}}, `cache: Options.Near.MaxBytes = -1: negative`},
 	} {
-		if _, err := New(fakeClient(t), o); err == nil {
-			t.Errorf("New(%+v) accepted", o)
+		_, err := New(fakeClient(t), tc.o)
+		var oe *OptionError
+		if !errors.As(err, &oe) || err.Error() != tc.want {
+			t.Errorf("New(%+v) = %v; want *OptionError %q", tc.o, err, tc.want)
 		}
 	}
 	defer func() {

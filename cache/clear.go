@@ -55,7 +55,8 @@ func escapeGlob(s string) string {
 	return b.String()
 }
 
-// ClearOptions tunes one Clear call; zero fields take the Cache's options.
+// ClearOptions tunes one Clear call; zero fields take the Cache's options,
+// so ClearOptions{} is the plain call.
 type ClearOptions struct {
 	// Count is the SCAN COUNT hint. Default Options.ScanCount.
 	Count int64
@@ -69,12 +70,6 @@ type ClearOptions struct {
 	// returns the count (a key SCAN returns twice while the keyspace is
 	// rehashed is counted twice).
 	DryRun bool
-}
-
-// ClearPattern removes every key of the namespace matching p and returns how
-// many it removed; see Clear.
-func (c *Cache) ClearPattern(ctx context.Context, p Pattern) (int64, error) {
-	return c.Clear(ctx, p, ClearOptions{})
 }
 
 // Clear removes every key of the namespace matching p: SCAN (with MATCH
@@ -100,7 +95,7 @@ func (c *Cache) Clear(ctx context.Context, p Pattern, o ClearOptions) (int64, er
 	}
 	match := escapeGlob(c.ns) + p.glob
 	if !o.DryRun {
-		defer c.nearFlush() // read-your-writes here; others hear from Redis
+		defer c.near.flush() // read-your-writes here; others hear from Redis
 	}
 	_, cluster := c.rdb.(*redis.ClusterClient)
 	var removed atomic.Int64

@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-func TestClearPatternStaysInsideNamespaceAndLiteral(t *testing.T) {
+func TestClearStaysInsideNamespaceAndLiteral(t *testing.T) {
 	forEachTopology(t, func(t *testing.T, tp topo) {
 		ctx := ctxT(t)
 		c := newCache(t, tp.rdb, Options{UnlinkBatch: 7, ScanCount: 50})
@@ -29,9 +29,9 @@ func TestClearPatternStaysInsideNamespaceAndLiteral(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Escaped user input cannot widen: "user*" removes only that key.
-		n, err := c.ClearPattern(ctx, Literal("user*"))
+		n, err := c.Clear(ctx, Literal("user*"), ClearOptions{})
 		if err != nil || n != 1 {
-			t.Fatalf("ClearPattern(Literal(user*)) = %d, %v; want 1", n, err)
+			t.Fatalf("Clear(Literal(user*)) = %d, %v; want 1", n, err)
 		}
 		if _, ok, _ := c.Get(ctx, "user:5"); !ok {
 			t.Fatal("Literal(\"user*\") removed user:5")
@@ -50,14 +50,14 @@ func TestClearPatternStaysInsideNamespaceAndLiteral(t *testing.T) {
 			}
 		}
 		if _, ok, _ := other.Get(ctx, "user:1"); !ok {
-			t.Fatal("ClearPattern reached into another namespace")
+			t.Fatal("Clear reached into another namespace")
 		}
 		// An explicit glob from the programmer.
-		n, err = c.ClearPattern(ctx, Glob("order:1*"))
+		n, err = c.Clear(ctx, Glob("order:1*"), ClearOptions{})
 		if err != nil || n != 31 { // 1, 10–19, 100–119
 			t.Fatalf("Glob(order:1*) removed %d, %v; want 31", n, err)
 		}
-		n, err = c.ClearPattern(ctx, Glob("*"))
+		n, err = c.Clear(ctx, Glob("*"), ClearOptions{})
 		if err != nil || n != 120-31+2 {
 			t.Fatalf("Glob(*) removed %d, %v; want %d", n, err, 120-31+2)
 		}

@@ -19,8 +19,8 @@ type Codec interface {
 // JSONCodec encodes with encoding/json. It is Typed's default.
 type JSONCodec struct{}
 
-// ID returns CodecJSON.
-func (JSONCodec) ID() byte { return CodecJSON }
+// ID returns 1, the id of JSON values.
+func (JSONCodec) ID() byte { return codecJSON }
 
 // Marshal encodes v as JSON.
 func (JSONCodec) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
@@ -32,8 +32,8 @@ func (JSONCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(dat
 // faster than JSON for most structs.
 type MsgpackCodec struct{}
 
-// ID returns CodecMsgpack.
-func (MsgpackCodec) ID() byte { return CodecMsgpack }
+// ID returns 2, the id of msgpack values.
+func (MsgpackCodec) ID() byte { return codecMsgpack }
 
 // Marshal encodes v as MessagePack.
 func (MsgpackCodec) Marshal(v any) ([]byte, error) { return msgpack.Marshal(v) }

@@ -14,12 +14,13 @@
 //
 // Cache stores []byte values: Set, Get, Delete, Exists, MGet, MSet, Incr and
 // Decr (the TTL is set atomically when a counter is created), GetOrSet,
-// ClearPattern and Stats. Typed[T] sits on top with a pluggable Codec (JSON by
+// Clear and Stats. Typed[T] sits on top with a pluggable Codec (JSON by
 // default, MessagePack with MsgpackCodec). Every stored value starts with a
-// 12-byte header — magic, format version, codec id, flags (compressed, "not
-// found" marker) and a soft expiry — so a value written by another version or
-// codec, or a corrupt one, is counted in Stats.DecodeFailures, deleted and
-// treated as a miss: never a panic, never a zero value passed off as a hit.
+// 12-byte header (its layout is internal/cachefmt's) naming its format
+// version and codec, so a value written by another version or codec, or a
+// corrupt one, is counted in Stats.DecodeFailures, deleted and treated as a
+// miss: never a panic, never a zero value passed off as a hit
+// (TestDecodeFailuresAreCountedDeletedAndMisses).
 // Payloads from Options.CompressThreshold bytes up are flate-compressed.
 //
 // Keys live in a namespace, "<Prefix>:v<Version>:<key>"; a deploy that
@@ -34,21 +35,16 @@
 // context keeps the values of the caller's (trace ids, tenant, logger), as
 // context.WithoutCancel does: the values of the caller that started the
 // flight when others join it, of the caller served a stale value for a
-// background refresh (TestLoaderSeesCallerValues, TestLoadCtxValuesFromCaller). Across processes, a lease in Redis elects
-// the loader: GetOrSet reads with SET key <lease marker> NX PX <lease TTL> GET,
-// which returns the value if there is one and otherwise stores a lease marker
-// (a header with the lease flag and a random owner token) in the key itself.
-// Reads treat a marker as a miss. The owner stores its result with a Lua
-// script that writes only while the key still holds its marker, then
-// publishes an event. Delete removes the marker with the value, so a load
-// that was running during a Delete cannot write its now outdated result back.
-// (While a stale value is being refreshed, the lease is a separate key in the
-// value's slot, so the stale value stays readable.) Processes waiting on a lease are woken by that
-// Pub/Sub event (one subscription per Cache) with a bounded fallback poll,
-// and take over when the owner dies and its lease expires. A loader error or
-// panic releases the lease and reaches every waiter (ErrRemoteLoad in other
-// processes). A GetOrSet hit costs one command, a miss two: the lease
-// command and the commit (TestGetOrSetMissIsTwoCommandsHitIsOne).
+// background refresh (TestLoaderSeesCallerValues, TestLoadCtxValuesFromCaller).
+// Across processes, a lease in Redis elects the loader; the others wait for
+// its result, woken by Pub/Sub, and take over when its owner dies and the
+// lease expires. Reads treat a running load's lease as a miss. A Delete
+// during a load wins: the load's result reaches its callers but is not
+// stored (TestDeleteDuringLoadIsNotUndone). A loader error or panic reaches
+// every waiter (ErrRemoteLoad in other processes). A GetOrSet hit costs one
+// command, a miss two: the lease command and the commit
+// (TestGetOrSetMissIsTwoCommandsHitIsOne). The protocol is written once,
+// above its scripts in lease.go.
 //
 // # Freshness
 //
@@ -62,7 +58,7 @@
 // MGet groups keys by hash slot (CRC16 and hash tags, computed here), sends
 // one MGET per slot — a GET for a lone key — and lets the cluster pipeline
 // send one batch per master, in parallel: one round trip per master. Per-key
-// failures come back in a *BatchError. ClearPattern SCANs every master and
+// failures come back in a *BatchError. Clear SCANs every master and
 // UNLINKs in bounded batches grouped by slot; user text is escaped (Literal,
 // Prefix, Pattern.Lit) so it cannot widen a pattern, and wildcards are only
 // written explicitly (Glob, Pattern.Any).
@@ -108,21 +104,17 @@
 //     MaxRetries is -1); on a Ring, MSet, Delete and Clear (pipelines and
 //     Clear go through its shard clients, likewise). There the error is
 //     ambiguous at once; the write may simply be repeated.
-//   - The lease commands of GetOrSet are safe to re-send by construction.
-//     SET NX GET of our marker returns our own marker when re-sent, which
-//     counts as acquired; scriptAcquire recognises its own token; the commit
-//     and release scripts act only while the lease holds their token and
-//     remove it, so a re-send does nothing. An acquisition whose outcome
-//     stays unknown is handed back by the conditional release — one command
-//     more, on that failure path only — so no lease is left to block other
-//     processes, and GetOrSet answers as with Redis unavailable: FailOpen
-//     loads without storing, FailClosed returns an error matching both
+//   - The lease commands of GetOrSet are safe to re-send by construction
+//     (lease.go says why). An acquisition whose outcome stays unknown is
+//     handed back by the conditional release — one command more, on that
+//     failure path only — so no lease is left to block other processes, and
+//     GetOrSet answers as with Redis unavailable: FailOpen loads without
+//     storing, FailClosed returns an error matching both
 //     retry.ErrUnavailable and retry.ErrAmbiguous. A commit or release whose
 //     reply is lost is not the callers' concern: they get the loaded value
-//     or the loader's error, and the commit's value is stored either way.
-//     All four are sent with retry.Repeatable (a mark on the command that
-//     costs no allocation and reaches retry.Hook through an AutoPipeliner
-//     too), so a rediskit.Client re-sends them as go-redis does.
+//     or the loader's error. All four are sent with retry.Repeatable, so a
+//     rediskit.Client re-sends them as go-redis does
+//     (TestLostReplyWithRetryHook).
 //   - The near tier stores no data: its tracking connections only run
 //     CLIENT TRACKING, again on every reconnect. Typed's writes are the
 //     Cache's.
@@ -162,40 +154,24 @@
 // W-TinyLFU, bounded in entries and estimated bytes) holds *decoded* values,
 // so a near hit costs a map lookup and a type assertion — no Redis command,
 // no decoding, no allocation. Get and GetOrSet fill it; MGet reads it.
-// Local writes (Set, MSet, Delete, ClearPattern) drop the local copies at
+// Local writes (Set, MSet, Delete, Clear) drop the local copies at
 // once; every other write — another process, redis-cli, a Lua script, an
 // expiry, an eviction — is reported by Redis.
 //
-// Invalidation uses CLIENT TRACKING in broadcast mode on the namespace prefix:
-// one dedicated connection per master, RESP2, whose go-redis OnConnect hook
-// runs CLIENT ID then CLIENT TRACKING ON REDIRECT <its own id> BCAST PREFIX
-// <namespace> before go-redis subscribes it to __redis__:invalidate. The
-// tracking connection and the receiving one are the same, so they cannot
-// fail apart, and go-redis's own Pub/Sub reconnect re-arms tracking (every
-// new connection runs OnConnect). RESP3 pushes were not used because
-// go-redis reads pushes only when a connection is used for a command (its
-// client-side caching drains them on a timer, 5 ms by default), whereas a
-// Pub/Sub receive loop reads them as they arrive. go-redis's built-in
-// client-side caching was not used because it works on standalone clients
-// only, caches raw replies that must be decoded on every hit, and ties
-// entries to pooled connections.
-//
-// Coherence rules. A read records, before it is sent, a generation counter
-// (bumped by every change of tracking state) and the invalidation counter of
-// its key's stripe; its decoded value is inserted only if neither moved, the
-// check and the insert being atomic with respect to invalidations (otter's
-// Compute), so a read in flight when its key is invalidated never publishes
-// its stale result. Any error on a tracking connection — lost, killed,
-// silent past two HealthIntervals, or the nil message of FLUSHALL — flushes
-// the local tier and stops it serving until every master's tracking
-// connection is armed again. Cluster masters are re-read every
-// TopologyInterval (CLUSTER SHARDS); a new or removed master flushes. With a
-// Sentinel client, the server behind the caller's client is compared with
-// the tracked one (INFO run_id) every TopologyInterval and tracking moves to
-// the new master. Where CLIENT TRACKING is refused (an embedded server, a
-// proxy, an ACL), the tier turns itself off with one log line, or runs in a
-// TTL-only mode bounded by NearOptions.MaxStaleness. Cache.NearStats reports
-// local hits, misses, evictions, invalidations, flushes and bytes.
+// Invalidation uses CLIENT TRACKING in broadcast mode on the namespace
+// prefix, one dedicated connection per master (near_track.go holds its
+// design). A read in flight when its key is invalidated never publishes its
+// stale result (TestNearInFlightReadDoesNotPublishAfterInvalidation; the
+// rule is written on near in near.go). Any error on a tracking connection —
+// lost, killed, silent past two HealthIntervals, or the nil message of
+// FLUSHALL — flushes the local tier and stops it serving until every
+// master's tracking connection is armed again. Cluster masters are re-read
+// every TopologyInterval; a new or removed master flushes. With a Sentinel
+// client, tracking follows the master after a failover. Where CLIENT
+// TRACKING is refused (an embedded server, a proxy, an ACL), the tier turns
+// itself off with one log line, or runs in a TTL-only mode bounded by
+// NearOptions.MaxStaleness. Cache.NearStats reports local hits, misses,
+// evictions, invalidations, flushes and bytes.
 //
 //	c, err := cache.New(rdb, cache.Options{Prefix: "users", Near: &cache.NearOptions{MaxEntries: 50_000}})
 package cache

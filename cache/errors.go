@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/rediskit/rediskit/internal/cachefmt"
+	"github.com/rediskit/rediskit/retry"
 )
 
 // ErrNotFound is returned by GetOrSet when the loader reported that the value
@@ -15,21 +18,24 @@ var ErrNotFound = errors.New("cache: not found")
 // ErrCorrupt reports a stored value whose header or payload cannot be decoded:
 // another format version, another codec, a truncated or foreign value. Reads
 // never return it: such a value is counted, deleted and treated as a miss. It
-// is returned by DecodeHeader and wrapped by the codec errors of Typed.
-var ErrCorrupt = errors.New("cache: corrupt value")
+// is wrapped by the codec errors of Typed.
+var ErrCorrupt = cachefmt.ErrCorrupt
 
 // ErrTooLarge is returned when a value exceeds Options.MaxValueSize.
 var ErrTooLarge = errors.New("cache: value too large")
 
 // ErrClosed is returned by calls that would start background work after Close.
-var ErrClosed = errors.New("cache: closed")
+// Like every ErrClosed of rediskit it matches retry.ErrUnavailable: a caller
+// that falls back when Redis cannot serve does so during a shutdown too
+// (TestCloseWaitsForBackgroundWork).
+var ErrClosed = fmt.Errorf("cache: closed: %w", retry.ErrUnavailable)
 
 // ErrRemoteLoad is returned to waiters of a load that another process ran and
 // that failed there; the local loader is not run in its place.
 var ErrRemoteLoad = errors.New("cache: loader failed in another process")
 
 // ErrUnsupportedClient is returned by calls that must reach every master
-// (ClearPattern, Stats) when the client is not a *redis.Client,
+// (Clear, Stats) when the client is not a *redis.Client,
 // *redis.ClusterClient or *redis.Ring.
 var ErrUnsupportedClient = errors.New("cache: unsupported client type")
 

@@ -91,7 +91,7 @@ func ExampleCache_GetOrSet_notFound() {
 	// Output: true
 }
 
-func ExampleCache_ClearPattern() {
+func ExampleCache_Clear() {
 	rdb := exampleClient()
 	defer rdb.Close()
 	c, err := cache.New(rdb, cache.Options{Prefix: "example-clear"})
@@ -103,9 +103,9 @@ func ExampleCache_ClearPattern() {
 	_ = c.MSet(ctx, map[string][]byte{"user:1": {1}, "user:2": {2}, "user*": {3}, "order:1": {4}}, time.Minute)
 
 	userInput := "user*" // escaped: it names one key, it is not a glob
-	n, _ := c.ClearPattern(ctx, cache.Literal(userInput))
+	n, _ := c.Clear(ctx, cache.Literal(userInput), cache.ClearOptions{})
 	fmt.Println(n)
-	n, _ = c.ClearPattern(ctx, cache.Prefix("user:"))
+	n, _ = c.Clear(ctx, cache.Prefix("user:"), cache.ClearOptions{})
 	fmt.Println(n)
 	// Output:
 	// 1

@@ -2,15 +2,10 @@ package cache
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"strconv"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/rediskit/rediskit/retry"
 )
@@ -26,83 +21,113 @@ import (
 // ErrNotFound (wrapped or not) reports that the value does not exist.
 type LoaderFunc[T any] func(ctx context.Context) (T, error)
 
-// Lease protocol. A load owns its key through a lease; the owner proves it
-// with a token when it stores the result:
+// GetOrSet returns the value under key, or runs loader on a miss, stores its
+// result for ttl and returns it. Concurrent misses of one key are served by a
+// single loader call across every process using the same namespace: in this
+// process by a shared flight, across processes by a lease in Redis, waiters
+// being woken by Pub/Sub. A caller may leave on its own ctx; the load goes on.
 //
-//	miss     GetOrSet reads with SET key <lease marker> NX PX leaseTTL GET: one
-//	         plain command that returns the value, or another load's lease
-//	         marker, or nil — then the marker (a value header with the lease
-//	         flag and our token as payload) is stored and we own the key.
-//	refresh  when a stale value must stay readable, the lease is a separate
-//	         key (Cache.leaseKey, in the value's slot) taken by scriptAcquire.
-//	commit   only if the lease (the marker in the value key, or the lease
-//	         key) still holds our proof: SET value, DEL the lease key, PUBLISH
-//	         the event. Otherwise nothing — a Delete removed the lease, or it
-//	         expired and another process took over: the load's result goes to
-//	         its callers but is not stored.
-//	release  only if the lease holds our proof: DEL it, PUBLISH the event
-//	         (none when a lease taken in a race is handed back unused).
-//
-// Every one of these is safe to re-send, so the client's retries and the
-// auto-pipeliner may repeat them (see "Writes and lost replies" in doc.go):
-// an acquisition finding our own proof counts as acquired, and a commit or
-// release finds its proof gone after its first run and does nothing. An
-// acquisition whose outcome stays unknown is handed back (lostAcquire).
-var (
-	scriptAcquire = retry.NewScript(`
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1} end
-if redis.call('GET', KEYS[1]) == ARGV[1] then return {1} end
-return {2, redis.call('PTTL', KEYS[1])}`)
-
-	scriptCommit = retry.NewScript(`
-local lk = KEYS[2] or KEYS[1]
-if redis.call('GET', lk) ~= ARGV[1] then return 0 end
-if ARGV[3] == '0' then
-  redis.call('SET', KEYS[1], ARGV[2])
-else
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-end
-if KEYS[2] then redis.call('DEL', KEYS[2]) end
-redis.call('PUBLISH', ARGV[4], ARGV[5] .. KEYS[1])
-return 1`)
-
-	scriptRelease = retry.NewScript(`
-local lk = KEYS[2] or KEYS[1]
-if redis.call('GET', lk) ~= ARGV[1] then return 0 end
-redis.call('DEL', lk)
-if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], ARGV[3] .. KEYS[1]) end
-return 1`)
-)
-
-// lease is a lease this process owns: the keys of the commit and release
-// scripts ([value key] for a marker, [value key, lease key] otherwise) and
-// the proof they compare with the stored lease.
-type lease struct {
-	keys  []string
-	proof []byte
+// Errors: a loader's ErrNotFound comes back wrapped (and is cached for
+// Options.NegativeTTL); a loader error or panic (*PanicError) reaches every
+// waiter; ErrRemoteLoad when another process's loader failed; with Redis
+// unavailable, an error matching retry.ErrUnavailable (FailClosed) or the
+// loader's own result (FailOpen). When the reply to the lease command is
+// lost and the client does not re-send it, the lease is handed back and the
+// call is answered as with Redis unavailable; with FailClosed the error then
+// also matches retry.ErrAmbiguous. After Close, ErrClosed, which matches
+// retry.ErrUnavailable too. A hit is one command (SET NX GET of a lease
+// marker, which returns the value when there is one); a miss is two: that
+// command, then the conditional write.
+func (c *Cache) GetOrSet(ctx context.Context, key string, ttl time.Duration, loader LoaderFunc[[]byte]) ([]byte, error) {
+	e, err := c.getOrLoad(ctx, key, ttl, codecRaw, loader)
+	if err != nil {
+		return nil, err
+	}
+	return e.payload, nil
 }
 
-// acquireMarker tries to take the lease of a missing key by storing a lease
-// marker in it. It returns the stored value when there is one (a value or
-// another load's marker), or acquired = true and our marker, the proof of
-// the lease.
-func (c *Cache) acquireMarker(ctx context.Context, rk string) (old string, acquired bool, marker []byte, err error) {
-	marker = c.appendToken(appendHeader(make([]byte, 0, headerLen+len(c.tokenPrefix)+13), Header{Lease: true}))
-	// SET NX GET is not idempotent in general; with our unique marker it
-	// is (a re-sent SET finds our own marker), so it is sent Repeatable
-	// and a rediskit.Client's hook may re-send it to a definite answer.
-	cmd := redis.NewStringCmd(ctx, "set", rk, marker, "px", c.leaseMsArg, "nx", "get")
-	_ = c.reader.Process(ctx, retry.Repeatable(cmd))
-	old, err = cmd.Result()
-	switch {
-	case errors.Is(err, redis.Nil):
-		return "", true, marker, nil
-	case err != nil:
-		return "", false, marker, err // the marker, for lostAcquire
-	case old == string(marker): // our own SET, re-sent
-		return "", true, marker, nil
+// getOrLoad is GetOrSet for any codec; loader returns the encoded payload.
+// It reads top-down: join a local load, else one command reads the value
+// and takes the lease of a missing key, then the answer found is served or
+// a flight loads (or waits for another process's load).
+func (c *Cache) getOrLoad(ctx context.Context, key string, ttl time.Duration, codec byte, loader LoaderFunc[[]byte]) (entry, error) {
+	if ttl < 0 {
+		return entry{}, fmt.Errorf("cache: get or set %q: negative ttl %v", key, ttl)
 	}
-	return old, false, nil, nil
+	rk := c.key(key)
+	// A load of this key already running here: join it, no command at all.
+	if f, ok := c.flights.Load(rk); ok {
+		c.st.misses.Add(1)
+		c.st.dedupLoads.Add(1)
+		return c.await(ctx, f.(*flight))
+	}
+	old, acquired, marker, err := c.acquireMarker(ctx, rk)
+	if err != nil {
+		err = c.lostAcquire(lease{keys: []string{rk}, proof: marker}, err)
+		if unavailable(err) {
+			return c.degrade(ctx, key, rk, codec, loader, err)
+		}
+		return entry{}, fmt.Errorf("cache: get or set %q: %w", key, err)
+	}
+	kind, force := flightFill, false
+	var stale *entry
+	if !acquired {
+		e, v := c.judge(ctx, rk, codec, old)
+		switch v {
+		case foundRevalidate:
+			c.st.staleServed.Add(1)
+			c.refresh(ctx, rk, key, ttl, codec, loader)
+			fallthrough
+		case foundFresh:
+			c.st.hits.Add(1)
+			return result(key, e)
+		case foundStale:
+			kept := e // only this copy escapes, not every hit's entry
+			stale = &kept
+		}
+		// A stale value stays readable while the flight loads: its lease
+		// is then the separate lease key.
+		kind, force = flightLease, v != foundWait
+	}
+	c.st.misses.Add(1)
+	f := &flight{kind: kind, rk: rk, key: key, ttl: ttl, codec: codec, loader: loader, stale: stale, force: force, vals: ctx}
+	if acquired {
+		f.rkBuf[0] = rk
+		f.lease = lease{keys: f.rkBuf[:], proof: marker}
+	}
+	return c.join(ctx, f)
+}
+
+// verdict is what GetOrSet makes of the value its lease command found.
+type verdict uint8
+
+const (
+	foundWait       verdict = iota // another load's marker, or a corrupt value (dropped): lease
+	foundFresh                     // serve it
+	foundRevalidate                // within StaleWhileRevalidate: serve it, refresh in the background
+	foundStale                     // within StaleIfError: load, serve it if the load fails
+	foundExpired                   // past every stale window: load
+)
+
+// judge decodes the value found under rk and says what to do with it.
+func (c *Cache) judge(ctx context.Context, rk string, codec byte, old string) (entry, verdict) {
+	e, err := c.decode([]byte(old), codec)
+	if err != nil {
+		c.dropCorrupt(ctx, rk)
+		return entry{}, foundWait
+	}
+	if e.h.Lease {
+		return entry{}, foundWait
+	}
+	switch age := e.age(time.Now().UnixMilli()); {
+	case age < 0:
+		return e, foundFresh
+	case age < c.opt.StaleWhileRevalidate:
+		return e, foundRevalidate
+	case age < c.opt.StaleIfError:
+		return e, foundStale
+	}
+	return entry{}, foundExpired
 }
 
 // flightKind says what a flight does.
@@ -134,95 +159,19 @@ type flight struct {
 	err  error
 }
 
-// GetOrSet returns the value under key, or runs loader on a miss, stores its
-// result for ttl and returns it. Concurrent misses of one key are served by a
-// single loader call across every process using the same namespace: in this
-// process by a shared flight, across processes by a lease in Redis, waiters
-// being woken by Pub/Sub. A caller may leave on its own ctx; the load goes on.
-//
-// Errors: a loader's ErrNotFound comes back wrapped (and is cached for
-// Options.NegativeTTL); a loader error or panic (*PanicError) reaches every
-// waiter; ErrRemoteLoad when another process's loader failed; with Redis
-// unavailable, an error matching retry.ErrUnavailable (FailClosed) or the
-// loader's own result (FailOpen). When the reply to the lease command is
-// lost and the client does not re-send it, the lease is handed back and the
-// call is answered as with Redis unavailable; with FailClosed the error then
-// also matches retry.ErrAmbiguous. A hit is one command (SET NX GET of a lease
-// marker, which returns the value when there is one); a miss is two: that
-// command, then the conditional write.
-func (c *Cache) GetOrSet(ctx context.Context, key string, ttl time.Duration, loader LoaderFunc[[]byte]) ([]byte, error) {
-	e, err := c.getOrLoad(ctx, key, ttl, CodecRaw, loader)
-	if err != nil {
-		return nil, err
-	}
-	return e.payload, nil
-}
-
-// getOrLoad is GetOrSet for any codec; loader returns the encoded payload.
-func (c *Cache) getOrLoad(ctx context.Context, key string, ttl time.Duration, codec byte, loader LoaderFunc[[]byte]) (entry, error) {
-	if ttl < 0 {
-		return entry{}, fmt.Errorf("cache: get or set %q: negative ttl %v", key, ttl)
-	}
-	rk := c.key(key)
-	// A load of this key already running here: join it, no command at all.
-	if f, ok := c.flights.Load(rk); ok {
-		c.st.misses.Add(1)
-		c.st.dedupLoads.Add(1)
-		return c.await(ctx, f.(*flight))
-	}
-	// One command reads the value and, if there is none, takes the lease.
-	old, acquired, marker, err := c.acquireMarker(ctx, rk)
-	if err != nil {
-		err = c.lostAcquire(lease{keys: []string{rk}, proof: marker}, err)
-		if unavailable(err) {
-			return c.degrade(ctx, key, rk, codec, loader, err)
-		}
-		return entry{}, fmt.Errorf("cache: get or set %q: %w", key, err)
-	}
-	var stale *entry
-	force := false // lease in the lease key: a (stale) value stays in place
-	if !acquired {
-		e, err := c.decode([]byte(old), codec)
-		switch {
-		case err != nil:
-			c.dropCorrupt(ctx, rk)
-		case e.h.Lease:
-			// Another load holds the key: wait for it below.
-		case !e.stale(time.Now().UnixMilli()):
-			c.st.hits.Add(1)
-			return result(key, e)
-		default:
-			age := time.Duration(time.Now().UnixMilli()-e.h.SoftExpiry) * time.Millisecond
-			if age < c.opt.StaleWhileRevalidate {
-				c.st.hits.Add(1)
-				c.st.staleServed.Add(1)
-				c.refresh(ctx, rk, key, ttl, codec, loader)
-				return result(key, e)
-			}
-			if age < c.opt.StaleIfError {
-				kept := e // only this copy escapes, not every hit's entry
-				stale = &kept
-			}
-			force = true
-		}
-	}
-	c.st.misses.Add(1)
-	f := &flight{kind: flightLease, rk: rk, key: key, ttl: ttl, codec: codec, loader: loader, stale: stale, force: force, vals: ctx}
-	if acquired {
-		f.kind = flightFill
-		f.rkBuf[0] = rk
-		f.lease = lease{keys: f.rkBuf[:], proof: marker}
-	}
+// join starts f, or joins the flight of its key that another caller started
+// meanwhile, and waits for its answer.
+func (c *Cache) join(ctx context.Context, f *flight) (entry, error) {
 	running, err := c.startFlight(ctx, f)
 	if err != nil {
-		if acquired {
+		if f.kind == flightFill {
 			c.releaseQuietly(f.lease)
 		}
 		return entry{}, err
 	}
 	if running != f {
 		c.st.dedupLoads.Add(1)
-		if acquired {
+		if f.kind == flightFill {
 			// A local flight started between our lookup and our lease, and it
 			// may be waiting for this very lease: hand it back (it re-checks
 			// after registering for events, so it takes the lease at once).
@@ -239,50 +188,25 @@ func result(key string, e entry) (entry, error) {
 	return e, nil
 }
 
-// unavailable reports whether a GetOrSet that met err answers as with Redis
-// unavailable (degrade): the server is unreachable, or a lease command's
-// reply was lost (handed back by lostAcquire).
-func unavailable(err error) bool {
-	return retry.IsUnavailable(err) || errors.Is(err, retry.ErrAmbiguous)
-}
-
-// lostAcquire handles an error of a lease acquisition. When err does not
-// prove that the command did not run (a lost reply the client did not
-// re-send), the lease may be ours: it is handed back by the conditional
-// release (nothing happens if it is not ours) and waiters are told to
-// re-check. It returns err, marked ambiguous in that case.
-func (c *Cache) lostAcquire(l lease, err error) error {
-	err = retry.Ambiguous("set", err)
-	if errors.Is(err, retry.ErrAmbiguous) && l.proof != nil {
-		c.release(l, evReleased)
-	}
-	return err
-}
-
-// releaseQuietly gives back a lease this call took but will not use.
-func (c *Cache) releaseQuietly(l lease) {
-	_ = scriptRelease.RunRepeatable(c.settleCtx, c.reader, l.keys, l.proof, "", "").Err()
-}
-
 // startFlight returns the running flight of nf.rk, or starts nf on a
 // goroutine owned by the Cache. A caller whose ctx can never end runs nf
 // itself: it would wait for it anyway.
 func (c *Cache) startFlight(ctx context.Context, nf *flight) (*flight, error) {
 	nf.done = make(chan struct{})
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return nil, ErrClosed
-	}
-	if f, loaded := c.flights.LoadOrStore(nf.rk, nf); loaded {
-		c.mu.Unlock()
-		return f.(*flight), nil
-	}
-	c.wg.Add(1)
-	c.mu.Unlock()
-	if ctx.Done() == nil {
+	running := nf
+	started, err := c.life.enter(func() bool {
+		f, loaded := c.flights.LoadOrStore(nf.rk, nf)
+		running = f.(*flight)
+		return !loaded
+	})
+	switch {
+	case err != nil:
+		return nil, err
+	case !started:
+		return running, nil
+	case ctx.Done() == nil:
 		c.runFlight(nf)
-	} else {
+	default:
 		go c.runFlight(nf)
 	}
 	return nf, nil
@@ -290,18 +214,19 @@ func (c *Cache) startFlight(ctx context.Context, nf *flight) (*flight, error) {
 
 // runFlight runs f on the Cache's base context and publishes its result.
 func (c *Cache) runFlight(f *flight) {
-	defer c.wg.Done()
+	defer c.life.exit()
+	base := c.life.ctx
 	var (
 		e   entry
 		err error
 	)
 	switch f.kind {
 	case flightFill:
-		e, err = c.fill(c.baseCtx, f.vals, f.lease, f.key, f.ttl, f.codec, f.loader, nil)
+		e, err = c.fill(base, f.vals, f.lease, f.key, f.ttl, f.codec, f.loader, nil)
 	case flightLease:
-		e, err = c.loadLeased(c.baseCtx, f)
+		e, err = c.loadLeased(base, f)
 	case flightDirect:
-		e, err = c.loadDirect(c.baseCtx, f.vals, f.codec, f.loader)
+		e, err = c.loadDirect(base, f.vals, f.codec, f.loader)
 	}
 	// A caller arriving after the delete starts a new flight, whose SET NX
 	// GET re-reads the value this one stored.
@@ -323,19 +248,10 @@ func (c *Cache) await(ctx context.Context, f *flight) (entry, error) {
 	}
 }
 
-// newToken returns a lease owner token unique across processes: a random
-// per-Cache prefix (128 bits from crypto/rand) and a counter. Lease tokens
-// name an owner; they guard no data, so they need not be secret.
-func (c *Cache) newToken() []byte { return c.appendToken(nil) }
-
-func (c *Cache) appendToken(b []byte) []byte {
-	return strconv.AppendUint(append(b, c.tokenPrefix...), c.tokenSeq.Add(1), 36)
-}
-
-func randomPrefix() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
-	return hex.EncodeToString(b[:]) + ":"
+// serveStale answers with the value kept for StaleIfError, counted.
+func (c *Cache) serveStale(stale *entry) (entry, error) {
+	c.st.staleServed.Add(1)
+	return *stale, nil
 }
 
 // loadLeased is the body of a flightLease: take the lease and load, or wait
@@ -343,7 +259,7 @@ func randomPrefix() string {
 // must stay readable) the lease is the separate lease key.
 func (c *Cache) loadLeased(base context.Context, f *flight) (entry, error) {
 	rk, key, codec, stale := f.rk, f.key, f.codec, f.stale
-	wctx, cancel := context.WithTimeout(base, c.opt.LeaseTTL+c.opt.LoadTimeout)
+	wctx, cancel := c.leaseWait(base)
 	defer cancel()
 	var events chan byte
 	defer func() {
@@ -380,8 +296,7 @@ func (c *Cache) loadLeased(base context.Context, f *flight) (entry, error) {
 		if err != nil {
 			err = c.lostAcquire(l, err)
 			if stale != nil {
-				c.st.staleServed.Add(1)
-				return *stale, nil
+				return c.serveStale(stale)
 			}
 			if unavailable(err) {
 				if c.opt.Degrade == FailOpen {
@@ -412,43 +327,25 @@ func (c *Cache) loadLeased(base context.Context, f *flight) (entry, error) {
 			switch ev {
 			case evFailed:
 				if stale != nil {
-					c.st.staleServed.Add(1)
-					return *stale, nil
+					return c.serveStale(stale)
 				}
 				return entry{}, fmt.Errorf("cache: get or set %q: %w", key, ErrRemoteLoad)
 			case evNotFound:
-				return entry{h: Header{Negative: true}}, nil
+				return entry{h: valueHeader{Negative: true}}, nil
 			}
 			e, ok, err := c.getEntry(wctx, rk, codec)
-			if err == nil && ok && !e.h.Lease && !e.stale(time.Now().UnixMilli()) {
+			if err == nil && ok && e.answer(time.Now().UnixMilli()) {
 				return e, nil
 			}
 		case <-t.C:
 		case <-wctx.Done():
 			t.Stop()
 			if stale != nil {
-				c.st.staleServed.Add(1)
-				return *stale, nil
+				return c.serveStale(stale)
 			}
 			return entry{}, fmt.Errorf("cache: get or set %q: wait for lease: %w", key, wctx.Err())
 		}
 	}
-}
-
-// acquireLeaseKey tries to take l in its lease key (l.keys[1]). When another
-// load holds it, it returns the lease's remaining time in ms, if known.
-func (c *Cache) acquireLeaseKey(ctx context.Context, l lease) (acquired bool, pttl int64, err error) {
-	res, err := scriptAcquire.RunRepeatable(ctx, c.reader, l.keys[1:], l.proof, c.opt.LeaseTTL.Milliseconds()).Slice()
-	if err != nil {
-		return false, 0, err
-	}
-	if status, _ := res[0].(int64); status == 1 {
-		return true, 0, nil
-	}
-	if len(res) > 1 {
-		pttl, _ = res[1].(int64)
-	}
-	return false, pttl, nil
 }
 
 // fill runs the loader under our lease and stores its result if the lease is
@@ -456,7 +353,7 @@ func (c *Cache) acquireLeaseKey(ctx context.Context, l lease) (acquired bool, pt
 // vals.
 func (c *Cache) fill(base, vals context.Context, l lease, key string, ttl time.Duration, codec byte, loader LoaderFunc[[]byte], stale *entry) (entry, error) {
 	payload, lerr := c.callLoader(base, vals, loader)
-	// Settle the lease even when Close cancelled the load (settleCtx): these
+	// Settle the lease even when Close cancelled the load (lifecycle.settle): these
 	// writes are bounded by the client's own read and write timeouts. Their
 	// failure is not the callers' concern: the lease then expires, and the
 	// loaded value is still the right answer for them. A commit finding the
@@ -470,7 +367,7 @@ func (c *Cache) fill(base, vals context.Context, l lease, key string, ttl time.D
 			return entry{}, fmt.Errorf("cache: get or set %q: %w", key, err)
 		}
 		c.commit(l, b, redisTTL)
-		return entry{h: Header{Codec: codec, SoftExpiry: soft}, payload: payload}, nil
+		return entry{h: valueHeader{Codec: codec, SoftExpiry: soft}, payload: payload}, nil
 	case errors.Is(lerr, ErrNotFound):
 		if c.opt.NegativeTTL > 0 {
 			b, _ := c.encode(codec, nil, 0, true)
@@ -478,40 +375,14 @@ func (c *Cache) fill(base, vals context.Context, l lease, key string, ttl time.D
 		} else {
 			c.release(l, evNotFound)
 		}
-		return entry{h: Header{Negative: true}}, nil
+		return entry{h: valueHeader{Negative: true}}, nil
 	default:
 		c.release(l, evFailed)
 		if stale != nil {
-			c.st.staleServed.Add(1)
-			return *stale, nil
+			return c.serveStale(stale)
 		}
 		return entry{}, fmt.Errorf("cache: get or set %q: load: %w", key, lerr)
 	}
-}
-
-// commit stores value for ttl (0 = no expiry) if lease l is still ours, and
-// tells the key's waiters (evStored).
-func (c *Cache) commit(l lease, value []byte, ttl time.Duration) {
-	_ = scriptCommit.RunRepeatable(c.settleCtx, c.reader, l.keys, l.proof, value, ttl.Milliseconds(), c.channelArg, evArg(evStored)).Err()
-}
-
-// release drops lease l if it is still ours and tells the key's waiters ev.
-func (c *Cache) release(l lease, ev byte) {
-	_ = scriptRelease.RunRepeatable(c.settleCtx, c.reader, l.keys, l.proof, c.channelArg, evArg(ev)).Err()
-}
-
-// evArg returns lease event ev as a script argument, boxed without an
-// allocation.
-func evArg(ev byte) any {
-	switch ev {
-	case evStored:
-		return string(evStored)
-	case evFailed:
-		return string(evFailed)
-	case evReleased:
-		return string(evReleased)
-	}
-	return string(evNotFound)
 }
 
 // callLoader runs loader with its own timeout, recovering a panic into a
@@ -538,12 +409,12 @@ func (c *Cache) callLoader(base, vals context.Context, loader LoaderFunc[[]byte]
 func (c *Cache) loadDirect(base, vals context.Context, codec byte, loader LoaderFunc[[]byte]) (entry, error) {
 	p, err := c.callLoader(base, vals, loader)
 	if errors.Is(err, ErrNotFound) {
-		return entry{h: Header{Negative: true}}, nil
+		return entry{h: valueHeader{Negative: true}}, nil
 	}
 	if err != nil {
 		return entry{}, fmt.Errorf("cache: load with redis unavailable: %w", err)
 	}
-	return entry{h: Header{Codec: codec}, payload: p}, nil
+	return entry{h: valueHeader{Codec: codec}, payload: p}, nil
 }
 
 // degrade answers a GetOrSet whose read found Redis unavailable.
@@ -562,22 +433,17 @@ func (c *Cache) degrade(ctx context.Context, key, rk string, codec byte, loader 
 // this process already or another process holds the lease. The loader sees
 // the values of vals, the context of the caller served the stale value.
 func (c *Cache) refresh(vals context.Context, rk, key string, ttl time.Duration, codec byte, loader LoaderFunc[[]byte]) {
-	c.mu.Lock()
-	if _, busy := c.refreshing[rk]; busy || c.closed {
-		c.mu.Unlock()
+	started, _ := c.life.enter(func() bool {
+		_, busy := c.refreshing.LoadOrStore(rk, struct{}{})
+		return !busy
+	})
+	if !started {
 		return
 	}
-	c.refreshing[rk] = struct{}{}
-	c.wg.Add(1)
-	c.mu.Unlock()
 	go func() {
-		defer c.wg.Done()
-		defer func() {
-			c.mu.Lock()
-			delete(c.refreshing, rk)
-			c.mu.Unlock()
-		}()
-		ctx, cancel := context.WithTimeout(c.baseCtx, c.opt.LeaseTTL+c.opt.LoadTimeout)
+		defer c.life.exit()
+		defer c.refreshing.Delete(rk)
+		ctx, cancel := c.leaseWait(c.life.ctx)
 		defer cancel()
 		l := lease{keys: []string{rk, c.leaseKey(rk)}, proof: c.newToken()}
 		acquired, _, err := c.acquireLeaseKey(ctx, l)
@@ -587,6 +453,12 @@ func (c *Cache) refresh(vals context.Context, rk, key string, ttl time.Duration,
 		if !acquired {
 			return
 		}
-		_, _ = c.fill(c.baseCtx, vals, l, key, ttl, codec, loader, nil)
+		_, _ = c.fill(c.life.ctx, vals, l, key, ttl, codec, loader, nil)
 	}()
+}
+
+// leaseWait bounds the wait for, and the run of, one lease: a lease taken
+// now is settled or expired by then.
+func (c *Cache) leaseWait(base context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(base, c.opt.LeaseTTL+c.opt.LoadTimeout)
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/rediskit/rediskit/retry"
 )
 
 func TestGetOrSetMissIsTwoCommandsHitIsOne(t *testing.T) {
@@ -87,7 +89,7 @@ func TestGetOrSetSingleflightInProcess(t *testing.T) {
 		if err := <-leaverErr; !errors.Is(err, context.Canceled) {
 			t.Fatalf("leaving waiter got %v, want context.Canceled", err)
 		}
-		waitFor(t, "100 waiters to join", func() bool { return c.Counters().DedupLoads >= 100 })
+		waitFor(t, "100 waiters to join", func() bool { return c.LocalStats().DedupLoads >= 100 })
 		close(release)
 		wg.Wait()
 		close(errs)
@@ -127,7 +129,7 @@ func TestLoaderErrorAndPanicReachEveryWaiterAndReleaseLease(t *testing.T) {
 				<-start
 				return tc.loader()
 			}
-			d0 := c.Counters().DedupLoads
+			d0 := c.LocalStats().DedupLoads
 			var wg sync.WaitGroup
 			errs := make(chan error, 50)
 			for range 50 {
@@ -136,7 +138,7 @@ func TestLoaderErrorAndPanicReachEveryWaiterAndReleaseLease(t *testing.T) {
 					errs <- err
 				})
 			}
-			waitFor(t, "50 waiters to share one flight", func() bool { return c.Counters().DedupLoads-d0 == 49 })
+			waitFor(t, "50 waiters to share one flight", func() bool { return c.LocalStats().DedupLoads-d0 == 49 })
 			close(start)
 			wg.Wait()
 			close(errs)
@@ -158,7 +160,7 @@ func TestLoaderErrorAndPanicReachEveryWaiterAndReleaseLease(t *testing.T) {
 				t.Fatalf("%s: retry = %q, %v", tc.name, v, err)
 			}
 		}
-		if st := c.Counters(); st.LoaderErrors != 2 {
+		if st := c.LocalStats(); st.LoaderErrors != 2 {
 			t.Fatalf("LoaderErrors = %d, want 2", st.LoaderErrors)
 		}
 	})
@@ -200,7 +202,7 @@ func TestLeaseTakeoverWhenOwnerDies(t *testing.T) {
 		ctx := ctxT(t)
 		c := newCache(t, tp.rdb, Options{LeasePoll: 20 * time.Millisecond})
 		// The lease marker of a load whose owner died without publishing.
-		marker := append(appendHeader(nil, Header{Lease: true}), "dead-owner"...)
+		marker := append(appendHeader(nil, valueHeader{Lease: true}), "dead-owner"...)
 		if err := tp.rdb.Set(ctx, c.key("k"), marker, 300*time.Millisecond).Err(); err != nil {
 			t.Fatal(err)
 		}
@@ -213,7 +215,7 @@ func TestLeaseTakeoverWhenOwnerDies(t *testing.T) {
 		if err != nil || string(v) != "value-1" || calls.Load() != 1 {
 			t.Fatalf("GetOrSet after takeover = %q, %v (calls %d)", v, err, calls.Load())
 		}
-		if st := c.Counters(); st.LeaseWaits != 1 || st.DecodeFailures != 0 {
+		if st := c.LocalStats(); st.LeaseWaits != 1 || st.DecodeFailures != 0 {
 			t.Fatalf("LeaseWaits = %d, DecodeFailures = %d; want 1, 0", st.LeaseWaits, st.DecodeFailures)
 		}
 	})
@@ -246,7 +248,7 @@ func TestWaiterInAnotherCacheIsWokenByPubSub(t *testing.T) {
 			}
 			bDone <- err
 		}()
-		waitFor(t, "b to wait on the lease", func() bool { return b.Counters().LeaseWaits == 1 })
+		waitFor(t, "b to wait on the lease", func() bool { return b.LocalStats().LeaseWaits == 1 })
 		close(finish)
 		if err := <-aDone; err != nil {
 			t.Fatal(err)
@@ -279,7 +281,7 @@ func TestRemoteLoaderFailureReachesWaiters(t *testing.T) {
 			_, err := b.GetOrSet(ctx, "k", time.Minute, func(context.Context) ([]byte, error) { return []byte("b"), nil })
 			bDone <- err
 		}()
-		waitFor(t, "b to wait on the lease", func() bool { return b.Counters().LeaseWaits == 1 })
+		waitFor(t, "b to wait on the lease", func() bool { return b.LocalStats().LeaseWaits == 1 })
 		close(finish)
 		if err := <-bDone; !errors.Is(err, ErrRemoteLoad) {
 			t.Fatalf("b got %v, want ErrRemoteLoad", err)
@@ -343,7 +345,7 @@ func TestStaleWhileRevalidate(t *testing.T) {
 			v, ok, _ := c.Get(ctx, "k")
 			return ok && string(v) == "value-2"
 		})
-		if st := c.Counters(); st.StaleServed != 1 || st.Loads != 2 {
+		if st := c.LocalStats(); st.StaleServed != 1 || st.Loads != 2 {
 			t.Fatalf("counters %+v", st)
 		}
 	})
@@ -365,7 +367,7 @@ func TestStaleIfError(t *testing.T) {
 		if err != nil || string(v) != "new" {
 			t.Fatalf("after recovery = %q, %v", v, err)
 		}
-		if st := c.Counters(); st.StaleServed != 1 || st.LoaderErrors != 1 {
+		if st := c.LocalStats(); st.StaleServed != 1 || st.LoaderErrors != 1 {
 			t.Fatalf("counters %+v", st)
 		}
 	})
@@ -405,8 +407,8 @@ func TestCloseWaitsForBackgroundWork(t *testing.T) {
 		if err := c.Close(); err != nil {
 			t.Fatal("second Close:", err)
 		}
-		if _, err := c.GetOrSet(ctx, "other", time.Minute, func(context.Context) ([]byte, error) { return nil, nil }); !errors.Is(err, ErrClosed) {
-			t.Fatalf("GetOrSet after Close = %v, want ErrClosed", err)
+		if _, err := c.GetOrSet(ctx, "other", time.Minute, func(context.Context) ([]byte, error) { return nil, nil }); !errors.Is(err, ErrClosed) || !errors.Is(err, retry.ErrUnavailable) {
+			t.Fatalf("GetOrSet after Close = %v, want ErrClosed matching retry.ErrUnavailable", err)
 		}
 		goleak.VerifyNone(t, ignore)
 	})

@@ -7,9 +7,9 @@ import (
 )
 
 func TestHeaderRoundTrip(t *testing.T) {
-	for _, h := range []Header{
-		{Version: 1, Codec: CodecRaw},
-		{Version: 1, Codec: CodecJSON, Compressed: true, SoftExpiry: 1700000000000},
+	for _, h := range []valueHeader{
+		{Version: 1, Codec: codecRaw},
+		{Version: 1, Codec: codecJSON, Compressed: true, SoftExpiry: 1700000000000},
 		{Version: 1, Codec: 200, Negative: true},
 		{Version: 1, Lease: true},
 	} {
@@ -20,9 +20,9 @@ func TestHeaderRoundTrip(t *testing.T) {
 		if !h.Negative {
 			b = append(b, "payload"...)
 		}
-		got, p, err := DecodeHeader(b)
+		got, p, err := decodeHeader(b)
 		if err != nil || got != h {
-			t.Fatalf("DecodeHeader = %+v, %v; want %+v", got, err, h)
+			t.Fatalf("decodeHeader = %+v, %v; want %+v", got, err, h)
 		}
 		if !h.Negative && string(p) != "payload" {
 			t.Fatalf("payload %q", p)
@@ -33,16 +33,16 @@ func TestHeaderRoundTrip(t *testing.T) {
 func FuzzDecodeHeader(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte("plain old value"))
-	f.Add(appendHeader(nil, Header{Codec: CodecJSON}))
-	f.Add(append(appendHeader(nil, Header{Codec: CodecMsgpack, SoftExpiry: 42}), 0x81, 0xa1, 0x61, 0x01))
-	f.Add(appendHeader(nil, Header{Negative: true}))
-	f.Add(append(appendHeader(nil, Header{Lease: true}), "token"...))
-	f.Add(appendHeader(nil, Header{Lease: true}))
-	f.Add(append(appendHeader(nil, Header{Compressed: true}), 0x01, 0x00, 0x00, 0xff, 0xff))
+	f.Add(appendHeader(nil, valueHeader{Codec: codecJSON}))
+	f.Add(append(appendHeader(nil, valueHeader{Codec: codecMsgpack, SoftExpiry: 42}), 0x81, 0xa1, 0x61, 0x01))
+	f.Add(appendHeader(nil, valueHeader{Negative: true}))
+	f.Add(append(appendHeader(nil, valueHeader{Lease: true}), "token"...))
+	f.Add(appendHeader(nil, valueHeader{Lease: true}))
+	f.Add(append(appendHeader(nil, valueHeader{Compressed: true}), 0x01, 0x00, 0x00, 0xff, 0xff))
 	f.Add([]byte{0xCA, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0})
 	f.Add([]byte{0xCA, 1, 1, 0x80, 0xff, 0, 0, 0, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		h, p, err := DecodeHeader(b)
+		h, p, err := decodeHeader(b)
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("error %v does not wrap ErrCorrupt", err)

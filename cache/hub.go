@@ -89,12 +89,12 @@ func (c *Cache) subscribe(ctx context.Context) error {
 	if h.ready || h.closed {
 		return nil
 	}
-	ps := c.rdb.Subscribe(c.baseCtx, c.channel)
+	ps := c.rdb.Subscribe(c.life.ctx, c.channel)
 	if _, err := ps.Receive(ctx); err != nil { // the subscription confirmation
 		_ = ps.Close()
 		return err
 	}
-	if !c.goOwned(func() { c.listen(ps) }) {
+	if !c.life.goOwned(func() { c.listen(ps) }) {
 		_ = ps.Close()
 		return ErrClosed
 	}
@@ -107,13 +107,13 @@ func (c *Cache) subscribe(ctx context.Context) error {
 // by the waiters' fallback poll.
 func (c *Cache) listen(ps *redis.PubSub) {
 	for {
-		msg, err := ps.ReceiveMessage(c.baseCtx)
+		msg, err := ps.ReceiveMessage(c.life.ctx)
 		if err != nil {
-			if c.baseCtx.Err() != nil || err == redis.ErrClosed {
+			if c.life.ctx.Err() != nil || err == redis.ErrClosed {
 				return
 			}
 			select {
-			case <-c.baseCtx.Done():
+			case <-c.life.ctx.Done():
 				return
 			case <-time.After(50 * time.Millisecond):
 			}

@@ -99,7 +99,7 @@ func testLoaderValues(t *testing.T, c *Cache, prefix string, gos getOrSetFunc) {
 			done <- err
 		}()
 		<-started
-		dedup := c.Counters().DedupLoads
+		dedup := c.LocalStats().DedupLoads
 		joined := make(chan error, 1)
 		go func() {
 			_, err := gos(second, prefix+"shared", time.Minute, func(context.Context) (string, error) {
@@ -108,7 +108,7 @@ func testLoaderValues(t *testing.T, c *Cache, prefix string, gos getOrSetFunc) {
 			})
 			joined <- err
 		}()
-		waitFor(t, "the second caller to join", func() bool { return c.Counters().DedupLoads > dedup })
+		waitFor(t, "the second caller to join", func() bool { return c.LocalStats().DedupLoads > dedup })
 		close(release)
 		if err := <-done; err != nil {
 			t.Fatal(err)

@@ -64,7 +64,7 @@ func (e *lostReplyEnv) stored(t *testing.T, key string) (string, bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, p, err := DecodeHeader(raw)
+	h, p, err := decodeHeader(raw)
 	if err != nil {
 		t.Fatalf("stored value of %q: %v", key, err)
 	}
@@ -187,8 +187,8 @@ var lostReplyCases = []struct {
 			}
 		}
 		var err error
-		e.fault(t, "unlink", func() { _, err = e.c.ClearPattern(ctx, Prefix("")) })
-		e.wantOutcome(t, "ClearPattern", err)
+		e.fault(t, "unlink", func() { _, err = e.c.Clear(ctx, Prefix(""), ClearOptions{}) })
+		e.wantOutcome(t, "Clear", err)
 		for _, k := range keys {
 			if e.exists(t, e.c.key(k)) {
 				t.Fatalf("key %s survived Clear", k)
@@ -353,12 +353,12 @@ func lostReplyDeployments(t *testing.T) []lostReplyDeployment {
 				MaxRetries: retryOff(retries), Dialer: proxyDialer(map[string]string{s.Master.Addr: spx.Addr}),
 			}))
 		}},
-		{"Ring", []*redistest.Proxy{rpx}, srv.Client(t), map[string]bool{"MSet": true, "Delete": true, "ClearPattern": true}, func(retries bool) redis.UniversalClient {
+		{"Ring", []*redistest.Proxy{rpx}, srv.Client(t), map[string]bool{"MSet": true, "Delete": true, "Clear": true}, func(retries bool) redis.UniversalClient {
 			return closeAtEnd(redis.NewRing(&redis.RingOptions{
 				Addrs: map[string]string{"one": rpx.Addr}, ReadTimeout: lostReplyReadTimeout, MaxRetries: retryOff(retries),
 			}))
 		}},
-		{"ClusterClient", clProxies, cl.Client(t), map[string]bool{"ClearPattern": true}, func(retries bool) redis.UniversalClient {
+		{"ClusterClient", clProxies, cl.Client(t), map[string]bool{"Clear": true}, func(retries bool) redis.UniversalClient {
 			// A ClusterClient also re-sends a timed-out command within its
 			// MaxRedirects loop, whatever MaxRetries says.
 			return closeAtEnd(redis.NewClusterClient(&redis.ClusterOptions{
@@ -428,7 +428,7 @@ func TestResentSetLandsAfterNewerWrite(t *testing.T) {
 			// Only a dial after the lost reply: the first run was applied.
 			if int64(proxy.Dropped()) > droppedAtArm.Load() && armed.CompareAndSwap(true, false) {
 				// The connection of the re-send: first, another process writes.
-				b, err := c.encode(CodecRaw, []byte("newer"), 0, false)
+				b, err := c.encode(codecRaw, []byte("newer"), 0, false)
 				if err != nil {
 					return nil, err
 				}

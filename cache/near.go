@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/maypok86/otter/v2"
+	"github.com/redis/go-redis/v9"
 )
 
 // NearOptions turns on the near tier of a Cache: an in-process cache of the
@@ -51,13 +52,16 @@ type NearOptions struct {
 func (o *NearOptions) withDefaults() (NearOptions, error) {
 	n := *o
 	if n.MaxEntries < 0 {
-		return n, fmt.Errorf("cache: Options.Near.MaxEntries %d is negative", n.MaxEntries)
+		return n, badOption("Near.MaxEntries", n.MaxEntries, "negative")
 	}
 	if n.MaxBytes < 0 {
-		return n, fmt.Errorf("cache: Options.Near.MaxBytes %d is negative", n.MaxBytes)
+		return n, badOption("Near.MaxBytes", n.MaxBytes, "negative")
 	}
-	if n.MaxStaleness < 0 || n.HealthInterval < 0 || n.TopologyInterval < 0 {
-		return n, fmt.Errorf("cache: negative duration in Options.Near")
+	if err := noNegative(
+		durField{"Near.MaxStaleness", n.MaxStaleness}, durField{"Near.HealthInterval", n.HealthInterval},
+		durField{"Near.TopologyInterval", n.TopologyInterval},
+	); err != nil {
+		return n, err
 	}
 	if n.MaxEntries == 0 {
 		n.MaxEntries = 100_000
@@ -184,7 +188,9 @@ type nearCounters struct {
 // after its insert and removes its own entry if gen moved: the flush then
 // either saw the entry or the re-check sees the flush.
 type near struct {
-	c    *Cache
+	rdb  redis.UniversalClient // the Cache's client: topology and INFO
+	ns   string                // the namespace tracked
+	life *lifecycle            // the Cache's: owns the manager and otter's tasks
 	opt  NearOptions
 	lru  *otter.Cache[string, nearEntry]
 	seed maphash.Seed
@@ -195,15 +201,12 @@ type near struct {
 	// mode while down == 0. Written under mu.
 	serving atomic.Bool
 
-	mu       sync.Mutex
-	mode     NearMode
-	down     int // trackers not armed, plus 1 until the masters are known
-	offOnce  sync.Once
-	ctx      context.Context
-	cancel   context.CancelFunc
-	execMu   sync.Mutex
-	execWG   sync.WaitGroup
-	execDone bool
+	mu      sync.Mutex
+	mode    NearMode
+	down    int // trackers not armed, plus 1 until the masters are known
+	offOnce sync.Once
+	ctx     context.Context
+	cancel  context.CancelFunc
 
 	st nearCounters
 
@@ -214,12 +217,18 @@ type near struct {
 	onTracker func(*tracker)
 }
 
-func newNear(c *Cache, opt NearOptions) (*near, error) { return newNearWith(c, opt, nil) }
+// newNear returns the near tier of the namespace ns over rdb, its
+// goroutines owned by life.
+func newNear(rdb redis.UniversalClient, ns string, life *lifecycle, opt NearOptions) (*near, error) {
+	return newNearWith(rdb, ns, life, opt, nil)
+}
 
 // newNearWith is newNear; setup (tests) runs before the manager starts.
-func newNearWith(c *Cache, opt NearOptions, setup func(*near)) (*near, error) {
+func newNearWith(rdb redis.UniversalClient, ns string, life *lifecycle, opt NearOptions, setup func(*near)) (*near, error) {
 	n := &near{
-		c:    c,
+		rdb:  rdb,
+		ns:   ns,
+		life: life,
 		opt:  opt,
 		seed: maphash.MakeSeed(),
 		seqs: make([]atomic.Uint64, nearStripes),
@@ -250,40 +259,29 @@ func newNearWith(c *Cache, opt NearOptions, setup func(*near)) (*near, error) {
 		return nil, fmt.Errorf("cache: near tier: %w", err)
 	}
 	n.lru = lru
-	n.ctx, n.cancel = context.WithCancel(c.baseCtx)
+	n.ctx, n.cancel = context.WithCancel(life.ctx)
 	if setup != nil {
 		setup(n)
 	}
-	if !c.goOwned(n.manage) {
+	if !life.goOwned(n.manage) {
 		return nil, ErrClosed
 	}
 	return n, nil
 }
 
 // execute runs otter's asynchronous tasks (deletion events, maintenance) on
-// goroutines that stop waits for; after stop, on the caller's goroutine.
+// goroutines the Cache's Close waits for; once it is closing, on the
+// caller's goroutine.
 func (n *near) execute(fn func()) {
-	n.execMu.Lock()
-	if n.execDone {
-		n.execMu.Unlock()
+	if !n.life.goOwned(fn) {
 		fn()
-		return
 	}
-	n.execWG.Add(1)
-	n.execMu.Unlock()
-	go func() {
-		defer n.execWG.Done()
-		fn()
-	}()
 }
 
-// stop ends otter's goroutines; the Cache has already stopped the trackers.
+// stop ends otter's goroutines, after the Cache's Close has stopped the
+// trackers and waited for every task it started.
 func (n *near) stop() {
 	n.cancel()
-	n.execMu.Lock()
-	n.execDone = true
-	n.execMu.Unlock()
-	n.execWG.Wait()
 	n.lru.StopAllGoroutines()
 	n.setServing(func() { n.mode = NearDisabled })
 }
@@ -304,7 +302,13 @@ type nearToken struct {
 // begin records the state before a read of key is sent to Redis. Order
 // matters: gen is read before serving, and state changes write serving
 // before they bump gen, so a token taken across a change is refused later.
+//
+// A nil near (no near tier) returns the zero token, which publish ignores:
+// Typed takes the same path with and without a near tier.
 func (n *near) begin(key string) nearToken {
+	if n == nil {
+		return nearToken{}
+	}
 	g := n.gen.Load()
 	if !n.serving.Load() {
 		return nearToken{}
@@ -344,6 +348,43 @@ func (n *near) publish(key string, tok nearToken, v any, soft int64, size int) {
 	}
 }
 
+// nearValue returns the local value of key if the near tier serves it and
+// it holds a T (another Typed over the same Cache may have stored another
+// type under the key: that reads as a local miss). A nil near has none. No
+// allocation.
+func nearValue[T any](n *near, key string) (T, bool) {
+	var zero T
+	if n == nil {
+		return zero, false
+	}
+	v, ok := n.lookup(key)
+	if ok {
+		if tv, ok := v.(T); ok {
+			n.st.hits.Add(1)
+			return tv, true
+		}
+		n.st.misses.Add(1)
+	}
+	return zero, false
+}
+
+// nearValues puts the local values of keys in out and returns the keys
+// left to read from Redis: all of them with a nil near.
+func nearValues[T any](n *near, keys []string, out map[string]T) []string {
+	if n == nil {
+		return keys
+	}
+	rest := keys[:0:0]
+	for _, k := range keys {
+		if v, ok := nearValue[T](n, k); ok {
+			out[k] = v
+		} else {
+			rest = append(rest, k)
+		}
+	}
+	return rest
+}
+
 // lookup returns the local value of key, if it is served now.
 func (n *near) lookup(key string) (any, bool) {
 	if !n.serving.Load() {
@@ -359,8 +400,12 @@ func (n *near) lookup(key string) (any, bool) {
 }
 
 // invalidate drops the local copies of keys (caller's keys) and refuses the
-// inserts of reads in flight for them.
+// inserts of reads in flight for them. A nil near (no near tier) does
+// nothing: the Cache's writes call it unconditionally.
 func (n *near) invalidate(keys ...string) {
+	if n == nil {
+		return
+	}
 	for _, k := range keys {
 		n.stripe(k).Add(1)
 		n.lru.Invalidate(k)
@@ -371,14 +416,18 @@ func (n *near) invalidate(keys ...string) {
 func (n *near) invalidateStored(rks []string) {
 	for _, rk := range rks {
 		n.st.invalidations.Add(1)
-		if k, ok := strings.CutPrefix(rk, n.c.ns); ok {
+		if k, ok := strings.CutPrefix(rk, n.ns); ok {
 			n.invalidate(k)
 		}
 	}
 }
 
 // flush drops every local entry and refuses the inserts of reads in flight.
+// A nil near does nothing.
 func (n *near) flush() {
+	if n == nil {
+		return
+	}
 	n.gen.Add(1)
 	n.lru.InvalidateAll()
 	n.st.flushes.Add(1)
@@ -416,10 +465,10 @@ func (n *near) turnOff(cause error) {
 		n.flush()
 		if ttl {
 			n.opt.Logger.Warn("cache: near tier in TTL-only mode: the server cannot track keys",
-				"namespace", n.c.ns, "max_staleness", n.opt.MaxStaleness, "error", cause)
+				"namespace", n.ns, "max_staleness", n.opt.MaxStaleness, "error", cause)
 		} else {
 			n.opt.Logger.Warn("cache: near tier off: the server cannot track keys",
-				"namespace", n.c.ns, "error", cause)
+				"namespace", n.ns, "error", cause)
 		}
 		n.cancel() // stop the trackers
 	})

@@ -45,7 +45,7 @@ func newNearFixture(t *testing.T, rdb, outside redis.UniversalClient, nopt NearO
 	}
 	// The tracker hook must be in place before the first tracker starts.
 	c.opt.Near = &no
-	c.near, err = newNearWith(c, no, func(n *near) {
+	c.near, err = newNearWith(c.rdb, c.ns, &c.life, no, func(n *near) {
 		n.onTracker = func(tr *tracker) {
 			f.mu.Lock()
 			f.trackers = append(f.trackers, tr)
@@ -90,7 +90,7 @@ func (f *nearFixture) warm(t *testing.T, key, v string) {
 func (f *nearFixture) stored(t *testing.T, v string) []byte {
 	t.Helper()
 	p, _ := JSONCodec{}.Marshal(v)
-	b, err := f.c.encode(CodecJSON, p, 0, false)
+	b, err := f.c.encode(codecJSON, p, 0, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -551,7 +551,7 @@ func TestNearOffWhereServerCannotTrack(t *testing.T) {
 
 func mustEncode(t *testing.T, c *Cache, v string) []byte {
 	p, _ := JSONCodec{}.Marshal(v)
-	b, err := c.encode(CodecJSON, p, 0, false)
+	b, err := c.encode(codecJSON, p, 0, false)
 	if err != nil {
 		t.Fatal(err)
 	}

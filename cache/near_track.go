@@ -20,7 +20,7 @@ import (
 
 const invalidateChannel = "__redis__:invalidate"
 
-// Tracking design (see also doc.go).
+// Tracking design (doc.go states what the near tier guarantees).
 //
 // Each master has one tracker: a dedicated go-redis client (RESP2, one
 // connection) whose Pub/Sub connection arms tracking on itself in its
@@ -47,6 +47,13 @@ const invalidateChannel = "__redis__:invalidate"
 //     another, it is replaced (a paused server or a black hole).
 //
 // The near tier serves only while every tracker is armed.
+//
+// RESP3 pushes were not used because go-redis reads pushes only when a
+// connection is used for a command (its client-side caching drains them on a
+// timer, 5 ms by default), whereas a Pub/Sub receive loop reads them as they
+// arrive. go-redis's built-in client-side caching was not used because it
+// works on standalone clients only, caches raw replies that must be decoded
+// on every hit, and ties entries to pooled connections.
 
 // manage keeps one tracker per master until the near tier stops.
 func (n *near) manage() {
@@ -69,7 +76,7 @@ func (n *near) manage() {
 			n.sync(trackers, masters, &known)
 		}
 		if known && !periodic {
-			if !isFailover(n.c.rdb) {
+			if !isFailover(n.rdb) {
 				<-n.ctx.Done()
 				return
 			}
@@ -89,7 +96,7 @@ func (n *near) manage() {
 // whether the set may change (Cluster, Ring). A standalone or Sentinel
 // client has one entry: its own options, whose dialer follows failovers.
 func (n *near) masters(ctx context.Context) (map[string]*redis.Options, bool, error) {
-	switch r := n.c.rdb.(type) {
+	switch r := n.rdb.(type) {
 	case *redis.Client:
 		return map[string]*redis.Options{"": r.Options()}, false, nil
 	case *redis.ClusterClient:
@@ -138,7 +145,7 @@ func (n *near) masters(ctx context.Context) (map[string]*redis.Options, bool, er
 		})
 		return m, true, err
 	}
-	return nil, false, fmt.Errorf("%w: %T", ErrUnsupportedClient, n.c.rdb)
+	return nil, false, fmt.Errorf("%w: %T", ErrUnsupportedClient, n.rdb)
 }
 
 // sync starts trackers for new masters and stops those of masters gone. A
@@ -203,7 +210,7 @@ func (n *near) checkMaster(t *tracker) {
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, n.opt.TopologyInterval)
 	defer cancel()
-	info, err := n.c.rdb.Info(ctx, "server").Result()
+	info, err := n.rdb.Info(ctx, "server").Result()
 	if err != nil {
 		return
 	}
@@ -297,7 +304,7 @@ func (t *tracker) onConnect(ctx context.Context, cn *redis.Conn) error {
 	id, err := cn.ClientID(ctx).Result()
 	if err == nil {
 		err = cn.Do(ctx, "CLIENT", "TRACKING", "ON", "REDIRECT", strconv.FormatInt(id, 10),
-			"BCAST", "PREFIX", t.n.c.ns).Err()
+			"BCAST", "PREFIX", t.n.ns).Err()
 	}
 	if err != nil {
 		if refusal(err) {

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -80,9 +81,9 @@ type Options struct {
 	// decompression when read back). Default 64 MiB.
 	MaxValueSize int
 
-	// ScanCount is the SCAN COUNT hint of ClearPattern and Stats. Default 1000.
+	// ScanCount is the SCAN COUNT hint of Clear and Stats. Default 1000.
 	ScanCount int64
-	// UnlinkBatch is the most keys ClearPattern unlinks in one round trip
+	// UnlinkBatch is the most keys Clear unlinks in one round trip
 	// per master. Default 500.
 	UnlinkBatch int
 	// MemorySample is how many keys per master Stats samples with MEMORY
@@ -97,20 +98,23 @@ type Options struct {
 
 func (o Options) withDefaults() (Options, error) {
 	if o.Prefix == "" {
-		return o, fmt.Errorf("cache: Options.Prefix is required")
+		return o, badOption("Prefix", o.Prefix, "required")
 	}
 	if strings.ContainsAny(o.Prefix, "{}") {
-		return o, fmt.Errorf("cache: Options.Prefix %q contains '{' or '}'", o.Prefix)
+		return o, badOption("Prefix", o.Prefix, "contains '{' or '}'")
 	}
-	if o.LoadTimeout < 0 || o.LeaseTTL < 0 || o.LeasePoll < 0 || o.NegativeTTL < 0 ||
-		o.StaleWhileRevalidate < 0 || o.StaleIfError < 0 {
-		return o, fmt.Errorf("cache: negative duration in Options")
+	if err := noNegative(
+		durField{"LoadTimeout", o.LoadTimeout}, durField{"LeaseTTL", o.LeaseTTL}, durField{"LeasePoll", o.LeasePoll},
+		durField{"NegativeTTL", o.NegativeTTL}, durField{"StaleWhileRevalidate", o.StaleWhileRevalidate},
+		durField{"StaleIfError", o.StaleIfError},
+	); err != nil {
+		return o, err
 	}
 	if o.TTLJitter < 0 || o.TTLJitter >= 1 {
-		return o, fmt.Errorf("cache: Options.TTLJitter %v out of [0, 1)", o.TTLJitter)
+		return o, badOption("TTLJitter", o.TTLJitter, "out of [0, 1)")
 	}
 	if o.Degrade != FailClosed && o.Degrade != FailOpen {
-		return o, fmt.Errorf("cache: Options.Degrade %d unknown", o.Degrade)
+		return o, badOption("Degrade", int(o.Degrade), "unknown")
 	}
 	if o.LoadTimeout == 0 {
 		o.LoadTimeout = 10 * time.Second
@@ -147,4 +151,39 @@ func (o Options) withDefaults() (Options, error) {
 		o.Near = &n
 	}
 	return o, nil
+}
+
+// OptionError reports an invalid Options field, as New returns it.
+type OptionError struct {
+	Field  string // the Options field at fault, "Near.MaxBytes" for NearOptions
+	Value  string // the offending value, quoted when a string
+	Reason string
+}
+
+func (e *OptionError) Error() string {
+	return "cache: Options." + e.Field + " = " + e.Value + ": " + e.Reason
+}
+
+func badOption(field string, value any, reason string) error {
+	v := fmt.Sprint(value)
+	if s, ok := value.(string); ok {
+		v = strconv.Quote(s)
+	}
+	return &OptionError{Field: field, Value: v, Reason: reason}
+}
+
+// durField is a duration option and its field name, for noNegative.
+type durField struct {
+	name string
+	v    time.Duration
+}
+
+// noNegative returns an *OptionError for the first negative duration.
+func noNegative(fs ...durField) error {
+	for _, f := range fs {
+		if f.v < 0 {
+			return badOption(f.name, f.v, "negative")
+		}
+	}
+	return nil
 }

@@ -51,7 +51,7 @@ type Stats struct {
 	DecodeFailures uint64
 
 	// UsedMemory is INFO memory used_memory summed over every master, in
-	// bytes (0 from Counters).
+	// bytes (0 from LocalStats).
 	UsedMemory int64
 	// SampledKeys is how many keys of the namespace were sampled with
 	// MEMORY USAGE (up to Options.MemorySample per master).
@@ -61,8 +61,9 @@ type Stats struct {
 	SampledBytes int64
 }
 
-// Counters returns the in-process counters without any I/O.
-func (c *Cache) Counters() Stats {
+// LocalStats returns the statistics kept in this process (hits, misses,
+// loads, ...; no Redis figures) without any I/O.
+func (c *Cache) LocalStats() Stats {
 	s := Stats{
 		Hits:           c.st.hits.Load(),
 		Misses:         c.st.misses.Load(),
@@ -84,7 +85,7 @@ func (c *Cache) Counters() Stats {
 // masters and a MEMORY USAGE sample of the namespace's keys (one SCAN and one
 // pipeline per master). On error the counters are still returned.
 func (c *Cache) Stats(ctx context.Context) (Stats, error) {
-	s := c.Counters()
+	s := c.LocalStats()
 	var mu sync.Mutex
 	err := c.forEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
 		info, err := node.Info(ctx, "memory").Result()

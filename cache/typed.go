@@ -7,34 +7,20 @@ import (
 	"time"
 )
 
-// tier is what Typed needs from the storage below it, keyed by the caller's
-// key, payloads already encoded. *Cache is the Redis tier; an in-process near
-// cache can implement tier by wrapping a *Cache and be put under Typed
-// without changing Typed's API.
-type tier interface {
-	get(ctx context.Context, key string, codec byte) ([]byte, bool, error)
-	set(ctx context.Context, key string, codec byte, p []byte, ttl time.Duration) error
-	mget(ctx context.Context, keys []string, codec byte) (map[string][]byte, int, error)
-	mset(ctx context.Context, items map[string][]byte, ttl time.Duration, codec byte) error
-	getOrLoad(ctx context.Context, key string, ttl time.Duration, codec byte, loader LoaderFunc[[]byte]) (entry, error)
-	Delete(ctx context.Context, keys ...string) error
-	// invalid reports a stored payload that did not decode: count it, drop it.
-	invalid(ctx context.Context, key string)
-	// count records read outcomes.
-	count(hits, misses int)
-}
-
-var _ tier = (*Cache)(nil)
-
 // Typed is a cache of T values over a Cache: values are encoded with a Codec
 // and carry the codec's id in their header. A stored value that does not
 // decode as T with this codec is counted as a decode failure, deleted and
 // read as a miss — never returned as a zero-valued hit. Typed holds no state
 // of its own; several Typed may share one Cache only if they use distinct key
 // spaces or the same T and codec.
+//
+// With Options.Near, reads are answered from the near tier first and the
+// values they read from Redis are published there. The near tier enters
+// Typed through one seam, its *near (nil without one), on one code path:
+// nearValue, begin and publish do nothing on a nil near.
 type Typed[T any] struct {
 	c     *Cache
-	t     tier
+	near  *near
 	codec Codec
 }
 
@@ -47,18 +33,15 @@ func NewTyped[T any](c *Cache, codec Codec) *Typed[T] {
 	if codec == nil {
 		codec = JSONCodec{}
 	}
-	return &Typed[T]{c: c, t: c, codec: codec}
+	return &Typed[T]{c: c, near: c.near, codec: codec}
 }
-
-// Cache returns the underlying []byte cache.
-func (t *Typed[T]) Cache() *Cache { return t.c }
 
 // decode unmarshals a payload; a failure counts and deletes the stored value.
 func (t *Typed[T]) decode(ctx context.Context, key string, p []byte) (T, bool) {
 	var v T
 	if err := t.codec.Unmarshal(p, &v); err != nil {
 		var zero T
-		t.t.invalid(ctx, key)
+		t.c.invalid(ctx, key)
 		return zero, false
 	}
 	return v, true
@@ -66,24 +49,25 @@ func (t *Typed[T]) decode(ctx context.Context, key string, p []byte) (T, bool) {
 
 // Get returns the value under key: (v, true, nil) on a hit, (zero, false,
 // nil) on a miss, a stale value, a cached "not found" or a value that does
-// not decode (deleted and counted). One command.
+// not decode (deleted and counted). One command, none on a near-tier hit; a
+// value read from Redis is published in the near tier if no invalidation of
+// the key arrived since the read was sent.
 func (t *Typed[T]) Get(ctx context.Context, key string) (T, bool, error) {
-	if t.c.near != nil {
-		return t.nearGet(ctx, key)
+	if v, ok := nearValue[T](t.near, key); ok {
+		return v, true, nil
 	}
-	var zero T
-	p, ok, err := t.t.get(ctx, key, t.codec.ID())
-	if err != nil {
-		return zero, false, err
-	}
+	tok := t.near.begin(key)
 	var v T
-	if ok {
-		v, ok = t.decode(ctx, key, p)
+	e, ok, err := t.c.get(ctx, key, t.codec.ID())
+	if err != nil {
+		return v, false, err
 	}
 	if ok {
-		t.t.count(1, 0)
-	} else {
-		t.t.count(0, 1)
+		v, ok = t.decode(ctx, key, e.payload)
+	}
+	t.c.countOne(ok)
+	if ok {
+		t.near.publish(key, tok, v, e.h.SoftExpiry, len(e.payload))
 	}
 	return v, ok, nil
 }
@@ -95,28 +79,33 @@ func (t *Typed[T]) Set(ctx context.Context, key string, v T, ttl time.Duration) 
 	if err != nil {
 		return fmt.Errorf("cache: set %q: encode: %w", key, err)
 	}
-	return t.t.set(ctx, key, t.codec.ID(), p, ttl)
+	return t.c.set(ctx, key, t.codec.ID(), p, ttl)
 }
 
 // Delete removes keys and their load leases; see Cache.Delete.
 func (t *Typed[T]) Delete(ctx context.Context, keys ...string) error {
-	return t.t.Delete(ctx, keys...)
+	return t.c.Delete(ctx, keys...)
 }
 
 // MGet returns the hits among keys; see Cache.MGet. Values that do not decode
-// are deleted and left out.
+// are deleted and left out. Near-tier hits come first; values read from
+// Redis are not published in the near tier (the batch read does not return
+// their soft expiry): Get and GetOrSet fill it.
 func (t *Typed[T]) MGet(ctx context.Context, keys []string) (map[string]T, error) {
-	if t.c.near != nil {
-		return t.nearMGet(ctx, keys)
+	out := make(map[string]T, len(keys))
+	rest := nearValues(t.near, keys, out)
+	if len(rest) == 0 {
+		return out, nil
 	}
-	raw, failed, err := t.t.mget(ctx, keys, t.codec.ID())
-	out := make(map[string]T, len(raw))
+	raw, failed, err := t.c.mget(ctx, rest, t.codec.ID())
+	hits := 0
 	for k, p := range raw {
 		if v, ok := t.decode(ctx, k, p); ok {
 			out[k] = v
+			hits++
 		}
 	}
-	t.t.count(len(out), len(keys)-failed-len(out))
+	t.c.count(hits, len(rest)-failed-hits)
 	return out, err
 }
 
@@ -130,7 +119,7 @@ func (t *Typed[T]) MSet(ctx context.Context, items map[string]T, ttl time.Durati
 		}
 		raw[k] = p
 	}
-	return t.t.mset(ctx, raw, ttl, t.codec.ID())
+	return t.c.mset(ctx, raw, ttl, t.codec.ID())
 }
 
 // GetOrSet returns the value under key or loads, stores and returns it, with
@@ -149,28 +138,25 @@ func (t *Typed[T]) GetOrSet(ctx context.Context, key string, ttl time.Duration, 
 		}
 		return p, nil
 	}
-	var tok nearToken
-	if n := t.c.near; n != nil {
-		if v, ok := nearValue[T](n, key); ok {
-			return v, nil
-		}
-		tok = n.begin(key)
+	if v, ok := nearValue[T](t.near, key); ok {
+		return v, nil
 	}
+	tok := t.near.begin(key)
 	for attempt := 0; ; attempt++ {
-		e, err := t.t.getOrLoad(ctx, key, ttl, t.codec.ID(), load)
+		e, err := t.c.getOrLoad(ctx, key, ttl, t.codec.ID(), load)
 		if err != nil {
 			return zero, err
 		}
 		var v T
 		if err := t.codec.Unmarshal(e.payload, &v); err != nil {
-			t.t.invalid(ctx, key)
+			t.c.invalid(ctx, key)
 			if attempt == 0 {
 				continue
 			}
 			return zero, fmt.Errorf("cache: get or set %q: decode: %w", key, errors.Join(ErrCorrupt, err))
 		}
-		if n := t.c.near; n != nil && !e.stale(time.Now().UnixMilli()) {
-			n.publish(key, tok, v, e.h.SoftExpiry, len(e.payload))
+		if !e.stale(time.Now().UnixMilli()) {
+			t.near.publish(key, tok, v, e.h.SoftExpiry, len(e.payload))
 		}
 		return v, nil
 	}

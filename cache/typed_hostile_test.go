@@ -23,17 +23,17 @@ func FuzzTypedDecode(f *testing.F) {
 		codec, flags byte
 		payload      []byte
 	}{
-		{CodecJSON, 0, js}, {CodecMsgpack, 0, mp}, {CodecMsgpack, 0, big},
-		{CodecJSON, flagCompressed, compressTo(nil, js)},
-		{CodecMsgpack, flagCompressed, compressTo(nil, big)},
-		{CodecJSON, 0, []byte(`{"id":1e400,"name":"\ud800"}`)},
-		{CodecJSON, 0, []byte(`[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[`)},
-		{CodecMsgpack, 0, []byte{0xdd, 0xff, 0xff, 0xff, 0xff}}, // array32 of 4G elements
-		{CodecMsgpack, 0, []byte{0xdf, 0xff, 0xff, 0xff, 0xff}}, // map32 of 4G entries
-		{CodecMsgpack, 0, []byte{0xdb, 0xff, 0xff, 0xff, 0xff}}, // str32 of 4 GB
-		{CodecMsgpack, 0, []byte{0xc6, 0x7f, 0xff, 0xff, 0xff}}, // bin32 of 2 GB
-		{CodecMsgpack, 0, []byte{0xc7, 0x05, 0xff, 0, 0, 0, 0}}, // timestamp ext
-		{CodecMsgpack, flagNegative, nil}, {CodecJSON, flagLease, []byte("tok")}, {CodecJSON, 0xff, nil},
+		{codecJSON, 0, js}, {codecMsgpack, 0, mp}, {codecMsgpack, 0, big},
+		{codecJSON, flagCompressed, compressTo(nil, js)},
+		{codecMsgpack, flagCompressed, compressTo(nil, big)},
+		{codecJSON, 0, []byte(`{"id":1e400,"name":"\ud800"}`)},
+		{codecJSON, 0, []byte(`[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[`)},
+		{codecMsgpack, 0, []byte{0xdd, 0xff, 0xff, 0xff, 0xff}}, // array32 of 4G elements
+		{codecMsgpack, 0, []byte{0xdf, 0xff, 0xff, 0xff, 0xff}}, // map32 of 4G entries
+		{codecMsgpack, 0, []byte{0xdb, 0xff, 0xff, 0xff, 0xff}}, // str32 of 4 GB
+		{codecMsgpack, 0, []byte{0xc6, 0x7f, 0xff, 0xff, 0xff}}, // bin32 of 2 GB
+		{codecMsgpack, 0, []byte{0xc7, 0x05, 0xff, 0, 0, 0, 0}}, // timestamp ext
+		{codecMsgpack, flagNegative, nil}, {codecJSON, flagLease, []byte("tok")}, {codecJSON, 0xff, nil},
 	} {
 		f.Add(s.codec, s.flags, s.payload)
 	}
@@ -131,15 +131,15 @@ func TestPlantedMsgpackBomb(t *testing.T) {
 		ctx := ctxT(t)
 		c := newCache(t, tp.rdb, Options{})
 		list := NewTyped[[]user](c, MsgpackCodec{})
-		bomb := []byte{headerMagic, formatVersion, CodecMsgpack, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xdd, 0xff, 0xff, 0xff, 0xff}
+		bomb := []byte{headerMagic, formatVersion, codecMsgpack, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xdd, 0xff, 0xff, 0xff, 0xff}
 		if err := tp.rdb.Set(ctx, c.key("users"), bomb, time.Minute).Err(); err != nil {
 			t.Fatal(err)
 		}
 		if v, ok, err := list.Get(ctx, "users"); ok || err != nil {
 			t.Fatalf("Get of the bomb = %d users, %v, %v; want a miss", len(v), ok, err)
 		}
-		if c.Counters().DecodeFailures != 1 {
-			t.Fatalf("DecodeFailures = %d, want 1", c.Counters().DecodeFailures)
+		if c.LocalStats().DecodeFailures != 1 {
+			t.Fatalf("DecodeFailures = %d, want 1", c.LocalStats().DecodeFailures)
 		}
 	})
 }

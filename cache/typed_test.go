@@ -41,7 +41,7 @@ func TestTypedRoundTripBothCodecs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			h, _, err := DecodeHeader(raw)
+			h, _, err := decodeHeader(raw)
 			if err != nil || h.Codec != tc.codec.ID() || h.Version != 1 {
 				t.Fatalf("stored header %+v, %v", h, err)
 			}
@@ -59,16 +59,16 @@ func TestDecodeFailuresAreCountedDeletedAndMisses(t *testing.T) {
 		if err := mp.Set(ctx, "other-codec", user{1, "x"}, time.Minute); err != nil {
 			t.Fatal(err)
 		}
-		future := appendHeader(nil, Header{Codec: CodecJSON})
+		future := appendHeader(nil, valueHeader{Codec: codecJSON})
 		future[1] = 2 // a format version from a later release
 		future = append(future, `{"id":1}`...)
-		badJSON := append(appendHeader(nil, Header{Codec: CodecJSON}), `{"id":"not a number"`...)
+		badJSON := append(appendHeader(nil, valueHeader{Codec: codecJSON}), `{"id":"not a number"`...)
 		for k, v := range map[string][]byte{
 			"no-header":   []byte(`{"id":1,"name":"legacy"}`),
 			"future":      future,
 			"bad-payload": badJSON,
 			"truncated":   {0xCA, 1, 1},
-			"bad-flate":   append(appendHeader(nil, Header{Codec: CodecJSON, Compressed: true}), 0xff, 0xfe),
+			"bad-flate":   append(appendHeader(nil, valueHeader{Codec: codecJSON, Compressed: true}), 0xff, 0xfe),
 		} {
 			if err := tp.rdb.Set(ctx, c.key(k), v, time.Minute).Err(); err != nil {
 				t.Fatal(err)
@@ -84,7 +84,7 @@ func TestDecodeFailuresAreCountedDeletedAndMisses(t *testing.T) {
 				t.Fatalf("%q not deleted after a decode failure", k)
 			}
 		}
-		if st := c.Counters(); st.DecodeFailures != uint64(len(keys)) || st.Hits != 0 || st.Misses != uint64(len(keys)) {
+		if st := c.LocalStats(); st.DecodeFailures != uint64(len(keys)) || st.Hits != 0 || st.Misses != uint64(len(keys)) {
 			t.Fatalf("counters %+v", st)
 		}
 		// GetOrSet over a corrupt value reloads it.
@@ -114,12 +114,12 @@ func TestCompressionAboveThreshold(t *testing.T) {
 			t.Fatal(err)
 		}
 		raw := tp.rdb.Get(ctx, c.key("big")).Val()
-		h, _, err := DecodeHeader([]byte(raw))
+		h, _, err := decodeHeader([]byte(raw))
 		if err != nil || !h.Compressed || len(raw) >= len(big)/4 {
 			t.Fatalf("big stored as %d bytes, header %+v, %v", len(raw), h, err)
 		}
 		rawSmall := tp.rdb.Get(ctx, c.key("small")).Val()
-		if h, _, _ := DecodeHeader([]byte(rawSmall)); h.Compressed {
+		if h, _, _ := decodeHeader([]byte(rawSmall)); h.Compressed {
 			t.Fatal("small value compressed")
 		}
 		if v, ok, err := c.Get(ctx, "big"); err != nil || !ok || !bytes.Equal(v, big) {

@@ -40,7 +40,7 @@ type ClientStats interface {
 
 // CacheCounters is what NewCacheCollector reads; *cache.Cache has it.
 type CacheCounters interface {
-	Counters() cache.Stats
+	LocalStats() cache.Stats
 }
 
 // SessionStats is what NewSessionCollector reads; *session.Store has it.
@@ -201,7 +201,7 @@ func NewCacheCollector(name string, src CacheCounters) prometheus.Collector {
 func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
 
 func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.src.Counters()
+	s := c.src.LocalStats()
 	counter := func(d *prometheus.Desc, v float64) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, c.labels...)
 	}

@@ -326,7 +326,7 @@ func (a *app) sample(ctx context.Context, prev *sampleState) {
 	s.Client.Pool.InUse = st.Pool.TotalConns - min(st.Pool.IdleConns, st.Pool.TotalConns)
 	s.Client.Retries, s.Client.Ambiguous = st.Retries, st.Ambiguous
 
-	cs := a.cache.Counters()
+	cs := a.cache.LocalStats()
 	s.Cache.Hits, s.Cache.Misses, s.Cache.Loads, s.Cache.DedupLoads = cs.Hits, cs.Misses, cs.Loads, cs.DedupLoads
 	s.Cache.LoadErrors, s.Cache.StaleServed, s.Cache.LeaseWaits, s.Cache.DecodeFailures = cs.LoaderErrors, cs.StaleServed, cs.LeaseWaits, cs.DecodeFailures
 

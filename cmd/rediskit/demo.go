@@ -166,7 +166,7 @@ func (a *app) demoSlow(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var loaded atomic.Bool
-	before := a.cache.Counters().StaleServed
+	before := a.cache.LocalStats().StaleServed
 	start := time.Now()
 	v, err := a.cache.GetOrSet(r.Context(), "slow:"+item, 20*time.Second, func(ctx context.Context) ([]byte, error) {
 		loaded.Store(true)
@@ -185,7 +185,7 @@ func (a *app) demoSlow(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case loaded.Load():
 		outcome = "miss"
-	case a.cache.Counters().StaleServed > before:
+	case a.cache.LocalStats().StaleServed > before:
 		// Another request may have been served stale at the same moment; on
 		// a demo's traffic the counter tells this one apart well enough.
 		outcome = "stale"

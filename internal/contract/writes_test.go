@@ -346,7 +346,7 @@ var cacheWrites = []writeCase{
 			return nil
 		},
 		run: func(ctx context.Context, f *fixture, _ any) (any, error) {
-			return f.cache.ClearPattern(ctx, cache.Prefix("{c}"))
+			return f.cache.Clear(ctx, cache.Prefix("{c}"), cache.ClearOptions{})
 		},
 		check: func(t *testing.T, ctx context.Context, f *fixture, _, _ any) {
 			for _, k := range []string{"{c}1", "{c}2"} {

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/rediskit/rediskit/cache"
+	"github.com/rediskit/rediskit/internal/cachefmt"
 	"github.com/rediskit/rediskit/session"
 )
 
@@ -142,7 +143,7 @@ func auditIndexes(ctx context.Context, rdb redis.UniversalClient, prefix string,
 // LeaseAudit counts the stampede leases left in a cache namespace.
 type LeaseAudit struct {
 	// Keys is the number of keys scanned; Markers the values that are lease
-	// markers (cache.Header.Lease); LeaseKeys the separate "#lease{" keys of
+	// markers (cachefmt.Header.Lease); LeaseKeys the separate "#lease{" keys of
 	// refreshes; NoTTL those of either kind without an expiry.
 	Keys, Markers, LeaseKeys, NoTTL int
 }
@@ -174,7 +175,7 @@ func AuditLeases(ctx context.Context, rdb redis.UniversalClient, ns string) (Lea
 			if err != nil {
 				return a, fmt.Errorf("audit: get: %w", err)
 			}
-			h, _, err := cache.DecodeHeader([]byte(v))
+			h, _, err := cachefmt.Decode([]byte(v))
 			if err != nil || !h.Lease {
 				continue // a counter, or a value
 			}

@@ -1,0 +1,184 @@
+package cache
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/rediskit/rediskit/retry"
+)
+
+// Lease protocol. A load owns its key through a lease; the owner proves it
+// with a token when it stores the result:
+//
+//	miss     GetOrSet reads with SET key <lease marker> NX PX leaseTTL GET: one
+//	         plain command that returns the value, or another load's lease
+//	         marker, or nil — then the marker (a value header with the lease
+//	         flag and our token as payload) is stored and we own the key.
+//	refresh  when a stale value must stay readable, the lease is a separate
+//	         key (Cache.leaseKey, in the value's slot) taken by scriptAcquire.
+//	commit   only if the lease (the marker in the value key, or the lease
+//	         key) still holds our proof: SET value, DEL the lease key, PUBLISH
+//	         the event. Otherwise nothing — a Delete removed the lease, or it
+//	         expired and another process took over: the load's result goes to
+//	         its callers but is not stored.
+//	release  only if the lease holds our proof: DEL it, PUBLISH the event
+//	         (none when a lease taken in a race is handed back unused).
+//
+// Waiters and owners. Delete removes the marker with the value (and the
+// lease key), so a load running during a Delete cannot write its outdated
+// result back. A process waiting for another's lease is woken by the commit's
+// or release's event on the Cache's one Pub/Sub subscription (hub.go; it is
+// confirmed before the waiter re-checks, so no event is missed), polls every
+// Options.LeasePoll in case an event was lost, and takes the lease over when
+// its owner died and it expired; its wait is bounded by LeaseTTL +
+// LoadTimeout (leaseWait). A loader error or panic releases the lease with a
+// failure event: waiters elsewhere get ErrRemoteLoad, local ones the error.
+//
+// Every one of these is safe to re-send, so the client's retries and the
+// auto-pipeliner may repeat them (see "Writes and lost replies" in doc.go):
+// an acquisition finding our own proof counts as acquired, and a commit or
+// release finds its proof gone after its first run and does nothing. An
+// acquisition whose outcome stays unknown is handed back (lostAcquire).
+var (
+	scriptAcquire = retry.NewScript(`
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1} end
+if redis.call('GET', KEYS[1]) == ARGV[1] then return {1} end
+return {2, redis.call('PTTL', KEYS[1])}`)
+
+	scriptCommit = retry.NewScript(`
+local lk = KEYS[2] or KEYS[1]
+if redis.call('GET', lk) ~= ARGV[1] then return 0 end
+if ARGV[3] == '0' then
+  redis.call('SET', KEYS[1], ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+end
+if KEYS[2] then redis.call('DEL', KEYS[2]) end
+redis.call('PUBLISH', ARGV[4], ARGV[5] .. KEYS[1])
+return 1`)
+
+	scriptRelease = retry.NewScript(`
+local lk = KEYS[2] or KEYS[1]
+if redis.call('GET', lk) ~= ARGV[1] then return 0 end
+redis.call('DEL', lk)
+if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], ARGV[3] .. KEYS[1]) end
+return 1`)
+)
+
+// lease is a lease this process owns: the keys of the commit and release
+// scripts ([value key] for a marker, [value key, lease key] otherwise) and
+// the proof they compare with the stored lease.
+type lease struct {
+	keys  []string
+	proof []byte
+}
+
+// acquireMarker tries to take the lease of a missing key by storing a lease
+// marker in it. It returns the stored value when there is one (a value or
+// another load's marker), or acquired = true and our marker, the proof of
+// the lease.
+func (c *Cache) acquireMarker(ctx context.Context, rk string) (old string, acquired bool, marker []byte, err error) {
+	marker = c.appendToken(appendHeader(make([]byte, 0, headerLen+len(c.tokenPrefix)+13), valueHeader{Lease: true}))
+	// SET NX GET is not idempotent in general; with our unique marker it
+	// is (a re-sent SET finds our own marker), so it is sent Repeatable
+	// and a rediskit.Client's hook may re-send it to a definite answer.
+	cmd := redis.NewStringCmd(ctx, "set", rk, marker, "px", c.leaseMsArg, "nx", "get")
+	_ = c.reader.Process(ctx, retry.Repeatable(cmd))
+	old, err = cmd.Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return "", true, marker, nil
+	case err != nil:
+		return "", false, marker, err // the marker, for lostAcquire
+	case old == string(marker): // our own SET, re-sent
+		return "", true, marker, nil
+	}
+	return old, false, nil, nil
+}
+
+// acquireLeaseKey tries to take l in its lease key (l.keys[1]). When another
+// load holds it, it returns the lease's remaining time in ms, if known.
+func (c *Cache) acquireLeaseKey(ctx context.Context, l lease) (acquired bool, pttl int64, err error) {
+	res, err := scriptAcquire.RunRepeatable(ctx, c.reader, l.keys[1:], l.proof, c.opt.LeaseTTL.Milliseconds()).Slice()
+	if err != nil {
+		return false, 0, err
+	}
+	if status, _ := res[0].(int64); status == 1 {
+		return true, 0, nil
+	}
+	if len(res) > 1 {
+		pttl, _ = res[1].(int64)
+	}
+	return false, pttl, nil
+}
+
+// commit stores value for ttl (0 = no expiry) if lease l is still ours, and
+// tells the key's waiters (evStored).
+func (c *Cache) commit(l lease, value []byte, ttl time.Duration) {
+	_ = scriptCommit.RunRepeatable(c.life.settle, c.reader, l.keys, l.proof, value, ttl.Milliseconds(), c.channelArg, evArg(evStored)).Err()
+}
+
+// release drops lease l if it is still ours and tells the key's waiters ev.
+func (c *Cache) release(l lease, ev byte) {
+	_ = scriptRelease.RunRepeatable(c.life.settle, c.reader, l.keys, l.proof, c.channelArg, evArg(ev)).Err()
+}
+
+// evArg returns lease event ev as a script argument, boxed without an
+// allocation.
+func evArg(ev byte) any {
+	switch ev {
+	case evStored:
+		return string(evStored)
+	case evFailed:
+		return string(evFailed)
+	case evReleased:
+		return string(evReleased)
+	}
+	return string(evNotFound)
+}
+
+// unavailable reports whether a GetOrSet that met err answers as with Redis
+// unavailable (degrade): the server is unreachable, or a lease command's
+// reply was lost (handed back by lostAcquire).
+func unavailable(err error) bool {
+	return retry.IsUnavailable(err) || errors.Is(err, retry.ErrAmbiguous)
+}
+
+// lostAcquire handles an error of a lease acquisition. When err does not
+// prove that the command did not run (a lost reply the client did not
+// re-send), the lease may be ours: it is handed back by the conditional
+// release (nothing happens if it is not ours) and waiters are told to
+// re-check. It returns err, marked ambiguous in that case.
+func (c *Cache) lostAcquire(l lease, err error) error {
+	err = retry.Ambiguous("set", err)
+	if errors.Is(err, retry.ErrAmbiguous) && l.proof != nil {
+		c.release(l, evReleased)
+	}
+	return err
+}
+
+// releaseQuietly gives back a lease this call took but will not use.
+func (c *Cache) releaseQuietly(l lease) {
+	_ = scriptRelease.RunRepeatable(c.life.settle, c.reader, l.keys, l.proof, "", "").Err()
+}
+
+// newToken returns a lease owner token unique across processes: a random
+// per-Cache prefix (128 bits from crypto/rand) and a counter. Lease tokens
+// name an owner; they guard no data, so they need not be secret.
+func (c *Cache) newToken() []byte { return c.appendToken(nil) }
+
+func (c *Cache) appendToken(b []byte) []byte {
+	return strconv.AppendUint(append(b, c.tokenPrefix...), c.tokenSeq.Add(1), 36)
+}
+
+func randomPrefix() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b[:]) + ":"
+}
