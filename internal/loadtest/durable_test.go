@@ -38,6 +38,8 @@ func TestSentinelDurableSessions(t *testing.T) {
 	client, err := rediskit.Open(ctx, clientConfig(rediskit.Config{
 		MasterName: s.MasterName, SentinelAddrs: s.SentinelAddrs(),
 		BreakerThreshold: -1, // this test counts every write's outcome itself
+		// and every round trip: no health PING may take the connection.
+		HealthCheckInterval: -1,
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -72,6 +74,11 @@ func TestSentinelDurableSessions(t *testing.T) {
 
 	if err := durable.Preload(ctx); err != nil {
 		t.Fatal(err)
+	}
+	// The first pipeline dials go-redis's pipeline pool, and the handshake
+	// passes through the hooks: dial it before counting.
+	if _, nd := create(durable, 1); nd != 0 {
+		t.Fatal("warm-up create not durable")
 	}
 	// Replicated: every durable create is acknowledged, each in one round
 	// trip (the script and its WAIT in one pipeline).
