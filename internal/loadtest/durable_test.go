@@ -31,10 +31,11 @@ import (
 func TestSentinelDurableSessions(t *testing.T) {
 	parallelIfQuick(t)
 	ctx := context.Background()
-	s := redistest.StartSentinel(t)
-	// Never alongside a run: runs count the whole process's goroutines.
+	// Never alongside a run, its set-up included: runs count the whole
+	// process's goroutines.
 	runMu.Lock()
 	defer runMu.Unlock()
+	s := redistest.StartSentinel(t)
 	client, err := rediskit.Open(ctx, clientConfig(rediskit.Config{
 		MasterName: s.MasterName, SentinelAddrs: s.SentinelAddrs(),
 		BreakerThreshold: -1, // this test counts every write's outcome itself
@@ -210,10 +211,11 @@ func TestDurableOptions(t *testing.T) {
 func TestClusterDurableSessions(t *testing.T) {
 	parallelIfQuick(t)
 	ctx := context.Background()
-	cl := redistest.StartCluster(t, redistest.WithReplicas(1))
-	// Never alongside a run: runs count the whole process's goroutines.
+	// Never alongside a run, its set-up included: runs count the whole
+	// process's goroutines.
 	runMu.Lock()
 	defer runMu.Unlock()
+	cl := redistest.StartCluster(t, redistest.WithReplicas(1))
 	rec := &durablePipes{}
 	cc := cl.Client(t, func(o *redis.ClusterOptions) {
 		o.NewClient = func(opt *redis.Options) *redis.Client {

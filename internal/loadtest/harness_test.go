@@ -68,6 +68,15 @@ var (
 	runMu sync.Mutex
 )
 
+// deploy runs start (a deployment's set-up) while no run is going: the
+// servers and clients of a parallel test starting during a run would count
+// as that run's goroutines.
+func deploy[T any](start func() T) T {
+	runMu.Lock()
+	defer runMu.Unlock()
+	return start()
+}
+
 func sessionOptions(run int64) session.Options {
 	return session.Options{Prefix: fmt.Sprintf("lt%d:s:", run), IdleTimeout: 10 * time.Minute, UserKey: []byte("loadtest user key")}
 }

@@ -215,7 +215,7 @@ func TestSentinelFailoverDurable(t *testing.T) {
 
 func sentinelFailover(t *testing.T, durable bool) {
 	parallelIfQuick(t)
-	s := redistest.StartSentinel(t)
+	s := deploy(func() *redistest.Sentinel { return redistest.StartSentinel(t) })
 	w := newWatch(s)
 	kills := pick(1, 3)
 	var risk atRisk
@@ -479,19 +479,23 @@ func awaitReplica(s *redistest.Sentinel) error {
 // returns an error — then a master is killed and its replica promoted.
 func TestCluster(t *testing.T) {
 	parallelIfQuick(t)
-	c := redistest.StartCluster(t, redistest.WithReplicas(1))
-	// A replica that never finished its first sync refuses to fail over:
-	// wait for every link, without the default 5 s diskless-sync delay.
-	for _, m := range c.Masters {
-		if _, err := m.Do(context.Background(), "CONFIG", "SET", "repl-diskless-sync-delay", "0"); err != nil {
-			t.Fatal(err)
+	c := deploy(func() *redistest.Cluster {
+		c := redistest.StartCluster(t, redistest.WithReplicas(1))
+		// A replica that never finished its first sync refuses to fail
+		// over: wait for every link, without the default 5 s
+		// diskless-sync delay.
+		for _, m := range c.Masters {
+			if _, err := m.Do(context.Background(), "CONFIG", "SET", "repl-diskless-sync-delay", "0"); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	for _, r := range c.Replicas {
-		if err := awaitLink(r); err != nil {
-			t.Fatal(err)
+		for _, r := range c.Replicas {
+			if err := awaitLink(r); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
+		return c
+	})
 	cfg := rediskit.Config{ClusterAddrs: c.Addrs()}
 	peek := func() redis.UniversalClient { return redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()}) }
 
