@@ -193,6 +193,7 @@ func newUniversal(cfg Config) redis.UniversalClient {
 	case Sentinel:
 		o.Addrs, o.MasterName, o.DB = cfg.SentinelAddrs, cfg.MasterName, cfg.DB
 		o.SentinelUsername, o.SentinelPassword = cfg.SentinelUsername, cfg.SentinelPassword
+		o.Dialer = newMasterGuard(cfg, o.Dialer).Dial // see sentinel_guard.go
 	default:
 		o.Addrs, o.DB = []string{cfg.Addr}, cfg.DB
 	}

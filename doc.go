@@ -32,6 +32,14 @@
 //     re-read the slot map at once (go-redis alone waits up to a minute), so
 //     a promoted replica takes over its master's slots within a retry.
 //
+// On Sentinel, every new connection is checked before go-redis uses it: a
+// sentinel must name its address as the master with no failover in
+// progress, and the node must answer ROLE as master; otherwise the dial
+// fails with ErrNotMaster (transient, never applied), so no command reaches
+// an old master restarted empty or a node being failed over
+// (TestSentinelGuardRefusesRestartedOldMaster). The check costs a query to
+// a sentinel and a short-lived second connection per new connection.
+//
 // Health answers from the report of a background checker that PINGs every
 // node each Config.HealthCheckInterval, so a health endpoint costs Redis
 // nothing. Stats adds an INFO digest of every master to the client-side

@@ -312,7 +312,14 @@ func (t *tracker) onConnect(ctx context.Context, cn *redis.Conn) error {
 		}
 		return fmt.Errorf("cache: near tier: arm tracking: %w", err)
 	}
-	if info, err := cn.Info(ctx, "server").Result(); err == nil {
+	info, err := cn.Info(ctx, "server", "replication").Result()
+	if err == nil && isFailover(t.n.c.rdb) && !strings.Contains(info, "role:master") {
+		// A Sentinel client's dialer follows the sentinels' answer, which
+		// can name a node that is no longer the master: tracking it would
+		// report none of the writes.
+		return errors.New("cache: near tier: the node reached is not a master")
+	}
+	if err == nil {
 		if r := runID(info); r != "" {
 			t.runID.Store(&r)
 		}

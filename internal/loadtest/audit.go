@@ -201,12 +201,15 @@ type CounterAudit struct {
 	// increment applied twice. Lost counts counters below the acknowledged
 	// calls: an acknowledged increment that is gone.
 	Doubled, Lost int
+	// LostCalls sums, over the counters below their acknowledged calls,
+	// how far below they are: the acknowledged increments that are gone.
+	LostCalls int64
 }
 
 // String summarises the audit for a report.
 func (a CounterAudit) String() string {
-	return fmt.Sprintf("applied %d, acknowledged %d, ambiguous %d; counters doubled %d, lost %d",
-		a.Applied, a.Acked, a.Ambiguous, a.Doubled, a.Lost)
+	return fmt.Sprintf("applied %d, acknowledged %d, ambiguous %d; counters doubled %d, lost %d (%d acknowledged calls gone)",
+		a.Applied, a.Acked, a.Ambiguous, a.Doubled, a.Lost, a.LostCalls)
 }
 
 // AuditCounters reads every counter through c (a cache with the workload's
@@ -228,6 +231,7 @@ func AuditCounters(ctx context.Context, c *cache.Cache, d *Driver) (CounterAudit
 		}
 		if applied < cl.Acked {
 			a.Lost++
+			a.LostCalls += cl.Acked - applied
 		}
 	}
 	return a, nil

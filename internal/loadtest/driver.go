@@ -408,6 +408,16 @@ func (d *Driver) do(ctx context.Context, k Kind, rng *rand.Rand) {
 	d.observe(k, out, done)
 }
 
+// Count returns how many operations of kind k have ended with outcome out
+// so far; it may be called while Run runs (the Sentinel scenario counts the
+// writes acknowledged around each kill).
+func (d *Driver) Count(k Kind, out Outcome) int64 {
+	if k < 0 || k >= NumKinds || out < 0 || out >= NumOutcomes {
+		return 0
+	}
+	return d.kinds[k].outcomes[out].Load()
+}
+
 func storeMax(v *atomic.Int64, x int64) {
 	for {
 		cur := v.Load()

@@ -31,13 +31,16 @@ import (
 func TestSentinelDurableSessions(t *testing.T) {
 	parallelIfQuick(t)
 	ctx := context.Background()
-	s := redistest.StartSentinel(t)
-	// Never alongside a run: runs count the whole process's goroutines.
+	// Never alongside a run, its set-up included: runs count the whole
+	// process's goroutines.
 	runMu.Lock()
 	defer runMu.Unlock()
+	s := redistest.StartSentinel(t)
 	client, err := rediskit.Open(ctx, clientConfig(rediskit.Config{
 		MasterName: s.MasterName, SentinelAddrs: s.SentinelAddrs(),
 		BreakerThreshold: -1, // this test counts every write's outcome itself
+		// and every round trip: no health PING may take the connection.
+		HealthCheckInterval: -1,
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -72,6 +75,11 @@ func TestSentinelDurableSessions(t *testing.T) {
 
 	if err := durable.Preload(ctx); err != nil {
 		t.Fatal(err)
+	}
+	// The first pipeline dials go-redis's pipeline pool, and the handshake
+	// passes through the hooks: dial it before counting.
+	if _, nd := create(durable, 1); nd != 0 {
+		t.Fatal("warm-up create not durable")
 	}
 	// Replicated: every durable create is acknowledged, each in one round
 	// trip (the script and its WAIT in one pipeline).
@@ -203,10 +211,11 @@ func TestDurableOptions(t *testing.T) {
 func TestClusterDurableSessions(t *testing.T) {
 	parallelIfQuick(t)
 	ctx := context.Background()
-	cl := redistest.StartCluster(t, redistest.WithReplicas(1))
-	// Never alongside a run: runs count the whole process's goroutines.
+	// Never alongside a run, its set-up included: runs count the whole
+	// process's goroutines.
 	runMu.Lock()
 	defer runMu.Unlock()
+	cl := redistest.StartCluster(t, redistest.WithReplicas(1))
 	rec := &durablePipes{}
 	cc := cl.Client(t, func(o *redis.ClusterOptions) {
 		o.NewClient = func(opt *redis.Options) *redis.Client {

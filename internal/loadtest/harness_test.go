@@ -68,6 +68,15 @@ var (
 	runMu sync.Mutex
 )
 
+// deploy runs start (a deployment's set-up) while no run is going: the
+// servers and clients of a parallel test starting during a run would count
+// as that run's goroutines.
+func deploy[T any](start func() T) T {
+	runMu.Lock()
+	defer runMu.Unlock()
+	return start()
+}
+
 func sessionOptions(run int64) session.Options {
 	return session.Options{Prefix: fmt.Sprintf("lt%d:s:", run), IdleTimeout: 10 * time.Minute, UserKey: []byte("loadtest user key")}
 }
@@ -101,6 +110,8 @@ type scenario struct {
 	check func(t *testing.T, r *loadtest.Result)
 	// onBreaker counts breaker transitions, if set.
 	onBreaker func(from, to rediskit.BreakerState)
+	// onClient sees the workload's client before the load starts, if set.
+	onClient func(*rediskit.Client)
 }
 
 // run runs s and checks what every scenario must satisfy: no panic, no
@@ -130,6 +141,9 @@ func run(t *testing.T, s scenario) *loadtest.Result {
 	client, err := rediskit.Open(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if s.onClient != nil {
+		s.onClient(client)
 	}
 	store, err := session.New(client.Redis(), sopts)
 	if err != nil {
@@ -205,6 +219,7 @@ func run(t *testing.T, s scenario) *loadtest.Result {
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.SessionAudit, r.CounterAudit = sa, ca
 	r.Notes = append(r.Notes,
 		"sessions audit: "+sa.String(),
 		"counters audit: "+ca.String(),

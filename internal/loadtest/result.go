@@ -63,6 +63,8 @@ type Result struct {
 	GoroutinesBefore, GoroutinesAfter int
 	HeapBefore, HeapAfter             uint64
 	BreakerOpens, BreakerRejected     uint64
+	SessionAudit                      SessionAudit
+	CounterAudit                      CounterAudit
 	Command                           string
 	Notes                             []string
 }

@@ -78,7 +78,9 @@ type Server struct {
 }
 
 // Start starts a server with no persistence (unless Args turn it on) on a
-// free loopback port and waits until it answers PING.
+// free loopback port and waits until it answers PING. Without persistence a
+// restarted server comes back empty: the RDB files of replication are
+// deleted once loaded (rdb-del-sync-files).
 func Start(cfg Config) (*Server, error) {
 	bin := cfg.Bin
 	if bin == "" {
@@ -116,6 +118,12 @@ func Start(cfg Config) (*Server, error) {
 			"--dir", cfg.Dir,
 			"--save", "",
 			"--appendonly", "no",
+			// A replica writes the RDB of each full sync into its dir
+			// even without persistence, and a restart would load it:
+			// the node would come back stale, not empty. (The nodes of a
+			// deployment share one Dir: it would even load another
+			// node's file.)
+			"--rdb-del-sync-files", "yes",
 			"--logfile", s.logPath,
 			"--daemonize", "no",
 		)

@@ -21,7 +21,7 @@ import (
 const MasterName = "rediskit"
 
 // Sentinel is a master, one replica and one sentinel watching them with a
-// quorum of 1 and a 1 s down-after, so a failover takes a few seconds.
+// quorum of 1 and a 1.5 s down-after, so a failover takes a few seconds.
 // Failover swaps Master and Replica; a test that fails over owns its setup
 // (StartSentinel), never the shared one.
 type Sentinel struct {
@@ -77,26 +77,36 @@ func StartSentinel(t testing.TB, opts ...SentinelOption) *Sentinel {
 
 func startSentinel(dir string, cfg sentinelConfig) (*Sentinel, error) {
 	s := &Sentinel{MasterName: MasterName, tls: cfg.tls}
+	// A replica's full sync starts at once, not after the default 5 s wait
+	// for more replicas: the window in which a restarted node is an empty
+	// replica is as short as it can be.
 	var tlsArgs []string
 	if cfg.tls != nil {
 		tlsArgs = append(append(tlsArgs, cfg.tlsArgs...), "--tls-replication", "yes")
 	}
-	master, err := redisproc.Start(redisproc.Config{Dir: dir, TLS: cfg.tls, Args: tlsArgs})
+	nodeArgs := append([]string{"--repl-diskless-sync-delay", "0"}, tlsArgs...)
+	master, err := redisproc.Start(redisproc.Config{Dir: dir, TLS: cfg.tls, Args: nodeArgs})
 	if err != nil {
 		return s, err
 	}
 	s.Master = &Server{master}
 	replica, err := redisproc.Start(redisproc.Config{Dir: dir, TLS: cfg.tls, Args: append([]string{
 		"--replicaof", "127.0.0.1", strconv.Itoa(master.Port),
-	}, tlsArgs...)})
+	}, nodeArgs...)})
 	if err != nil {
 		return s, err
 	}
 	s.Replica = &Server{replica}
 	// Sentinel rewrites its config file, so each gets its own.
 	conf := filepath.Join(dir, fmt.Sprintf("sentinel-%d.conf", s.Master.Port))
+	// down-after must exceed the sentinel's ping period (1 s): at 1000 ms
+	// a sentinel that had just switched to a new master flagged it down
+	// about 1.0 s after the switch, before its first PING on the new link
+	// was answered, and failed over again — to the restarted old master,
+	// which the real master then resynchronised from, losing its data
+	// (docs/RELIABILITY.md, "Sentinel: what went wrong").
 	body := fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d 1\n"+
-		"sentinel down-after-milliseconds %[1]s 1000\n"+
+		"sentinel down-after-milliseconds %[1]s 1500\n"+
 		"sentinel failover-timeout %[1]s 5000\n"+
 		"sentinel parallel-syncs %[1]s 1\n", MasterName, s.Master.Port)
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
@@ -131,7 +141,8 @@ func (s *Sentinel) waitReplicaKnown(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("redistest: sentinel never saw the replica: %v (%w)", err, ctx.Err())
+			return fmt.Errorf("redistest: sentinel never saw an in-sync replica: %v (%w); now: %s",
+				err, ctx.Err(), s.Describe(context.Background()))
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -207,7 +218,7 @@ func (s *Sentinel) AwaitMaster(t testing.TB, addr string) {
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("redistest: %s never became master (sentinel says %q, %v)", addr, cur, err)
+			t.Fatalf("redistest: %s never became master within 30 s; now: %s", addr, s.Describe(context.Background()))
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
