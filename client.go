@@ -30,6 +30,7 @@ type Client struct {
 	rdb      redis.UniversalClient
 	retry    *retry.Hook
 	breakers *breakers
+	deadline *deadlineCounts // nil with Config.DisableContextTimeout
 	counters counters
 	health   *healthChecker
 
@@ -68,6 +69,7 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 	c.rdb.AddHook(statsHook{c})
 	c.retry.Install(c.rdb)
 	c.breakers.install(c.rdb)
+	c.deadline = installDeadlines(c.rdb, cfg) // innermost: sees every attempt's raw outcome
 	if cc, ok := c.rdb.(*redis.ClusterClient); ok {
 		cc.AddHook(topologyHook{cc})
 	}
@@ -186,6 +188,8 @@ func newUniversal(cfg Config) redis.UniversalClient {
 		MinIdleConns:    cfg.MinIdleConns,
 		ConnMaxIdleTime: cfg.ConnMaxIdleTime,
 		ConnMaxLifetime: cfg.ConnMaxLifetime,
+
+		ContextTimeoutEnabled: !cfg.DisableContextTimeout,
 	}
 	switch cfg.Mode() {
 	case Cluster:

@@ -99,7 +99,11 @@ type Config struct {
 	TLSConfig *tls.Config
 
 	// PoolSize is the maximum number of connections per node. Default
-	// 10 per GOMAXPROCS.
+	// 10 per GOMAXPROCS on standalone and Sentinel, 5 per GOMAXPROCS on each
+	// node of a Cluster: go-redis's own defaults for Client and
+	// ClusterClient. A Cluster spreads the same goroutines over several
+	// masters, so each node needs fewer connections, and a bigger pool only
+	// lets more WATCH transactions on a hot key run at once and conflict.
 	PoolSize int
 	// MinIdleConns is the number of idle connections kept open per node.
 	// Default 0.
@@ -120,6 +124,17 @@ type Config struct {
 	// KeepAlive is the TCP keep-alive period. Default 5 min; -1 turns TCP
 	// keep-alive off.
 	KeepAlive time.Duration
+
+	// DisableContextTimeout stops rediskit from honouring context deadlines
+	// on the socket (go-redis Options.ContextTimeoutEnabled = false): a
+	// command then waits for its reply up to ReadTimeout (for a blocking
+	// command, up to its own timeout) whatever its context says. Default
+	// false: a command returns by its context's deadline, blocking ones
+	// included, with an error matching context.DeadlineExceeded, and a
+	// blocking pop is given a server-side timeout that ends before the
+	// deadline, so no element is popped without reaching the caller (see
+	// the package documentation, "Deadlines").
+	DisableContextTimeout bool
 
 	// Retry is the policy for commands that are safe to repeat (see package
 	// retry): default 3 attempts, backoff from 8 ms up to 512 ms.
@@ -158,13 +173,24 @@ func (c Config) Mode() Mode {
 	return Standalone
 }
 
+// DefaultPoolSize is the PoolSize used when Config.PoolSize is zero: go-redis's
+// defaults, 10 connections per GOMAXPROCS for a standalone or Sentinel
+// client and 5 per GOMAXPROCS on each node of a Cluster (whose load is
+// spread over its masters).
+func DefaultPoolSize(m Mode) int {
+	if m == Cluster {
+		return 5 * runtime.GOMAXPROCS(0)
+	}
+	return 10 * runtime.GOMAXPROCS(0)
+}
+
 // withDefaults returns a copy of c with zero fields set to their defaults.
 func (c Config) withDefaults() Config {
 	if c.Mode() == Standalone && c.Addr == "" {
 		c.Addr = DefaultAddr
 	}
 	if c.PoolSize == 0 {
-		c.PoolSize = 10 * runtime.GOMAXPROCS(0)
+		c.PoolSize = DefaultPoolSize(c.Mode())
 	}
 	if c.ConnMaxIdleTime == 0 {
 		c.ConnMaxIdleTime = DefaultConnMaxIdleTime
@@ -369,6 +395,9 @@ func (c Config) String() string {
 	}
 	if c.TLS || c.TLSConfig != nil {
 		add("tls", "on")
+	}
+	if c.DisableContextTimeout {
+		add("disable_context_timeout", "true")
 	}
 	for _, f := range []struct {
 		k string

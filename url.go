@@ -117,6 +117,7 @@ var params = []param{
 	{"read_timeout", durParam(func(c *Config) *time.Duration { return &c.ReadTimeout }), true},
 	{"write_timeout", durParam(func(c *Config) *time.Duration { return &c.WriteTimeout }), true},
 	{"keep_alive", durParam(func(c *Config) *time.Duration { return &c.KeepAlive }), true},
+	{"disable_context_timeout", boolParam(func(c *Config) *bool { return &c.DisableContextTimeout }), true},
 	{"retry_attempts", intParam(func(c *Config) *int { return &c.Retry.MaxAttempts }), true},
 	{"retry_base_backoff", durParam(func(c *Config) *time.Duration { return &c.Retry.BaseBackoff }), true},
 	{"retry_max_backoff", durParam(func(c *Config) *time.Duration { return &c.Retry.MaxBackoff }), true},
@@ -164,7 +165,7 @@ func applyParam(c *Config, p param, field, v string) error {
 // authenticate to sentinels. Every other Config setting is a parameter
 // named in snake case: db, pool_size, min_idle_conns, conn_max_idle_time,
 // conn_max_lifetime, dial_timeout, read_timeout, write_timeout, keep_alive,
-// retry_attempts, retry_base_backoff, retry_max_backoff,
+// disable_context_timeout, retry_attempts, retry_base_backoff, retry_max_backoff,
 // health_check_interval, breaker_threshold, breaker_cooldown, drain_timeout,
 // tls, tls_server_name, tls_insecure_skip_verify. Durations take Go syntax
 // ("500ms"), a plain number of seconds, or -1 for off. An unknown parameter

@@ -1,0 +1,448 @@
+package rediskit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/rediskit/rediskit/retry"
+)
+
+// The timing of a blocking command whose server-side timeout rediskit
+// shortens to fit the caller's deadline D (see deadlineHook).
+const (
+	// blockMargin is how long before D the server is told to give up: the
+	// time its "nothing" reply has to travel back.
+	blockMargin = 20 * time.Millisecond
+	// blockGrace is how long past D the socket still waits for that reply,
+	// so that an element popped at the last moment reaches the caller
+	// instead of a closed connection. A reply that is later than D+grace
+	// makes the outcome ambiguous.
+	blockGrace = 25 * time.Millisecond
+	// sendBound is how long the command may wait for a pooled connection
+	// before rediskit recomputes the server-side timeout: a timeout computed
+	// before a long wait for a connection would end after D+grace.
+	sendBound = 15 * time.Millisecond
+	// minServerTimeout is the smallest timeout sent: Redis reads a timeout
+	// that rounds to 0 ms as "block forever".
+	minServerTimeout = time.Millisecond
+	// wakeEvery spaces the wake-up PINGs sent while a blocked command's
+	// shortened timeout has passed without a reply (see deadlineHook).
+	wakeEvery = 5 * time.Millisecond
+)
+
+// deadlineError is returned for a command that did not complete by its
+// context's deadline, or whose context was cancelled. It matches the
+// context's error (context.DeadlineExceeded or context.Canceled) and only
+// that: an i/o timeout caused by the caller's deadline is not a server
+// fault.
+type deadlineError struct {
+	cmd   string
+	ctx   error // context.DeadlineExceeded or context.Canceled
+	cause error // what go-redis reported, nil when rediskit gave up itself
+}
+
+func (e *deadlineError) Error() string {
+	if e.cause == nil || e.cause == e.ctx {
+		return "rediskit: " + e.cmd + ": " + e.ctx.Error()
+	}
+	return "rediskit: " + e.cmd + ": " + e.ctx.Error() + " (" + e.cause.Error() + ")"
+}
+
+func (e *deadlineError) Unwrap() error { return e.ctx }
+
+// deadlineHook is the innermost hook of a Client (on each node of a
+// Cluster). It sees the raw outcome of every attempt and:
+//
+//   - turns the i/o timeout go-redis reports when a context deadline reaches
+//     the socket into a *deadlineError (matching the context's error), or,
+//     for a write that may have run, an *retry.AmbiguousError whose cause
+//     is that error: outer hooks (breaker, retry, statistics) then see the
+//     caller's deadline, not a server fault;
+//   - rewrites the server-side timeout of a blocking command (BLPOP, BRPOP,
+//     BRPOPLPUSH, BLMOVE, BLMPOP, BZPOPMIN, BZPOPMAX, BZMPOP, XREAD and
+//     XREADGROUP with BLOCK, WAIT) to end blockMargin before the deadline,
+//     so the server gives up first and an element is either returned or
+//     never popped, and turns the empty answer caused by that shorter
+//     timeout into context.DeadlineExceeded.
+//
+// Redis checks the timeouts of blocked clients when its event loop wakes up,
+// which an idle server does only Config "hz" times a second (every 100 ms by
+// default): a timeout ending at an idle moment would be noticed up to 100 ms
+// late. So when a shortened timeout has passed and the reply has not come,
+// the hook sends one PING to the same server through the pool, which wakes
+// its event loop and makes it answer the blocked command at once.
+type deadlineHook struct {
+	n    *deadlineCounts
+	wake *redis.Client // the server's client, for the wake-up PING
+}
+
+// deadlineCounts are shared by the hooks of every node of a Cluster.
+type deadlineCounts struct {
+	ambiguous atomic.Uint64 // writes left ambiguous by a deadline
+	shortened atomic.Uint64 // blocking commands sent with a shortened timeout
+	wakes     atomic.Uint64 // wake-up PINGs sent
+}
+
+// installDeadlines adds the hook innermost on rdb (on every node of a
+// Cluster), or nothing when context deadlines are not honoured.
+func installDeadlines(rdb redis.UniversalClient, cfg Config) *deadlineCounts {
+	if cfg.DisableContextTimeout {
+		return nil
+	}
+	n := &deadlineCounts{}
+	switch r := rdb.(type) {
+	case *redis.ClusterClient:
+		r.OnNewNode(func(node *redis.Client) { node.AddHook(&deadlineHook{n: n, wake: node}) })
+	case *redis.Client:
+		r.AddHook(&deadlineHook{n: n, wake: r})
+	default:
+		rdb.AddHook(&deadlineHook{n: n})
+	}
+	return n
+}
+
+func (n *deadlineCounts) ambiguousCount() uint64 {
+	if n == nil {
+		return 0
+	}
+	return n.ambiguous.Load()
+}
+
+func (h *deadlineHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *deadlineHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		dl, ok := ctx.Deadline()
+		if !ok {
+			return next(ctx, cmd)
+		}
+		if b, ok := blockingTimeout(cmd); ok {
+			return h.processBlocking(ctx, dl, cmd, b, next)
+		}
+		return h.settle(ctx, cmd.Name(), isWrite(ctx, cmd), next(ctx, cmd))
+	}
+}
+
+func (h *deadlineHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if _, ok := ctx.Deadline(); !ok {
+			return next(ctx, cmds)
+		}
+		err := next(ctx, cmds)
+		if err == nil || ctx.Err() == nil {
+			return err
+		}
+		if isTx(cmds) {
+			// MULTI … EXEC ran as a whole or not at all: every failed
+			// command carries the transaction's outcome.
+			name, write := "multi", false
+			for _, c := range cmds {
+				if isWrite(ctx, c) {
+					name, write = c.Name(), true
+					break
+				}
+			}
+			counted := false
+			for _, c := range cmds {
+				if e := c.Err(); e != nil {
+					s := h.settleQuiet(ctx, name, write, e)
+					if _, amb := s.(*retry.AmbiguousError); amb && !counted {
+						h.n.ambiguous.Add(1)
+						counted = true
+					}
+					c.SetErr(s)
+				}
+			}
+		} else {
+			for _, c := range cmds {
+				if e := c.Err(); e != nil {
+					c.SetErr(h.settle(ctx, c.Name(), isWrite(ctx, c), e))
+				}
+			}
+		}
+		for _, c := range cmds {
+			if e := c.Err(); e != nil {
+				return e
+			}
+		}
+		return h.settleQuiet(ctx, "pipeline", false, err)
+	}
+}
+
+// settle maps err, the outcome of one attempt of the command name, when
+// the caller's context has ended; write reports a command that must not run
+// twice (its outcome is ambiguous if it may have run).
+func (h *deadlineHook) settle(ctx context.Context, name string, write bool, err error) error {
+	s := h.settleQuiet(ctx, name, write, err)
+	if _, amb := s.(*retry.AmbiguousError); amb {
+		h.n.ambiguous.Add(1)
+	}
+	return s
+}
+
+func (h *deadlineHook) settleQuiet(ctx context.Context, name string, write bool, err error) error {
+	if err == nil {
+		return nil
+	}
+	cerr := ctx.Err()
+	if cerr == nil || isReply(err) {
+		return err
+	}
+	var de *deadlineError
+	if errors.As(err, &de) || errors.As(err, new(*retry.AmbiguousError)) {
+		return err // settled by an inner call (a cluster node)
+	}
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		// Waiting for a connection or dialling: never sent.
+		return &deadlineError{cmd: name, ctx: cerr, cause: err}
+	case isTimeout(err):
+		// The deadline reached the socket while the command was being
+		// written or its reply awaited: it may have run.
+		de := &deadlineError{cmd: name, ctx: cerr, cause: err}
+		if write {
+			return &retry.AmbiguousError{Cmd: name, Cause: de}
+		}
+		return de
+	}
+	return err
+}
+
+// blocking is where a blocking command carries its server-side timeout.
+type blocking struct {
+	pos  int           // index in Args
+	unit time.Duration // time.Second or time.Millisecond
+	orig time.Duration // the caller's timeout; 0 blocks forever
+}
+
+// blockingTimeout finds the server-side timeout of a blocking command, or
+// reports false for any other command (or one whose timeout it cannot read:
+// such a command is left as the caller wrote it).
+func blockingTimeout(cmd redis.Cmder) (blocking, bool) {
+	args := cmd.Args()
+	b := blocking{pos: -1, unit: time.Second}
+	switch cmd.Name() {
+	case "blpop", "brpop", "bzpopmin", "bzpopmax", "brpoplpush", "blmove":
+		if len(args) >= 3 {
+			b.pos = len(args) - 1
+		}
+	case "blmpop", "bzmpop":
+		if len(args) >= 4 {
+			b.pos = 1
+		}
+	case "wait":
+		if len(args) == 3 {
+			b.pos, b.unit = 2, time.Millisecond
+		}
+	case "xread", "xreadgroup":
+		from := 1
+		if cmd.Name() == "xreadgroup" {
+			from = 4 // XREADGROUP GROUP group consumer …: names may be anything
+		}
+		for i := from; i+1 < len(args); i++ {
+			s, ok := args[i].(string)
+			if !ok {
+				continue
+			}
+			if strings.EqualFold(s, "streams") {
+				break
+			}
+			if strings.EqualFold(s, "block") {
+				b.pos, b.unit = i+1, time.Millisecond
+				break
+			}
+		}
+	}
+	if b.pos < 0 {
+		return b, false
+	}
+	v, ok := argFloat(args[b.pos])
+	if !ok || v < 0 {
+		return b, false
+	}
+	b.orig = time.Duration(v * float64(b.unit))
+	return b, true
+}
+
+func (b blocking) format(d time.Duration) any {
+	if b.unit == time.Millisecond {
+		return int64(d / time.Millisecond)
+	}
+	return strconv.FormatFloat(float64(d/time.Millisecond)/1000, 'f', 3, 64)
+}
+
+// processBlocking sends a blocking command with a server-side timeout that
+// ends blockMargin before dl when the caller's own timeout ends later (or
+// never), and lets the socket wait until dl+blockGrace for the reply.
+func (h *deadlineHook) processBlocking(ctx context.Context, dl time.Time, cmd redis.Cmder, b blocking, next redis.ProcessHook) error {
+	args := cmd.Args()
+	orig := args[b.pos]
+	defer func() { args[b.pos] = orig }()
+	for {
+		budget := time.Until(dl) - blockMargin
+		if b.orig != 0 && b.orig <= budget {
+			// The server gives up first on its own.
+			return h.settle(ctx, cmd.Name(), isWrite(ctx, cmd), next(ctx, cmd))
+		}
+		if err := ctx.Err(); err != nil {
+			return &deadlineError{cmd: cmd.Name(), ctx: err}
+		}
+		timeout := max(budget, minServerTimeout)
+		args[b.pos] = b.format(timeout)
+		h.n.shortened.Add(1)
+		sctx, done := sendContext(ctx, dl.Add(blockGrace))
+		stopWake := h.wakeAfter(timeout+minServerTimeout, dl.Add(blockGrace))
+		err := next(sctx, cmd)
+		stopWake()
+		late := done()
+		if late && neverSent(err) && ctx.Err() == nil {
+			// No connection within sendBound: the timeout computed above
+			// may now end too late. Compute it again.
+			cmd.SetErr(nil)
+			continue
+		}
+		if err == nil && cmd.Name() == "wait" {
+			if ic, ok := cmd.(*redis.IntCmd); ok && ic.Val() < waitTarget(args) {
+				err = &deadlineError{cmd: "wait", ctx: context.DeadlineExceeded}
+			}
+		} else if errors.Is(err, redis.Nil) {
+			// The empty answer to the shortened timeout: the caller
+			// asked to wait longer than its deadline allowed.
+			err = &deadlineError{cmd: cmd.Name(), ctx: context.DeadlineExceeded}
+		}
+		return h.settle(ctx, cmd.Name(), isWrite(ctx, cmd), err)
+	}
+}
+
+// wakeAfter sends a PING to the server after d, and again every
+// wakeEvery until stopped or until, so that the server notices at once that
+// a blocked command's timeout has passed (see deadlineHook): the first one
+// may arrive too early when the command waited for a connection. The
+// returned stop ends the waker and waits for it.
+func (h *deadlineHook) wakeAfter(d time.Duration, until time.Time) (stop func()) {
+	if h.wake == nil {
+		return func() {}
+	}
+	ctx, cancel := context.WithDeadline(retry.WithNoRetry(context.Background()), until)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTimer(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			h.n.wakes.Add(1)
+			_ = h.wake.Ping(ctx).Err()
+			t.Reset(wakeEvery)
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// errSendLate cancels the send context of a blocking command that has not
+// got a connection within sendBound.
+var errSendLate = errors.New("rediskit: no connection within the send bound")
+
+// sendContext returns the context a shortened blocking command is sent
+// with: its values are ctx's, its deadline (which go-redis puts on the
+// socket) is socket, and it is cancelled when ctx ends or after sendBound.
+// go-redis watches cancellation only while it waits for a connection or
+// dials, never during socket I/O, so a command already written still reads
+// its reply until socket. done releases the context and reports whether
+// sendBound fired.
+func sendContext(ctx context.Context, socket time.Time) (context.Context, func() (late bool)) {
+	dctx, cancelDeadline := context.WithDeadline(context.WithoutCancel(ctx), socket)
+	sctx, cancel := context.WithCancelCause(dctx)
+	t := time.AfterFunc(sendBound, func() { cancel(errSendLate) })
+	stop := context.AfterFunc(ctx, func() { cancel(context.Cause(ctx)) })
+	return sctx, func() bool {
+		t.Stop()
+		stop()
+		late := errors.Is(context.Cause(sctx), errSendLate)
+		cancel(nil)
+		cancelDeadline()
+		return late
+	}
+}
+
+// neverSent reports whether err proves the command was not written: a
+// context ended while it waited for a connection or dialled (go-redis
+// watches cancellation nowhere else).
+func neverSent(err error) bool {
+	return err != nil && !isTimeoutOnly(err) &&
+		(errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded))
+}
+
+// isTimeoutOnly is a socket timeout that is not a context's error.
+func isTimeoutOnly(err error) bool {
+	return isTimeout(err) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// isReply reports whether err is a reply from the server (an error reply or
+// redis.Nil): the command ran and answered.
+func isReply(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re)
+}
+
+// isWrite reports whether cmd must not run twice: its outcome is ambiguous
+// when it may have run.
+func isWrite(ctx context.Context, cmd redis.Cmder) bool {
+	return !retry.IsIdempotent(cmd) && !retry.MarkedIdempotent(ctx)
+}
+
+func isTx(cmds []redis.Cmder) bool {
+	return len(cmds) > 0 && cmds[0].Name() == "multi"
+}
+
+// waitTarget is the number of replicas a WAIT command asks for.
+func waitTarget(args []any) int64 {
+	v, ok := argFloat(args[1])
+	if !ok {
+		return 0
+	}
+	return int64(v)
+}
+
+func argFloat(v any) (float64, bool) {
+	switch x := v.(type) {
+	case int:
+		return float64(x), true
+	case int64:
+		return float64(x), true
+	case int32:
+		return float64(x), true
+	case uint64:
+		return float64(x), true
+	case float64:
+		return x, true
+	case string:
+		f, err := strconv.ParseFloat(x, 64)
+		return f, err == nil
+	case []byte:
+		f, err := strconv.ParseFloat(string(x), 64)
+		return f, err == nil
+	}
+	f, err := strconv.ParseFloat(fmt.Sprint(v), 64)
+	return f, err == nil
+}
