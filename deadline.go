@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -101,6 +102,7 @@ func installDeadlines(rdb redis.UniversalClient, cfg Config) *deadlineCounts {
 	switch r := rdb.(type) {
 	case *redis.ClusterClient:
 		r.OnNewNode(func(node *redis.Client) { node.AddHook(&deadlineHook{n: n, wake: node}) })
+		r.AddHook(clusterPipelines{})
 	case *redis.Client:
 		r.AddHook(&deadlineHook{n: n, wake: r})
 	default:
@@ -118,10 +120,18 @@ func (n *deadlineCounts) ambiguousCount() uint64 {
 
 func (h *deadlineHook) DialHook(next redis.DialHook) redis.DialHook { return next }
 
+// ownKey marks a context whose deadline rediskit set for its own checks.
+type ownKey struct{}
+
+// ownDeadline marks ctx as carrying rediskit's own deadline (a health
+// probe's): a probe that runs out of time is a server fault, so the hook
+// leaves its error as go-redis reports it.
+func ownDeadline(ctx context.Context) context.Context { return context.WithValue(ctx, ownKey{}, true) }
+
 func (h *deadlineHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		dl, ok := ctx.Deadline()
-		if !ok {
+		if !ok || ctx.Value(ownKey{}) != nil {
 			return next(ctx, cmd)
 		}
 		if b, ok := blockingTimeout(cmd); ok {
@@ -133,11 +143,11 @@ func (h *deadlineHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 
 func (h *deadlineHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		if _, ok := ctx.Deadline(); !ok {
+		if _, ok := ctx.Deadline(); !ok || ctx.Value(ownKey{}) != nil {
 			return next(ctx, cmds)
 		}
 		err := next(ctx, cmds)
-		if err == nil || ctx.Err() == nil {
+		if err == nil || ctxErr(ctx) == nil {
 			return err
 		}
 		if isTx(cmds) {
@@ -168,12 +178,77 @@ func (h *deadlineHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 				}
 			}
 		}
+		if rec, _ := ctx.Value(settledKey{}).(*settled); rec != nil {
+			rec.record(cmds)
+		}
 		for _, c := range cmds {
 			if e := c.Err(); e != nil {
 				return e
 			}
 		}
 		return h.settleQuiet(ctx, "pipeline", false, err)
+	}
+}
+
+// settledKey carries a *settled from the cluster-level pipeline hook to the
+// node hooks.
+type settledKey struct{}
+
+// settled remembers the errors the node hooks gave the commands of one
+// cluster pipeline. go-redis's ClusterClient re-sends the failed part of a
+// pipeline after a backoff; when the deadline ends that backoff it stamps
+// the bare context error on every command, erasing that a write was sent
+// and may have run. clusterPipelines puts the node hooks' verdicts back.
+type settled struct {
+	mu sync.Mutex
+	m  map[redis.Cmder]error
+}
+
+func (s *settled) record(cmds []redis.Cmder) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range cmds {
+		if e := c.Err(); e != nil && isSettled(e) {
+			s.m[c] = e
+		}
+	}
+}
+
+func isSettled(err error) bool {
+	return errors.As(err, new(*deadlineError)) || errors.As(err, new(*retry.AmbiguousError))
+}
+
+// clusterPipelines is the cluster-level half of the deadline hook: see
+// settled.
+type clusterPipelines struct{}
+
+func (clusterPipelines) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (clusterPipelines) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+
+func (clusterPipelines) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if _, ok := ctx.Deadline(); !ok {
+			return next(ctx, cmds)
+		}
+		rec := &settled{m: map[redis.Cmder]error{}}
+		err := next(context.WithValue(ctx, settledKey{}, rec), cmds)
+		if err == nil {
+			return nil
+		}
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		for _, c := range cmds {
+			if e, ok := rec.m[c]; ok && c.Err() != nil && !isSettled(c.Err()) {
+				c.SetErr(e)
+			}
+		}
+		for _, c := range cmds {
+			if e := c.Err(); e != nil {
+				return e
+			}
+		}
+		return err
 	}
 }
 
@@ -192,7 +267,7 @@ func (h *deadlineHook) settleQuiet(ctx context.Context, name string, write bool,
 	if err == nil {
 		return nil
 	}
-	cerr := ctx.Err()
+	cerr := ctxErr(ctx)
 	if cerr == nil || isReply(err) {
 		return err
 	}
@@ -214,6 +289,20 @@ func (h *deadlineHook) settleQuiet(ctx context.Context, name string, write bool,
 		return de
 	}
 	return err
+}
+
+// ctxErr is ctx.Err(), or context.DeadlineExceeded once ctx's deadline has
+// passed even if its timer has not fired yet: go-redis puts the same
+// deadline on the socket, whose timeout can be reported a moment before the
+// context's own timer marks it done.
+func ctxErr(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 // blocking is where a blocking command carries its server-side timeout.

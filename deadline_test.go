@@ -139,3 +139,134 @@ func TestDeadlineDisabled(t *testing.T) {
 		t.Fatalf("BLPOP 1 s with a 50 ms deadline, deadlines off: err = %v after %v; want redis.Nil after 1 s", err, took)
 	}
 }
+
+// TestDeadlinePaused: behind a paused server (SIGSTOP) every kind of call
+// returns within its deadline + promptSlack on standalone, Cluster and
+// Sentinel: a read with the context's error, a write and a blocking pop
+// sent on an open connection (so they may have run) with an error matching
+// both retry.ErrAmbiguous and context.DeadlineExceeded, a pipeline with one
+// of each per command. (On a new connection the handshake times out first:
+// the command was never sent, and its error is the context's only.) None of
+// them is a server fault: with a breaker threshold of 2 the breaker stays
+// closed after five, Stats.Failures stays 0 and Stats.Deadlines counts them.
+// The pause stays under the 1 s after which a cluster or a sentinel would
+// declare the node down.
+func TestDeadlinePaused(t *testing.T) {
+	type setup struct {
+		name string
+		cfg  func(t *testing.T) Config
+		// server returns the process that serves key.
+		server func(t *testing.T, c *Client, key string) *redistest.Server
+	}
+	var standalone *redistest.Server
+	setups := []setup{
+		{"standalone", func(t *testing.T) Config {
+			standalone = redistest.Start(t)
+			return Config{Addr: standalone.Addr}
+		}, func(t *testing.T, c *Client, _ string) *redistest.Server {
+			warmNode(t, c.Redis().(*redis.Client), 8)
+			return standalone
+		}},
+		{"cluster", func(t *testing.T) Config { return Config{ClusterAddrs: redistest.SharedCluster(t).Addrs()} },
+			func(t *testing.T, c *Client, key string) *redistest.Server {
+				srv, m := redistest.SharedCluster(t).MasterOf(t, c.Redis().(*redis.ClusterClient), key)
+				warmNode(t, m, 8)
+				return srv
+			}},
+		{"sentinel", func(t *testing.T) Config {
+			s := redistest.SharedSentinel(t)
+			return Config{MasterName: s.MasterName, SentinelAddrs: s.SentinelAddrs()}
+		}, func(t *testing.T, c *Client, _ string) *redistest.Server {
+			warmNode(t, c.Redis().(*redis.Client), 8)
+			return redistest.SharedSentinel(t).Master
+		}},
+	}
+	const d = 100 * time.Millisecond
+	for _, st := range setups {
+		t.Run(st.name, func(t *testing.T) {
+			cfg := st.cfg(t)
+			cfg.BreakerThreshold, cfg.HealthCheckInterval = 2, -1
+			var tr transitions
+			cfg.OnBreakerChange = tr.record
+			c := open(t, cfg)
+			rdb := c.Redis()
+			key := "{" + redistest.Prefix(t) + "}k" // key+"n", key+"l": same node
+			bg := context.Background()
+			if err := rdb.Set(bg, key, "1", 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+			srv := st.server(t, c, key)
+			// Pipelines have their own pool in go-redis: open one connection there too.
+			if _, err := rdb.Pipelined(bg, func(p redis.Pipeliner) error { p.Get(bg, key); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			before, _ := c.Stats(bg)
+
+			srv.Pause()
+			resumed := false
+			resume := func() {
+				if !resumed {
+					srv.Resume()
+					resumed = true
+				}
+			}
+			defer resume()
+			type result struct {
+				what string
+				took time.Duration
+				err  error
+				amb  bool
+			}
+			var results []result
+			run := func(what string, amb bool, f func(ctx context.Context) error) {
+				took, err := withDeadline(d, f)
+				results = append(results, result{what, took, err, amb})
+			}
+			run("GET", false, func(ctx context.Context) error { return rdb.Get(ctx, key).Err() })
+			run("INCR", true, func(ctx context.Context) error { return rdb.Incr(ctx, key+"n").Err() })
+			run("BLPOP 0", true, func(ctx context.Context) error { return rdb.BLPop(ctx, 0, key+"l").Err() })
+			var pget, pincr redis.Cmder
+			run("pipeline", false, func(ctx context.Context) error {
+				pipe := rdb.Pipeline()
+				pget, pincr = pipe.Get(ctx, key), pipe.Incr(ctx, key+"n")
+				_, err := pipe.Exec(ctx)
+				return err
+			})
+			run("GET again", false, func(ctx context.Context) error { return rdb.Get(ctx, key).Err() })
+			resume()
+
+			for _, r := range results {
+				if !errors.Is(r.err, context.DeadlineExceeded) || errors.Is(r.err, retry.ErrAmbiguous) != r.amb {
+					t.Errorf("%s behind a paused server: err = %v; want context.DeadlineExceeded, ambiguous %v", r.what, r.err, r.amb)
+				}
+				if r.took > d+promptSlack {
+					t.Errorf("%s behind a paused server: returned after %v, deadline %v", r.what, r.took, d)
+				}
+			}
+			if err := pget.Err(); !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, retry.ErrAmbiguous) {
+				t.Errorf("GET in the pipeline: %v, want context.DeadlineExceeded only", err)
+			}
+			if err := pincr.Err(); !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, retry.ErrAmbiguous) {
+				t.Errorf("INCR in the pipeline: %v, want context.DeadlineExceeded and ErrAmbiguous", err)
+			}
+			if c.BreakerState() != BreakerClosed || tr.String() != "" {
+				t.Errorf("breaker %v, transitions %q after deadlines only; want closed, none", c.BreakerState(), tr.String())
+			}
+			ctx, cancel := context.WithTimeout(bg, 5*time.Second)
+			defer cancel()
+			if v, err := rdb.Get(ctx, key).Result(); err != nil || v != "1" {
+				t.Fatalf("GET after resume: %q, %v", v, err)
+			}
+			after, _ := c.Stats(bg)
+			if after.Failures != before.Failures {
+				t.Errorf("Stats.Failures went from %d to %d on deadlines only", before.Failures, after.Failures)
+			}
+			if n := after.Deadlines - before.Deadlines; n < uint64(len(results)) {
+				t.Errorf("Stats.Deadlines grew by %d, want >= %d", n, len(results))
+			}
+			if after.Ambiguous-before.Ambiguous < 3 {
+				t.Errorf("Stats.Ambiguous grew by %d, want >= 3 (INCR, BLPOP, INCR in pipeline)", after.Ambiguous-before.Ambiguous)
+			}
+		})
+	}
+}
