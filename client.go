@@ -224,7 +224,7 @@ func (c Config) tlsConfig() *tls.Config {
 func dialer(cfg Config) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	nd := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: cfg.KeepAlive}
 	tc := cfg.tlsConfig()
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
 		if tc == nil {
 			return nd.DialContext(ctx, network, addr)
 		}
@@ -236,6 +236,16 @@ func dialer(cfg Config) func(ctx context.Context, network, addr string) (net.Con
 		}
 		d := &tls.Dialer{NetDialer: nd, Config: conf}
 		return d.DialContext(ctx, network, addr)
+	}
+	if cfg.DisableContextTimeout {
+		return dial
+	}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		cn, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return keepLateReplies(cn), nil
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -34,9 +35,10 @@ const (
 	// minServerTimeout is the smallest timeout sent: Redis reads a timeout
 	// that rounds to 0 ms as "block forever".
 	minServerTimeout = time.Millisecond
-	// wakeEvery spaces the wake-up PINGs sent while a blocked command's
-	// shortened timeout has passed without a reply (see deadlineHook).
-	wakeEvery = 5 * time.Millisecond
+	// wakeTimeout bounds a wake-up PING (see deadlineHook).
+	wakeTimeout = time.Second
+	// wakeBucket is the slot wake-up PINGs are coalesced into.
+	wakeBucket = 2 * time.Millisecond
 )
 
 // deadlineError is returned for a command that did not complete by its
@@ -78,11 +80,12 @@ func (e *deadlineError) Unwrap() error { return e.ctx }
 // which an idle server does only Config "hz" times a second (every 100 ms by
 // default): a timeout ending at an idle moment would be noticed up to 100 ms
 // late. So when a shortened timeout has passed and the reply has not come,
-// the hook sends one PING to the same server through the pool, which wakes
-// its event loop and makes it answer the blocked command at once.
+// the hook sends a PING to the same server through the pool (see waker),
+// which wakes its event loop and makes it answer the blocked command at
+// once.
 type deadlineHook struct {
 	n    *deadlineCounts
-	wake *redis.Client // the server's client, for the wake-up PING
+	wake *waker // nil when the hook has no client of its own
 }
 
 // deadlineCounts are shared by the hooks of every node of a Cluster.
@@ -101,14 +104,18 @@ func installDeadlines(rdb redis.UniversalClient, cfg Config) *deadlineCounts {
 	n := &deadlineCounts{}
 	switch r := rdb.(type) {
 	case *redis.ClusterClient:
-		r.OnNewNode(func(node *redis.Client) { node.AddHook(&deadlineHook{n: n, wake: node}) })
+		r.OnNewNode(func(node *redis.Client) { node.AddHook(&deadlineHook{n: n, wake: newWaker(node, n)}) })
 		r.AddHook(clusterPipelines{})
 	case *redis.Client:
-		r.AddHook(&deadlineHook{n: n, wake: r})
+		r.AddHook(&deadlineHook{n: n, wake: newWaker(r, n)})
 	default:
 		rdb.AddHook(&deadlineHook{n: n})
 	}
 	return n
+}
+
+func newWaker(rdb *redis.Client, n *deadlineCounts) *waker {
+	return &waker{rdb: rdb, n: n, slots: map[int64]bool{}}
 }
 
 func (n *deadlineCounts) ambiguousCount() uint64 {
@@ -118,7 +125,24 @@ func (n *deadlineCounts) ambiguousCount() uint64 {
 	return n.ambiguous.Load()
 }
 
-func (h *deadlineHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+// DialHook tells a blocking command's send (see blockSend) that a dial is
+// in progress.
+func (h *deadlineHook) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		st, _ := ctx.Value(blockKey{}).(*blockSend)
+		if st == nil {
+			return next(ctx, network, addr)
+		}
+		// From here to the write, the timeout is refreshed after the
+		// handshake (see blockSend): sendBound need not cut the set-up
+		// short, and must not, or a set-up slower than sendBound would
+		// never complete.
+		st.setDialing()
+		cn, err := next(ctx, network, addr)
+		st.setupDone(err)
+		return cn, err
+	}
+}
 
 // ownKey marks a context whose deadline rediskit set for its own checks.
 type ownKey struct{}
@@ -134,6 +158,13 @@ func (h *deadlineHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		if !ok || ctx.Value(ownKey{}) != nil {
 			return next(ctx, cmd)
 		}
+		if st, _ := ctx.Value(blockKey{}).(*blockSend); st != nil && st.cmd != cmd {
+			// The handshake of a connection for a blocking command.
+			defer st.refresh()
+			err := next(ctx, cmd)
+			st.setupDone(err)
+			return h.settle(ctx, cmd.Name(), false, err)
+		}
 		if b, ok := blockingTimeout(cmd); ok {
 			return h.processBlocking(ctx, dl, cmd, b, next)
 		}
@@ -146,11 +177,25 @@ func (h *deadlineHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 		if _, ok := ctx.Deadline(); !ok || ctx.Value(ownKey{}) != nil {
 			return next(ctx, cmds)
 		}
+		st, _ := ctx.Value(blockKey{}).(*blockSend)
+		if st != nil {
+			// The handshake of a connection for a blocking command.
+			defer st.refresh()
+		}
 		err := next(ctx, cmds)
+		if st != nil {
+			st.setupDone(err)
+		}
 		if err == nil || ctxErr(ctx) == nil {
 			return err
 		}
-		if isTx(cmds) {
+		if st != nil {
+			for _, c := range cmds {
+				if e := c.Err(); e != nil {
+					c.SetErr(h.settle(ctx, c.Name(), false, e))
+				}
+			}
+		} else if isTx(cmds) {
 			// MULTI … EXEC ran as a whole or not at all: every failed
 			// command carries the transaction's outcome.
 			name, write := "multi", false
@@ -384,13 +429,11 @@ func (h *deadlineHook) processBlocking(ctx context.Context, dl time.Time, cmd re
 		if err := ctx.Err(); err != nil {
 			return &deadlineError{cmd: cmd.Name(), ctx: err}
 		}
-		timeout := max(budget, minServerTimeout)
-		args[b.pos] = b.format(timeout)
+		st := &blockSend{cmd: cmd, b: b, dl: dl, wake: h.wake}
+		st.refresh()
 		h.n.shortened.Add(1)
-		sctx, done := sendContext(ctx, dl.Add(blockGrace))
-		stopWake := h.wakeAfter(timeout+minServerTimeout, dl.Add(blockGrace))
+		sctx, done := sendContext(ctx, st)
 		err := next(sctx, cmd)
-		stopWake()
 		late := done()
 		if late && neverSent(err) && ctx.Err() == nil {
 			// No connection within sendBound: the timeout computed above
@@ -398,11 +441,22 @@ func (h *deadlineHook) processBlocking(ctx context.Context, dl time.Time, cmd re
 			cmd.SetErr(nil)
 			continue
 		}
-		if err == nil && cmd.Name() == "wait" {
+		switch {
+		case err != nil && st.wasUnsent():
+			// The connection could not be set up: never written.
+			if cerr := ctxErr(ctx); cerr != nil {
+				err = &deadlineError{cmd: cmd.Name(), ctx: cerr, cause: err}
+			}
+			return err
+		case st.poisoned && isReply(err):
+			// The deadline passed while the connection was being set
+			// up: the server refused the negative timeout, nothing ran.
+			err = &deadlineError{cmd: cmd.Name(), ctx: context.DeadlineExceeded}
+		case err == nil && cmd.Name() == "wait":
 			if ic, ok := cmd.(*redis.IntCmd); ok && ic.Val() < waitTarget(args) {
 				err = &deadlineError{cmd: "wait", ctx: context.DeadlineExceeded}
 			}
-		} else if errors.Is(err, redis.Nil) {
+		case errors.Is(err, redis.Nil):
 			// The empty answer to the shortened timeout: the caller
 			// asked to wait longer than its deadline allowed.
 			err = &deadlineError{cmd: cmd.Name(), ctx: context.DeadlineExceeded}
@@ -411,54 +465,107 @@ func (h *deadlineHook) processBlocking(ctx context.Context, dl time.Time, cmd re
 	}
 }
 
-// wakeAfter sends a PING to the server after d, and again every
-// wakeEvery until stopped or until, so that the server notices at once that
-// a blocked command's timeout has passed (see deadlineHook): the first one
-// may arrive too early when the command waited for a connection. The
-// returned stop ends the waker and waits for it.
-func (h *deadlineHook) wakeAfter(d time.Duration, until time.Time) (stop func()) {
-	if h.wake == nil {
-		return func() {}
-	}
-	ctx, cancel := context.WithDeadline(retry.WithNoRetry(context.Background()), until)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTimer(d)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			h.n.wakes.Add(1)
-			_ = h.wake.Ping(ctx).Err()
-			t.Reset(wakeEvery)
-		}
-	}()
-	return func() {
-		cancel()
-		<-done
-	}
+// blockKey carries the *blockSend of a blocking command to the hooks of the
+// connection set-up that may run before it is written.
+type blockKey struct{}
+
+// blockSend is one attempt at sending a blocking command with a shortened
+// timeout. go-redis may dial and run the connection handshake (HELLO, AUTH,
+// …, through the hooks, with the command's context) after the hook computed
+// the timeout and before it writes the command: the handshake's hook calls
+// refresh, so the timeout is computed again right before the write.
+type blockSend struct {
+	cmd  redis.Cmder
+	b    blocking
+	dl   time.Time
+	wake *waker
+
+	mu       sync.Mutex
+	dialing  bool // a connection is being set up: sendBound must not abort it
+	poisoned bool // the deadline passed before the write: timeout sent as -1
+	unsent   bool // the dial or the handshake failed: the command was not written
 }
 
-// errSendLate cancels the send context of a blocking command that has not
-// got a connection within sendBound.
-var errSendLate = errors.New("rediskit: no connection within the send bound")
+// setupDone records the outcome of a dial or handshake step. An error
+// reply (CLIENT SETINFO on an older server) is ignored by go-redis and does
+// not stop the command.
+func (s *blockSend) setupDone(err error) {
+	if err == nil || isReply(err) {
+		return
+	}
+	s.mu.Lock()
+	s.unsent = true
+	s.mu.Unlock()
+}
+
+func (s *blockSend) wasUnsent() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.unsent
+}
+
+// refresh sets the command's timeout from the time left now. Once the
+// caller's deadline has passed it sends -1, which Redis refuses before
+// doing anything ("timeout is negative"), so a command written too late
+// pops nothing.
+func (s *blockSend) refresh() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	left := time.Until(s.dl)
+	if left <= 0 {
+		s.cmd.Args()[s.b.pos] = "-1"
+		s.poisoned = true
+		return
+	}
+	timeout := max(left-blockMargin, minServerTimeout)
+	s.cmd.Args()[s.b.pos] = s.b.format(timeout)
+	// Wake the server when the timeout ends, and once more in case the
+	// command then still waits for a pooled connection (at most sendBound).
+	end := time.Now().Add(timeout + minServerTimeout)
+	s.wake.at(end)
+	s.wake.at(end.Add(sendBound))
+}
+
+func (s *blockSend) setDialing() {
+	s.mu.Lock()
+	s.dialing = true
+	s.mu.Unlock()
+}
+
+func (s *blockSend) isDialing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dialing
+}
 
 // sendContext returns the context a shortened blocking command is sent
 // with: its values are ctx's, its deadline (which go-redis puts on the
-// socket) is socket, and it is cancelled when ctx ends or after sendBound.
-// go-redis watches cancellation only while it waits for a connection or
-// dials, never during socket I/O, so a command already written still reads
-// its reply until socket. done releases the context and reports whether
-// sendBound fired.
-func sendContext(ctx context.Context, socket time.Time) (context.Context, func() (late bool)) {
-	dctx, cancelDeadline := context.WithDeadline(context.WithoutCancel(ctx), socket)
-	sctx, cancel := context.WithCancelCause(dctx)
-	t := time.AfterFunc(sendBound, func() { cancel(errSendLate) })
-	stop := context.AfterFunc(ctx, func() { cancel(context.Cause(ctx)) })
+// socket) is st.dl+blockGrace, and, unless a connection is being set up
+// for it, it is cancelled when ctx ends or after sendBound. go-redis watches cancellation
+// only while it waits for a connection or dials, never during socket I/O,
+// so a command already written still reads its reply until the deadline.
+// done releases the context and reports whether sendBound fired.
+func sendContext(ctx context.Context, st *blockSend) (context.Context, func() (late bool)) {
+	dctx, cancelDeadline := context.WithDeadline(context.WithoutCancel(ctx), st.dl.Add(blockGrace))
+	sctx, cancel := context.WithCancelCause(context.WithValue(dctx, blockKey{}, st))
+	var t *time.Timer
+	t = time.AfterFunc(sendBound, func() {
+		if st.isDialing() {
+			t.Reset(sendBound) // a dial cut short counts against go-redis's dial breaker
+			return
+		}
+		cancel(errSendLate)
+	})
+	stop := context.AfterFunc(ctx, func() {
+		// A connection being set up is let finish (its reads are bounded
+		// by the socket deadline): cut short, it would be dialled again by
+		// the next call, and under short deadlines the pool would never
+		// get a connection. The command itself is then sent with timeout
+		// -1 and refused (see blockSend.refresh).
+		if !st.isDialing() {
+			cancel(context.Cause(ctx))
+		}
+	})
 	return sctx, func() bool {
 		t.Stop()
 		stop()
@@ -468,6 +575,69 @@ func sendContext(ctx context.Context, socket time.Time) (context.Context, func()
 		return late
 	}
 }
+
+// waker sends the wake-up PINGs of one server (see deadlineHook). Requests
+// are coalesced into wakeBucket slots, one PING per slot, and at most one
+// PING is in flight at a time (a slot that ends meanwhile gets one more PING
+// when it is back), so a busy server is not flooded. A PING is bounded by wakeTimeout, and Close waits for it
+// like for any call.
+type waker struct {
+	rdb *redis.Client
+	n   *deadlineCounts
+
+	mu       sync.Mutex
+	slots    map[int64]bool // slots with a PING scheduled at their end
+	inflight bool
+	again    bool // a slot ended while a PING was in flight
+}
+
+// at asks for a PING to reach the server at or shortly after t.
+func (w *waker) at(t time.Time) {
+	if w == nil {
+		return
+	}
+	slot := t.UnixNano()/int64(wakeBucket) + 1
+	w.mu.Lock()
+	if w.slots[slot] {
+		w.mu.Unlock()
+		return
+	}
+	w.slots[slot] = true
+	w.mu.Unlock()
+	time.AfterFunc(time.Until(time.Unix(0, slot*int64(wakeBucket))), func() { w.fire(slot) })
+}
+
+func (w *waker) fire(slot int64) {
+	w.mu.Lock()
+	delete(w.slots, slot)
+	if w.inflight {
+		// The PING in flight may have left before this slot's timeout
+		// ended: send one more when it is back.
+		w.again = true
+		w.mu.Unlock()
+		return
+	}
+	w.inflight = true
+	w.mu.Unlock()
+	for {
+		w.n.wakes.Add(1)
+		ctx, cancel := context.WithTimeout(retry.WithNoRetry(context.Background()), wakeTimeout)
+		_ = w.rdb.Ping(ctx).Err()
+		cancel()
+		w.mu.Lock()
+		if !w.again {
+			w.inflight = false
+			w.mu.Unlock()
+			return
+		}
+		w.again = false
+		w.mu.Unlock()
+	}
+}
+
+// errSendLate cancels the send context of a blocking command that has not
+// got a connection within sendBound.
+var errSendLate = errors.New("rediskit: no connection within the send bound")
 
 // neverSent reports whether err proves the command was not written: a
 // context ended while it waited for a connection or dialled (go-redis
@@ -535,3 +705,45 @@ func argFloat(v any) (float64, bool) {
 	f, err := strconv.ParseFloat(fmt.Sprint(v), 64)
 	return f, err == nil
 }
+
+// lastChance is how long a read that hit its deadline waits, once, for bytes
+// that may already be in the socket buffer.
+const lastChance = time.Millisecond
+
+// keepLateReplies wraps a connection so that a read which hits its deadline
+// takes the bytes that arrived in time but were not read in time. Go's
+// poller fails a read whose deadline has passed without looking at the
+// socket, so a goroutine that was not running at the deadline (a GC pause,
+// a busy machine) would turn a reply already received into an i/o timeout:
+// for a blocking pop, an element popped on the server and dropped with the
+// connection. The extra read costs lastChance, only on a timeout.
+func keepLateReplies(c net.Conn) net.Conn {
+	if sc, ok := c.(syscall.Conn); ok {
+		// go-redis checks idle connections through syscall.Conn.
+		return lateSysConn{lateConn{c}, sc}
+	}
+	return lateConn{c}
+}
+
+type lateConn struct{ net.Conn }
+
+func (c lateConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 || err == nil || !isTimeoutOnly(err) {
+		return n, err
+	}
+	if c.Conn.SetReadDeadline(time.Now().Add(lastChance)) != nil {
+		return n, err
+	}
+	if m, err2 := c.Conn.Read(b); m > 0 {
+		return m, err2
+	}
+	return n, err
+}
+
+type lateSysConn struct {
+	lateConn
+	sc syscall.Conn
+}
+
+func (c lateSysConn) SyscallConn() (syscall.RawConn, error) { return c.sc.SyscallConn() }
