@@ -22,12 +22,12 @@ import (
 const (
 	// blockMargin is how long before D the server is told to give up: the
 	// time its "nothing" reply has to travel back.
-	blockMargin = 20 * time.Millisecond
+	blockMargin = 30 * time.Millisecond
 	// blockGrace is how long past D the socket still waits for that reply,
 	// so that an element popped at the last moment reaches the caller
 	// instead of a closed connection. A reply that is later than D+grace
 	// makes the outcome ambiguous.
-	blockGrace = 25 * time.Millisecond
+	blockGrace = 20 * time.Millisecond
 	// sendBound is how long the command may wait for a pooled connection
 	// before rediskit recomputes the server-side timeout: a timeout computed
 	// before a long wait for a connection would end after D+grace.
@@ -79,10 +79,9 @@ func (e *deadlineError) Unwrap() error { return e.ctx }
 // Redis checks the timeouts of blocked clients when its event loop wakes up,
 // which an idle server does only Config "hz" times a second (every 100 ms by
 // default): a timeout ending at an idle moment would be noticed up to 100 ms
-// late. So when a shortened timeout has passed and the reply has not come,
-// the hook sends a PING to the same server through the pool (see waker),
-// which wakes its event loop and makes it answer the blocked command at
-// once.
+// late. So when a shortened timeout ends, the hook sends a PING to the same
+// server through the pool (see waker), which wakes its event loop and makes
+// it answer the blocked command at once.
 type deadlineHook struct {
 	n    *deadlineCounts
 	wake *waker // nil when the hook has no client of its own
@@ -125,8 +124,8 @@ func (n *deadlineCounts) ambiguousCount() uint64 {
 	return n.ambiguous.Load()
 }
 
-// DialHook tells a blocking command's send (see blockSend) that a dial is
-// in progress.
+// DialHook tells a blocking command's send (see blockSend) that its
+// connection is being set up.
 func (h *deadlineHook) DialHook(next redis.DialHook) redis.DialHook {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		st, _ := ctx.Value(blockKey{}).(*blockSend)
@@ -708,7 +707,7 @@ func argFloat(v any) (float64, bool) {
 
 // lastChance is how long a read that hit its deadline waits, once, for bytes
 // that may already be in the socket buffer.
-const lastChance = time.Millisecond
+const lastChance = 5 * time.Millisecond
 
 // keepLateReplies wraps a connection so that a read which hits its deadline
 // takes the bytes that arrived in time but were not read in time. Go's

@@ -236,6 +236,7 @@ func TestDeadlinePaused(t *testing.T) {
 			resume()
 
 			for _, r := range results {
+				t.Logf("%s: returned after %v (deadline %v)", r.what, r.took.Round(time.Millisecond), d)
 				if !errors.Is(r.err, context.DeadlineExceeded) || errors.Is(r.err, retry.ErrAmbiguous) != r.amb {
 					t.Errorf("%s behind a paused server: err = %v; want context.DeadlineExceeded, ambiguous %v", r.what, r.err, r.amb)
 				}
