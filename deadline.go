@@ -726,6 +726,10 @@ func keepLateReplies(c net.Conn) net.Conn {
 
 type lateConn struct{ net.Conn }
 
+// NetConn returns the wrapped connection, as crypto/tls.Conn does: go-redis
+// looks through NetConn for the socket when it peeks for pending data.
+func (c lateConn) NetConn() net.Conn { return c.Conn }
+
 func (c lateConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	if n > 0 || err == nil || !isTimeoutOnly(err) {

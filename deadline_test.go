@@ -3,6 +3,8 @@ package rediskit
 import (
 	"context"
 	"errors"
+	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -269,5 +271,46 @@ func TestDeadlinePaused(t *testing.T) {
 				t.Errorf("Stats.Ambiguous grew by %d, want >= 3 (INCR, BLPOP, INCR in pipeline)", after.Ambiguous-before.Ambiguous)
 			}
 		})
+	}
+}
+
+// TestLateReplyKept: a read whose deadline has passed fails in Go without
+// looking at the socket, even when the reply is already there (as when the
+// reading goroutine was not running at the deadline). Through
+// keepLateReplies the reply is read.
+func TestLateReplyKept(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = c.Write([]byte("+OK\r\n+OK\r\n"))
+		time.Sleep(time.Second)
+	}()
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	time.Sleep(50 * time.Millisecond) // the bytes are in the socket buffer
+	buf := make([]byte, 5)
+	_ = raw.SetReadDeadline(time.Now().Add(-time.Millisecond))
+	if n, err := raw.Read(buf); n != 0 || !isTimeout(err) {
+		t.Fatalf("plain read past its deadline: %d bytes, %v; want 0 and a timeout", n, err)
+	}
+	late := keepLateReplies(raw)
+	if _, ok := late.(syscall.Conn); !ok {
+		t.Fatal("the wrapper hides syscall.Conn: go-redis could not check idle connections")
+	}
+	_ = late.SetReadDeadline(time.Now().Add(-time.Millisecond))
+	if n, err := late.Read(buf); err != nil || string(buf[:n]) != "+OK\r\n" {
+		t.Fatalf("read past its deadline through keepLateReplies: %q, %v; want the reply", buf[:n], err)
 	}
 }
