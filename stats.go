@@ -175,8 +175,10 @@ type Stats struct {
 	// WaitDurationNs in total; see PoolWait).
 	Pool redis.PoolStats
 	// Commands is the number of commands issued (each command of a pipeline
-	// counts once), including the health checker's and the connection
-	// handshakes' (HELLO, CLIENT SETINFO), which go-redis runs through hooks.
+	// counts once), including the health checker's, the connection
+	// handshakes' (HELLO, CLIENT SETINFO), which go-redis runs through hooks,
+	// and the PINGs that wake a server when a blocking command's shortened
+	// timeout ends (see the package documentation, "Deadlines").
 	Commands uint64
 	// Pipelines is the number of pipelines and transactions issued.
 	Pipelines uint64
