@@ -547,13 +547,12 @@ func (s *blockSend) isDialing() bool {
 func sendContext(ctx context.Context, st *blockSend) (context.Context, func() (late bool)) {
 	dctx, cancelDeadline := context.WithDeadline(context.WithoutCancel(ctx), st.dl.Add(blockGrace))
 	sctx, cancel := context.WithCancelCause(context.WithValue(dctx, blockKey{}, st))
-	var t *time.Timer
-	t = time.AfterFunc(sendBound, func() {
-		if st.isDialing() {
-			t.Reset(sendBound) // a dial cut short counts against go-redis's dial breaker
-			return
+	t := time.AfterFunc(sendBound, func() {
+		// A connection being set up was not waited for in the pool; its
+		// handshake refreshes the timeout (blockSend).
+		if !st.isDialing() {
+			cancel(errSendLate)
 		}
-		cancel(errSendLate)
 	})
 	stop := context.AfterFunc(ctx, func() {
 		// A connection being set up is let finish (its reads are bounded
