@@ -30,6 +30,7 @@ type Client struct {
 	rdb      redis.UniversalClient
 	retry    *retry.Hook
 	breakers *breakers
+	deadline *deadlineCounts // nil with Config.DisableContextTimeout
 	counters counters
 	health   *healthChecker
 
@@ -68,6 +69,7 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 	c.rdb.AddHook(statsHook{c})
 	c.retry.Install(c.rdb)
 	c.breakers.install(c.rdb)
+	c.deadline = installDeadlines(c.rdb, cfg) // innermost: sees every attempt's raw outcome
 	if cc, ok := c.rdb.(*redis.ClusterClient); ok {
 		cc.AddHook(topologyHook{cc})
 	}
@@ -186,6 +188,8 @@ func newUniversal(cfg Config) redis.UniversalClient {
 		MinIdleConns:    cfg.MinIdleConns,
 		ConnMaxIdleTime: cfg.ConnMaxIdleTime,
 		ConnMaxLifetime: cfg.ConnMaxLifetime,
+
+		ContextTimeoutEnabled: !cfg.DisableContextTimeout,
 	}
 	switch cfg.Mode() {
 	case Cluster:
@@ -221,7 +225,7 @@ func (c Config) tlsConfig() *tls.Config {
 func dialer(cfg Config) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	nd := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: cfg.KeepAlive}
 	tc := cfg.tlsConfig()
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
 		if tc == nil {
 			return nd.DialContext(ctx, network, addr)
 		}
@@ -233,6 +237,16 @@ func dialer(cfg Config) func(ctx context.Context, network, addr string) (net.Con
 		}
 		d := &tls.Dialer{NetDialer: nd, Config: conf}
 		return d.DialContext(ctx, network, addr)
+	}
+	if cfg.DisableContextTimeout {
+		return dial
+	}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		cn, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return keepLateReplies(cn), nil
 	}
 }
 

@@ -125,6 +125,17 @@ type Config struct {
 	// keep-alive off.
 	KeepAlive time.Duration
 
+	// DisableContextTimeout stops rediskit from honouring context deadlines
+	// on the socket (go-redis Options.ContextTimeoutEnabled = false): a
+	// command then waits for its reply up to ReadTimeout (for a blocking
+	// command, up to its own timeout) whatever its context says. Default
+	// false: a command returns by its context's deadline, blocking ones
+	// included, with an error matching context.DeadlineExceeded, and a
+	// blocking pop is given a server-side timeout that ends before the
+	// deadline, so no element is popped without reaching the caller (see
+	// the package documentation, "Deadlines").
+	DisableContextTimeout bool
+
 	// Retry is the policy for commands that are safe to repeat (see package
 	// retry): default 3 attempts, backoff from 8 ms up to 512 ms.
 	Retry retry.Policy

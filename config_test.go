@@ -4,9 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/rediskit/rediskit/retry"
 )
@@ -37,6 +40,8 @@ func TestParseURL(t *testing.T) {
 		{"redis-cluster://h1", Config{ClusterAddrs: []string{"h1:6379"}}},
 		{"rediss-cluster://u:p@h1:7000?tls_insecure_skip_verify=true", Config{ClusterAddrs: []string{"h1:7000"}, Username: "u", Password: "p", TLS: true, TLSInsecureSkipVerify: true}},
 		{"redis://h1:7000?addr=h2:7001&addr=h3:7002", Config{ClusterAddrs: []string{"h1:7000", "h2:7001", "h3:7002"}}},
+		{"redis://h?disable_context_timeout=true", Config{Addr: "h:6379", DisableContextTimeout: true}},
+		{"redis-cluster://h1?disable_context_timeout=0", Config{ClusterAddrs: []string{"h1:6379"}}},
 	}
 	for _, tt := range tests {
 		got, err := ParseURL(tt.url)
@@ -73,6 +78,7 @@ func TestParseURLErrors(t *testing.T) {
 		{"redis://h?bogus=1", "URL parameter", `"bogus"`},
 		{"redis://h?password=x", "URL parameter", `"password"`},
 		{"redis://h?tls=maybe", "URL parameter tls", `"maybe"`},
+		{"redis://h?disable_context_timeout=off", "URL parameter disable_context_timeout", `"off"`},
 		{"redis://h?retry_base_backoff=2s&retry_max_backoff=1s", "Retry.BaseBackoff", "2s"},
 		{"redis://h#frag", "URL", `"#…"`},
 		{"redis://h?q=%zz", "URL query", `""`},
@@ -167,6 +173,7 @@ func TestFromEnv(t *testing.T) {
 		{"REDISKIT_POOL_SIZE", "lots", "REDISKIT_POOL_SIZE"},
 		{"REDISKIT_READ_TIMEOUT", "soon", "REDISKIT_READ_TIMEOUT"},
 		{"REDISKIT_TLS", "sometimes", "REDISKIT_TLS"},
+		{"REDISKIT_DISABLE_CONTEXT_TIMEOUT", "perhaps", "REDISKIT_DISABLE_CONTEXT_TIMEOUT"},
 		{"REDIS_URL", "redis://:leak@h?nope=1", "REDIS_URL: URL parameter"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -268,4 +275,58 @@ func urlPassword(s string) string {
 	}
 	_, pw, _ := strings.Cut(rest[:i], ":")
 	return pw
+}
+
+// TestContextTimeoutSetting: deadlines are honoured by default; the Config
+// field, the URL parameter and the variable turn it off, String says so,
+// and the go-redis option follows.
+func TestContextTimeoutSetting(t *testing.T) {
+	cfg, err := FromLookup(func(k string) (string, bool) {
+		if k == "REDISKIT_DISABLE_CONTEXT_TIMEOUT" {
+			return "true", true
+		}
+		return "", false
+	})
+	if err != nil || !cfg.DisableContextTimeout {
+		t.Fatalf("REDISKIT_DISABLE_CONTEXT_TIMEOUT=true: %v, %v", fields(cfg), err)
+	}
+	if s := cfg.String(); !strings.Contains(s, "disable_context_timeout=true") {
+		t.Errorf("String() = %s, want disable_context_timeout=true", s)
+	}
+	if s := (Config{}).String(); strings.Contains(s, "context_timeout") {
+		t.Errorf("String() of the default = %s, mentions the context timeout", s)
+	}
+	for _, off := range []bool{false, true} {
+		o := newUniversal(Config{Addr: "h:1", DisableContextTimeout: off}.withDefaults())
+		if got := o.(*redis.Client).Options().ContextTimeoutEnabled; got == off {
+			t.Errorf("DisableContextTimeout %v: go-redis ContextTimeoutEnabled = %v", off, got)
+		}
+		_ = o.Close()
+	}
+}
+
+// TestDefaultPoolSize: go-redis's defaults, 10 connections per GOMAXPROCS
+// on standalone and Sentinel, 5 per GOMAXPROCS on each node of a Cluster.
+func TestDefaultPoolSize(t *testing.T) {
+	t.Parallel()
+	p := runtime.GOMAXPROCS(0)
+	for _, tt := range []struct {
+		cfg  Config
+		want int
+	}{
+		{Config{}, 10 * p},
+		{Config{MasterName: "m", SentinelAddrs: []string{"s:1"}}, 10 * p},
+		{Config{ClusterAddrs: []string{"h:1"}}, 5 * p},
+		{Config{ClusterAddrs: []string{"h:1"}, PoolSize: 3}, 3},
+	} {
+		if got := tt.cfg.withDefaults().PoolSize; got != tt.want {
+			t.Errorf("%v: PoolSize = %d, want %d", tt.cfg.Mode(), got, tt.want)
+		}
+	}
+	// The same figure as go-redis's own Cluster default.
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{"h:1"}})
+	defer cc.Close()
+	if got := cc.Options().PoolSize; got != DefaultPoolSize(Cluster) {
+		t.Errorf("go-redis ClusterClient PoolSize = %d, DefaultPoolSize(Cluster) = %d", got, DefaultPoolSize(Cluster))
+	}
 }

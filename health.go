@@ -144,7 +144,9 @@ func (h *healthChecker) run(ctx context.Context, onlyIfStale bool) Health {
 
 func (h *healthChecker) check(ctx context.Context) Health {
 	// Health probes fail fast rather than retry: a blip shows as a blip.
-	ctx = retry.WithNoRetry(ctx)
+	// Their deadline is rediskit's, not a caller's: a probe that runs out of
+	// time is a server fault (see ownDeadline).
+	ctx = ownDeadline(retry.WithNoRetry(ctx))
 	rep := Health{CheckedAt: time.Now()}
 	var nodes []NodeHealth
 	if cc, ok := h.c.rdb.(*redis.ClusterClient); ok {

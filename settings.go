@@ -74,6 +74,7 @@ var settings = []setting{
 		def: func(c Config) any { return c.ReadTimeout }},
 	{name: "keep_alive", field: "KeepAlive", ptr: func(c *Config) any { return &c.KeepAlive }, off: true,
 		def: constant(DefaultKeepAlive)},
+	{name: "disable_context_timeout", field: "DisableContextTimeout", ptr: func(c *Config) any { return &c.DisableContextTimeout }},
 	// The retry policy's defaults belong to package retry
 	// (Policy.WithDefaults, applied by withDefaults).
 	{name: "retry_attempts", field: "Retry.MaxAttempts", ptr: func(c *Config) any { return &c.Retry.MaxAttempts }},

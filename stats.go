@@ -125,17 +125,23 @@ type counters struct {
 	commands  atomic.Uint64
 	pipelines atomic.Uint64
 	failures  atomic.Uint64
+	deadlines atomic.Uint64
 	latency   histogram
 }
 
 func (c *counters) observe(start time.Time, n int, err error) {
 	c.latency.observe(time.Since(start))
 	c.commands.Add(uint64(n))
-	if err != nil {
-		switch retry.Classify(err) {
-		case retry.ClassTransient, retry.ClassUnavailable, retry.ClassAmbiguous:
-			c.failures.Add(1)
-		}
+	if err == nil {
+		return
+	}
+	if retry.IsContext(err) {
+		c.deadlines.Add(1)
+		return
+	}
+	switch retry.Classify(err) {
+	case retry.ClassTransient, retry.ClassUnavailable, retry.ClassAmbiguous:
+		c.failures.Add(1)
 	}
 }
 
@@ -165,11 +171,14 @@ type NodeStats struct {
 type Stats struct {
 	// Pool is go-redis's connection pool statistics (summed over the nodes
 	// of a cluster): hits, misses, timeouts, total, idle and stale
-	// connections.
+	// connections, and the waits for a free connection (WaitCount, and
+	// WaitDurationNs in total; see PoolWait).
 	Pool redis.PoolStats
 	// Commands is the number of commands issued (each command of a pipeline
-	// counts once), including the health checker's and the connection
-	// handshakes' (HELLO, CLIENT SETINFO), which go-redis runs through hooks.
+	// counts once), including the health checker's, the connection
+	// handshakes' (HELLO, CLIENT SETINFO), which go-redis runs through hooks,
+	// and the PINGs that wake a server when a blocking command's shortened
+	// timeout ends (see the package documentation, "Deadlines").
 	Commands uint64
 	// Pipelines is the number of pipelines and transactions issued.
 	Pipelines uint64
@@ -178,11 +187,18 @@ type Stats struct {
 	// refusals, ambiguous writes. Error replies (WRONGTYPE), redis.Nil and
 	// the caller's own context errors are not failures.
 	Failures uint64
+	// Deadlines is the number of calls that ended because the caller's
+	// context expired or was cancelled: their errors match
+	// context.DeadlineExceeded or context.Canceled (retry.IsContext),
+	// writes left ambiguous by a deadline included. They are not Failures
+	// and never count against the circuit breaker.
+	Deadlines uint64
 	// Latency covers every call from hook entry to return, retries included.
 	Latency LatencyStats
 	// Retries is the number of re-sent commands or pipelines.
 	Retries uint64
-	// Ambiguous is the number of writes that failed with retry.ErrAmbiguous.
+	// Ambiguous is the number of writes that failed with retry.ErrAmbiguous,
+	// those whose deadline passed after they were sent included.
 	Ambiguous uint64
 	// Breaker is the circuit breaker's current state; BreakerOpens counts
 	// its openings and BreakerRejected the calls it refused.
@@ -203,9 +219,10 @@ func (c *Client) Stats(ctx context.Context) (Stats, error) {
 		Commands:  c.counters.commands.Load(),
 		Pipelines: c.counters.pipelines.Load(),
 		Failures:  c.counters.failures.Load(),
+		Deadlines: c.counters.deadlines.Load(),
 		Latency:   c.counters.latency.snapshot(),
 		Retries:   c.retry.Retries(),
-		Ambiguous: c.retry.Ambiguous(),
+		Ambiguous: c.retry.Ambiguous() + c.deadline.ambiguousCount(),
 		Breaker:   c.breakers.State(),
 	}
 	s.BreakerOpens, s.BreakerRejected = c.breakers.counts()
@@ -251,6 +268,16 @@ func (c *Client) Stats(ctx context.Context) (Stats, error) {
 		return s, errWrap("stats", firstErr)
 	}
 	return s, nil
+}
+
+// PoolWait returns how many times a command waited for a free pooled
+// connection and the mean wait (zero when none waited): a pool too small
+// for the load shows here before it shows as Pool.Timeouts.
+func (s Stats) PoolWait() (count uint32, mean time.Duration) {
+	if s.Pool.WaitCount == 0 {
+		return 0, 0
+	}
+	return s.Pool.WaitCount, time.Duration(s.Pool.WaitDurationNs / int64(s.Pool.WaitCount))
 }
 
 func (a *ServerStats) add(b ServerStats) {

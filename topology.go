@@ -41,6 +41,9 @@ func (h topologyHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 // client sees of the dead node, and the reload is what moves its slots to
 // the promoted replica.
 func (h topologyHook) check(err error) {
+	if retry.IsContext(err) {
+		return // the caller's deadline, not a failed node
+	}
 	switch retry.Classify(err) {
 	case retry.ClassTransient, retry.ClassAmbiguous, retry.ClassUnavailable:
 		h.cc.ReloadState(context.Background())

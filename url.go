@@ -23,7 +23,7 @@ import (
 // authenticate to sentinels. Every other Config setting is a parameter
 // named in snake case: db, pool_size, min_idle_conns, conn_max_idle_time,
 // conn_max_lifetime, dial_timeout, read_timeout, write_timeout, keep_alive,
-// retry_attempts, retry_base_backoff, retry_max_backoff,
+// disable_context_timeout, retry_attempts, retry_base_backoff, retry_max_backoff,
 // health_check_interval, breaker_threshold, breaker_cooldown, drain_timeout,
 // tls, tls_server_name, tls_insecure_skip_verify. Durations take Go syntax
 // ("500ms"), a plain number of seconds, or -1 for off. An unknown parameter

@@ -313,7 +313,7 @@ func (t *tracker) onConnect(ctx context.Context, cn *redis.Conn) error {
 		return fmt.Errorf("cache: near tier: arm tracking: %w", err)
 	}
 	info, err := cn.Info(ctx, "server", "replication").Result()
-	if err == nil && isFailover(t.n.c.rdb) && !strings.Contains(info, "role:master") {
+	if err == nil && isFailover(t.n.rdb) && !strings.Contains(info, "role:master") {
 		// A Sentinel client's dialer follows the sentinels' answer, which
 		// can name a node that is no longer the master: tracking it would
 		// report none of the writes.

@@ -57,19 +57,20 @@ type clientCollector struct {
 	src ClientStats
 
 	commands, pipelines, failures, retries, ambiguous *prometheus.Desc
-	latency                                           *prometheus.Desc
+	deadlines, latency                                *prometheus.Desc
 	breakerState, breakerOpens, breakerRejected       *prometheus.Desc
 	poolHits, poolMisses, poolTimeouts                *prometheus.Desc
 	poolTotal, poolIdle, poolStale                    *prometheus.Desc
+	poolWaits, poolWaitSeconds                        *prometheus.Desc
 	usedMemory, keyspaceHits, keyspaceMisses          *prometheus.Desc
 	clients, opsPerSec, evicted, expired              *prometheus.Desc
 	up, scrapeErr                                     *prometheus.Desc
 }
 
 // NewClientCollector returns a collector of the connection layer's
-// statistics: commands, errors, retries, ambiguous writes, the command
-// latency histogram, breaker state, pool gauges and, per master, an INFO
-// digest.
+// statistics: commands, errors, calls ended by the caller's deadline,
+// retries, ambiguous writes, the command latency histogram, breaker state,
+// pool gauges and waits and, per master, an INFO digest.
 func NewClientCollector(src ClientStats) prometheus.Collector {
 	node := []string{"node"}
 	return &clientCollector{
@@ -79,6 +80,7 @@ func NewClientCollector(src ClientStats) prometheus.Collector {
 		failures:        desc("client", "failures_total", "Calls Redis could not serve: network errors, timeouts, LOADING, breaker refusals, ambiguous writes."),
 		retries:         desc("client", "retries_total", "Commands or pipelines re-sent by the retry policy."),
 		ambiguous:       desc("client", "ambiguous_writes_total", "Non-idempotent writes whose outcome was unknown and that were not re-sent."),
+		deadlines:       desc("client", "deadlines_total", "Calls ended by the caller's context (deadline or cancellation); not failures."),
 		latency:         desc("client", "command_duration_seconds", "Latency of calls from the first attempt to the last reply, retries included."),
 		breakerState:    desc("breaker", "state", "Circuit breaker state: 0 closed, 1 open, 2 half-open."),
 		breakerOpens:    desc("breaker", "opens_total", "Times the circuit breaker opened."),
@@ -89,6 +91,8 @@ func NewClientCollector(src ClientStats) prometheus.Collector {
 		poolTotal:       desc("pool", "connections", "Connections in the pool."),
 		poolIdle:        desc("pool", "idle_connections", "Idle connections in the pool."),
 		poolStale:       desc("pool", "stale_connections_total", "Stale connections removed from the pool."),
+		poolWaits:       desc("pool", "waits_total", "Times a command waited for a free connection."),
+		poolWaitSeconds: desc("pool", "wait_seconds_total", "Time spent waiting for a free connection."),
 		usedMemory:      desc("server", "used_memory_bytes", "INFO used_memory of a master.", node...),
 		keyspaceHits:    desc("server", "keyspace_hits_total", "INFO keyspace_hits of a master.", node...),
 		keyspaceMisses:  desc("server", "keyspace_misses_total", "INFO keyspace_misses of a master.", node...),
@@ -105,9 +109,9 @@ func NewClientCollector(src ClientStats) prometheus.Collector {
 // registering a collector never touches Redis.
 func (c *clientCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		c.commands, c.pipelines, c.failures, c.retries, c.ambiguous, c.latency,
+		c.commands, c.pipelines, c.failures, c.retries, c.ambiguous, c.deadlines, c.latency,
 		c.breakerState, c.breakerOpens, c.breakerRejected,
-		c.poolHits, c.poolMisses, c.poolTimeouts, c.poolTotal, c.poolIdle, c.poolStale,
+		c.poolHits, c.poolMisses, c.poolTimeouts, c.poolTotal, c.poolIdle, c.poolStale, c.poolWaits, c.poolWaitSeconds,
 		c.usedMemory, c.keyspaceHits, c.keyspaceMisses, c.clients, c.opsPerSec, c.evicted, c.expired,
 		c.up, c.scrapeErr,
 	} {
@@ -130,6 +134,7 @@ func (c *clientCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.failures, s.Failures)
 	counter(c.retries, s.Retries)
 	counter(c.ambiguous, s.Ambiguous)
+	counter(c.deadlines, s.Deadlines)
 	buckets := make(map[float64]uint64, len(s.Latency.Buckets))
 	for _, b := range s.Latency.Buckets {
 		buckets[b.UpperBound.Seconds()] = b.Count
@@ -144,6 +149,8 @@ func (c *clientCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.poolTotal, float64(s.Pool.TotalConns))
 	gauge(c.poolIdle, float64(s.Pool.IdleConns))
 	counter(c.poolStale, uint64(s.Pool.StaleConns))
+	counter(c.poolWaits, uint64(s.Pool.WaitCount))
+	ch <- prometheus.MustNewConstMetric(c.poolWaitSeconds, prometheus.CounterValue, time.Duration(s.Pool.WaitDurationNs).Seconds())
 	for _, n := range s.Nodes {
 		if n.Err != "" {
 			gauge(c.up, 0, n.Addr)

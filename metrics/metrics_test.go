@@ -51,6 +51,14 @@ func TestCollectors(t *testing.T) {
 	if _, _, err := c.Get(ctx, "k"); err != nil {
 		t.Fatal(err)
 	}
+	// Two calls that end on their deadline: counted apart, not as failures.
+	for range 2 {
+		dctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		if err := rdb.BLPop(dctx, 0, "m:empty").Err(); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("BLPOP with a deadline: %v", err)
+		}
+		cancel()
+	}
 	for _, u := range []string{"alice", "alice", "bob"} {
 		if _, err := store.Create(ctx, u, nil, session.CreateOptions{}); err != nil {
 			t.Fatal(err)
@@ -87,10 +95,17 @@ rediskit_session_users 2
 # HELP rediskit_breaker_state Circuit breaker state: 0 closed, 1 open, 2 half-open.
 # TYPE rediskit_breaker_state gauge
 rediskit_breaker_state 0
+# HELP rediskit_client_deadlines_total Calls ended by the caller's context (deadline or cancellation); not failures.
+# TYPE rediskit_client_deadlines_total counter
+rediskit_client_deadlines_total 2
+# HELP rediskit_client_failures_total Calls Redis could not serve: network errors, timeouts, LOADING, breaker refusals, ambiguous writes.
+# TYPE rediskit_client_failures_total counter
+rediskit_client_failures_total 0
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
 		"rediskit_cache_loads_total", "rediskit_cache_hits_total", "rediskit_session_active",
-		"rediskit_session_users", "rediskit_breaker_state"); err != nil {
+		"rediskit_session_users", "rediskit_breaker_state", "rediskit_client_deadlines_total",
+		"rediskit_client_failures_total"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -108,6 +123,8 @@ rediskit_breaker_state 0
 				t.Fatalf("latency histogram: %d samples, %d buckets", h.GetSampleCount(), len(h.GetBucket()))
 			}
 			found = true
+		case "rediskit_pool_waits_total", "rediskit_pool_wait_seconds_total":
+			found = found && len(mf.GetMetric()) == 1
 		case "rediskit_server_up":
 			if v := mf.GetMetric()[0].GetGauge().GetValue(); v != 1 {
 				t.Fatalf("rediskit_server_up = %v", v)

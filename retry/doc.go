@@ -39,7 +39,11 @@
 //
 // Classify sorts errors into classes (none, caller, transient, unavailable,
 // ambiguous) through any wrapping; IsUnavailable and IsInfrastructure are
-// the predicates fail-open callers and circuit breakers use.
+// the predicates fail-open callers and circuit breakers use. IsContext
+// reports the caller's own context ending, alone or as the cause of an
+// *AmbiguousError (a write whose deadline passed after it was sent): such an
+// error matches both ErrAmbiguous and context.DeadlineExceeded, and is never
+// an infrastructure failure (TestContextErrors).
 //
 //	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
 //	retry.NewHook(retry.Policy{}).Install(rdb)

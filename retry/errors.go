@@ -93,10 +93,28 @@ func IsUnavailable(err error) bool {
 
 // IsInfrastructure reports whether err counts against the circuit breaker: a
 // transient failure or an ambiguous write, but never redis.Nil, an error reply
-// or the caller's own context.
+// or the caller's own context — not even a write left ambiguous because the
+// caller's deadline passed after it was sent (IsContext).
 func IsInfrastructure(err error) bool {
-	c := Classify(err)
-	return c == ClassTransient || c == ClassAmbiguous
+	switch Classify(err) {
+	case ClassTransient:
+		return true
+	case ClassAmbiguous:
+		return !IsContext(err)
+	}
+	return false
+}
+
+// IsContext reports whether err is the caller's context ending: it matches
+// context.Canceled or context.DeadlineExceeded, alone or as the cause of an
+// *AmbiguousError (a write whose deadline passed after it was sent). A dial
+// that timed out is not: it is the server that did not answer. Such an
+// error says nothing about the health of Redis.
+func IsContext(err error) bool {
+	if err == nil || isDialError(err) || isLostReply(err) {
+		return false
+	}
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
 func isTransient(err error) bool {

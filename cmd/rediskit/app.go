@@ -225,9 +225,14 @@ type snapshot struct {
 			Idle     uint32 `json:"idle"`
 			Total    uint32 `json:"total"`
 			Timeouts uint32 `json:"timeouts"`
+			// Waits counts the waits for a free connection since start;
+			// WaitMS is their mean, in milliseconds.
+			Waits  uint32  `json:"waits"`
+			WaitMS float64 `json:"wait_ms"`
 		} `json:"pool"`
 		Retries   uint64 `json:"retries"`
 		Ambiguous uint64 `json:"ambiguous"`
+		Deadlines uint64 `json:"deadlines"`
 	} `json:"client"`
 	Cache struct {
 		Hits           uint64 `json:"hits"`
@@ -324,7 +329,9 @@ func (a *app) sample(ctx context.Context, prev *sampleState) {
 	}
 	s.Client.Pool.Total, s.Client.Pool.Idle, s.Client.Pool.Timeouts = st.Pool.TotalConns, st.Pool.IdleConns, st.Pool.Timeouts
 	s.Client.Pool.InUse = st.Pool.TotalConns - min(st.Pool.IdleConns, st.Pool.TotalConns)
-	s.Client.Retries, s.Client.Ambiguous = st.Retries, st.Ambiguous
+	waits, mean := st.PoolWait()
+	s.Client.Pool.Waits, s.Client.Pool.WaitMS = waits, ms(mean)
+	s.Client.Retries, s.Client.Ambiguous, s.Client.Deadlines = st.Retries, st.Ambiguous, st.Deadlines
 
 	cs := a.cache.LocalStats()
 	s.Cache.Hits, s.Cache.Misses, s.Cache.Loads, s.Cache.DedupLoads = cs.Hits, cs.Misses, cs.Loads, cs.DedupLoads

@@ -163,14 +163,24 @@ func TestHealthAndStats(t *testing.T) {
 				Server struct {
 					UsedMemory int64 `json:"used_memory"`
 				}
-				Nodes []map[string]any
+				Nodes  []map[string]any
+				Pool   map[string]any
+				Client map[string]any
 			}
 			cli(t, nil, "stats", "--json", "--redis", url).want(t, exitOK).json(t, &s)
 			if len(s.Nodes) != tc.nodes || s.Server.UsedMemory <= 0 {
 				t.Fatalf("stats --json: %+v", s)
 			}
+			for _, k := range []string{"waits", "wait_ms"} {
+				if _, ok := s.Pool[k]; !ok {
+					t.Fatalf("stats --json: pool has no %q: %v", k, s.Pool)
+				}
+			}
+			if _, ok := s.Client["deadlines"]; !ok {
+				t.Fatalf("stats --json: client has no deadlines: %v", s.Client)
+			}
 			r = cli(t, nil, "stats", "--redis", url).want(t, exitOK)
-			if !strings.Contains(r.stdout, "MEMORY") {
+			if !strings.Contains(r.stdout, "MEMORY") || !strings.Contains(r.stdout, "waits for a connection") {
 				t.Fatalf("stats output:\n%s", r.stdout)
 			}
 		})

@@ -217,6 +217,11 @@ func TestServeCluster(t *testing.T) {
 	if n := strings.Count(snap, `"role":"master"`); n != 3 {
 		t.Fatalf("snapshot lists %d masters, want 3: %s", n, snap)
 	}
+	for _, k := range []string{`"waits":`, `"wait_ms":`, `"deadlines":`} {
+		if !strings.Contains(snap, k) {
+			t.Fatalf("snapshot has no %s (pool wait, caller deadlines): %s", k, snap)
+		}
+	}
 	if resp, _ := get(t, c, s.base+"/demo/"); resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("--demo=false still serves /demo/: %d", resp.StatusCode)
 	}

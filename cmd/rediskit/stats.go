@@ -12,7 +12,7 @@ import (
 
 func runStats(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "stats", "rediskit stats [--redis URL] [--json]",
-		"Print the server's INFO digest per master and summed, and the client's pool figures.",
+		"Print the server's INFO digest per master and summed, and the client's pool figures (waits for a connection included).",
 		"rediskit stats --redis redis-cluster://127.0.0.1:7000\nrediskit stats --json | jq .server.used_memory")
 	url := redisFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -61,6 +61,11 @@ func statsJSON(s rediskit.Stats) map[string]any {
 		"pool": map[string]any{
 			"hits": s.Pool.Hits, "misses": s.Pool.Misses, "timeouts": s.Pool.Timeouts,
 			"total_conns": s.Pool.TotalConns, "idle_conns": s.Pool.IdleConns, "stale_conns": s.Pool.StaleConns,
+			"waits": s.Pool.WaitCount, "wait_ms": ms(time.Duration(s.Pool.WaitDurationNs)),
+		},
+		"client": map[string]any{
+			"commands": s.Commands, "failures": s.Failures, "deadlines": s.Deadlines,
+			"retries": s.Retries, "ambiguous": s.Ambiguous,
 		},
 		"breaker": s.Breaker.String(),
 	}
@@ -85,6 +90,9 @@ func printStats(w io.Writer, s rediskit.Stats) {
 		row("total", s.Server)
 	}
 	_ = tw.Flush()
+	waits, mean := s.PoolWait()
+	fmt.Fprintf(w, "\npool: %d conns, %d idle, %d waits for a connection (mean %s), %d timeouts\n",
+		s.Pool.TotalConns, s.Pool.IdleConns, waits, mean, s.Pool.Timeouts)
 }
 
 func humanBytes(n int64) string {

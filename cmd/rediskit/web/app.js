@@ -130,7 +130,7 @@ function render(s) {
   text("kpi-hit", isFinite(hit) ? hit.toFixed(1) + "%" : "–");
   text("kpi-hit-sub", `${int(c.hits)} hits · ${int(c.misses)} misses`);
   text("kpi-pool", `${pool.in_use} / ${pool.idle}`);
-  text("kpi-pool-sub", `${pool.total} conns · ${int(pool.timeouts)} timeouts`);
+  text("kpi-pool-sub", `${pool.total} conns · ${int(pool.waits)} waits (${fmt(pool.wait_ms)} ms) · ${int(pool.timeouts)} timeouts`);
   text("kpi-sessions", int(s.sessions.active));
   text("kpi-sessions-sub", plural(s.sessions.users, "user"));
   text("kpi-mem", bytes(s.server.used_memory));
@@ -155,6 +155,7 @@ function render(s) {
     ["loads", c.loads], ["deduplicated loads", c.dedup_loads], ["loader errors", c.load_errors],
     ["stale served", c.stale_served], ["lease waits", c.lease_waits], ["decode failures", c.decode_failures],
     ["retries", s.client.retries], ["ambiguous writes", s.client.ambiguous],
+    ["caller deadlines", s.client.deadlines],
   ].map(([k, v]) => row([k, { text: int(v), cls: "num" }])));
 
   const errs = document.getElementById("errors");
