@@ -2,6 +2,7 @@ package retry
 
 import (
 	"context"
+	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -22,7 +23,11 @@ import (
 //   - ctx is marked with WithIdempotent.
 //
 // Otherwise the call fails with an *AmbiguousError that wraps ErrAmbiguous
-// and the cause, and the command is not sent again.
+// and the cause, and the command is not sent again. A write that was
+// re-sent because it is safe to repeat, but whose re-sends all failed
+// after an attempt that may have run, fails with an *AmbiguousError too
+// (wrapping the last cause, a breaker refusal say): its outcome is as
+// unknown as a write never re-sent (TestHookGivesUpAmbiguously).
 //
 // A pipeline is retried by re-sending the commands that failed, in their
 // order, when every one of them may be re-sent; a transaction (MULTI/EXEC)
@@ -80,19 +85,24 @@ func (h *Hook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 }
 
 func (h *Hook) retryCmd(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook, err error) error {
+	// mayHaveRun: an earlier attempt's reply was lost, so a later failure
+	// that proves only its own attempt did not run leaves the outcome
+	// unknown.
+	mayHaveRun := false
 	for attempt := 1; ; attempt++ {
 		cause, lost := unmark(err)
 		if !lost && Classify(cause) != ClassTransient {
-			return cause
+			return h.giveUp(ctx, cmd, cause, mayHaveRun)
 		}
 		if lost || !NotApplied(cause) {
 			if !IsIdempotent(cmd) && !MarkedIdempotent(ctx) {
 				h.ambiguous.Add(1)
 				return &AmbiguousError{Cmd: cmd.Name(), Cause: cause}
 			}
+			mayHaveRun = true
 		}
 		if isClosed(cause) || attempt >= h.policy.MaxAttempts || noRetry(ctx) || !h.policy.wait(ctx, attempt) {
-			return cause
+			return h.giveUp(ctx, cmd, cause, mayHaveRun)
 		}
 		h.retries.Add(1)
 		cmd.SetErr(nil)
@@ -100,6 +110,26 @@ func (h *Hook) retryCmd(ctx context.Context, cmd redis.Cmder, next redis.Process
 			return nil
 		}
 	}
+}
+
+// giveUp returns the error of a command the hook stops retrying. A write
+// (idempotent, or marked as safe to repeat) whose earlier attempt may have
+// run did not fail for sure when a later attempt was refused (the breaker,
+// a failed dial) or lost too: it is reported as ambiguous, as a write that
+// was never retried would be. A read's failure is just a failure.
+func (h *Hook) giveUp(ctx context.Context, cmd redis.Cmder, cause error, mayHaveRun bool) error {
+	if !mayHaveRun || !writes(ctx, cmd) {
+		return cause
+	}
+	switch Classify(cause) {
+	case ClassTransient, ClassUnavailable:
+	default:
+		if !IsContext(cause) {
+			return cause
+		}
+	}
+	h.ambiguous.Add(1)
+	return &AmbiguousError{Cmd: cmd.Name(), Cause: cause}
 }
 
 // ProcessPipelineHook implements redis.Hook, for pipelines and transactions.
@@ -118,6 +148,19 @@ func (h *Hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Process
 func (h *Hook) retryPipeline(ctx context.Context, cmds []redis.Cmder, next redis.ProcessPipelineHook) error {
 	tx := len(cmds) > 0 && cmds[0].Name() == "multi"
 	marked := MarkedIdempotent(ctx)
+	// ran holds the commands an earlier attempt may have run (see
+	// retryCmd); done settles them when the hook stops.
+	var ran map[redis.Cmder]bool
+	done := func() error {
+		for c := range ran {
+			if err := c.Err(); err != nil && !isAmbiguous(err) {
+				if amb := h.giveUp(ctx, c, err, true); amb != err {
+					c.SetErr(amb)
+				}
+			}
+		}
+		return firstErr(cmds)
+	}
 	for attempt := 1; ; attempt++ {
 		// Collect the commands that failed transiently and decide whether
 		// each may be sent again.
@@ -132,12 +175,19 @@ func (h *Hook) retryPipeline(ctx context.Context, cmds []redis.Cmder, next redis
 			}
 			failed = append(failed, c)
 			closed = closed || isClosed(cause)
-			if (lost || !NotApplied(cause)) && !marked && !IsIdempotent(c) {
-				resendable = false
+			if lost || !NotApplied(cause) {
+				if !marked && !IsIdempotent(c) {
+					resendable = false
+				} else {
+					if ran == nil {
+						ran = make(map[redis.Cmder]bool)
+					}
+					ran[c] = true
+				}
 			}
 		}
 		if len(failed) == 0 {
-			return firstErr(cmds)
+			return done()
 		}
 		if !resendable {
 			if tx {
@@ -155,10 +205,10 @@ func (h *Hook) retryPipeline(ctx context.Context, cmds []redis.Cmder, next redis
 					c.SetErr(&AmbiguousError{Cmd: c.Name(), Cause: c.Err()})
 				}
 			}
-			return firstErr(cmds)
+			return done()
 		}
 		if closed || attempt >= h.policy.MaxAttempts || noRetry(ctx) || !h.policy.wait(ctx, attempt) {
-			return firstErr(cmds)
+			return done()
 		}
 		if tx {
 			failed = cmds
@@ -168,10 +218,12 @@ func (h *Hook) retryPipeline(ctx context.Context, cmds []redis.Cmder, next redis
 			c.SetErr(nil)
 		}
 		if err := next(ctx, failed); err == nil {
-			return firstErr(cmds)
+			return done()
 		}
 	}
 }
+
+func isAmbiguous(err error) bool { return errors.Is(err, ErrAmbiguous) }
 
 // firstWrite names the first non-idempotent command of cmds.
 func firstWrite(cmds []redis.Cmder) string {

@@ -180,3 +180,28 @@ func hasOption(args []any, from int, opts ...string) bool {
 	}
 	return false
 }
+
+// idempotentWrites are the commands of the table that change data. When
+// the reply of one of them was lost and its re-send failed too, the hook
+// reports the write as ambiguous: the first attempt may have run.
+var idempotentWrites = map[string]bool{
+	"flushdb": true, "flushall": true, "del": true, "unlink": true, "persist": true,
+	"expire": true, "pexpire": true, "expireat": true, "pexpireat": true,
+	"set": true, "setex": true, "psetex": true, "mset": true, "setrange": true, "setbit": true, "bitop": true,
+	"hset": true, "hmset": true, "hdel": true, "hpersist": true,
+	"lset": true, "ltrim": true,
+	"sadd": true, "srem": true, "sinterstore": true, "sunionstore": true, "sdiffstore": true,
+	"zadd": true, "zrem": true, "zremrangebyscore": true, "zremrangebyrank": true, "zremrangebylex": true,
+	"zrangestore": true, "zunionstore": true, "zinterstore": true, "zdiffstore": true,
+	"xack": true, "xdel": true, "pfadd": true, "pfmerge": true, "geoadd": true,
+}
+
+// writes reports whether cmd changes data: a write of the table, or a
+// command marked safe to repeat (Repeatable, WithIdempotent), which is
+// marked because it is a write the table cannot know about.
+func writes(ctx context.Context, cmd redis.Cmder) bool {
+	if _, ok := cmd.(interface{ repeatable() }); ok {
+		return true
+	}
+	return MarkedIdempotent(ctx) || idempotentWrites[cmd.Name()]
+}

@@ -13,7 +13,10 @@ import (
 	"github.com/rediskit/rediskit/retry"
 )
 
-var incrScript = retry.NewScript(`return redis.call('INCR', KEYS[1])`)
+var (
+	incrScript = retry.NewScript(`return redis.call('INCR', KEYS[1])`)
+	setScript  = retry.NewScript(`return redis.call('SET', KEYS[1], 'v')`)
+)
 
 // TestOnceOnPlainClient shows the fault that Once exists for and that Once
 // stops it: through a go-redis client with its default MaxRetries (3), a
@@ -126,6 +129,63 @@ func BenchmarkScript(b *testing.B) {
 			for b.Loop() {
 				if err := bc.run(); err != nil {
 					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// TestHookGivesUpAmbiguously: through retry.Hook, an idempotent write whose
+// reply is lost is re-sent; when every re-send is refused (the server can
+// no longer be reached), the write is reported as ambiguous, since the first
+// attempt ran — not as a clean failure. A read under the same fault fails
+// plainly.
+func TestHookGivesUpAmbiguously(t *testing.T) {
+	srv := redistest.Start(t)
+	direct := srv.Client(t)
+	ctx := context.Background()
+	if err := setScript.Load(ctx, direct).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		write bool
+		run   func(rdb *redis.Client, key string) error
+	}{
+		{"SET", true, func(rdb *redis.Client, key string) error { return rdb.Set(ctx, key, "v", 0).Err() }},
+		{"script sent Repeatable", true, func(rdb *redis.Client, key string) error {
+			return setScript.RunRepeatable(ctx, rdb, []string{key}).Err()
+		}},
+		{"GET", false, func(rdb *redis.Client, key string) error { return rdb.Get(ctx, key).Err() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			proxy := redistest.NewProxy(t, srv.Addr)
+			rdb := redis.NewClient(&redis.Options{Addr: proxy.Addr, MaxRetries: -1,
+				ReadTimeout: 200 * time.Millisecond, DialTimeout: 100 * time.Millisecond})
+			t.Cleanup(func() { _ = rdb.Close() })
+			hook := retry.NewHook(retry.Policy{MaxAttempts: 3, BaseBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond})
+			hook.Install(rdb)
+			if err := rdb.Ping(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+			key := redistest.Prefix(t) + "k"
+			proxy.DropReplyAfter(key)
+			go func() {
+				for proxy.Dropped() == 0 {
+					time.Sleep(time.Millisecond)
+				}
+				proxy.Close() // every re-send now meets a refused dial
+			}()
+			err := tc.run(rdb, key)
+			if err == nil {
+				t.Fatal("the call succeeded through a closed proxy")
+			}
+			if tc.write != errors.Is(err, retry.ErrAmbiguous) {
+				t.Fatalf("err = %v; ambiguous: want %v", err, tc.write)
+			}
+			if tc.write {
+				if v, _ := direct.Get(ctx, key).Result(); v != "v" {
+					t.Fatalf("the first attempt did not run (%q): the fault is not the one meant", v)
 				}
 			}
 		})

@@ -109,10 +109,12 @@ func Classify(err error) Outcome {
 		return OK
 	case errors.Is(err, session.ErrNotFound):
 		return NotFound
+	case errors.Is(err, retry.ErrAmbiguous):
+		// Before the breaker: an ambiguous write may wrap the breaker's
+		// refusal of its re-send, after an attempt that may have run.
+		return Ambiguous
 	case errors.Is(err, rediskit.ErrCircuitOpen):
 		return Breaker
-	case errors.Is(err, retry.ErrAmbiguous):
-		return Ambiguous
 	}
 	switch retry.Classify(err) {
 	case retry.ClassUnavailable:
