@@ -295,7 +295,7 @@ func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
 // String describes c for logs: mode, addresses and the settings that are
 // set, in the order of the settings table. Passwords appear as
-// "[redacted]" when set; a TLSConfig as tls=on.
+// "[redacted]" when set; a TLSConfig as tls=true.
 func (c Config) String() string {
 	var b strings.Builder
 	b.WriteString("rediskit.Config{mode=" + c.Mode().String())

@@ -173,7 +173,7 @@ func (s setting) format(c *Config) (string, bool) {
 	case *int:
 		return strconv.Itoa(*p), true
 	case *bool:
-		return "on", true
+		return "true", true
 	case *string:
 		return *p, true
 	case *[]string:

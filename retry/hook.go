@@ -32,7 +32,8 @@ import (
 // A pipeline is retried by re-sending the commands that failed, in their
 // order, when every one of them may be re-sent; a transaction (MULTI/EXEC)
 // only as a whole. When any failed command may not be re-sent, none is, and
-// the failed non-idempotent commands carry an *AmbiguousError.
+// the failed writes whose reply was lost carry an *AmbiguousError (the
+// idempotent ones too: they were not re-sent either).
 //
 // The zero Hook is not usable; call NewHook.
 type Hook struct {
