@@ -3,7 +3,6 @@ package rediskit
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,10 +36,6 @@ func (s BreakerState) String() string {
 	}
 	return "closed"
 }
-
-// ErrCircuitOpen is returned, without contacting Redis, while the circuit
-// breaker is open. It matches retry.ErrUnavailable with errors.Is.
-var ErrCircuitOpen = fmt.Errorf("rediskit: circuit breaker open: %w", retry.ErrUnavailable)
 
 // breaker counts consecutive infrastructure failures (retry.IsInfrastructure)
 // and opens after threshold of them. The closed-state hot path is one atomic

@@ -17,10 +17,6 @@ import (
 	"github.com/rediskit/rediskit/retry"
 )
 
-// ErrClosed is returned for commands issued through a Client after Close
-// began. It matches retry.ErrUnavailable.
-var ErrClosed = fmt.Errorf("rediskit: client closed: %w", retry.ErrUnavailable)
-
 // Client is a connection to Redis (standalone, Sentinel or Cluster) with
 // safe retries, a circuit breaker, a background health checker and
 // statistics. It is safe for concurrent use. Create it with Open; hand

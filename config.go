@@ -2,7 +2,6 @@ package rediskit
 
 import (
 	"crypto/tls"
-	"fmt"
 	"net"
 	"runtime"
 	"strconv"
@@ -192,30 +191,6 @@ func (c Config) withDefaults() Config {
 	}
 	c.Retry = c.Retry.WithDefaults()
 	return c
-}
-
-// ConfigError reports an invalid Config field. Value never holds a secret.
-type ConfigError struct {
-	Field  string // the Config field (or URL parameter / variable) at fault
-	Value  string // the offending value, quoted
-	Reason string
-}
-
-func (e *ConfigError) Error() string {
-	return "rediskit: config: " + e.Field + " = " + e.Value + ": " + e.Reason
-}
-
-func badField(field string, value any, reason string) error {
-	var v string
-	switch x := value.(type) {
-	case string:
-		v = strconv.Quote(x)
-	case []string:
-		v = fmt.Sprintf("%q", x)
-	default:
-		v = fmt.Sprint(x)
-	}
-	return &ConfigError{Field: field, Value: v, Reason: reason}
 }
 
 // Validate checks c and returns a *ConfigError naming the first bad field and

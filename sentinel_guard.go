@@ -13,15 +13,6 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// ErrNotMaster is the cause of a failed connection in Sentinel mode when the
-// node reached is not the master the sentinels name now: a restarted old
-// master that answers as master before the sentinels demote it, a node the
-// sentinels are failing over, a replica. The connection is closed before
-// any command is sent on it, and the error is a dial error (*net.OpError,
-// Op "dial"): package retry classes it as transient and not applied, and
-// the breaker counts it. Match it with errors.Is.
-var ErrNotMaster = errors.New("rediskit: not the master the sentinels name")
-
 // Sentinel mode: go-redis's failover client asks a sentinel for the
 // master's address and dials it (sentinel.go, masterReplicaDialer), but
 // nothing checks what the new connection reached. Between the answer and the

@@ -48,18 +48,22 @@ func (h *histogram) observe(d time.Duration) {
 	h.sum.Add(int64(d))
 }
 
-// LatencyBuckets are the upper bounds LatencyStats.Buckets reports counts
-// for: the usual Prometheus bounds for a Redis command, 50 µs to 10 s.
-var LatencyBuckets = []time.Duration{
+// latencyBuckets are the upper bounds of the latency histogram: the usual
+// Prometheus bounds for a Redis command, 50 µs to 10 s.
+var latencyBuckets = [...]time.Duration{
 	50 * time.Microsecond, 100 * time.Microsecond, 250 * time.Microsecond, 500 * time.Microsecond,
 	time.Millisecond, 2500 * time.Microsecond, 5 * time.Millisecond, 10 * time.Millisecond,
 	25 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 250 * time.Millisecond,
 	500 * time.Millisecond, time.Second, 2500 * time.Millisecond, 5 * time.Second, 10 * time.Second,
 }
 
+// LatencyBuckets returns the upper bounds LatencyStats.Buckets reports
+// counts for, a copy the caller may keep.
+func LatencyBuckets() []time.Duration { return append([]time.Duration(nil), latencyBuckets[:]...) }
+
 // LatencyBucket is one cumulative bucket of the latency histogram.
 type LatencyBucket struct {
-	UpperBound time.Duration // inclusive upper bound, one of LatencyBuckets
+	UpperBound time.Duration // inclusive upper bound, one of LatencyBuckets()
 	Count      uint64        // calls that took at most UpperBound
 }
 
@@ -73,7 +77,7 @@ type LatencyStats struct {
 	P99   time.Duration
 	Max   time.Duration // upper bound of the highest non-empty bucket
 	Sum   time.Duration // total time of all calls
-	// Buckets counts the calls at or under each of LatencyBuckets,
+	// Buckets counts the calls at or under each of LatencyBuckets(),
 	// cumulatively, for a Prometheus histogram. A call is counted under the
 	// first bound at or above its fine bucket's upper bound, so a count can
 	// lag by at most the 25 % width of one fine bucket.
@@ -92,10 +96,10 @@ func (h *histogram) snapshot() LatencyStats {
 		}
 	}
 	s := LatencyStats{Count: total, Sum: time.Duration(h.sum.Load())}
-	s.Buckets = make([]LatencyBucket, len(LatencyBuckets))
+	s.Buckets = make([]LatencyBucket, len(latencyBuckets))
 	var cum uint64
 	fine := 0
-	for i, ub := range LatencyBuckets {
+	for i, ub := range latencyBuckets {
 		for ; fine < len(counts) && bucketUpper(fine) <= uint64(ub); fine++ {
 			cum += counts[fine]
 		}

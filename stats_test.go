@@ -19,8 +19,8 @@ func TestHistogramBuckets(t *testing.T) {
 		50 * time.Microsecond: 1, 100 * time.Microsecond: 2, 500 * time.Microsecond: 2,
 		time.Millisecond: 3, 5 * time.Millisecond: 4, 10 * time.Second: 4,
 	}
-	if len(s.Buckets) != len(LatencyBuckets) {
-		t.Fatalf("%d buckets, want %d", len(s.Buckets), len(LatencyBuckets))
+	if len(s.Buckets) != len(latencyBuckets) {
+		t.Fatalf("%d buckets, want %d", len(s.Buckets), len(latencyBuckets))
 	}
 	var prev uint64
 	for _, b := range s.Buckets {

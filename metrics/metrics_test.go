@@ -119,7 +119,7 @@ rediskit_client_failures_total 0
 		switch mf.GetName() {
 		case "rediskit_client_command_duration_seconds":
 			h := mf.GetMetric()[0].GetHistogram()
-			if h.GetSampleCount() == 0 || len(h.GetBucket()) != len(rediskit.LatencyBuckets) {
+			if h.GetSampleCount() == 0 || len(h.GetBucket()) != len(rediskit.LatencyBuckets()) {
 				t.Fatalf("latency histogram: %d samples, %d buckets", h.GetSampleCount(), len(h.GetBucket()))
 			}
 			found = true

@@ -83,9 +83,13 @@ func Classify(err error) Class {
 	return ClassCaller
 }
 
-// IsUnavailable reports whether err means Redis could not serve the call: the
-// breaker is open, or a transient infrastructure failure. A fail-open caller
-// falls back on it; redis.Nil, error replies and context errors are not it.
+// IsUnavailable reports whether err means Redis could not serve the call,
+// so that a fail-open caller may fall back: err matches ErrUnavailable (the
+// breaker refused it, a client or store was closed; session and cache wrap
+// their transient failures so), or err is a transient failure as go-redis
+// returns it (a reset, a timeout, LOADING) from a client without rediskit's
+// hooks. It is errors.Is(err, ErrUnavailable) extended to those raw errors;
+// redis.Nil, error replies, context errors and ambiguous writes are not it.
 func IsUnavailable(err error) bool {
 	c := Classify(err)
 	return c == ClassUnavailable || c == ClassTransient
