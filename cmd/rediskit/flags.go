@@ -4,7 +4,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"reflect"
 	"runtime/debug"
+	"strconv"
 	"strings"
 )
 
@@ -23,9 +26,7 @@ func newFlagSet(e *env, name, synopsis, desc, examples string) *flag.FlagSet {
 		fs.VisitAll(func(*flag.Flag) { has = true })
 		if has {
 			fmt.Fprint(w, "\nFlags:\n")
-			fs.SetOutput(w)
-			fs.PrintDefaults()
-			fs.SetOutput(e.stderr)
+			printDefaults(w, fs)
 		}
 		fmt.Fprintf(w, "\nExamples:\n  %s\n", strings.ReplaceAll(examples, "\n", "\n  "))
 	}
@@ -43,8 +44,7 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 		err := fs.Parse(args)
 		fs.SetOutput(out)
 		if errors.Is(err, flag.ErrHelp) {
-			fs.Usage()
-			return nil, errHelp
+			return nil, errHelp // the flag package has called fs.Usage
 		}
 		if err != nil {
 			return nil, usageErrorf("%v (see rediskit %s --help)", err, fs.Name())
@@ -59,6 +59,26 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, args[0])
 		args = args[1:]
 	}
+}
+
+// printDefaults is flag.PrintDefaults with flags written as the synopses
+// and examples write them: --name, not -name.
+func printDefaults(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if name != "" {
+			line += " " + name
+		}
+		line += "\n    \t" + strings.ReplaceAll(usage, "\n", "\n    \t")
+		if def := f.DefValue; def != "" && def != "false" && def != "0" {
+			if reflect.Indirect(reflect.ValueOf(f.Value)).Kind() == reflect.String {
+				def = strconv.Quote(def)
+			}
+			line += " (default " + def + ")"
+		}
+		fmt.Fprintln(w, line)
+	})
 }
 
 type discard struct{}

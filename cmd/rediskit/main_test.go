@@ -102,6 +102,16 @@ func TestUsageAndConfigErrors(t *testing.T) {
 		if !strings.Contains(r.stdout, "Examples:") || !strings.Contains(r.stdout, "rediskit "+c.name) {
 			t.Errorf("%s --help lacks examples:\n%s", c.name, r.stdout)
 		}
+		// The help is printed once, and writes flags as the examples do:
+		// --name, never -name.
+		if n := strings.Count(r.stdout, "Usage:"); n != 1 {
+			t.Errorf("%s --help printed its usage %d times", c.name, n)
+		}
+		for _, line := range strings.Split(r.stdout, "\n") {
+			if l := strings.TrimLeft(line, " "); len(l) > 1 && l[0] == '-' && l[1] != '-' {
+				t.Errorf("%s --help shows a single-dash flag: %q", c.name, line)
+			}
+		}
 	}
 }
 
