@@ -4,8 +4,10 @@
 //
 // A Driver sends session operations (create, get, update, rotate, delete)
 // and cache operations (get, get-or-set, mset, incr/decr) through a
-// rediskit.Client at Config.Rate operations per second for Config.Duration,
-// from a fixed pool of workers. It records, per operation kind, what was
+// rediskit.Client at Config.Rate operations per second for Config.Duration
+// (longer while a fault announced with Driver.Fault is on, and for a second
+// after the last one ends, so every fault is followed by operations that
+// show its recovery), from a fixed pool of workers. It records, per operation kind, what was
 // attempted and how each call ended, classified by typed error (the
 // breaker's ErrCircuitOpen, retry.ErrUnavailable, retry.ErrAmbiguous,
 // transient network failures, the caller's deadline, the packages' own

@@ -329,6 +329,7 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case now := <-tick.C:
+			deadline := d.stopAt(deadline)
 			if now.After(deadline) {
 				now = deadline
 			}
@@ -350,6 +351,37 @@ loop:
 	close(jobs)
 	wg.Wait()
 	return d.result(time.Since(start))
+}
+
+// recoveryTail is how long the load goes on after the last fault ended, so
+// that every fault is followed by operations that show whether it
+// recovered; maxOverrun bounds how far that pushes a run past its Duration.
+const (
+	recoveryTail = time.Second
+	maxOverrun   = time.Minute
+)
+
+// stopAt returns when the load may stop: the run's deadline, or later while
+// a fault announced with Fault is still on or ended less than recoveryTail
+// ago. A fault that ends just before the deadline (a reshard slowed by a
+// loaded machine) would otherwise leave no operation after it, and look as
+// if it never recovered.
+func (d *Driver) stopAt(deadline time.Time) time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	at := deadline
+	for _, f := range d.faults {
+		if f.end.IsZero() {
+			return deadline.Add(maxOverrun)
+		}
+		if t := f.end.Add(recoveryTail); t.After(at) {
+			at = t
+		}
+	}
+	if limit := deadline.Add(maxOverrun); at.After(limit) {
+		return limit
+	}
+	return at
 }
 
 func (d *Driver) pick(rng *rand.Rand) Kind {
