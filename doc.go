@@ -104,7 +104,10 @@
 //
 // Health answers from the report of a background checker that PINGs every
 // node each Config.HealthCheckInterval, so a health endpoint costs Redis
-// nothing. Stats adds an INFO digest of every master to the client-side
+// nothing: Client.ReadinessHandler serves it at /readyz (200 while Redis can
+// serve, 503 when it is down or the client closed), and LivenessHandler
+// answers /healthz without looking at Redis (TestReadinessHandler); the
+// rediskit command mounts both. Stats adds an INFO digest of every master to the client-side
 // counters. Close drains commands in flight, stops the checker and closes
 // the connections.
 //

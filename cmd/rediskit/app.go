@@ -110,11 +110,8 @@ func (a *app) routes() http.Handler {
 		w.Header().Set("Cache-Control", "no-cache")
 		http.ServeFileFS(w, r, static, "index.html")
 	})
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("GET /readyz", a.readyz)
+	mux.Handle("GET /healthz", rediskit.LivenessHandler())
+	mux.Handle("GET /readyz", a.client.ReadinessHandler())
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /api/snapshot", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -134,19 +131,6 @@ func (a *app) routes() http.Handler {
 		a.demoRoutes(mux)
 	}
 	return mux
-}
-
-// readyz answers from the cached health check: probes cost Redis nothing.
-func (a *app) readyz(w http.ResponseWriter, r *http.Request) {
-	h := a.client.Health(r.Context())
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	if h.Status == rediskit.StatusDown {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintf(w, "%s: %s\n", h.Status, h.LastError)
-		return
-	}
-	fmt.Fprintln(w, h.Status)
 }
 
 // events streams a snapshot every second as server-sent events until the
