@@ -77,9 +77,16 @@ func TestSentinelDurableSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The first pipeline dials go-redis's pipeline pool, and the handshake
-	// passes through the hooks: dial it before counting.
-	if _, nd := create(durable, 1); nd != 0 {
-		t.Fatal("warm-up create not durable")
+	// passes through the hooks: dial it before counting. The replica may
+	// still be finishing its first sync (a new deployment, a loaded
+	// machine): warm up until a create is confirmed.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, nd := create(durable, 1); nd == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no durable create within 10 s; deployment: %s", s.Describe(ctx))
+		}
 	}
 	// Replicated: every durable create is acknowledged, each in one round
 	// trip (the script and its WAIT in one pipeline).
