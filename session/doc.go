@@ -111,6 +111,15 @@
 // RouteByLatency and RouteRandomly): a replica could still hold a session
 // its master has just deleted.
 //
+// # Batches and the whole fleet
+//
+// GetMany and DeleteMany take any number of IDs in one pipeline (go-redis
+// splits it by node: one round trip per node); Iterate walks every live
+// session of every master (SCAN, a pipeline of metadata reads per page),
+// anonymous ones included, for tools that list or revoke everything
+// (TestBatchOperations, on standalone, Cluster and Sentinel). GetMany and
+// Iterate are reads, not use: no idle expiry slides.
+//
 // # Concurrency rules
 //
 // Values are separate hash fields and Update writes only the keys it

@@ -1,0 +1,221 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// GetMany loads the sessions named by ids in one pipeline: one round trip
+// per node that holds any of them (go-redis splits a Cluster pipeline by
+// node and sends the parts at once). The result is aligned with ids: nil
+// where there is no live session (missing, deleted, timed out, or a
+// malformed ID). GetMany is a read for tools and dashboards, not use: no
+// idle expiry slides. A corrupt session is nil too, and the error then
+// wraps ErrCorrupt; the others are still returned.
+func (s *Store) GetMany(ctx context.Context, ids []string) ([]*Session, error) {
+	if s.isClosed() {
+		return nil, ErrClosed
+	}
+	out := make([]*Session, len(ids))
+	type pending struct {
+		i      int
+		handle string
+		cmd    *redis.MapStringStringCmd
+	}
+	var reads []pending
+	pipe := s.rdb.Pipeline()
+	for i, id := range ids {
+		p, err := parseToken(s.opts.Prefix, id)
+		if err != nil {
+			continue
+		}
+		reads = append(reads, pending{i, p.handle, pipe.HGetAll(ctx, p.key)})
+	}
+	if len(reads) == 0 {
+		return out, nil
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, wrapRedis("get many", err)
+	}
+	now := time.UnixMilli(s.localNow())
+	var corrupt error
+	for _, r := range reads {
+		fields := r.cmd.Val()
+		if len(fields) == 0 {
+			continue
+		}
+		sess, err := s.load(ids[r.i], r.handle, fields)
+		if err != nil {
+			corrupt = fmt.Errorf("session: get many: session %d: %w", r.i, err)
+			continue
+		}
+		if !now.Before(sess.info.ExpiresAt) {
+			continue // Redis has not expired it yet; the next write will
+		}
+		out[r.i] = sess
+	}
+	return out, corrupt
+}
+
+// DeleteMany deletes the sessions named by ids (and their index entries)
+// in one pipeline of the Delete script: one round trip per node. It
+// returns how many existed. Malformed IDs are skipped. Like Delete it is
+// safe to repeat: a re-sent pipeline finds the sessions gone, and the
+// count is then what the last run found.
+func (s *Store) DeleteMany(ctx context.Context, ids []string) (int, error) {
+	if s.isClosed() {
+		return 0, ErrClosed
+	}
+	type del struct{ keys []string }
+	var dels []del
+	for _, id := range ids {
+		p, err := parseToken(s.opts.Prefix, id)
+		if err != nil {
+			continue
+		}
+		dels = append(dels, del{[]string{p.key, s.indexKey(p.tag), p.handle}})
+	}
+	if len(dels) == 0 {
+		return 0, nil
+	}
+	run := func(sha bool, which []int) ([]*redis.Cmd, error) {
+		pipe := s.rdb.Pipeline()
+		cmds := make([]*redis.Cmd, len(which))
+		for j, i := range which {
+			d := dels[i]
+			cmds[j] = scriptDelete.Cmd(ctx, sha, d.keys[:2], []any{s.now(), d.keys[2]})
+			_ = pipe.Process(ctx, repeatable.mark(cmds[j]))
+		}
+		_, err := pipe.Exec(ctx)
+		return cmds, err
+	}
+	all := make([]int, len(dels))
+	for i := range all {
+		all[i] = i
+	}
+	cmds, _ := run(true, all)
+	n := 0
+	var again []int // NOSCRIPT: this node had not loaded the script
+	for j, c := range cmds {
+		switch v, err := c.Int64(); {
+		case err == nil:
+			n += int(v)
+		case redis.HasErrorPrefix(err, "NOSCRIPT"):
+			again = append(again, all[j])
+		default:
+			return n, wrapWrite("delete many", err)
+		}
+	}
+	if len(again) > 0 {
+		cmds, _ = run(false, again)
+		for _, c := range cmds {
+			v, err := c.Int64()
+			if err != nil {
+				return n, wrapWrite("delete many", err)
+			}
+			n += int(v)
+		}
+	}
+	return n, nil
+}
+
+// Iterate calls fn with the metadata of every live session of the store,
+// anonymous ones included, visiting every master with SCAN (never KEYS)
+// and reading each page's metadata in one pipeline (no value is decoded).
+// Sessions created or deleted during the walk may or may not be seen; a
+// session is seen at most once unless a rehash makes SCAN return its key
+// twice. An error from fn stops the walk and is returned.
+func (s *Store) Iterate(ctx context.Context, fn func(Info) error) error {
+	if s.isClosed() {
+		return ErrClosed
+	}
+	pre := escapeGlob(s.opts.Prefix)
+	now := time.UnixMilli(s.localNow())
+	err := s.forEachMasterInOrder(ctx, func(ctx context.Context, c *redis.Client) error {
+		return scanAll(ctx, c, pre+"{*}:s:*", "hash", func(keys []string) error {
+			cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for _, k := range keys {
+					p.HMGet(ctx, k, fieldMeta, fieldUser, fieldDevice)
+				}
+				return nil
+			})
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return err
+			}
+			for i, cmd := range cmds {
+				vals := cmd.(*redis.SliceCmd).Val()
+				if len(vals) != 3 {
+					continue
+				}
+				m, ok1 := vals[0].(string)
+				u, ok2 := vals[1].(string)
+				if !ok1 || !ok2 {
+					continue // deleted meanwhile, or not ours
+				}
+				info := Info{Handle: keys[i][strings.LastIndexByte(keys[i], ':')+1:], UserID: u}
+				if _, err := parseMeta(m, &info); err != nil || !now.Before(info.ExpiresAt) {
+					continue
+				}
+				if x, ok := vals[2].(string); ok {
+					info.IP, info.UserAgent, _ = unpackDevice(x)
+				}
+				if err := fn(info); err != nil {
+					return errStop{err}
+				}
+			}
+			return nil
+		})
+	})
+	var stop errStop
+	if errors.As(err, &stop) {
+		return stop.err
+	}
+	if err != nil {
+		return wrapRedis("iterate", err)
+	}
+	return nil
+}
+
+// errStop carries fn's error out of the walk unchanged.
+type errStop struct{ err error }
+
+func (e errStop) Error() string { return e.err.Error() }
+
+// forEachMasterInOrder is forEachNode over masters, one at a time, so that
+// Iterate's fn is never called concurrently.
+func (s *Store) forEachMasterInOrder(ctx context.Context, fn func(context.Context, *redis.Client) error) error {
+	var mu sync.Mutex
+	var nodes []*redis.Client
+	collect := func(_ context.Context, n *redis.Client) error {
+		mu.Lock()
+		nodes = append(nodes, n)
+		mu.Unlock()
+		return nil
+	}
+	var err error
+	switch c := s.rdb.(type) {
+	case *redis.ClusterClient:
+		err = c.ForEachMaster(ctx, collect)
+	case *redis.Ring:
+		err = c.ForEachShard(ctx, collect)
+	case *redis.Client:
+		nodes = append(nodes, c)
+	default:
+		err = fmt.Errorf("session: unsupported client type %T", s.rdb)
+	}
+	if err != nil {
+		return err
+	}
+	for _, n := range nodes {
+		if err := fn(ctx, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
