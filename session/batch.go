@@ -72,34 +72,36 @@ func (s *Store) DeleteMany(ctx context.Context, ids []string) (int, error) {
 	if s.isClosed() {
 		return 0, ErrClosed
 	}
-	type del struct{ keys []string }
+	type del struct{ key, index, handle string }
 	var dels []del
 	for _, id := range ids {
 		p, err := parseToken(s.opts.Prefix, id)
 		if err != nil {
 			continue
 		}
-		dels = append(dels, del{[]string{p.key, s.indexKey(p.tag), p.handle}})
+		dels = append(dels, del{p.key, s.indexKey(p.tag), p.handle})
 	}
 	if len(dels) == 0 {
 		return 0, nil
 	}
-	run := func(sha bool, which []int) ([]*redis.Cmd, error) {
+	// run sends the deletes of which in one pipeline; each command carries
+	// its own error.
+	run := func(sha bool, which []int) []*redis.Cmd {
 		pipe := s.rdb.Pipeline()
 		cmds := make([]*redis.Cmd, len(which))
 		for j, i := range which {
 			d := dels[i]
-			cmds[j] = scriptDelete.Cmd(ctx, sha, d.keys[:2], []any{s.now(), d.keys[2]})
+			cmds[j] = scriptDelete.Cmd(ctx, sha, []string{d.key, d.index}, []any{s.now(), d.handle})
 			_ = pipe.Process(ctx, repeatable.mark(cmds[j]))
 		}
-		_, err := pipe.Exec(ctx)
-		return cmds, err
+		_, _ = pipe.Exec(ctx)
+		return cmds
 	}
 	all := make([]int, len(dels))
 	for i := range all {
 		all[i] = i
 	}
-	cmds, _ := run(true, all)
+	cmds := run(true, all)
 	n := 0
 	var again []int // NOSCRIPT: this node had not loaded the script
 	for j, c := range cmds {
@@ -113,7 +115,7 @@ func (s *Store) DeleteMany(ctx context.Context, ids []string) (int, error) {
 		}
 	}
 	if len(again) > 0 {
-		cmds, _ = run(false, again)
+		cmds = run(false, again)
 		for _, c := range cmds {
 			v, err := c.Int64()
 			if err != nil {
@@ -187,28 +189,17 @@ type errStop struct{ err error }
 
 func (e errStop) Error() string { return e.err.Error() }
 
-// forEachMasterInOrder is forEachNode over masters, one at a time, so that
-// Iterate's fn is never called concurrently.
+// forEachMasterInOrder is forEachNode over masters, one master at a time,
+// so that Iterate's fn is never called concurrently.
 func (s *Store) forEachMasterInOrder(ctx context.Context, fn func(context.Context, *redis.Client) error) error {
 	var mu sync.Mutex
 	var nodes []*redis.Client
-	collect := func(_ context.Context, n *redis.Client) error {
+	err := s.forEachNode(ctx, false, func(_ context.Context, n *redis.Client) error {
 		mu.Lock()
 		nodes = append(nodes, n)
 		mu.Unlock()
 		return nil
-	}
-	var err error
-	switch c := s.rdb.(type) {
-	case *redis.ClusterClient:
-		err = c.ForEachMaster(ctx, collect)
-	case *redis.Ring:
-		err = c.ForEachShard(ctx, collect)
-	case *redis.Client:
-		nodes = append(nodes, c)
-	default:
-		err = fmt.Errorf("session: unsupported client type %T", s.rdb)
-	}
+	})
 	if err != nil {
 		return err
 	}

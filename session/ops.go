@@ -68,6 +68,17 @@ func (s *Store) createSealed(ctx context.Context, userID string, values map[stri
 	for k, v := range values {
 		rec.setValue(k, v)
 	}
+	sess := &Session{
+		id: tok, version: 1, rec: rec, codec: s.opts.Codec,
+		info: Info{Handle: p.handle, UserID: userID, IP: opts.IP, UserAgent: opts.UserAgent,
+			IdleTimeout: idle, Persist: opts.Persist},
+	}
+	// times fills in the session's times: from the script's reply, or
+	// estimated from the store's clock when the outcome is unknown.
+	times := func(now, exp, dl time.Time) *Session {
+		sess.info.CreatedAt, sess.info.LastSeen, sess.info.ExpiresAt, sess.info.Deadline = now, now, exp, dl
+		return sess
+	}
 	res, err := s.write(ctx, scriptCreate, once, []string{p.key, s.indexKey(p.tag)}, args...).Slice()
 	if err != nil {
 		err = wrapWrite("create", err)
@@ -75,14 +86,7 @@ func (s *Store) createSealed(ctx context.Context, userID string, values map[stri
 			// The caller learns the ID the session has if it was stored:
 			// Get(ID) settles it.
 			now := time.UnixMilli(s.localNow())
-			return &Session{
-				id: tok, version: 1, rec: rec, codec: s.opts.Codec,
-				info: Info{
-					Handle: p.handle, UserID: userID, IP: opts.IP, UserAgent: opts.UserAgent,
-					CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(min(idle, abs)), Deadline: now.Add(abs),
-					IdleTimeout: idle, Persist: opts.Persist,
-				},
-			}, err
+			return times(now, now.Add(min(idle, abs)), now.Add(abs)), err
 		}
 		return nil, err
 	}
@@ -90,15 +94,7 @@ func (s *Store) createSealed(ctx context.Context, userID string, values map[stri
 		return nil, fmt.Errorf("session: create: %w: unexpected reply", ErrCorrupt)
 	}
 	s.observe(res[0])
-	now, exp, dl := msArg(res[0]), msArg(res[1]), msArg(res[2])
-	return &Session{
-		id: tok, version: 1, rec: rec, codec: s.opts.Codec,
-		info: Info{
-			Handle: p.handle, UserID: userID, IP: opts.IP, UserAgent: opts.UserAgent,
-			CreatedAt: now, LastSeen: now, ExpiresAt: exp, Deadline: dl,
-			IdleTimeout: idle, Persist: opts.Persist,
-		},
-	}, nil
+	return times(msArg(res[0]), msArg(res[1]), msArg(res[2])), nil
 }
 
 // Get loads a session and records the access: last-seen moves to now and
