@@ -78,7 +78,14 @@ func (c *Cache) readMany(ctx context.Context, rks []string) (vals []any, errs []
 	vals = make([]any, len(rks))
 	errs = make([]error, len(rks))
 	if _, ok := c.rdb.(*redis.Client); ok {
-		v, err := c.reader.MGet(ctx, rks...).Result()
+		args := make([]any, 1+len(rks))
+		args[0] = "mget"
+		for i, k := range rks {
+			args[i+1] = k
+		}
+		cmd := redis.NewSliceCmd(ctx, args...)
+		_ = c.reader.Process(ctx, cmd)
+		v, err := cmd.Result()
 		if err != nil {
 			return nil, nil, err
 		}

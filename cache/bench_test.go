@@ -65,23 +65,19 @@ func BenchmarkMGet100(b *testing.B) {
 }
 
 // BenchmarkOps measures one call of each single-key operation on a
-// standalone server with a plain go-redis client (default options), with and
-// without Options.AutoPipeline, reporting commands and round trips per call:
+// standalone server with a plain go-redis client, in each Options.Pipelining
+// mode (adaptive is the default), reporting commands and round trips per call:
 // a GetOrSet hit and miss, a Get hit, a Set and an Incr. Run:
 //
 //	go test ./cache -run '^$' -bench 'Ops' -benchmem
 func BenchmarkOps(b *testing.B) {
-	for _, ap := range []bool{false, true} {
-		name := "pooled"
-		if ap {
-			name = "autopipeline"
-		}
-		b.Run(name, func(b *testing.B) {
+	for _, mode := range []Pipelining{PipelineOff, PipelineAdaptive, PipelineAlways} {
+		b.Run(mode.String(), func(b *testing.B) {
 			srv := redistest.Shared(b)
 			cnt := &counter{trips: map[string]int{}}
 			rdb := srv.Client(b)
 			rdb.AddHook(nodeHook{c: cnt, addr: srv.Addr})
-			c := newCache(b, rdb, Options{AutoPipeline: ap})
+			c := newCache(b, rdb, Options{Pipelining: mode})
 			ctx := context.Background()
 			value := make([]byte, 100)
 			load := func(context.Context) ([]byte, error) { return value, nil }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/rediskit/rediskit/internal/pipeline"
 	"github.com/rediskit/rediskit/retry"
 )
 
@@ -19,7 +20,7 @@ import (
 // concurrent use. Create it with New and stop it with Close.
 type Cache struct {
 	rdb     redis.UniversalClient
-	reader  executor // rdb, or its AutoPipeliner with Options.AutoPipeline
+	reader  *pipeline.Exec // reads and leases: see Options.Pipelining
 	opt     Options
 	ns      string // "<prefix>:v<version>:"
 	leaseNS string // "<prefix>:v<version>#lease{"
@@ -43,13 +44,6 @@ type Cache struct {
 	tokenSeq    atomic.Uint64
 }
 
-// executor is what reads and leases go through: the client, or its
-// AutoPipeliner.
-type executor interface {
-	redis.Cmdable
-	retry.Processor
-}
-
 // New returns a Cache storing values in rdb under the namespace of opt. It
 // does no I/O; call Preload to load the Lua scripts on every master ahead of
 // the first miss. It panics if rdb is nil and returns an error naming the
@@ -64,7 +58,6 @@ func New(rdb redis.UniversalClient, opt Options) (*Cache, error) {
 	}
 	c := &Cache{
 		rdb:         rdb,
-		reader:      rdb,
 		opt:         o,
 		ns:          o.Prefix + ":v" + strconv.FormatUint(uint64(o.Version), 10) + ":",
 		tokenPrefix: randomPrefix(),
@@ -74,12 +67,8 @@ func New(rdb redis.UniversalClient, opt Options) (*Cache, error) {
 	c.channel = base + "#events"
 	c.channelArg = c.channel
 	c.leaseMsArg = c.opt.LeaseTTL.Milliseconds()
-	if o.AutoPipeline {
-		ap, err := rdb.AutoPipeline()
-		if err != nil {
-			return nil, fmt.Errorf("cache: auto-pipeline: %w", err)
-		}
-		c.reader = ap
+	if c.reader, err = pipeline.New(rdb, pipeline.Mode(o.Pipelining)); err != nil {
+		return nil, &OptionError{Field: "Pipelining", Value: strconv.Quote(o.Pipelining.String()), Reason: err.Error(), Err: err}
 	}
 	c.life.init()
 	c.hub.init()
@@ -113,7 +102,7 @@ func (c *Cache) Close() error {
 // Preload loads the Lua scripts of the Cache on every master, so the first
 // GetOrSet miss and Incr take one round trip instead of two. Optional.
 func (c *Cache) Preload(ctx context.Context) error {
-	for _, s := range []retry.Script{scriptAcquire, scriptCommit, scriptRelease, scriptIncr} {
+	for _, s := range []retry.Script{scriptAcquire, scriptWatch, scriptCommit, scriptRelease, scriptIncr} {
 		if err := s.Load(ctx, c.rdb).Err(); err != nil {
 			return fmt.Errorf("cache: preload scripts: %w", err)
 		}
@@ -136,7 +125,9 @@ func (c *Cache) leaseKey(rk string) string {
 // getEntry reads one value: (entry, true, nil) on a hit, stale or not;
 // (_, false, nil) on a miss or a dropped corrupt value.
 func (c *Cache) getEntry(ctx context.Context, rk string, codec byte) (entry, bool, error) {
-	b, err := c.reader.Get(ctx, rk).Bytes()
+	cmd := redis.NewStringCmd(ctx, "get", rk)
+	_ = c.reader.Process(ctx, cmd)
+	b, err := cmd.Bytes()
 	if err != nil {
 		if errors.Is(err, redis.Nil) {
 			return entry{}, false, nil
@@ -235,7 +226,9 @@ func (c *Cache) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 // kept for stale serving), a cached "not found", a counter or the lease of a
 // running load. One command.
 func (c *Cache) Exists(ctx context.Context, key string) (bool, error) {
-	n, err := c.reader.Exists(ctx, c.key(key)).Result()
+	cmd := redis.NewIntCmd(ctx, "exists", c.key(key))
+	_ = c.reader.Process(ctx, cmd)
+	n, err := cmd.Result()
 	if err != nil {
 		return false, fmt.Errorf("cache: exists %q: %w", key, err)
 	}
@@ -316,7 +309,9 @@ func (c *Cache) Decr(ctx context.Context, key string, delta int64, ttl time.Dura
 // when there is none. A value that is not an integer is an error wrapping
 // ErrCorrupt.
 func (c *Cache) Counter(ctx context.Context, key string) (int64, bool, error) {
-	s, err := c.reader.Get(ctx, c.key(key)).Result()
+	cmd := redis.NewStringCmd(ctx, "get", c.key(key))
+	_ = c.reader.Process(ctx, cmd)
+	s, err := cmd.Result()
 	if errors.Is(err, redis.Nil) {
 		return 0, false, nil
 	}

@@ -267,6 +267,11 @@ func (c *Cache) loadLeased(base context.Context, f *flight) (entry, error) {
 			c.hub.unregister(rk, events)
 		}
 	}()
+	// seen is the lease marker of another load last found in rk; watch
+	// says the next check must flag the lease as waited for (its owner
+	// publishes its outcome only then).
+	var seen string
+	watch, waiting := false, false
 	for {
 		var (
 			l        lease
@@ -276,11 +281,24 @@ func (c *Cache) loadLeased(base context.Context, f *flight) (entry, error) {
 		)
 		if f.force {
 			l = lease{keys: []string{rk, c.leaseKey(rk)}, proof: c.newToken()}
-			acquired, pttl, err = c.acquireLeaseKey(wctx, l)
+			acquired, pttl, err = c.acquireLeaseKey(wctx, l, watch)
+			watch = false
 		} else {
 			var old string
 			var marker []byte
-			old, acquired, marker, err = c.acquireMarker(wctx, rk)
+			if watch {
+				var held bool
+				old, held, err = c.watchMarker(wctx, rk, seen)
+				watch = false
+				if err == nil && !held && old == "" {
+					continue // the lease ended and took the key with it: take it
+				}
+				if held {
+					old = seen
+				}
+			} else {
+				old, acquired, marker, err = c.acquireMarker(wctx, rk)
+			}
 			l = lease{keys: []string{rk}, proof: marker}
 			if err == nil && !acquired {
 				e, derr := c.decode([]byte(old), codec)
@@ -291,6 +309,7 @@ func (c *Cache) loadLeased(base context.Context, f *flight) (entry, error) {
 				if !e.h.Lease {
 					return e, nil // stored meanwhile
 				}
+				seen = old
 			}
 		}
 		if err != nil {
@@ -310,11 +329,18 @@ func (c *Cache) loadLeased(base context.Context, f *flight) (entry, error) {
 			return c.fill(base, f.vals, l, key, f.ttl, codec, f.loader, stale)
 		}
 		if events == nil {
-			c.st.leaseWaits.Add(1)
 			events = c.hub.register(rk)
 			if c.subscribe(wctx) == nil {
-				continue // re-check: from now on the owner's event cannot be missed
+				// Re-check and flag the lease: from now on its owner's event
+				// cannot be missed.
+				watch = true
+				continue
 			}
+		}
+		if !waiting {
+			// Counted once the lease is flagged: its owner will publish.
+			waiting = true
+			c.st.leaseWaits.Add(1)
 		}
 		wait := c.opt.LeasePoll
 		if pttl > 0 && time.Duration(pttl)*time.Millisecond < wait {
@@ -446,7 +472,7 @@ func (c *Cache) refresh(vals context.Context, rk, key string, ttl time.Duration,
 		ctx, cancel := c.leaseWait(c.life.ctx)
 		defer cancel()
 		l := lease{keys: []string{rk, c.leaseKey(rk)}, proof: c.newToken()}
-		acquired, _, err := c.acquireLeaseKey(ctx, l)
+		acquired, _, err := c.acquireLeaseKey(ctx, l, false)
 		if err != nil {
 			_ = c.lostAcquire(l, err)
 		}

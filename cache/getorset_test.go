@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/rediskit/rediskit/internal/redistest"
 	"github.com/rediskit/rediskit/retry"
 )
 
@@ -511,7 +513,7 @@ func TestHelperProcess(t *testing.T) {
 func TestAutoPipelineReadsAndLeases(t *testing.T) {
 	forEachTopology(t, func(t *testing.T, tp topo) {
 		ctx := ctxT(t)
-		c := newCache(t, tp.rdb, Options{AutoPipeline: true})
+		c := newCache(t, tp.rdb, Options{Pipelining: PipelineAlways})
 		var calls atomic.Int64
 		if _, err := c.GetOrSet(ctx, "warm", time.Minute, countingLoader(&calls, 0)); err != nil {
 			t.Fatal(err)
@@ -565,4 +567,88 @@ func TestLoadTimeoutBoundsTheLoader(t *testing.T) {
 			t.Fatalf("next GetOrSet = %q, %v", v, err)
 		}
 	})
+}
+
+// TestMissCommands: an uncontended miss runs SET NX GET, then the commit
+// script's GET and SET on the server — no PUBLISH, as nobody waits; a miss
+// that another process (a second Cache) waits for publishes exactly one
+// event, which wakes it (its poll is an hour). Counted by the server
+// (INFO commandstats), scripts' inner commands included.
+func TestMissCommands(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	ctx := ctxT(t)
+	a := newCache(t, rdb, Options{LeasePoll: time.Hour})
+	b := newCache(t, rdb, Options{Prefix: a.opt.Prefix, LeasePoll: time.Hour})
+	if err := a.Preload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	calls := func() map[string]int64 {
+		t.Helper()
+		info, err := rdb.Info(ctx, "commandstats").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]int64{}
+		for _, line := range strings.Split(info, "\n") {
+			name, rest, ok := strings.Cut(strings.TrimSpace(line), ":calls=")
+			if !ok {
+				continue
+			}
+			n, _ := strconv.ParseInt(rest[:strings.IndexByte(rest, ',')], 10, 64)
+			out[strings.TrimPrefix(name, "cmdstat_")] = n
+		}
+		return out
+	}
+	if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var n atomic.Int64
+	if _, err := a.GetOrSet(ctx, "k", time.Minute, countingLoader(&n, 0)); err != nil {
+		t.Fatal(err)
+	}
+	got := calls()
+	want := map[string]int64{"set": 2, "evalsha": 1, "get": 1}
+	for cmd, w := range want {
+		if got[cmd] != w {
+			t.Errorf("uncontended miss: %s ran %d times, want %d (all: %v)", cmd, got[cmd], w, got)
+		}
+	}
+	if got["publish"] != 0 {
+		t.Errorf("uncontended miss published %d events, want none", got["publish"])
+	}
+
+	// Contended: b waits for a's load.
+	started, finish := make(chan struct{}), make(chan struct{})
+	aDone := make(chan error, 1)
+	go func() {
+		_, err := a.GetOrSet(ctx, "c", time.Minute, func(context.Context) ([]byte, error) {
+			close(started)
+			<-finish
+			return []byte("from-a"), nil
+		})
+		aDone <- err
+	}()
+	<-started
+	before := calls()["evalsha"]
+	bDone := make(chan error, 1)
+	go func() {
+		v, err := b.GetOrSet(ctx, "c", time.Minute, countingLoader(&n, 0))
+		if err == nil && string(v) != "from-a" {
+			err = fmt.Errorf("b got %q", v)
+		}
+		bDone <- err
+	}()
+	// b has flagged the lease once its watch script ran.
+	waitFor(t, "b to flag the lease", func() bool { return calls()["evalsha"] > before })
+	close(finish)
+	if err := <-aDone; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-bDone; err != nil {
+		t.Fatal(err)
+	}
+	if p := calls()["publish"]; p != 1 {
+		t.Errorf("contended miss published %d events, want 1", p)
+	}
 }

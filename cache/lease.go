@@ -22,13 +22,20 @@ import (
 //	         flag and our token as payload) is stored and we own the key.
 //	refresh  when a stale value must stay readable, the lease is a separate
 //	         key (Cache.leaseKey, in the value's slot) taken by scriptAcquire.
+//	wait     a load that finds another's lease subscribes to the events,
+//	         then flags the lease (a '+' after the owner's token: scriptWatch,
+//	         or scriptAcquire with ARGV[3]) in the same step that checks it
+//	         is still there, so an owner either sees the flag or had already
+//	         stored the value the waiter then reads.
 //	commit   only if the lease (the marker in the value key, or the lease
-//	         key) still holds our proof: SET value, DEL the lease key, PUBLISH
-//	         the event. Otherwise nothing — a Delete removed the lease, or it
+//	         key) still holds our proof: SET value, DEL the lease key, and
+//	         PUBLISH the event if a waiter flagged the lease — an uncontended
+//	         miss publishes nothing (TestMissCommands). Otherwise nothing — a Delete removed the lease, or it
 //	         expired and another process took over: the load's result goes to
 //	         its callers but is not stored.
 //	release  only if the lease holds our proof: DEL it, PUBLISH the event
-//	         (none when a lease taken in a race is handed back unused).
+//	         if flagged (never when a lease taken in a race is handed back
+//	         unused).
 //
 // Waiters and owners. Delete removes the marker with the value (and the
 // lease key), so a load running during a Delete cannot write its outdated
@@ -46,28 +53,51 @@ import (
 // release finds its proof gone after its first run and does nothing. An
 // acquisition whose outcome stays unknown is handed back (lostAcquire).
 var (
+	// KEYS: lease key. ARGV: proof, lease ms, '1' to flag a lease held by
+	// another load as waited for.
 	scriptAcquire = retry.NewScript(`
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1} end
-if redis.call('GET', KEYS[1]) == ARGV[1] then return {1} end
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] or v == ARGV[1] .. '+' then return {1} end
+if v and ARGV[3] == '1' and string.sub(v, -1) ~= '+' then
+  redis.call('SET', KEYS[1], v .. '+', 'KEEPTTL')
+end
 return {2, redis.call('PTTL', KEYS[1])}`)
 
+	// KEYS: value key. ARGV: the lease marker the caller saw. Flags that
+	// marker as waited for and returns 1 while it holds the key; otherwise
+	// {0, what the key holds now}.
+	scriptWatch = retry.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then
+  if string.sub(v, -1) ~= '+' then redis.call('SET', KEYS[1], v .. '+', 'KEEPTTL') end
+  return {1}
+end
+return {0, v}`)
+
+	// KEYS: value key [, lease key]. ARGV: proof, value, ttl ms (0 none),
+	// channel, event prefix. PUBLISHes only when a waiter flagged the lease.
 	scriptCommit = retry.NewScript(`
 local lk = KEYS[2] or KEYS[1]
-if redis.call('GET', lk) ~= ARGV[1] then return 0 end
+local cur = redis.call('GET', lk)
+if cur ~= ARGV[1] and cur ~= ARGV[1] .. '+' then return 0 end
 if ARGV[3] == '0' then
   redis.call('SET', KEYS[1], ARGV[2])
 else
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 end
 if KEYS[2] then redis.call('DEL', KEYS[2]) end
-redis.call('PUBLISH', ARGV[4], ARGV[5] .. KEYS[1])
+if cur ~= ARGV[1] then redis.call('PUBLISH', ARGV[4], ARGV[5] .. KEYS[1]) end
 return 1`)
 
+	// KEYS: value key [, lease key]. ARGV: proof, channel ('' for no
+	// event), event prefix. PUBLISHes only when a waiter flagged the lease.
 	scriptRelease = retry.NewScript(`
 local lk = KEYS[2] or KEYS[1]
-if redis.call('GET', lk) ~= ARGV[1] then return 0 end
+local cur = redis.call('GET', lk)
+if cur ~= ARGV[1] and cur ~= ARGV[1] .. '+' then return 0 end
 redis.call('DEL', lk)
-if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], ARGV[3] .. KEYS[1]) end
+if ARGV[2] ~= '' and cur ~= ARGV[1] then redis.call('PUBLISH', ARGV[2], ARGV[3] .. KEYS[1]) end
 return 1`)
 )
 
@@ -96,16 +126,38 @@ func (c *Cache) acquireMarker(ctx context.Context, rk string) (old string, acqui
 		return "", true, marker, nil
 	case err != nil:
 		return "", false, marker, err // the marker, for lostAcquire
-	case old == string(marker): // our own SET, re-sent
+	case old == string(marker), old == string(marker)+"+": // our own SET, re-sent
 		return "", true, marker, nil
 	}
 	return old, false, nil, nil
 }
 
+// watchMarker flags the lease marker seen under rk as waited for, if it is
+// still there (held = true); otherwise it returns what rk holds now ("" when
+// nothing).
+func (c *Cache) watchMarker(ctx context.Context, rk, seen string) (now string, held bool, err error) {
+	res, err := scriptWatch.RunRepeatable(ctx, c.reader, []string{rk}, seen).Slice()
+	if err != nil {
+		return "", false, err
+	}
+	if status, _ := res[0].(int64); status == 1 {
+		return "", true, nil
+	}
+	if len(res) > 1 {
+		now, _ = res[1].(string)
+	}
+	return now, false, nil
+}
+
 // acquireLeaseKey tries to take l in its lease key (l.keys[1]). When another
 // load holds it, it returns the lease's remaining time in ms, if known.
-func (c *Cache) acquireLeaseKey(ctx context.Context, l lease) (acquired bool, pttl int64, err error) {
-	res, err := scriptAcquire.RunRepeatable(ctx, c.reader, l.keys[1:], l.proof, c.opt.LeaseTTL.Milliseconds()).Slice()
+// With flag, a lease held by another load is flagged as waited for.
+func (c *Cache) acquireLeaseKey(ctx context.Context, l lease, flag bool) (acquired bool, pttl int64, err error) {
+	flagArg := "0"
+	if flag {
+		flagArg = "1"
+	}
+	res, err := scriptAcquire.RunRepeatable(ctx, c.reader, l.keys[1:], l.proof, c.opt.LeaseTTL.Milliseconds(), flagArg).Slice()
 	if err != nil {
 		return false, 0, err
 	}

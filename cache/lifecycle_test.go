@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
 	"github.com/rediskit/rediskit/internal/redistest"
@@ -34,11 +33,11 @@ func testSharedClientLifecycle(t *testing.T, tp topo, nearFirst bool) {
 	ignore := goleak.IgnoreCurrent()
 	rdb := tp.client(t) // closed below; the cleanup's second Close is a no-op
 	prefix := strings.TrimSuffix(redistest.Prefix(t), ":")
-	plain, err := New(rdb, Options{Prefix: prefix + "-plain", AutoPipeline: true})
+	plain, err := New(rdb, Options{Prefix: prefix + "-plain", Pipelining: PipelineAlways})
 	if err != nil {
 		t.Fatal(err)
 	}
-	withNear, err := New(rdb, Options{Prefix: prefix + "-near", AutoPipeline: true, Near: &NearOptions{}})
+	withNear, err := New(rdb, Options{Prefix: prefix + "-near", Pipelining: PipelineAlways, Near: &NearOptions{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +45,7 @@ func testSharedClientLifecycle(t *testing.T, tp topo, nearFirst bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if plain.reader != redis.Cmdable(ap) || withNear.reader != redis.Cmdable(ap) {
+	if plain.reader.AutoPipeliner() != ap || withNear.reader.AutoPipeliner() != ap {
 		t.Fatal("the Caches do not share the client's AutoPipeliner; the test would prove nothing")
 	}
 	waitFor(t, "the near tier to serve", func() bool { return withNear.NearStats().Serving })

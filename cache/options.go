@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/rediskit/rediskit/internal/pipeline"
 )
 
 // Degrade chooses what GetOrSet does when Redis is unavailable (the error
@@ -57,21 +59,30 @@ type Options struct {
 	// Default FailClosed.
 	Degrade Degrade
 
-	// AutoPipeline sends reads (Get, MGet, Exists, Counter) and the lease
-	// commands of GetOrSet through the client's AutoPipeliner
-	// (rdb.AutoPipeline()): concurrent calls share round trips. All of these
-	// are safe to repeat, as the auto-pipeliner may re-send a failed batch;
-	// Set, MSet, Delete and Incr always use the client itself (Incr is sent
-	// once, and a command that must not be re-sent would stop the re-send
-	// of a whole batch, other callers' reads included). On a rediskit.Client
-	// an open breaker refuses auto-pipelined batches too. Default false.
+	// Pipelining chooses how reads (Get, MGet, Exists, Counter) and the
+	// lease commands of GetOrSet reach Redis. The default,
+	// PipelineAdaptive, sends a command on the client's pooled connections
+	// while it is the cache's only one in flight and through the client's
+	// go-redis AutoPipeliner when others are, so a lone caller keeps pooled
+	// latency and concurrent callers share round trips (BenchmarkAdaptive
+	// in internal/pipeline; bench/: the "default options" rows).
+	// PipelineAlways sends every one of them through the AutoPipeliner,
+	// PipelineOff none. All of these commands are safe to repeat, as the
+	// auto-pipeliner may re-send a failed batch; Set, MSet, Delete and Incr
+	// always use the client itself (Incr is sent once, and a command that
+	// must not be re-sent would stop the re-send of a whole batch, other
+	// callers' reads included). On a rediskit.Client an open breaker
+	// refuses auto-pipelined batches too.
 	//
 	// go-redis keeps one AutoPipeliner per client and hands the same one to
 	// every caller; it belongs to the client. The Cache uses it and never
 	// closes it: Close leaves it, and every other user of it, working
 	// (TestSharedClientLifecycle). Whoever closes it early breaks every user
-	// of the client; closing the client closes it. Not available on a
-	// *redis.Ring (New returns an error).
+	// of the client; closing the client closes it. A *redis.Ring has none:
+	// adaptive runs as off there, and New refuses PipelineAlways.
+	Pipelining Pipelining
+
+	// Deprecated: AutoPipeline true means Pipelining: PipelineAlways.
 	AutoPipeline bool
 
 	// CompressThreshold is the payload size in bytes from which values are
@@ -96,6 +107,23 @@ type Options struct {
 	Near *NearOptions
 }
 
+// Pipelining is how reads and lease commands reach Redis: see
+// Options.Pipelining.
+type Pipelining int
+
+const (
+	// PipelineAdaptive: pooled while one command is in flight, through the
+	// client's AutoPipeliner above. The default.
+	PipelineAdaptive = Pipelining(pipeline.Adaptive)
+	// PipelineAlways: every read and lease command through the
+	// AutoPipeliner.
+	PipelineAlways = Pipelining(pipeline.Always)
+	// PipelineOff: every command on the client's pooled connections.
+	PipelineOff = Pipelining(pipeline.Off)
+)
+
+func (p Pipelining) String() string { return pipeline.Mode(p).String() }
+
 func (o Options) withDefaults() (Options, error) {
 	if o.Prefix == "" {
 		return o, badOption("Prefix", o.Prefix, "required")
@@ -115,6 +143,12 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Degrade != FailClosed && o.Degrade != FailOpen {
 		return o, badOption("Degrade", int(o.Degrade), "unknown")
+	}
+	if o.AutoPipeline && o.Pipelining == PipelineAdaptive {
+		o.Pipelining = PipelineAlways
+	}
+	if !pipeline.Mode(o.Pipelining).Valid() {
+		return o, badOption("Pipelining", int(o.Pipelining), "unknown")
 	}
 	if o.LoadTimeout == 0 {
 		o.LoadTimeout = 10 * time.Second
@@ -158,11 +192,15 @@ type OptionError struct {
 	Field  string // the Options field at fault, "Near.MaxBytes" for NearOptions
 	Value  string // the offending value, quoted when a string
 	Reason string
+	Err    error // the underlying error, when there is one
 }
 
 func (e *OptionError) Error() string {
 	return "cache: Options." + e.Field + " = " + e.Value + ": " + e.Reason
 }
+
+// Unwrap returns the underlying error, if any.
+func (e *OptionError) Unwrap() error { return e.Err }
 
 func badOption(field string, value any, reason string) error {
 	v := fmt.Sprint(value)

@@ -76,7 +76,7 @@ func testLifecycleOrder(t *testing.T, kind, addr string, order []int) {
 	}
 	prefix := redistest.Prefix(t)
 
-	store, err := session.New(rdb, session.Options{Prefix: prefix + "s:", AutoPipeline: true})
+	store, err := session.New(rdb, session.Options{Prefix: prefix + "s:", Pipelining: session.PipelineAlways})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func testLifecycleOrder(t *testing.T, kind, addr string, order []int) {
 		fmt.Fprint(w, mgr.GetInt(r.Context(), "n"))
 	})))
 	defer app.Close()
-	near, err := cache.New(rdb, cache.Options{Prefix: prefix + "near", AutoPipeline: true, Near: &cache.NearOptions{}})
+	near, err := cache.New(rdb, cache.Options{Prefix: prefix + "near", Pipelining: cache.PipelineAlways, Near: &cache.NearOptions{}})
 	if err != nil {
 		t.Fatal(err)
 	}

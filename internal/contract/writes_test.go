@@ -3,7 +3,6 @@ package contract_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -386,10 +385,10 @@ func TestLostReplyMatrix(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			t.Parallel()
 			d := newDeployment(t, kind)
-			for _, ap := range []bool{false, true} {
-				t.Run(fmt.Sprintf("autopipeline=%v", ap), func(t *testing.T) {
+			for _, mode := range []session.Pipelining{session.PipelineOff, session.PipelineAdaptive, session.PipelineAlways} {
+				t.Run("pipelining="+mode.String(), func(t *testing.T) {
 					for _, wc := range append(append([]writeCase(nil), sessionWrites...), cacheWrites...) {
-						t.Run(wc.name, func(t *testing.T) { runWriteCase(t, d, ap, wc) })
+						t.Run(wc.name, func(t *testing.T) { runWriteCase(t, d, mode, wc) })
 					}
 				})
 			}
@@ -408,27 +407,29 @@ func resends(rdb redis.UniversalClient) bool {
 	return true
 }
 
-func runWriteCase(t *testing.T, d *deployment, ap bool, wc writeCase) {
+// runWriteCase runs wc on d's client with the session store's and the
+// cache's Pipelining set to mode (the cache's mode of the same name).
+func runWriteCase(t *testing.T, d *deployment, mode session.Pipelining, wc writeCase) {
 	ctx := context.Background()
 	prefix := redistest.Prefix(t)
 	f := &fixture{}
 	var err error
-	sopts := session.Options{Prefix: prefix, TouchInterval: -1, AutoPipeline: ap}
+	sopts := session.Options{Prefix: prefix, TouchInterval: -1, Pipelining: mode}
 	if f.store, err = session.New(d.client, sopts); err != nil {
-		if _, ring := d.client.(*redis.Ring); ring && ap {
+		if _, ring := d.client.(*redis.Ring); ring && mode == session.PipelineAlways {
 			t.Skipf("go-redis has no AutoPipeliner for a Ring, and New says so: %v", err)
 		}
 		t.Fatal(err)
 	}
-	sopts.AutoPipeline = false
+	sopts.Pipelining = session.PipelineOff
 	if f.dstore, err = session.New(d.direct, sopts); err != nil {
 		t.Fatal(err)
 	}
-	copts := cache.Options{Prefix: prefix, AutoPipeline: ap}
+	copts := cache.Options{Prefix: prefix, Pipelining: cache.Pipelining(mode)}
 	if f.cache, err = cache.New(d.client, copts); err != nil {
 		t.Fatal(err)
 	}
-	copts.AutoPipeline = false
+	copts.Pipelining = cache.PipelineOff
 	if f.dcache, err = cache.New(d.direct, copts); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,172 @@
+package pipeline_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/rediskit/rediskit/internal/pipeline"
+	"github.com/rediskit/rediskit/internal/redistest"
+	"github.com/rediskit/rediskit/retry"
+)
+
+func TestMain(m *testing.M) { redistest.Main(m) }
+
+// TestAdaptive: a lone caller goes pooled; callers that overlap (a proxy
+// holds every reply 50 ms, so eight callers are surely in flight together)
+// share the AutoPipeliner; a command marked retry.Once goes pooled even
+// then; every reply lands where it belongs on either path.
+func TestAdaptive(t *testing.T) {
+	srv := redistest.Shared(t)
+	ctx := context.Background()
+	proxy := redistest.NewProxy(t, srv.Addr)
+	rdb := redis.NewClient(&redis.Options{Addr: proxy.Addr})
+	t.Cleanup(func() { rdb.Close() })
+	prefix := redistest.Prefix(t)
+	for i := range 8 {
+		if err := rdb.Set(ctx, fmt.Sprint(prefix, i), i, time.Minute).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e, err := pipeline.New(rdb, pipeline.Adaptive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(i int) {
+		t.Helper()
+		cmd := redis.NewStringCmd(ctx, "get", fmt.Sprint(prefix, i))
+		if err := e.Process(ctx, cmd); err != nil || cmd.Val() != fmt.Sprint(i) {
+			t.Errorf("get %d = %q, %v", i, cmd.Val(), err)
+		}
+	}
+	for i := range 8 {
+		get(i)
+	}
+	if pooled, piped := e.Sent(); pooled != 8 || piped != 0 {
+		t.Fatalf("sequential: %d pooled, %d piped; want 8, 0", pooled, piped)
+	}
+
+	proxy.SetDelay(50 * time.Millisecond)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range 8 {
+		wg.Go(func() { <-start; get(i) })
+	}
+	close(start)
+	wg.Wait()
+	if pooled, piped := e.Sent(); piped == 0 {
+		t.Fatalf("eight overlapping callers: %d pooled, %d piped; want some piped", pooled-8, piped)
+	}
+
+	// A Once command under load: hold one read in flight, then send it.
+	before, _ := e.Sent()
+	_, pipedBefore := e.Sent()
+	hold := make(chan struct{})
+	wg.Go(func() { close(hold); get(0) })
+	<-hold
+	time.Sleep(10 * time.Millisecond) // let the read get on its way
+	cmd := redis.NewIntCmd(ctx, "incr", prefix+"once")
+	if err := e.Process(ctx, retry.Once(cmd)); err != nil || cmd.Val() != 1 {
+		t.Fatalf("incr = %d, %v", cmd.Val(), err)
+	}
+	wg.Wait()
+	pooled, piped := e.Sent()
+	if pooled-before < 1 || piped-pipedBefore > 1 {
+		t.Fatalf("a Once command under load went through the AutoPipeliner: pooled +%d, piped +%d", pooled-before, piped-pipedBefore)
+	}
+}
+
+// TestModes: Off never pipelines, Always always does, and a Ring (no
+// AutoPipeliner in go-redis) runs Adaptive as Off and refuses Always.
+func TestModes(t *testing.T) {
+	srv := redistest.Shared(t)
+	ctx := context.Background()
+	rdb := srv.Client(t)
+	for _, tc := range []struct {
+		mode          pipeline.Mode
+		pooled, piped uint64
+	}{{pipeline.Off, 3, 0}, {pipeline.Always, 0, 3}, {pipeline.Adaptive, 3, 0}} {
+		e, err := pipeline.New(rdb, tc.mode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			if err := e.Process(ctx, redis.NewStatusCmd(ctx, "ping")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if pooled, piped := e.Sent(); pooled != tc.pooled || piped != tc.piped {
+			t.Errorf("%v: %d pooled, %d piped; want %d, %d", tc.mode, pooled, piped, tc.pooled, tc.piped)
+		}
+	}
+	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": srv.Addr}})
+	t.Cleanup(func() { ring.Close() })
+	if _, err := pipeline.New(ring, pipeline.Always); err == nil {
+		t.Error("Always on a Ring: no error")
+	}
+	e, err := pipeline.New(ring, pipeline.Adaptive)
+	if err != nil || e.AutoPipeliner() != nil {
+		t.Fatalf("Adaptive on a Ring = %v, %v; want Off", e.AutoPipeliner(), err)
+	}
+}
+
+// BenchmarkAdaptive compares the three modes on GET at 1, 16 and 128
+// callers (b.SetParallelism over GOMAXPROCS). Run it with
+//
+//	go test -run '^$' -bench Adaptive -benchmem ./internal/pipeline/
+func BenchmarkAdaptive(b *testing.B) {
+	srv := redistest.Shared(b)
+	ctx := context.Background()
+	rdb := srv.Client(b, func(o *redis.Options) { o.PoolSize = 256 })
+	key := redistest.Prefix(b) + "k"
+	if err := rdb.Set(ctx, key, "value", 0).Err(); err != nil {
+		b.Fatal(err)
+	}
+	for _, m := range []pipeline.Mode{pipeline.Off, pipeline.Always, pipeline.Adaptive} {
+		e, err := pipeline.New(rdb, m)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, callers := range []int{1, 16, 128} {
+			b.Run(fmt.Sprintf("%v/callers=%d", m, callers), func(b *testing.B) {
+				runCallers(b, callers, func() {
+					cmd := redis.NewStringCmd(ctx, "get", key)
+					if err := e.Process(ctx, cmd); err != nil {
+						b.Error(err)
+					}
+				})
+			})
+		}
+	}
+}
+
+// runCallers runs op b.N times in total from exactly n goroutines.
+func runCallers(b *testing.B, n int, op func()) {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	left := b.N
+	b.ResetTimer()
+	for range n {
+		wg.Go(func() {
+			for {
+				mu.Lock()
+				if left == 0 {
+					mu.Unlock()
+					return
+				}
+				k := min(left, 64)
+				left -= k
+				mu.Unlock()
+				for range k {
+					op()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+}
