@@ -26,7 +26,7 @@ func (s *Store) GetMany(ctx context.Context, ids []string) ([]*Session, error) {
 	type pending struct {
 		i      int
 		handle string
-		cmd    *redis.MapStringStringCmd
+		cmd    *redis.StringCmd
 	}
 	var reads []pending
 	pipe := s.rdb.Pipeline()
@@ -35,7 +35,7 @@ func (s *Store) GetMany(ctx context.Context, ids []string) ([]*Session, error) {
 		if err != nil {
 			continue
 		}
-		reads = append(reads, pending{i, p.handle, pipe.HGetAll(ctx, p.key)})
+		reads = append(reads, pending{i, p.handle, pipe.Get(ctx, p.key)})
 	}
 	if len(reads) == 0 {
 		return out, nil
@@ -46,11 +46,11 @@ func (s *Store) GetMany(ctx context.Context, ids []string) ([]*Session, error) {
 	now := time.UnixMilli(s.localNow())
 	var corrupt error
 	for _, r := range reads {
-		fields := r.cmd.Val()
-		if len(fields) == 0 {
+		raw := r.cmd.Val()
+		if raw == "" {
 			continue
 		}
-		sess, err := s.load(ids[r.i], r.handle, fields)
+		sess, err := s.load(ids[r.i], r.handle, raw)
 		if err != nil {
 			corrupt = fmt.Errorf("session: get many: session %d: %w", r.i, err)
 			continue
@@ -140,10 +140,10 @@ func (s *Store) Iterate(ctx context.Context, fn func(Info) error) error {
 	pre := escapeGlob(s.opts.Prefix)
 	now := time.UnixMilli(s.localNow())
 	err := s.forEachMasterInOrder(ctx, func(ctx context.Context, c *redis.Client) error {
-		return scanAll(ctx, c, pre+"{*}:s:*", "hash", func(keys []string) error {
+		return scanAll(ctx, c, pre+"{*}:s:*", "string", func(keys []string) error {
 			cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
 				for _, k := range keys {
-					p.HMGet(ctx, k, fieldMeta, fieldUser, fieldDevice)
+					p.Get(ctx, k)
 				}
 				return nil
 			})
@@ -151,21 +151,13 @@ func (s *Store) Iterate(ctx context.Context, fn func(Info) error) error {
 				return err
 			}
 			for i, cmd := range cmds {
-				vals := cmd.(*redis.SliceCmd).Val()
-				if len(vals) != 3 {
-					continue
-				}
-				m, ok1 := vals[0].(string)
-				u, ok2 := vals[1].(string)
-				if !ok1 || !ok2 {
+				rec, err := parseRecord(cmd.(*redis.StringCmd).Val())
+				if err != nil {
 					continue // deleted meanwhile, or not ours
 				}
-				info := Info{Handle: keys[i][strings.LastIndexByte(keys[i], ':')+1:], UserID: u}
-				if _, err := parseMeta(m, &info); err != nil || !now.Before(info.ExpiresAt) {
+				info, _, err := rec.decode(keys[i][strings.LastIndexByte(keys[i], ':')+1:])
+				if err != nil || !now.Before(info.ExpiresAt) {
 					continue
-				}
-				if x, ok := vals[2].(string); ok {
-					info.IP, info.UserAgent, _ = unpackDevice(x)
 				}
 				if err := fn(info); err != nil {
 					return errStop{err}

@@ -75,7 +75,7 @@ func TestLocalClockSkew(t *testing.T) {
 			// created the session.
 			st.skew.Store(0)
 			seen.take()
-			for i, want := range []string{"[hgetall evalsha]", "[hgetall]", "[hgetall]"} {
+			for i, want := range []string{"[get evalsha]", "[get]", "[get]"} {
 				g, err := st.Get(ctx, s.ID())
 				if err != nil || !g.Has("a") {
 					t.Fatalf("Get %d = %v, %v", i, g, err)

@@ -6,8 +6,8 @@ import (
 )
 
 // FuzzStoredSession feeds the read path of Get — metadata, device info,
-// value envelopes, then the codec — with hash fields another client could
-// have planted. load either fails with ErrCorrupt or yields a session
+// value envelopes, then the codec — with parts of a stored session another
+// client could have planted. load either fails with ErrCorrupt or yields a session
 // whose every value decodes or fails with ErrCorrupt; nothing panics.
 func FuzzStoredSession(f *testing.F) {
 	good := "1700000000000,1700000000000,1800000,1700086400000,3,1"
@@ -26,8 +26,7 @@ func FuzzStoredSession(f *testing.F) {
 	}
 	st := &Store{opts: Options{Codec: JSONCodec{}}}
 	f.Fuzz(func(t *testing.T, m, u, x, d string) {
-		fields := map[string]string{"m": m, "u": u, "x": x, "d:v": d}
-		s, err := st.load("id", "handle", fields)
+		s, err := st.load("id", "handle", JoinStored(m, u, x, "v", d))
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("load error %v does not wrap ErrCorrupt", err)
@@ -47,5 +46,29 @@ func FuzzStoredSession(f *testing.F) {
 		}
 		_ = s.String()
 		_ = s.Keys()
+	})
+}
+
+// FuzzStoredForm feeds the parser of the stored form with any bytes: it
+// fails with ErrCorrupt or yields a record whose every value carries an
+// envelope; nothing panics.
+func FuzzStoredForm(f *testing.F) {
+	f.Add(JoinStored("1,1,1,1,1,0", "u", "0:", "k", "\x01{}"))
+	f.Add("\x02\n")
+	f.Add("\x021,1,1,1,1,0\n1:u2:0:1:k")
+	f.Add("\x02\n99999999999:x")
+	f.Fuzz(func(t *testing.T, raw string) {
+		r, err := parseRecord(raw)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("parseRecord error %v does not wrap ErrCorrupt", err)
+			}
+			return
+		}
+		r.eachValue(func(k string, v sealed) {
+			if v.check() != nil {
+				t.Fatalf("value %q without envelope accepted", k)
+			}
+		})
 	})
 }

@@ -31,7 +31,7 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	pre := escapeGlob(s.opts.Prefix)
 	err := s.forEachNode(ctx, false, func(ctx context.Context, c *redis.Client) error {
 		var local Stats
-		err := scanAll(ctx, c, pre+"{*}:s:*", "hash", func(keys []string) error {
+		err := scanAll(ctx, c, pre+"{*}:s:*", "string", func(keys []string) error {
 			local.Sessions += int64(len(keys))
 			return nil
 		})

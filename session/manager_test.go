@@ -162,7 +162,7 @@ func TestManagerEndToEnd(t *testing.T) {
 		// Steady state: exactly one Redis command per request, no cookie.
 		e.count.reset()
 		res, body := a.do("GET", "/get?k=x", nil)
-		if n, cmds := e.count.get(); n != 1 || cmds[0] != "hgetall" {
+		if n, cmds := e.count.get(); n != 1 || cmds[0] != "get" {
 			t.Fatalf("steady-state request: %d calls %v", n, cmds)
 		}
 		if body != "alice:0" || res.Header.Get("Set-Cookie") != "" {

@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/rediskit/rediskit/retry"
 )
 
@@ -60,14 +60,10 @@ func (s *Store) createSealed(ctx context.Context, userID string, values map[stri
 	if s.opts.OnLimit == RefuseNew {
 		refuse = "1"
 	}
-	args := make([]any, 0, 11+2*len(values))
-	args = append(args, s.now(), p.handle, idle.Milliseconds(), abs.Milliseconds(), userID,
-		packDevice(opts.IP, opts.UserAgent), "", boolArg(opts.Persist), s.opts.MaxPerUser, refuse, s.base(p.tag))
-	args = appendValues(args, values)
-	rec := make(record, len(values))
-	for k, v := range values {
-		rec.setValue(k, v)
-	}
+	device := packDevice(opts.IP, opts.UserAgent)
+	args := []any{s.now(), p.handle, idle.Milliseconds(), abs.Milliseconds(), userID,
+		boolArg(opts.Persist), s.opts.MaxPerUser, refuse, s.base(p.tag), body(userID, device, values)}
+	rec := recordOf(userID, device, values)
 	sess := &Session{
 		id: tok, version: 1, rec: rec, codec: s.opts.Codec,
 		info: Info{Handle: p.handle, UserID: userID, IP: opts.IP, UserAgent: opts.UserAgent,
@@ -103,7 +99,7 @@ func (s *Store) createSealed(ctx context.Context, userID string, values map[stri
 // timed-out one is deleted on the spot), ErrMalformedToken without calling
 // Redis, and ErrCorrupt for data it cannot read, which it leaves untouched.
 //
-// A Get within the touch interval is one HGETALL: the key's TTL already
+// A Get within the touch interval is one GET: the key's TTL already
 // ends the session at its idle or absolute timeout, so Redis answers for
 // a dead session with nothing. A Get that finds the touch due (or the
 // session past a timeout by the store's clock) runs the touch script
@@ -118,19 +114,24 @@ func (s *Store) Get(ctx context.Context, id string) (*Session, error) {
 		return nil, ErrClosed
 	}
 	if s.fastReads {
-		fields, err := s.exec.HGetAll(ctx, p.key).Result()
-		if err != nil {
-			return nil, wrapRedis("get", err)
-		}
-		if len(fields) == 0 {
+		cmd := redis.NewStringCmd(ctx, "get", p.key)
+		_ = s.exec.Process(ctx, cmd)
+		raw, err := cmd.Result()
+		switch {
+		case err == redis.Nil:
 			return nil, fmt.Errorf("session: get: %w", ErrNotFound)
-		}
-		sess, err := s.load(id, p.handle, fields)
-		if err != nil {
-			return nil, fmt.Errorf("session: get: %w", err)
-		}
-		if !s.touchDue(&sess.info) {
-			return sess, nil
+		case redis.HasErrorPrefix(err, "WRONGTYPE"):
+			// Stored by the first version: the script converts it.
+		case err != nil:
+			return nil, wrapRedis("get", err)
+		default:
+			sess, err := s.load(id, p.handle, raw)
+			if err != nil {
+				return nil, fmt.Errorf("session: get: %w", err)
+			}
+			if !s.touchDue(&sess.info) {
+				return sess, nil
+			}
 		}
 	}
 	res, err := scriptGet.RunRepeatable(ctx, s.exec, []string{p.key, s.indexKey(p.tag)},
@@ -138,11 +139,12 @@ func (s *Store) Get(ctx context.Context, id string) (*Session, error) {
 	if err != nil {
 		return nil, wrapRedis("get", err)
 	}
-	if len(res)%2 != 1 {
+	raw, _ := res[0].(string)
+	if len(res) != 2 || raw == "" {
 		return nil, fmt.Errorf("session: get: %w: unexpected reply", ErrCorrupt)
 	}
-	s.observe(res[len(res)-1])
-	sess, err := s.load(id, p.handle, recordFromReply(res[:len(res)-1]))
+	s.observe(res[1])
+	sess, err := s.load(id, p.handle, raw)
 	if err != nil {
 		return nil, fmt.Errorf("session: get: %w", err)
 	}
@@ -183,7 +185,11 @@ func (s *Store) updateSealed(ctx context.Context, id string, set map[string]seal
 	args := make([]any, 0, 5+2*len(set)+len(del))
 	args = append(args, s.now(), p.handle, ifVersion, pa, len(set))
 	args = appendValues(args, set)
-	args = appendValueFields(args, slices.DeleteFunc(slices.Clone(del), func(k string) bool { _, ok := set[k]; return ok }))
+	for _, k := range del {
+		if _, ok := set[k]; !ok {
+			args = append(args, k)
+		}
+	}
 	res, err := s.write(ctx, scriptUpdate, once, []string{p.key, s.indexKey(p.tag)}, args...).Slice()
 	if err != nil {
 		return 0, wrapWrite("update", err)

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/rediskit/rediskit/internal/pipeline"
 )
 
 // LimitPolicy says what Create does when a user already has
@@ -70,16 +72,28 @@ type Options struct {
 	// whether a touch is due by the local clock corrected to Redis TIME.
 	Clock func() time.Time
 
-	// AutoPipeline runs the per-session scripts (Create, Get, Update,
-	// Delete, Extend, Rotate) through a go-redis AutoPipeliner made from the
-	// client, so concurrent callers share round trips. Stats, Cleanup and
-	// Preload still use the client itself. Default false.
+	// Pipelining chooses how the per-session commands (Create, Get,
+	// Update, Delete, Extend, Rotate) reach Redis. The default,
+	// PipelineAdaptive, sends a command on the client's pooled connections
+	// while it is the store's only one in flight and through the client's
+	// go-redis AutoPipeliner when others are, so a lone caller keeps pooled
+	// latency and concurrent callers share round trips (BenchmarkAdaptive
+	// in internal/pipeline; bench/: the "default options" rows).
+	// PipelineAlways sends every one through the AutoPipeliner,
+	// PipelineOff none. Stats, Cleanup and Preload use the client itself.
 	//
 	// The AutoPipeliner is the one go-redis keeps per client and shares
 	// with every other user of it: the client owns it, Store.Close leaves it
-	// open, and closing the client closes it. Writes keep their guarantee
-	// through it: Create and Update are sent with retry.Once, which the
-	// auto-pipeliner honours, and every other write is safe to repeat.
+	// open, and closing the client closes it. Writes keep their guarantee on
+	// every path: Create and Update are sent with retry.Once, which go-redis
+	// honours in its pipelines too, and go on pooled connections even in
+	// adaptive mode, so they never stop the re-send of other callers'
+	// batched reads; every other write is safe to repeat
+	// (TestLostReplyMatrix). A Ring has no AutoPipeliner: adaptive runs as
+	// off there, and New refuses PipelineAlways.
+	Pipelining Pipelining
+
+	// Deprecated: AutoPipeline true means Pipelining: PipelineAlways.
 	AutoPipeline bool
 
 	// DurableReplicas, when above 0, makes every write (Create, Update,
@@ -103,6 +117,22 @@ const (
 	maxKeyBytes  = 256
 	maxMetaBytes = 512
 )
+
+// Pipelining is how the per-session commands reach Redis: see
+// Options.Pipelining.
+type Pipelining int
+
+const (
+	// PipelineAdaptive: pooled while one command is in flight, through the
+	// client's AutoPipeliner above. The default.
+	PipelineAdaptive = Pipelining(pipeline.Adaptive)
+	// PipelineAlways: every per-session command through the AutoPipeliner.
+	PipelineAlways = Pipelining(pipeline.Always)
+	// PipelineOff: every command on the client's pooled connections.
+	PipelineOff = Pipelining(pipeline.Off)
+)
+
+func (p Pipelining) String() string { return pipeline.Mode(p).String() }
 
 func (o Options) withDefaults() (Options, error) {
 	if o.Prefix == "" {
@@ -144,6 +174,12 @@ func (o Options) withDefaults() (Options, error) {
 	if o.MaxValueBytes < 0 {
 		return o, badOption("MaxValueBytes", o.MaxValueBytes, "must not be negative")
 	}
+	if o.AutoPipeline && o.Pipelining == PipelineAdaptive {
+		o.Pipelining = PipelineAlways
+	}
+	if !pipeline.Mode(o.Pipelining).Valid() {
+		return o, badOption("Pipelining", int(o.Pipelining), "is not a Pipelining mode")
+	}
 	if o.DurableReplicas < 0 {
 		return o, badOption("DurableReplicas", o.DurableReplicas, "must not be negative")
 	}
@@ -162,11 +198,15 @@ type OptionError struct {
 	Field  string // the Options field at fault
 	Value  string // the offending value, quoted when a string
 	Reason string
+	Err    error // the underlying error, when there is one
 }
 
 func (e *OptionError) Error() string {
 	return "session: Options." + e.Field + " = " + e.Value + ": " + e.Reason
 }
+
+// Unwrap returns the underlying error, if any.
+func (e *OptionError) Unwrap() error { return e.Err }
 
 func badOption(field string, value any, reason string) error {
 	v := fmt.Sprint(value)

@@ -9,23 +9,28 @@ import (
 )
 
 // The storage format of a session: this file and the scripts in scripts.go
-// are the only code that knows it. A session is one hash:
+// are the only code that knows it. A session is one string key, so a Get is
+// one GET, the cheapest read Redis has (BenchmarkSessionGet in bench/ puts
+// it beside a bare GET of the same bytes):
 //
-//	m        metadata "created,last-seen,idle,deadline,version,persist"
-//	         (times and idle in ms, persist 0 or 1)
-//	u        the user ID ("" for an anonymous session)
-//	x        device info: len(ip) ":" ip user-agent
-//	d:<key>  one value: the envelope byte, then the codec's bytes
+//	0x02 meta "\n" user device (key value)...
+//
+// meta is "created,last-seen,idle,deadline,version,persist" (times and idle
+// in ms, persist 0 or 1); user (the user ID, "" for an anonymous session),
+// device (len(ip) ":" ip user-agent) and every key and value are
+// netstrings: the decimal byte length, ":", the bytes. A value is sealed:
+// the envelope byte, then the codec's bytes.
 //
 // Values travel sealed (envelope included) from the moment they are
 // encoded until they reach Redis, and from Redis until they are decoded:
-// nothing between strips or re-adds the envelope.
-const (
-	fieldMeta   = "m"
-	fieldUser   = "u"
-	fieldDevice = "x"
-	valuePrefix = "d:"
-)
+// nothing between strips or re-adds the envelope. A record is read in
+// place: its fields are substrings of the one string Redis returned.
+//
+// The first version stored a hash (fields m, u, x and d:<key>). The
+// scripts convert such a session to this form the first time they touch it
+// (TestUpgradeFromHash); a Get that meets one runs the Get script, which
+// does.
+const formatV2 = 0x02
 
 // envelopeV1 is the first byte of every stored value. A value that does not
 // start with a known envelope byte is ErrCorrupt: it was not written by this
@@ -69,95 +74,156 @@ func (v sealed) decode(codec Codec, key string, dst any) error {
 	return nil
 }
 
-// record is a session hash as read from Redis, field by field. Get keeps
-// the map go-redis made, so a value is copied only when decoded.
-type record map[string]string
+// field is one value of a session.
+type field struct {
+	key string
+	v   sealed
+}
 
-// recordFromReply reads the flat field, value, ... reply of a script.
-func recordFromReply(res []any) record {
-	r := make(record, len(res)/2)
-	for i := 0; i+1 < len(res); i += 2 {
-		k, _ := res[i].(string)
-		v, _ := res[i+1].(string)
-		r[k] = v
+// record is a session as stored: its metadata line, user and device, and
+// its values in stored order.
+type record struct {
+	meta, user, device string
+	vals               []field
+}
+
+// parseRecord reads a stored session. Every value's envelope is checked,
+// so a value that was not written by this package is ErrCorrupt at once,
+// not when decoded.
+func parseRecord(raw string) (record, error) {
+	var r record
+	if len(raw) == 0 || raw[0] != formatV2 {
+		return r, fmt.Errorf("%w: unknown session format", ErrCorrupt)
+	}
+	nl := strings.IndexByte(raw, '\n')
+	if nl < 0 {
+		return r, fmt.Errorf("%w: no metadata", ErrCorrupt)
+	}
+	r.meta = raw[1:nl]
+	rest := raw[nl+1:]
+	var ok bool
+	if r.user, rest, ok = cutNetstring(rest); !ok {
+		return r, fmt.Errorf("%w: user", ErrCorrupt)
+	}
+	if r.device, rest, ok = cutNetstring(rest); !ok {
+		return r, fmt.Errorf("%w: device info", ErrCorrupt)
+	}
+	if rest != "" {
+		r.vals = make([]field, 0, 4)
+	}
+	for rest != "" {
+		var k, v string
+		if k, rest, ok = cutNetstring(rest); !ok {
+			return r, fmt.Errorf("%w: value name", ErrCorrupt)
+		}
+		if v, rest, ok = cutNetstring(rest); !ok {
+			return r, fmt.Errorf("%w: value %q", ErrCorrupt, k)
+		}
+		if err := sealed(v).check(); err != nil {
+			return r, fmt.Errorf("value %q: %w", k, err)
+		}
+		r.vals = append(r.vals, field{k, sealed(v)})
+	}
+	return r, nil
+}
+
+// cutNetstring splits "len:bytes rest" into bytes and rest.
+func cutNetstring(s string) (v, rest string, ok bool) {
+	j := strings.IndexByte(s, ':')
+	if j <= 0 || j > 10 {
+		return "", "", false
+	}
+	n, err := strconv.Atoi(s[:j])
+	if err != nil || n < 0 || n > len(s)-j-1 {
+		return "", "", false
+	}
+	return s[j+1 : j+1+n], s[j+1+n:], true
+}
+
+// appendNetstring appends v as a netstring.
+func appendNetstring(b []byte, v string) []byte {
+	b = strconv.AppendInt(b, int64(len(v)), 10)
+	b = append(b, ':')
+	return append(b, v...)
+}
+
+// body encodes what follows the metadata line of a new session: user,
+// device and values. Create sends it, and the script puts the metadata in
+// front.
+func body(user, device string, values map[string]sealed) string {
+	n := len(user) + len(device) + 8
+	for k, v := range values {
+		n += len(k) + len(v) + 12
+	}
+	b := make([]byte, 0, n)
+	b = appendNetstring(b, user)
+	b = appendNetstring(b, device)
+	for k, v := range values {
+		b = appendNetstring(b, k)
+		b = appendNetstring(b, string(v))
+	}
+	return string(b)
+}
+
+// recordOf is the record of a session just created with values.
+func recordOf(user, device string, values map[string]sealed) record {
+	r := record{user: user, device: device, vals: make([]field, 0, len(values))}
+	for k, v := range values {
+		r.vals = append(r.vals, field{k, v})
 	}
 	return r
 }
 
 // value returns the sealed value under key.
 func (r record) value(key string) (sealed, bool) {
-	v, ok := r[valuePrefix+key]
-	return sealed(v), ok
+	for _, f := range r.vals {
+		if f.key == key {
+			return f.v, true
+		}
+	}
+	return "", false
 }
 
-// setValue stores the sealed value under key.
-func (r record) setValue(key string, v sealed) { r[valuePrefix+key] = string(v) }
-
-// eachValue calls fn with every value, in no particular order.
+// eachValue calls fn with every value, in stored order.
 func (r record) eachValue(fn func(key string, v sealed)) {
-	for k, v := range r {
-		if key, ok := strings.CutPrefix(k, valuePrefix); ok {
-			fn(key, sealed(v))
-		}
+	for _, f := range r.vals {
+		fn(f.key, f.v)
 	}
 }
 
 // keys returns the names of the values, sorted.
 func (r record) keys() []string {
-	keys := make([]string, 0, len(r))
-	r.eachValue(func(k string, _ sealed) { keys = append(keys, k) })
+	keys := make([]string, len(r.vals))
+	for i, f := range r.vals {
+		keys[i] = f.key
+	}
 	sort.Strings(keys)
 	return keys
 }
 
-// decode checks the hash of the session named by handle and reads its
-// metadata. Values stay as stored; only their envelopes are checked, so a
-// value that was not written by this package is ErrCorrupt at once, not
-// when decoded.
+// decode reads the metadata of the session named by handle.
 func (r record) decode(handle string) (info Info, version int64, err error) {
 	info.Handle = handle
-	m, ok := r[fieldMeta]
-	if !ok {
-		return info, 0, fmt.Errorf("%w: no metadata", ErrCorrupt)
-	}
-	if version, err = parseMeta(m, &info); err != nil {
+	if version, err = parseMeta(r.meta, &info); err != nil {
 		return info, 0, err
 	}
-	if info.UserID, ok = r[fieldUser]; !ok {
-		return info, 0, fmt.Errorf("%w: no user field", ErrCorrupt)
+	info.UserID = r.user
+	if info.IP, info.UserAgent, err = unpackDevice(r.device); err != nil {
+		return info, 0, err
 	}
-	if x, ok := r[fieldDevice]; ok {
-		if info.IP, info.UserAgent, err = unpackDevice(x); err != nil {
-			return info, 0, err
-		}
-	}
-	r.eachValue(func(k string, v sealed) {
-		if cerr := v.check(); cerr != nil && err == nil {
-			err = fmt.Errorf("value %q: %w", k, cerr)
-		}
-	})
-	return info, version, err
+	return info, version, nil
 }
 
-// appendValues appends the field/value pairs of values to script
-// arguments.
+// appendValues appends the key/value pairs of values to script arguments.
 func appendValues(args []any, values map[string]sealed) []any {
 	for k, v := range values {
-		args = append(args, valuePrefix+k, string(v))
+		args = append(args, k, string(v))
 	}
 	return args
 }
 
-// appendValueFields appends the field names of keys to script arguments.
-func appendValueFields(args []any, keys []string) []any {
-	for _, k := range keys {
-		args = append(args, valuePrefix+k)
-	}
-	return args
-}
-
-// parseMeta reads the packed metadata field "created,last-seen,idle,
-// deadline,version,persist" into info and returns the version.
+// parseMeta reads the metadata line "created,last-seen,idle,deadline,
+// version,persist" into info and returns the version.
 func parseMeta(m string, info *Info) (int64, error) {
 	var n [5]int64
 	rest := m
@@ -187,10 +253,13 @@ func parseMeta(m string, info *Info) (int64, error) {
 	return n[4], nil
 }
 
-// packDevice stores IP and user agent in one field: len(ip) ":" ip ua.
+// packDevice stores IP and user agent in one string: len(ip) ":" ip ua.
 func packDevice(ip, ua string) string { return strconv.Itoa(len(ip)) + ":" + ip + ua }
 
 func unpackDevice(x string) (ip, ua string, err error) {
+	if x == "" {
+		return "", "", nil
+	}
 	j := strings.IndexByte(x, ':')
 	if j < 0 {
 		return "", "", fmt.Errorf("%w: device info", ErrCorrupt)

@@ -73,9 +73,9 @@ func (st *state) lookup(key string) (entry, bool) {
 // nothing): the loaded hash is copied into values at the first change.
 func (st *state) change(key string) map[string]entry {
 	if st.values == nil {
-		st.values = make(map[string]entry, len(st.loaded))
+		st.values = make(map[string]entry, len(st.loaded.vals))
 		st.loaded.eachValue(func(k string, v sealed) { st.values[k] = entry{v: v} })
-		st.loaded = nil
+		st.loaded = record{}
 	}
 	if key != "" {
 		if st.dirty == nil {
@@ -177,7 +177,7 @@ func (st *state) createLocked(ctx context.Context, userID string) error {
 
 func (st *state) resetLocked() {
 	st.id, st.userID, st.info = "", "", Info{}
-	st.loaded, st.values, st.dirty = nil, nil, nil
+	st.loaded, st.values, st.dirty = record{}, nil, nil
 	st.persistDirty = false
 	st.setCookie, st.clearCookie = false, true
 }

@@ -2,13 +2,13 @@ package session
 
 import "github.com/rediskit/rediskit/retry"
 
-// Every script touches only keys of one user slot: the session hash
+// Every script touches only keys of one user slot: the session
 // "<prefix>{<tag>}:s:<handle>" and the user's index "<prefix>{<tag>}:u".
 // Scripts that walk the index build session keys from ARGV "base"
 // ("<prefix>{<tag>}:s:") plus a member; those keys share the declared keys'
 // hash tag, so they live in the same slot on the same node.
 //
-// The session hash's fields are described once, in record.go. All times
+// The stored form of a session is described once, in record.go. All times
 // come from ARGV[1] when it is positive (Options.Clock) and from the
 // server's TIME otherwise.
 const luaCommon = `
@@ -33,28 +33,90 @@ local function trim(idx, now)
   end
 end
 
--- parse reads the packed metadata field m: "created,lastseen,idle,deadline,version,persist".
+-- parse reads the metadata line: "created,lastseen,idle,deadline,version,persist".
 local function parse(raw)
   local c, s, i, a, v, p = string.match(raw, '^(%d+),(%d+),(%d+),(%d+),(%d+),([01])$')
   if not c then return false end
-  return {c = tonumber(c), s = tonumber(s), i = tonumber(i), a = tonumber(a), v = tonumber(v), p = p}
+  local m = {c = tonumber(c), s = tonumber(s), i = tonumber(i), a = tonumber(a), v = tonumber(v), p = p}
+  -- Lua numbers are doubles: past 2^53 they are not the integers Go reads.
+  for _, x in ipairs({m.c, m.s, m.i, m.a, m.v}) do
+    if x > 9007199254740991 then return false end
+  end
+  return m
 end
 
 local function pack(m)
   return fmt(m.c) .. ',' .. fmt(m.s) .. ',' .. fmt(m.i) .. ',' .. fmt(m.a) .. ',' .. fmt(m.v) .. ',' .. m.p
 end
 
--- meta reads the metadata of a session: nil when missing, false when corrupt.
-local function meta(k)
-  local f = redis.call('HMGET', k, 'm', 'u')
-  if f[1] == false then
-    if redis.call('EXISTS', k) == 1 then return false end
-    return nil
-  end
-  local m = parse(f[1])
-  if not m or f[2] == false then return false end
-  m.u = f[2]
+-- ns reads the netstring at pos of s: its bytes and the position after it,
+-- or nil when malformed.
+local function ns(s, pos)
+  local c = string.find(s, ':', pos, true)
+  if not c or c - pos > 10 then return nil end
+  local n = tonumber(string.sub(s, pos, c - 1))
+  if not n or n < 0 or c + n > #s then return nil end
+  return string.sub(s, c + 1, c + n), c + n + 1
+end
+
+local function netstr(v) return #v .. ':' .. v end
+
+-- decode reads a stored session: its metadata, with u (user), x (device)
+-- and body (everything after the metadata line); false when unreadable.
+local function decode(raw)
+  if string.byte(raw, 1) ~= 2 then return false end
+  local nl = string.find(raw, '\n', 2, true)
+  if not nl then return false end
+  local m = parse(string.sub(raw, 2, nl - 1))
+  if not m then return false end
+  local u, pos = ns(raw, nl + 1)
+  if not u then return false end
+  local x = ns(raw, pos)
+  if not x then return false end
+  m.u, m.x, m.body = u, x, string.sub(raw, nl + 1)
   return m
+end
+
+local function encode(m) return '\2' .. pack(m) .. '\n' .. m.body end
+
+-- upgrade rewrites a session stored by the first version (a hash: m, u,
+-- x, d:<key>) in the current form, keeping its TTL; false when unreadable.
+local function upgrade(k)
+  local all = redis.call('HGETALL', k)
+  local f = {}
+  for j = 1, #all, 2 do f[all[j]] = all[j + 1] end
+  if not f.m or not f.u or not parse(f.m) then return false end
+  local parts = {netstr(f.u), netstr(f.x or '')}
+  for j = 1, #all, 2 do
+    if string.sub(all[j], 1, 2) == 'd:' then
+      parts[#parts + 1] = netstr(string.sub(all[j], 3))
+      parts[#parts + 1] = netstr(all[j + 1])
+    end
+  end
+  local raw = '\2' .. f.m .. '\n' .. table.concat(parts)
+  local ttl = redis.call('PTTL', k)
+  redis.call('DEL', k)
+  if ttl > 0 then redis.call('SET', k, raw, 'PX', ttl) else redis.call('SET', k, raw) end
+  return raw
+end
+
+-- read returns the stored session: nil when missing, false when it is not
+-- a session.
+local function read(k)
+  local raw = redis.pcall('GET', k)
+  if raw == false then return nil end
+  if type(raw) == 'table' then
+    if redis.call('TYPE', k)['ok'] == 'hash' then return upgrade(k) end
+    return false
+  end
+  return raw
+end
+
+-- meta reads a session: nil when missing, false when unreadable.
+local function meta(k)
+  local raw = read(k)
+  if not raw then return raw end
+  return decode(raw)
 end
 
 local function dead(m, now) return now >= m.a or now >= m.s + m.i end
@@ -68,7 +130,7 @@ end
 
 -- live returns the metadata of a session that is alive, deleting it when it
 -- is past a timeout; otherwise nil and what the script must return: nil when
--- there is no live session, an error reply when the metadata is corrupt.
+-- there is no live session, an error reply when it is unreadable.
 local function live(k, idx, h, now)
   local m = meta(k)
   if m == false then return nil, redis.error_reply('SESSCORRUPT session metadata') end
@@ -77,29 +139,29 @@ local function live(k, idx, h, now)
   return m
 end
 
--- slide records activity: last-seen = now, expiry = min(now + idle, deadline).
-local function slide(k, idx, h, m, now)
-  m.s = now
-  local exp = math.min(now + m.i, m.a)
-  redis.call('HSET', k, 'm', pack(m))
-  redis.call('PEXPIREAT', k, fmt(exp))
+-- store writes m back with expiry exp and indexes it under h.
+local function store(k, idx, h, m, exp, now)
+  local raw = encode(m)
+  redis.call('SET', k, raw, 'PXAT', fmt(exp))
   if m.u ~= '' then
     redis.call('ZADD', idx, fmt(exp), h)
     trim(idx, now)
   end
-  return exp
+  return raw
 end
 
-local function hsetChunks(k, args, from, to)
-  for j = from, to, 200 do
-    redis.call('HSET', k, unpack(args, j, math.min(j + 199, to)))
-  end
+-- slide records activity: last-seen = now, expiry = min(now + idle,
+-- deadline). It returns the expiry and the stored string.
+local function slide(k, idx, h, m, now)
+  m.s = now
+  local exp = math.min(now + m.i, m.a)
+  return exp, store(k, idx, h, m, exp, now)
 end
 `
 
 // KEYS: session, index. ARGV: now, handle, idle ms, absolute ms, user,
-// device info, (unused), persist, max per user, refuse (1) or revoke (0),
-// base, then field/value pairs.
+// persist, max per user, refuse (1) or revoke (0), base, body (record.go:
+// user, device and values).
 var scriptCreate = retry.NewScript(luaCommon + `
 local now = clock(ARGV[1])
 local k, idx, h = KEYS[1], KEYS[2], ARGV[2]
@@ -109,24 +171,23 @@ if m then
   -- Tokens are 256-bit random: an existing key is this very Create, retried.
   return {fmt(now), fmt(math.min(m.s + m.i, m.a)), fmt(m.a)}
 elseif m == false then
-  return redis.error_reply('SESSCORRUPT session hash')
+  return redis.error_reply('SESSCORRUPT session')
 end
 if user ~= '' then
   trim(idx, now)
-  local max, base = tonumber(ARGV[9]), ARGV[11]
+  local max, base = tonumber(ARGV[7]), ARGV[9]
   if max > 0 and redis.call('ZCARD', idx) >= max then
     local live = {}
     for _, mem in ipairs(redis.call('ZRANGE', idx, 0, -1)) do
-      local f = redis.pcall('HMGET', base .. mem, 'm', 'u')
-      if type(f) == 'table' and f[1] and f[2] == user then
-        local mm = parse(f[1])
-        table.insert(live, {mem, mm and mm.c or 0})
-      elseif type(f) == 'table' and f[1] == false then
+      local mm = meta(base .. mem)
+      if mm and mm.u == user then
+        table.insert(live, {mem, mm.c})
+      elseif mm == nil then
         redis.call('ZREM', idx, mem)
       end
     end
     if #live >= max then
-      if ARGV[10] == '1' then return redis.error_reply('SESSLIMIT too many sessions') end
+      if ARGV[8] == '1' then return redis.error_reply('SESSLIMIT too many sessions') end
       table.sort(live, function(x, y) return x[2] < y[2] end)
       for j = 1, #live - max + 1 do
         redis.call('DEL', base .. live[j][1])
@@ -137,50 +198,33 @@ if user ~= '' then
 end
 local abs = now + absttl
 local exp = math.min(now + idle, abs)
-redis.call('HSET', k, 'm', pack({c = now, s = now, i = idle, a = abs, v = 1, p = ARGV[8]}),
-  'u', user, 'x', ARGV[6])
-hsetChunks(k, ARGV, 12, #ARGV)
-redis.call('PEXPIREAT', k, fmt(exp))
-if user ~= '' then
-  redis.call('ZADD', idx, fmt(exp), h)
-  trim(idx, now)
-end
+store(k, idx, h, {c = now, s = now, i = idle, a = abs, v = 1, p = ARGV[6], u = user, body = ARGV[10]}, exp, now)
 return {fmt(now), fmt(exp), fmt(abs)}
 `)
 
 // KEYS: session, index. ARGV: now, handle, the store's touch interval ms,
 // the store's idle timeout ms. A session's own touch interval is the
 // store's scaled by its idle timeout (see Store.touchEvery).
-// Returns nil when missing or dead (deleting a dead one), else the session
-// hash as HGETALL gives it followed by now: an odd number of elements. The
-// hash is read once (HGETALL) and the metadata found in it: crossing the
-// Lua boundary costs per element, so Get does it once each way. It checks
-// that the session exists before writing, so a touch never brings back a
-// session deleted or rotated away.
+// Returns nil when missing or dead (deleting a dead one), else {the stored
+// string, now}. It checks that the session exists before writing, so a
+// touch never brings back a session deleted or rotated away.
 var scriptGet = retry.NewScript(luaCommon + `
 local now = clock(ARGV[1])
 local k, idx, h = KEYS[1], KEYS[2], ARGV[2]
-local all = redis.call('HGETALL', k)
-if #all == 0 then return nil end
-local mi, u
-for j = 1, #all, 2 do
-  local f = all[j]
-  if f == 'm' then mi = j + 1 elseif f == 'u' then u = all[j + 1] end
-end
-local m = mi and parse(all[mi])
-if not m or not u then return redis.error_reply('SESSCORRUPT session metadata') end
-m.u = u
+local raw = read(k)
+if raw == nil then return nil end
+local m = raw and decode(raw)
+if not m then return redis.error_reply('SESSCORRUPT session metadata') end
 if dead(m, now) then kill(k, idx, h, now) return nil end
 if now - m.s >= math.floor(tonumber(ARGV[3]) * m.i / tonumber(ARGV[4])) then
-  slide(k, idx, h, m, now)
-  all[mi] = pack(m)
+  local _
+  _, raw = slide(k, idx, h, m, now)
 end
-all[#all + 1] = fmt(now)
-return all
+return {raw, fmt(now)}
 `)
 
 // KEYS: session, index. ARGV: now, handle, if-version (0 = none), persist
-// (” = keep, '0', '1'), number of set pairs, pairs..., fields to delete...
+// (” = keep, '0', '1'), number of set pairs, pairs..., keys to delete...
 // Returns {now, expiry, version}.
 var scriptUpdate = retry.NewScript(luaCommon + `
 local now = clock(ARGV[1])
@@ -189,18 +233,40 @@ local m, reply = live(k, idx, h, now)
 if not m then return reply end
 local ifv = tonumber(ARGV[3])
 if ifv ~= 0 and ifv ~= m.v then return redis.error_reply('SESSCONFLICT version ' .. fmt(m.v)) end
-local nset = tonumber(ARGV[5])
-if nset > 0 then hsetChunks(k, ARGV, 6, 5 + 2 * nset) end
-for j = 6 + 2 * nset, #ARGV, 200 do
-  redis.call('HDEL', k, unpack(ARGV, j, math.min(j + 199, #ARGV)))
+local body = m.body
+local _, pos = ns(body, 1)
+_, pos = ns(body, pos)
+local names, vals = {}, {}
+while pos <= #body do
+  local name, v
+  name, pos = ns(body, pos)
+  if name then v, pos = ns(body, pos) end
+  if not v then return redis.error_reply('SESSCORRUPT session values') end
+  if vals[name] == nil then names[#names + 1] = name end
+  vals[name] = v
 end
+local nset = tonumber(ARGV[5])
+for j = 6, 5 + 2 * nset, 2 do
+  if vals[ARGV[j]] == nil then names[#names + 1] = ARGV[j] end
+  vals[ARGV[j]] = ARGV[j + 1]
+end
+for j = 6 + 2 * nset, #ARGV do vals[ARGV[j]] = nil end
+local parts = {netstr(m.u), netstr(m.x)}
+for _, name in ipairs(names) do
+  local v = vals[name]
+  if v then
+    parts[#parts + 1] = netstr(name)
+    parts[#parts + 1] = netstr(v)
+  end
+end
+m.body = table.concat(parts)
 if ARGV[4] ~= '' then m.p = ARGV[4] end
 m.v = m.v + 1
-redis.call('HSET', k, 'm', pack(m))
--- Unchanged in normal operation; restores the invariant that Get relies on
--- (TTL = min(last-seen + idle, deadline)) if anything removed the TTL.
+-- The expiry is unchanged in normal operation; writing it restores the
+-- invariant that Get relies on (TTL = min(last-seen + idle, deadline)) if
+-- anything removed the TTL.
 local exp = math.min(m.s + m.i, m.a)
-redis.call('PEXPIREAT', k, fmt(exp))
+redis.call('SET', k, encode(m), 'PXAT', fmt(exp))
 if m.u ~= '' then trim(idx, now) end
 return {fmt(now), fmt(exp), m.v}
 `)
@@ -258,20 +324,15 @@ trim(idx, now)
 local out = {}
 for _, h in ipairs(redis.call('ZRANGE', idx, 0, -1)) do
   local k = base .. h
-  local f = redis.pcall('HMGET', k, 'm', 'u', 'x')
-  if type(f) == 'table' then
-    if f[1] == false then
+  local m = meta(k)
+  if m == nil then
+    redis.call('ZREM', idx, h)
+  elseif m and m.u == user then
+    if dead(m, now) then
+      redis.call('DEL', k)
       redis.call('ZREM', idx, h)
     else
-      local m = parse(f[1])
-      if m and f[2] == user then
-        if dead(m, now) then
-          redis.call('DEL', k)
-          redis.call('ZREM', idx, h)
-        else
-          table.insert(out, {h, f[1], f[3] or ''})
-        end
-      end
+      table.insert(out, {h, pack(m), m.x})
     end
   end
 end
@@ -290,11 +351,11 @@ if only ~= '' then members = {only} else members = redis.call('ZRANGE', idx, 0, 
 local n = 0
 for _, h in ipairs(members) do
   local k = base .. h
-  local u = redis.pcall('HGET', k, 'u')
-  if u == user then
+  local m = meta(k)
+  if m and m.u == user then
     n = n + redis.call('DEL', k)
     redis.call('ZREM', idx, h)
-  elseif u == false then
+  elseif m == nil then
     redis.call('ZREM', idx, h)
   end
 end

@@ -36,7 +36,7 @@ type Session struct {
 	id      string
 	info    Info
 	version int64
-	rec     record // the hash as read, every value's envelope checked
+	rec     record // as stored, every value's envelope checked
 	codec   Codec
 }
 
@@ -80,7 +80,7 @@ func (s *Session) Decode(key string, dst any) error {
 // so formatting a Session value hides the ID as well as a *Session.
 func (s Session) String() string {
 	return fmt.Sprintf("session.Session{handle:%s user:%q version:%d values:%d}",
-		s.info.Handle, s.info.UserID, s.version, len(s.rec.keys()))
+		s.info.Handle, s.info.UserID, s.version, len(s.rec.vals))
 }
 
 // GoString is String: %#v must not print the ID either.

@@ -10,8 +10,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/rediskit/rediskit/retry"
+	"github.com/rediskit/rediskit/internal/pipeline"
 )
 
 // Store keeps sessions in Redis. It is safe for concurrent use. Each method
@@ -21,9 +20,9 @@ import (
 // script on the user's slot; Stats and Cleanup visit every master.
 type Store struct {
 	rdb  redis.UniversalClient
-	exec executor // rdb, or the client's shared AutoPipeliner
+	exec *pipeline.Exec // rdb, or the client's shared AutoPipeliner (Options.Pipelining)
 	opts Options
-	// fastReads: Get reads with HGETALL and runs a script only to touch.
+	// fastReads: Get reads with GET and runs a script only to touch.
 	// Off when every Get touches (TouchInterval 0) and when a cluster
 	// client may send reads to replicas, which could still hold a session
 	// its master already deleted.
@@ -35,26 +34,19 @@ type Store struct {
 	closed    chan struct{}
 }
 
-// executor is what the per-session calls go through: the client, or its
-// AutoPipeliner.
-type executor interface {
-	redis.Cmdable
-	retry.Processor
-}
-
 // New returns a Store over rdb. It makes no Redis call; call Preload to load
 // the scripts on every node ahead of the first request. New panics if rdb is
 // nil and returns an error naming the field of an invalid Options.
 //
 // rdb must be a plain client (*redis.Client, *redis.ClusterClient,
 // *redis.Ring or a failover client), not an AutoPipeliner: Stats and Cleanup
-// need to reach every master. Set Options.AutoPipeline instead.
+// need to reach every master. Options.Pipelining uses the client's own.
 func New(rdb redis.UniversalClient, opts Options) (*Store, error) {
 	if rdb == nil {
 		panic("session: New with nil client")
 	}
 	if _, ok := rdb.(*redis.AutoPipeliner); ok {
-		return nil, badOption("AutoPipeline", false, "New needs the underlying client, not an AutoPipeliner: set Options.AutoPipeline")
+		return nil, badOption("Pipelining", "", "New needs the underlying client, not an AutoPipeliner: see Options.Pipelining")
 	}
 	o, err := opts.withDefaults()
 	if err != nil {
@@ -63,17 +55,13 @@ func New(rdb redis.UniversalClient, opts Options) (*Store, error) {
 	if _, ring := rdb.(*redis.Ring); ring && o.DurableReplicas > 0 {
 		return nil, errors.New("session: Options.DurableReplicas needs a standalone, failover or cluster client: a Ring's shards have no replicas")
 	}
-	s := &Store{rdb: rdb, exec: rdb, opts: o, closed: make(chan struct{}), wall: time.Now}
+	s := &Store{rdb: rdb, opts: o, closed: make(chan struct{}), wall: time.Now}
 	s.fastReads = o.TouchInterval > 0
 	if c, ok := rdb.(*redis.ClusterClient); ok && c.Options().ReadOnly {
 		s.fastReads = false
 	}
-	if o.AutoPipeline {
-		ap, err := rdb.AutoPipeline()
-		if err != nil {
-			return nil, badOption("AutoPipeline", true, err.Error())
-		}
-		s.exec = ap
+	if s.exec, err = pipeline.New(rdb, pipeline.Mode(o.Pipelining)); err != nil {
+		return nil, &OptionError{Field: "Pipelining", Value: strconv.Quote(o.Pipelining.String()), Reason: err.Error(), Err: err}
 	}
 	return s, nil
 }
@@ -173,8 +161,12 @@ func (s *Store) encodeAll(data map[string]any) (map[string]sealed, error) {
 	return values, nil
 }
 
-// load builds the Session named by id from its hash.
-func (s *Store) load(id, handle string, rec record) (*Session, error) {
+// load builds the Session named by id from its stored form.
+func (s *Store) load(id, handle, raw string) (*Session, error) {
+	rec, err := parseRecord(raw)
+	if err != nil {
+		return nil, err
+	}
 	info, version, err := rec.decode(handle)
 	if err != nil {
 		return nil, err

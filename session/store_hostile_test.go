@@ -264,8 +264,8 @@ func TestHostileTokensTTLsAndContexts(t *testing.T) {
 	})
 }
 
-// TestPlantedCorruptSessionData: another client writes junk into session
-// hashes and indexes. Every call gets ErrCorrupt (or, for junk index
+// TestPlantedCorruptSessionData: another client writes junk into stored
+// sessions and indexes. Every call gets ErrCorrupt (or, for junk index
 // members, ignores them); nothing panics, the junk is not overwritten, and
 // the user's other sessions keep working.
 func TestPlantedCorruptSessionData(t *testing.T) {
@@ -291,31 +291,44 @@ func TestPlantedCorruptSessionData(t *testing.T) {
 		if badKey == "" || idxKey == "" {
 			t.Fatal("keys not found")
 		}
-		fields := map[string]string{
-			"m": "1,2,3", "x": "99:short", "u": "", "d:v": "", "d:w": "\x02future envelope",
+		orig, err := e.rdb.Get(ctx, badKey).Result()
+		if err != nil {
+			t.Fatal(err)
 		}
-		for f, v := range fields {
-			orig, _ := e.rdb.HGet(ctx, badKey, f).Result()
-			if err := e.rdb.HSet(ctx, badKey, f, v).Err(); err != nil {
+		meta, user, device, kv, ok := session.SplitStored(orig)
+		if !ok {
+			t.Fatalf("stored form not understood: %q", orig)
+		}
+		// Junk in the device info or the values is the reader's problem: Get
+		// fails with ErrCorrupt, while Update and Extend, which do not read
+		// them, keep them as they are. Junk in the format or the metadata
+		// stops every call.
+		for _, tc := range []struct {
+			name, raw string
+			valueOnly bool
+		}{
+			{"short metadata", session.JoinStored("1,2,3", user, device, kv...), false},
+			{"short device", session.JoinStored(meta, user, "99:short", kv...), true},
+			{"empty value", session.JoinStored(meta, user, device, append(kv, "v2", "")...), true},
+			{"future envelope", session.JoinStored(meta, user, device, append(kv, "w", "\x02future envelope")...), true},
+			{"future format", "\x03" + orig[1:], false},
+			{"truncated", orig[:len(orig)-2], true},
+			{"length past the end", orig + "99:x", true},
+			{"metadata past int64", session.JoinStored("99999999999999999999,1,1,1,1,0", user, device, kv...), false},
+			{"negative metadata", session.JoinStored("-1,-1,-1,-1,-1,0", user, device, kv...), false},
+			{"bad persist flag", session.JoinStored("1,1,1,1,1,2", user, device, kv...), false},
+			{"no metadata", session.JoinStored("", user, device, kv...), false},
+		} {
+			if err := e.rdb.Set(ctx, badKey, tc.raw, redis.KeepTTL).Err(); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := e.store.Get(ctx, bad.ID()); f != "u" && !errors.Is(err, session.ErrCorrupt) {
-				t.Errorf("Get with planted %s=%q = %v, want ErrCorrupt", f, v, err)
+			if _, err := e.store.Get(ctx, bad.ID()); !errors.Is(err, session.ErrCorrupt) && !errors.Is(err, session.ErrNotFound) {
+				t.Errorf("Get with %s = %v, want ErrCorrupt or ErrNotFound", tc.name, err)
 			}
-			if got, _ := e.rdb.HGet(ctx, badKey, f).Result(); got != v {
-				t.Errorf("planted %s overwritten with %q", f, got)
+			if tc.valueOnly {
+				continue
 			}
-			if f == "d:w" {
-				e.rdb.HDel(ctx, badKey, f)
-			} else {
-				e.rdb.HSet(ctx, badKey, f, orig)
-			}
-		}
-		// Metadata past int64 and with a negative number.
-		for _, m := range []string{"99999999999999999999,1,1,1,1,0", "-1,-1,-1,-1,-1,0", "1,1,1,1,1,2", ""} {
-			e.rdb.HSet(ctx, badKey, "m", m)
 			for name, err := range map[string]error{
-				"Get": func() error { _, err := e.store.Get(ctx, bad.ID()); return err }(),
 				"Update": func() error {
 					_, err := e.store.Update(ctx, bad.ID(), session.Changes{Set: map[string]any{"v": 3}})
 					return err
@@ -323,8 +336,11 @@ func TestPlantedCorruptSessionData(t *testing.T) {
 				"Extend": func() error { _, _, err := e.store.Extend(ctx, bad.ID(), time.Hour); return err }(),
 			} {
 				if err == nil || !(errors.Is(err, session.ErrCorrupt) || errors.Is(err, session.ErrNotFound)) {
-					t.Errorf("%s with metadata %q = %v, want ErrCorrupt or ErrNotFound", name, m, err)
+					t.Errorf("%s with %s = %v, want ErrCorrupt or ErrNotFound", name, tc.name, err)
 				}
+			}
+			if got, _ := e.rdb.Get(ctx, badKey).Result(); got != tc.raw && !tc.valueOnly {
+				t.Errorf("%s: planted data overwritten with %q", tc.name, got)
 			}
 		}
 		// The other session of the same user still works, and listing skips

@@ -47,7 +47,7 @@ func TestRoundTripsPerOperation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		check("Get", 1, "hgetall") // within the touch interval: a plain read
+		check("Get", 1, "get") // within the touch interval: a plain read
 		var n int
 		if err := got.Decode("n", &n); err != nil || n != 1 {
 			t.Fatalf("Decode n = %d, %v", n, err)
@@ -345,15 +345,15 @@ func TestTouchIntervalLimitsWrites(t *testing.T) {
 		if !g.Info().LastSeen.Equal(created) {
 			t.Fatalf("last-seen moved within the touch interval: %v -> %v", created, g.Info().LastSeen)
 		}
-		if n, cmds := e.count.get(); n != 1 || cmds[0] != "hgetall" {
-			t.Fatalf("Get within the touch interval: %d round trips %v, want one hgetall", n, cmds)
+		if n, cmds := e.count.get(); n != 1 || cmds[0] != "get" {
+			t.Fatalf("Get within the touch interval: %d round trips %v, want one get", n, cmds)
 		}
 		clock.Add(31 * time.Second)
 		e.count.reset()
 		g, _ = e.store.Get(ctx, s.ID())
 		// The documented cost of a touching Get: the read, then the script.
-		if n, cmds := e.count.get(); n != 2 || cmds[0] != "hgetall" || cmds[1] != "evalsha" {
-			t.Fatalf("touching Get: %d round trips %v, want hgetall then evalsha", n, cmds)
+		if n, cmds := e.count.get(); n != 2 || cmds[0] != "get" || cmds[1] != "evalsha" {
+			t.Fatalf("touching Get: %d round trips %v, want get then evalsha", n, cmds)
 		}
 		if want := clock.Now().Truncate(time.Millisecond); !g.Info().LastSeen.Equal(want) {
 			t.Fatalf("last-seen = %v, want %v", g.Info().LastSeen, want)
@@ -586,19 +586,36 @@ func TestCorruptData(t *testing.T) {
 		if skey == "" {
 			t.Fatalf("no session key in %v", keys)
 		}
-		// Another client plants a value without envelope.
-		if err := e.rdb.HSet(ctx, skey, "d:bad", "not an envelope").Err(); err != nil {
+		orig, err := e.rdb.Get(ctx, skey).Result()
+		if err != nil {
 			t.Fatal(err)
 		}
+		meta, user, device, kv, ok := session.SplitStored(orig)
+		if !ok {
+			t.Fatalf("stored form not understood: %q", orig)
+		}
+		plant := func(raw string) {
+			t.Helper()
+			if err := e.rdb.Set(ctx, skey, raw, redis.KeepTTL).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		unchanged := func(raw string) {
+			t.Helper()
+			if v, _ := e.rdb.Get(ctx, skey).Result(); v != raw {
+				t.Fatalf("planted data overwritten: %q", v)
+			}
+		}
+		// Another client plants a value without envelope.
+		planted := session.JoinStored(meta, user, device, append(kv, "bad", "not an envelope")...)
+		plant(planted)
 		if _, err := e.store.Get(ctx, s.ID()); !errors.Is(err, session.ErrCorrupt) {
 			t.Fatalf("Get with planted value = %v", err)
 		}
-		if v, _ := e.rdb.HGet(ctx, skey, "d:bad").Result(); v != "not an envelope" {
-			t.Fatalf("planted value overwritten: %q", v)
-		}
+		unchanged(planted)
 		// A valid envelope around bytes the codec cannot read: Get works,
 		// decoding that value is ErrCorrupt.
-		e.rdb.HSet(ctx, skey, "d:bad", "\x01{not json")
+		plant(session.JoinStored(meta, user, device, append(kv, "bad", "\x01{not json")...))
 		g, err := e.store.Get(ctx, s.ID())
 		if err != nil {
 			t.Fatal(err)
@@ -608,7 +625,8 @@ func TestCorruptData(t *testing.T) {
 			t.Fatalf("Decode = %v", err)
 		}
 		// Corrupt metadata.
-		e.rdb.HSet(ctx, skey, "m", "soon")
+		planted = session.JoinStored("soon", user, device, kv...)
+		plant(planted)
 		for _, op := range []func() error{
 			func() error { _, err := e.store.Get(ctx, s.ID()); return err },
 			func() error {
@@ -621,19 +639,14 @@ func TestCorruptData(t *testing.T) {
 				t.Fatalf("op on corrupt metadata = %v", err)
 			}
 		}
-		if v, _ := e.rdb.HGet(ctx, skey, "m").Result(); v != "soon" {
-			t.Fatalf("metadata overwritten: %q", v)
-		}
-		if n, _ := e.rdb.HLen(ctx, skey).Result(); n != 5 {
-			t.Fatalf("hash has %d fields after failed ops", n)
-		}
+		unchanged(planted)
 		// Wrong Redis type at the key.
 		e.rdb.Del(ctx, skey)
-		e.rdb.Set(ctx, skey, "string", 0)
+		e.rdb.RPush(ctx, skey, "a list")
 		if _, err := e.store.Get(ctx, s.ID()); !errors.Is(err, session.ErrCorrupt) {
 			t.Fatalf("Get of wrong type = %v", err)
 		}
-		if v, _ := e.rdb.Get(ctx, skey).Result(); v != "string" {
+		if v, _ := e.rdb.LRange(ctx, skey, 0, -1).Result(); len(v) != 1 || v[0] != "a list" {
 			t.Fatalf("wrong-type key overwritten: %q", v)
 		}
 		e.rdb.Del(ctx, skey)
@@ -788,7 +801,7 @@ func TestNewValidates(t *testing.T) {
 }
 
 func TestAutoPipeline(t *testing.T) {
-	forEachTopology(t, session.Options{AutoPipeline: true}, func(t *testing.T, e *env) {
+	forEachTopology(t, session.Options{Pipelining: session.PipelineAlways}, func(t *testing.T, e *env) {
 		ctx := context.Background()
 		s, err := e.store.Create(ctx, "ap", map[string]any{"a": 1}, session.CreateOptions{})
 		if err != nil {
@@ -799,7 +812,7 @@ func TestAutoPipeline(t *testing.T) {
 		if err != nil || !g.Has("a") {
 			t.Fatalf("Get = %v, %v", g, err)
 		}
-		if n, cmds := e.count.get(); n != 1 || len(cmds) != 1 || cmds[0] != "hgetall" {
+		if n, cmds := e.count.get(); n != 1 || len(cmds) != 1 || cmds[0] != "get" {
 			t.Fatalf("Get through the auto-pipeliner: %d round trips %v", n, cmds)
 		}
 		var wg sync.WaitGroup
@@ -827,7 +840,7 @@ func TestAutoPipeline(t *testing.T) {
 
 		// The auto-pipeliner's goroutines belong to the store: Close stops them.
 		before := goleak.IgnoreCurrent()
-		st, err := session.New(e.rdb, session.Options{AutoPipeline: true, Prefix: e.opts.Prefix})
+		st, err := session.New(e.rdb, session.Options{Pipelining: session.PipelineAlways, Prefix: e.opts.Prefix})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -859,10 +872,11 @@ func TestTTLMatchesTimeouts(t *testing.T) {
 					continue
 				}
 				n++
-				m, err := e.rdb.HGet(ctx, k, "m").Result()
+				raw, err := e.rdb.Get(ctx, k).Result()
 				if err != nil {
 					t.Fatalf("%s: %v", op, err)
 				}
+				m, _, _, _, _ := session.SplitStored(raw)
 				var c, seen, idle, deadline, v, p int64
 				if _, err := fmt.Sscanf(m, "%d,%d,%d,%d,%d,%d", &c, &seen, &idle, &deadline, &v, &p); err != nil {
 					t.Fatalf("%s: metadata %q: %v", op, m, err)
@@ -938,8 +952,8 @@ func TestRedisEndsIdleSessions(t *testing.T) {
 		if _, err := e.store.Get(ctx, s.ID()); !errors.Is(err, session.ErrNotFound) {
 			t.Fatalf("Get after the idle timeout = %v", err)
 		}
-		if n, cmds := e.count.get(); n != 1 || cmds[0] != "hgetall" {
-			t.Fatalf("Get of an expired session: %d round trips %v, want one hgetall", n, cmds)
+		if n, cmds := e.count.get(); n != 1 || cmds[0] != "get" {
+			t.Fatalf("Get of an expired session: %d round trips %v, want one get", n, cmds)
 		}
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,6 +79,70 @@ func TestPerSessionTimeouts(t *testing.T) {
 					t.Fatalf("Get an idle timeout after Create, with an Update between: %v, want ErrNotFound", err)
 				}
 			})
+		}
+	})
+}
+
+// TestUpgradeFromHash: a session stored by the first version (a hash with
+// fields m, u, x and d:<key>) is read by Get, which converts it in place
+// keeping its TTL, values and index entry; every later call sees the
+// current form.
+func TestUpgradeFromHash(t *testing.T) {
+	forEachTopology(t, session.Options{}, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		s, err := e.store.Create(ctx, "dana", map[string]any{"cart": []int{1, 2}, "n": 7}, session.CreateOptions{IP: "10.1.2.3", UserAgent: "ua/1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var skey string
+		for _, k := range keysWith(t, e.rdb, e.opts.Prefix) {
+			if strings.HasSuffix(k, s.Info().Handle) {
+				skey = k
+			}
+		}
+		raw, err := e.rdb.Get(ctx, skey).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		meta, user, device, kv, ok := session.SplitStored(raw)
+		if !ok {
+			t.Fatalf("stored form not understood: %q", raw)
+		}
+		// Write it back as the first version did.
+		fields := []any{"m", meta, "u", user, "x", device}
+		for i := 0; i < len(kv); i += 2 {
+			fields = append(fields, "d:"+kv[i], kv[i+1])
+		}
+		ttl := e.rdb.PTTL(ctx, skey).Val()
+		e.rdb.Del(ctx, skey)
+		if err := e.rdb.HSet(ctx, skey, fields...).Err(); err != nil {
+			t.Fatal(err)
+		}
+		e.rdb.PExpire(ctx, skey, ttl)
+
+		got, err := e.store.Get(ctx, s.ID())
+		if err != nil {
+			t.Fatalf("Get of a first-version session: %v", err)
+		}
+		var cart []int
+		var n int
+		if err := got.Decode("cart", &cart); err != nil || len(cart) != 2 || got.Decode("n", &n) != nil || n != 7 {
+			t.Fatalf("values after upgrade: %v %v %v", cart, n, err)
+		}
+		if info := got.Info(); info.UserID != "dana" || info.IP != "10.1.2.3" || info.UserAgent != "ua/1" {
+			t.Fatalf("info after upgrade: %+v", info)
+		}
+		if typ := e.rdb.Type(ctx, skey).Val(); typ != "string" {
+			t.Fatalf("stored as %s after Get, want string", typ)
+		}
+		if left := e.rdb.PTTL(ctx, skey).Val(); left <= 0 || left > ttl {
+			t.Fatalf("TTL after upgrade %v, was %v", left, ttl)
+		}
+		if _, err := e.store.Update(ctx, s.ID(), session.Changes{Set: map[string]any{"n": 8}}); err != nil {
+			t.Fatal(err)
+		}
+		if list, err := e.store.ListByUser(ctx, "dana"); err != nil || len(list) != 1 {
+			t.Fatalf("ListByUser after upgrade = %v, %v", list, err)
 		}
 	})
 }

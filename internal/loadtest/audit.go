@@ -77,10 +77,19 @@ func AuditSessions(ctx context.Context, rdb redis.UniversalClient, st *session.S
 			a.Stale++
 		}
 	}
-	return a, auditIndexes(ctx, rdb, prefix, &a)
+	// The users of the live sessions, by handle: what the index check
+	// needs, read through the store rather than from its storage format.
+	users := map[string]string{}
+	if err := st.Iterate(ctx, func(info session.Info) error {
+		users[info.Handle] = info.UserID
+		return nil
+	}); err != nil {
+		return a, fmt.Errorf("audit: iterate: %w", err)
+	}
+	return a, auditIndexes(ctx, rdb, prefix, users, &a)
 }
 
-func auditIndexes(ctx context.Context, rdb redis.UniversalClient, prefix string, a *SessionAudit) error {
+func auditIndexes(ctx context.Context, rdb redis.UniversalClient, prefix string, users map[string]string, a *SessionAudit) error {
 	keys, err := ScanKeys(ctx, rdb, prefix+"*")
 	if err != nil {
 		return err
@@ -117,14 +126,10 @@ func auditIndexes(ctx context.Context, rdb redis.UniversalClient, prefix string,
 			}
 		case strings.Contains(k, "}:s:"):
 			a.SessionKeys++
-			user, err := rdb.HGet(ctx, k, "u").Result()
-			if errors.Is(err, redis.Nil) || (err == nil && user == "") {
-				continue // anonymous, or expired since the scan
-			}
-			if err != nil {
-				return fmt.Errorf("audit: session user: %w", err)
-			}
 			i := strings.LastIndex(k, "}:s:")
+			if users[k[i+len("}:s:"):]] == "" {
+				continue // anonymous, or not live when the audit iterated
+			}
 			_, err = rdb.ZScore(ctx, k[:i]+"}:u", k[i+len("}:s:"):]).Result()
 			if errors.Is(err, redis.Nil) {
 				if ex, _ := rdb.Exists(ctx, k).Result(); ex == 1 {

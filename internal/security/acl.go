@@ -40,8 +40,8 @@ var Commands = []CommandGroup{
 		"info", "memory|usage", "scan"}},
 	{"Lua: one round trip per operation; Preload", []string{
 		"evalsha", "eval", "script|load"}},
-	{"session store (HGETALL read path and its scripts)", []string{
-		"time", "hgetall", "hget", "hmget", "hset", "hdel", "exists", "del", "rename",
+	{"session store (GET read path and its scripts; HGETALL, TYPE and PTTL convert a first-version hash)", []string{
+		"time", "get", "set", "type", "hgetall", "pttl", "exists", "del", "rename",
 		"pexpireat", "zadd", "zrem", "zrange", "zremrangebyscore", "zcard"}},
 	{"cache (reads, writes, counters, leases, lease events)", []string{
 		"get", "set", "mget", "unlink", "incrby", "pexpire", "pttl",
@@ -73,9 +73,13 @@ func globEscape(s string) string {
 // authenticated by password. withSetInfo adds CLIENT SETINFO (Redis 7.2+).
 func Rule(s Scope, password string, withSetInfo bool) []string {
 	r := []string{"reset", "on", ">" + password, "-@all"}
+	seen := map[string]bool{}
 	for _, g := range Commands {
 		for _, c := range g.Commands {
-			r = append(r, "+"+c)
+			if !seen[c] { // a command several parts use is granted once
+				seen[c] = true
+				r = append(r, "+"+c)
+			}
 		}
 	}
 	if withSetInfo {

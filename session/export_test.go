@@ -1,0 +1,42 @@
+package session
+
+import "strings"
+
+// SplitStored splits the stored form of a session (record.go) for tests
+// that plant bad data: the metadata line, user, device, then key, value,
+// key, value... ok is false when raw does not have the form.
+func SplitStored(raw string) (meta, user, device string, kv []string, ok bool) {
+	if len(raw) == 0 || raw[0] != formatV2 {
+		return "", "", "", nil, false
+	}
+	nl := strings.IndexByte(raw, '\n')
+	if nl < 0 {
+		return "", "", "", nil, false
+	}
+	rest := raw[nl+1:]
+	if user, rest, ok = cutNetstring(rest); !ok {
+		return
+	}
+	if device, rest, ok = cutNetstring(rest); !ok {
+		return
+	}
+	for rest != "" {
+		var v string
+		if v, rest, ok = cutNetstring(rest); !ok {
+			return
+		}
+		kv = append(kv, v)
+	}
+	return raw[1:nl], user, device, kv, len(kv)%2 == 0
+}
+
+// JoinStored builds the stored form from its parts, whatever they hold.
+func JoinStored(meta, user, device string, kv ...string) string {
+	b := []byte{formatV2}
+	b = append(b, meta...)
+	b = append(b, '\n')
+	for _, s := range append([]string{user, device}, kv...) {
+		b = appendNetstring(b, s)
+	}
+	return string(b)
+}
