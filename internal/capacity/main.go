@@ -34,12 +34,12 @@ func main() {
 func run() error {
 	p := DefaultParams()
 	write := flag.String("write", "", "write the document to this file instead of standard output")
-	note := flag.String("note", "", "a sentence about the machine, printed with its description")
 	flag.IntVar(&p.Items, "items", p.Items, "sessions or cache entries per memory measurement")
 	flag.IntVar(&p.Ops, "ops", p.Ops, "operations per CPU/network measurement")
 	flag.IntVar(&p.Workers, "workers", p.Workers, "concurrent clients")
 	flag.Parse()
 
+	loadStart := loadAvg()
 	bin, err := redisproc.Binary("redis-server")
 	if err != nil {
 		return err
@@ -61,7 +61,8 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	mach := Machine{Date: time.Now().UTC().Format("2006-01-02"), CPU: cpuModel(), Cores: runtime.NumCPU(), Note: *note}
+	mach := Machine{Date: time.Now().UTC().Format("2006-01-02"), CPU: cpuModel(), Cores: runtime.NumCPU(),
+		LoadStart: loadStart, LoadEnd: loadAvg()}
 	var buf bytes.Buffer
 	if err := Render(&buf, res, DefaultAssumptions(), mach); err != nil {
 		return err
@@ -87,4 +88,13 @@ func cpuModel() string {
 		}
 	}
 	return "unknown CPU"
+}
+
+// loadAvg is the three load averages of /proc/loadavg, or "unknown".
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " / ")
+	}
+	return "unknown"
 }

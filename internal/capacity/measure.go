@@ -445,7 +445,7 @@ func (m *meter) sessionMemory(ctx context.Context, size int, user bool) (MemRow,
 		if user {
 			uid = fmt.Sprintf("user-%07d", i)
 		}
-		_, err := st.Create(ctx, uid, data, session.CreateOptions{IP: "203.0.113.7", UserAgent: userAgent})
+		_, err := st.Create(ctx, uid, data, session.CreateOptions{IP: deviceIP, UserAgent: userAgent})
 		return err
 	})
 	if err != nil {
@@ -453,6 +453,9 @@ func (m *meter) sessionMemory(ctx context.Context, size int, user bool) (MemRow,
 	}
 	return MemRow{Kind: "session", Size: size, User: user, Items: m.p.Items, Used: used, Usage: usage, Keys: keys}, nil
 }
+
+// deviceIP is the IP address every measured session carries.
+const deviceIP = "203.0.113.7"
 
 // userAgent is the device metadata every measured session carries: a
 // typical desktop browser's.
@@ -577,7 +580,7 @@ func (m *meter) sessionOps(ctx context.Context) ([]OpRow, error) {
 		return func(ctx context.Context) error {
 			ids = make([]string, n)
 			return m.parallel(ctx, n, func(ctx context.Context, i int) error {
-				s, err := plain.Create(ctx, fmt.Sprintf("user-%07d", i/2), data, session.CreateOptions{IP: "203.0.113.7", UserAgent: userAgent})
+				s, err := plain.Create(ctx, fmt.Sprintf("user-%07d", i/2), data, session.CreateOptions{IP: deviceIP, UserAgent: userAgent})
 				if err == nil {
 					ids[i] = s.ID()
 				}
@@ -593,7 +596,7 @@ func (m *meter) sessionOps(ctx context.Context) ([]OpRow, error) {
 	}
 	ops := []op{
 		{"session", "Create", nil, func(ctx context.Context, i int) error {
-			_, err := plain.Create(ctx, fmt.Sprintf("user-%07d", i/2), data, session.CreateOptions{IP: "203.0.113.7", UserAgent: userAgent})
+			_, err := plain.Create(ctx, fmt.Sprintf("user-%07d", i/2), data, session.CreateOptions{IP: deviceIP, UserAgent: userAgent})
 			return err
 		}},
 		{"session", "Get (read)", create(pool), get(plain)},

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"math"
-	"sort"
 )
 
 // MixItem is how often one session operation runs per HTTP request.
@@ -41,8 +40,8 @@ func DefaultAssumptions() Assumptions {
 	return Assumptions{
 		Payload: 1024,
 		Mix: []MixItem{
-			{"Get (read)", 0.95},
-			{"Get (read + touch)", 0.02},
+			{"Get (read)", 0.86},
+			{"Get (read + touch)", 0.11},
 			{"Update", 0.02},
 			{"Create", 0.005},
 			{"Rotate", 0.003},
@@ -61,12 +60,6 @@ const gib = 1 << 30
 
 // Model is the cost model derived from a Result.
 type Model struct {
-	// TripUsec is the CPU a Redis main thread spends per command sent, on
-	// top of executing it (reading the request, writing the reply, the
-	// event loop): for each operation, its main-thread CPU minus its median
-	// execution time, over the commands it sent; the median of those over
-	// every operation.
-	TripUsec float64
 	// SessionBytes is the used_memory of one plan session.
 	SessionBytes float64
 	// RequestUsec, RequestIn and RequestOut are one HTTP request's Redis
@@ -76,23 +69,15 @@ type Model struct {
 	PerCore float64
 }
 
-// OpUsec is the modelled CPU of one operation: its median execution time
-// plus TripUsec per command sent.
-func (md Model) OpUsec(r OpRow) float64 { return r.ExecP50 + r.Trips*md.TripUsec }
+// OpUsec is what the plan charges for one operation: the Redis main
+// thread's CPU time per operation. usec_per_call alone would leave out
+// reading the request and writing the reply, most of the cost of a
+// one-command operation.
+func (md Model) OpUsec(r OpRow) float64 { return r.ProcUsec }
 
 // NewModel derives the cost model of res under a.
 func NewModel(res *Result, a Assumptions) (Model, error) {
-	var per []float64
-	for _, r := range res.Ops {
-		if r.Trips > 0 {
-			per = append(per, (r.ProcUsec-r.ExecP50)/r.Trips)
-		}
-	}
 	md := Model{}
-	if len(per) > 0 {
-		sort.Float64s(per)
-		md.TripUsec = max(0, per[len(per)/2])
-	}
 	mem := res.Mem("session", a.Payload, true)
 	if mem == nil {
 		return md, fmt.Errorf("capacity: no measured session memory for payload %d with a user ID", a.Payload)

@@ -8,8 +8,11 @@ import (
 
 // Machine describes where a run happened.
 type Machine struct {
-	Date, CPU, Note string
-	Cores           int
+	Date, CPU string
+	// Load is the load average (1, 5, 15 min) when the run started and
+	// ended, from /proc/loadavg.
+	LoadStart, LoadEnd string
+	Cores              int
 }
 
 // command is how the document is regenerated.
@@ -36,7 +39,8 @@ func Render(w io.Writer, res *Result, a Assumptions, mach Machine) error {
 	p("`-items`, `-ops` and `-workers` change the sample sizes. `TestMeasureSmall` (internal/capacity,\n")
 	p("in the README's test command) runs the same measurement on small numbers against a real server\n")
 	p("and checks that every operation is measured and that the figures are sane.\n\n")
-	p("This run: %s, redis-server %s (%s), %s, %d cores. %s\n\n", mach.Date, res.Version, res.Allocator, mach.CPU, mach.Cores, mach.Note)
+	p("This run: %s, redis-server %s (%s), %s, %d cores,\n", mach.Date, res.Version, res.Allocator, mach.CPU, mach.Cores)
+	p("load average %s at the start and %s at the end.\n\n", mach.LoadStart, mach.LoadEnd)
 
 	p("## Measured: memory\n\n")
 	p("Each row: flush the server, read `INFO memory` `used_memory`, create %d items through the API\n", res.Params.Items)
@@ -45,9 +49,10 @@ func Render(w io.Writer, res *Result, a Assumptions, mach Machine) error {
 	p("allocates for the items: keys, values, the expiry table, dictionary buckets.\n")
 	p("`MEMORY USAGE` is the sum over every key (`SAMPLES 0`), per item; it leaves out the expiry table\n")
 	p("and part of the dictionary overhead, so it reads lower. The plan uses `used_memory`.\n\n")
-	p("Sessions carry one value, a string of the payload size (JSON adds 2 bytes), a 15-character IP and\n")
-	p("a %d-byte user agent. \"User\" sessions each belong to a different user, so every session pays for\n", len(userAgent))
-	p("a per-user index of its own (the worst case; users with several sessions share one).\n\n")
+	p("Sessions carry one value, a string of the payload size (JSON adds 2 bytes), an IP address of\n")
+	p("%d characters and a user agent of %d. \"User\" sessions each belong to a different user, so\n", len(deviceIP), len(userAgent))
+	p("every session pays for a per-user index of its own (the worst case; users with several sessions\n")
+	p("share one).\n\n")
 	p("| session payload | user ID | keys per session | used_memory per session | MEMORY USAGE per session |\n")
 	p("|---:|:---:|---:|---:|---:|\n")
 	for _, m := range res.Memory {
@@ -71,7 +76,9 @@ func Render(w io.Writer, res *Result, a Assumptions, mach Machine) error {
 	p("Each row: flush, prepare the data, `CONFIG RESETSTAT`, run the operation %d times from %d\n", res.Params.Ops, res.Params.Workers)
 	p("concurrent clients, read `INFO commandstats`, `INFO stats` and `INFO cpu`, divide by %d.\n", res.Params.Ops)
 	p("Sessions carry a %s payload and a user ID, users hold two sessions each; cache values are %s;\n", size(res.Params.OpPayload), size(res.Params.OpValue))
-	p("repeated operations cycle through up to 1,000 sessions or keys.\n\n")
+	p("repeated operations cycle through up to 1,000 sessions or keys. *Get (read)* is a Get within the\n")
+	p("touch interval (the common case); *Get (read + touch)* is a Get whose touch is due, once per\n")
+	p("`TouchInterval` per session: the read, then the touch script.\n\n")
 	p("- *sent*: the commands the client sent per operation, counted by a go-redis hook.\n")
 	p("- *run*: the commands Redis executed per operation, those a script calls included (`calls`).\n")
 	p("- *exec µs (mean)*: for each command sent, its `usec_per_call` (INFO commandstats) times its\n")
@@ -79,17 +86,18 @@ func Render(w io.Writer, res *Result, a Assumptions, mach Machine) error {
 	p("  command, not the wall time a client waits, but it still counts the time the server thread was\n")
 	p("  descheduled in the middle of a command, which on a busy machine inflates it.\n")
 	p("- *exec µs (p50)*: the same with each command's median (`INFO latencystats` p50), which leaves\n")
-	p("  the descheduled calls out. The plan uses this one.\n")
+	p("  the descheduled calls out.\n")
 	p("- *main-thread CPU µs*: the growth of `used_cpu_user_main_thread + used_cpu_sys_main_thread`:\n")
-	p("  execution plus reading requests and writing replies (system calls, the event loop).\n")
-	p("- *model µs*: what the plan charges: exec µs (p50) + %.2f µs per command sent. %.2f µs is the\n", md.TripUsec, md.TripUsec)
-	p("  median over the rows of (main-thread CPU − exec µs (p50)) / commands sent.\n")
+	p("  executing the commands plus reading requests and writing replies (system calls, the event\n")
+	p("  loop). CPU time, so not inflated by waiting for a core. **The plan charges this figure.** The\n")
+	p("  execution time alone (`usec_per_call`) would leave out the I/O, which is most of the cost of a\n")
+	p("  one-command operation: compare the two columns for a cache Get.\n")
 	p("- *bytes in/out*: growth of `total_net_input_bytes` / `total_net_output_bytes` (RESP on the wire).\n\n")
-	p("| | operation | sent | run | exec µs (mean) | exec µs (p50) | main-thread CPU µs | model µs | bytes in | bytes out |\n")
-	p("|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	p("| | operation | sent | run | exec µs (mean) | exec µs (p50) | main-thread CPU µs | bytes in | bytes out |\n")
+	p("|---|---|---|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range res.Ops {
-		p("| %s | %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.0f | %.0f |\n", r.Group, r.Name, sentString(r.Sent),
-			r.ServerCmds, r.ExecUsec, r.ExecP50, r.ProcUsec, md.OpUsec(r), r.NetIn, r.NetOut)
+		p("| %s | %s | %s | %.2f | %.2f | %.2f | %.2f | %.0f | %.0f |\n", r.Group, r.Name, sentString(r.Sent),
+			r.ServerCmds, r.ExecUsec, r.ExecP50, r.ProcUsec, r.NetIn, r.NetOut)
 	}
 
 	p("\n## Assumptions\n\n")
@@ -97,8 +105,10 @@ func Render(w io.Writer, res *Result, a Assumptions, mach Machine) error {
 	p("  master %.0f%% of a core (headroom for peaks, a failover onto fewer masters, the fork of a save\n", a.CPUTarget*100)
 	p("  or a full resync). I/O threads are off, as by default.\n")
 	p("- **A request** is one HTTP request of a service that uses the session middleware: these session\n")
-	p("  operations per request (a Get on every request; writes on some):\n\n")
-	p("  | operation | per request | model µs |\n  |---|---:|---:|\n")
+	p("  operations per request (a Get on most, writes on some). The touch share assumes an active\n")
+	p("  session sends a request every 3 s or so: with the default `TouchInterval` (IdleTimeout/64, 28 s\n")
+	p("  for 30 minutes) about one Get in ten finds its touch due.\n\n")
+	p("  | operation | per request | CPU µs |\n  |---|---:|---:|\n")
 	for _, mi := range a.Mix {
 		p("  | %s | %g | %.2f |\n", mi.Op, mi.PerRequest, md.OpUsec(*res.Op("session", mi.Op)))
 	}
@@ -111,8 +121,8 @@ func Render(w io.Writer, res *Result, a Assumptions, mach Machine) error {
 	p("- **At most %.0f GiB of data per master**: fork, full resync and restart times grow with it.\n", a.MaxDataPerMaster/gib)
 	p("- **%d replica(s) per master.** Replicas hold a full copy, so they count in RAM; they add no\n", a.Replicas)
 	p("  request capacity, because the session store reads from masters (a replica may still hold a\n")
-	p("  session its master has ended). Each replica receives every write again: the master's output\n")
-	p("  grows by about the writes' input bytes per replica.\n")
+	p("  session its master has ended: session/doc.go, \"Reads and touches\"). Each replica receives\n")
+	p("  every write again: the master's output grows by about the writes' input bytes per replica.\n")
 	p("- masters = max(masters for memory, masters for CPU); a Cluster spreads users evenly (one user's\n")
 	p("  keys share a hash slot, and user tags are uniform hashes).\n\n")
 
@@ -122,7 +132,8 @@ func Render(w io.Writer, res *Result, a Assumptions, mach Machine) error {
 	p("   (development, an internal tool). The plan never picks it.\n")
 	p("2. **Sentinel** (one master, %d replica(s), three sentinels): when one master holds the data\n", a.Replicas)
 	p("   (≤ %.0f GiB) and the load (≤ %.0f requests/s at %.0f%% of a core). Failover is automatic;\n", a.MaxDataPerMaster/gib, md.PerCore, a.CPUTarget*100)
-	p("   rediskit's Sentinel guard refuses a node that is no longer the master.\n")
+	p("   rediskit's Sentinel guard refuses a node that is no longer the master\n")
+	p("   (`TestSentinelGuardRefusesRestartedOldMaster`).\n")
 	p("3. **Cluster**: as soon as either bound needs a second master, or is expected to within the\n")
 	p("   planning horizon: moving sessions from a Sentinel deployment to a Cluster is a migration, while\n")
 	p("   a Cluster grows by adding masters and moving slots, online.\n\n")
@@ -131,16 +142,16 @@ func Render(w io.Writer, res *Result, a Assumptions, mach Machine) error {
 	p("| sessions | requests/s | data | masters for memory | masters for CPU | masters | nodes (with replicas) | RAM per node | RAM in all | core use per master | bytes/s out per master | topology |\n")
 	p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, c := range Plan(md, a) {
-		p("| %s | %s | %.1f GiB | %d | %d | %d | %d | %.1f GiB | %.1f GiB | %.0f%% | %s | %s |\n",
+		p("| %s | %s | %.1f GiB | %d | %d | %d | %d | %s | %s | %.0f%% | %s | %s |\n",
 			count(c.Sessions), count(c.Rate), c.Data/gib, c.MemMasters, c.CPUMasters, c.Masters, c.Nodes,
-			c.NodeRAM/gib, c.TotalRAM/gib, c.Load*100, rate(c.NetOut), c.Topology)
+			ram(c.NodeRAM), ram(c.TotalRAM), c.Load*100, rate(c.NetOut), c.Topology)
 	}
 	p("\nRead a row as: that many masters, each with %d replica(s), each node with that much RAM.\n\n", a.Replicas)
 
 	p("## Cache\n\n")
 	p("Cache traffic is per operation, so it adds to the masters above (or to a Redis of its own).\n")
-	p("Operations per second one master serves at %.0f%% of its core, by the model:\n\n", a.CPUTarget*100)
-	p("| operation | model µs | operations/s per master |\n|---|---:|---:|\n")
+	p("Operations per second one master serves at %.0f%% of its core:\n\n", a.CPUTarget*100)
+	p("| operation | CPU µs | operations/s per master |\n|---|---:|---:|\n")
 	for _, r := range res.Ops {
 		if r.Group != "cache" {
 			continue
@@ -151,10 +162,14 @@ func Render(w io.Writer, res *Result, a Assumptions, mach Machine) error {
 	p("by the number of copies (1 + replicas).\n\n")
 
 	p("## Limits of these figures\n\n")
+	p("- CPU figures from a shared machine are high: main-thread CPU time is not inflated by waiting\n")
+	p("  for a core, but is by contention (cache misses, cycles stolen by other virtual machines). The\n")
+	p("  plan is then conservative; size production from a run on an idle host of the production type\n")
+	p("  (the same command).\n")
 	p("- They come from one redis-server %s on loopback, without TLS (TLS adds CPU per byte) and with\n", res.Version)
 	p("  no replica attached. Real networks add latency, not Redis CPU.\n")
-	p("- The per-command overhead (%.2f µs) depends on how many commands arrive per event-loop turn:\n", md.TripUsec)
-	p("  AutoPipeline and many concurrent clients lower it, one client at a time raises it.\n")
+	p("- The I/O share of the CPU depends on how many commands arrive per event-loop turn: AutoPipeline\n")
+	p("  and many concurrent clients lower it, one client at a time raises it. This run used %d clients.\n", res.Params.Workers)
 	p("- Memory per item includes a share of the main dictionary, whose bucket array doubles at powers\n")
 	p("  of two: per-item figures from a few thousand items can be off by ~10 bytes either way.\n")
 	_, err = io.WriteString(w, b.String())
@@ -199,4 +214,11 @@ func rate(bps float64) string {
 	default:
 		return fmt.Sprintf("%.0f kB/s", bps/1e3)
 	}
+}
+
+func ram(b float64) string {
+	if b < gib {
+		return fmt.Sprintf("%.0f MiB", b/(1<<20))
+	}
+	return fmt.Sprintf("%.1f GiB", b/gib)
 }
