@@ -22,6 +22,7 @@ import (
 	"github.com/alexedwards/scs/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/rediskit/rediskit"
 	"github.com/rediskit/rediskit/internal/redistest"
 	"github.com/rediskit/rediskit/scsstore"
 )
@@ -735,4 +736,33 @@ func TestLegacyMigration(t *testing.T) {
 			t.Fatalf("legacy key after Delete: exists=%d err=%v", n, err)
 		}
 	})
+}
+
+// TestRediskitClient: the store runs on rediskit's own client (retries,
+// breaker), All included.
+func TestRediskitClient(t *testing.T) {
+	ctx := context.Background()
+	cfg, err := rediskit.ParseURL(redistest.Shared(t).URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := rediskit.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	store, err := scsstore.New(client.Redis(), scsstore.Options{Prefix: redistest.Prefix(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newApp(t, store)
+	b := a.browser(t)
+	b.get("/put?v=kit")
+	if got := b.get("/get"); got != "kit" {
+		t.Fatalf("Get = %q, want kit", got)
+	}
+	all, err := store.AllCtx(ctx)
+	if err != nil || len(all) != 1 {
+		t.Fatalf("All: %d sessions, %v; want 1", len(all), err)
+	}
 }
