@@ -24,7 +24,7 @@ import (
 // registered (one record per *slog.Logger, however many Clients share it),
 // at a level chosen from the line (goRedisLevel), with the passwords of
 // every registered Config redacted. With none registered (all closed) lines
-// go to standard error as go-redis's own default logger writes them.
+// go to standard error with go-redis's "redis: " prefix.
 //
 // rediskit calls redis.SetLogger once, at the first Open with a Logger; a
 // logger the program set before is replaced, and one set after takes over

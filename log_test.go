@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -127,6 +128,22 @@ func TestGoRedisLogRoutesAndRedacts(t *testing.T) {
 	}
 	if strings.Contains(a.String(), pw) || strings.Contains(b.String(), pw) {
 		t.Errorf("a password reached a log:\n%s\n%s", a.String(), b.String())
+	}
+
+	// Every Client closed: lines go to standard error, URL credentials
+	// removed, and no Logger gets them.
+	_ = a1.Close()
+	_ = a2.Close()
+	var stderr logBuffer
+	redisLogStderr.SetOutput(&stderr)
+	defer redisLogStderr.SetOutput(os.Stderr)
+	before := a.String()
+	redisLog.Printf(ctx, "dial redis://user:%s@host:2 failed", "url-"+pw)
+	if got := stderr.String(); !strings.Contains(got, "redis: ") || !strings.Contains(got, "redis://[redacted]@host:2") || strings.Contains(got, pw) {
+		t.Errorf("with every Client closed, standard error got %q", got)
+	}
+	if a.String() != before {
+		t.Errorf("a closed Client's Logger still gets go-redis lines:\n%s", strings.TrimPrefix(a.String(), before))
 	}
 }
 
