@@ -75,6 +75,11 @@
 //     with replica reads they may return a value deleted or replaced on the
 //     master up to the replication lag earlier.
 //
+// A go-redis client built by hand with FailoverOptions.ReplicaOnly
+// (redis.NewFailoverClient) talks to a replica only: a session Store or a
+// Cache on it fails every write with READONLY (TestReplicaReads); use
+// NewFailoverClusterClient, or rediskit's Sentinel mode with ReadOnly.
+//
 // # Logging
 //
 // Config.Logger (a *slog.Logger) receives rediskit's own records, each

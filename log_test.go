@@ -148,9 +148,10 @@ func TestGoRedisLogRoutesAndRedacts(t *testing.T) {
 }
 
 // TestClientLogRecords: a Client's own records, at the levels an operator
-// chooses by: Open at Info; the server gone makes the health report go
-// down (Warn) and the breaker open (Warn); back up, the breaker closes and
-// health is up again (Info). No record carries the password.
+// chooses by: Open at Info; the server gone makes a command be retried
+// (Debug), the health report go down (Warn) and the breaker open (Warn);
+// back up, the breaker closes and health is up again (Info). No record
+// carries the password.
 func TestClientLogRecords(t *testing.T) {
 	const pw = "Sup3r-secret-pw"
 	srv := redistest.Start(t, redistest.WithPassword(pw))
@@ -163,6 +164,8 @@ func TestClientLogRecords(t *testing.T) {
 		t.Fatalf("health before the kill: %+v", h)
 	}
 	srv.Kill()
+	// The first failure is retried (the breaker needs two to open).
+	_ = c.Redis().Get(ctx, "k").Err()
 	if h := c.Health(ctx); h.Healthy() {
 		t.Fatalf("health after the kill: %+v", h)
 	}
@@ -183,6 +186,7 @@ func TestClientLogRecords(t *testing.T) {
 		"rediskit: circuit breaker open":   "WARN",
 		"rediskit: circuit breaker closed": "INFO",
 		"rediskit: health up":              "INFO",
+		"rediskit: retrying a command":     "DEBUG",
 	} {
 		recs := logs.records(msg)
 		if len(recs) == 0 {

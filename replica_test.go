@@ -129,6 +129,35 @@ func TestReplicaReads(t *testing.T) {
 	deps := replicaDeployments(t)
 	t.Run("session", func(t *testing.T) { replicaReadsSession(t, deps) })
 	t.Run("cache", func(t *testing.T) { replicaReadsCache(t, deps) })
+	t.Run("plain-failover-ReplicaOnly", func(t *testing.T) { replicaOnlyFailoverClient(t, deps[1]) })
+}
+
+// replicaOnlyFailoverClient: go-redis's plain failover client with
+// ReplicaOnly sends writes to a replica too (which is why rediskit builds
+// the failover cluster client instead): a Store or Cache on it fails every
+// write with an error, and creates nothing.
+func replicaOnlyFailoverClient(t *testing.T, d deployment) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rdb := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: d.cfg.MasterName,
+		SentinelAddrs: d.cfg.SentinelAddrs, ReplicaOnly: true, MaxRetries: -1})
+	defer rdb.Close()
+	store, err := session.New(rdb, session.Options{Prefix: redistest.Prefix(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if s, err := store.Create(ctx, "alice", nil, session.CreateOptions{}); err == nil || !strings.Contains(err.Error(), "READONLY") {
+		t.Fatalf("Create on a ReplicaOnly failover client = %v, %v; want a READONLY error", s, err)
+	}
+	c, err := cache.New(rdb, cache.Options{Prefix: strings.TrimSuffix(redistest.Prefix(t), ":")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Set(ctx, "k", []byte("v"), time.Minute); err == nil || !strings.Contains(err.Error(), "READONLY") {
+		t.Fatalf("Set on a ReplicaOnly failover client = %v; want a READONLY error", err)
+	}
 }
 
 type deployment = struct {
