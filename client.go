@@ -91,7 +91,9 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 
 // Redis returns the underlying go-redis client, with rediskit's hooks
 // installed: a *redis.Client for standalone and Sentinel, a
-// *redis.ClusterClient for Cluster. Do not Close it; close the Client.
+// *redis.ClusterClient for Cluster and for Sentinel with replica reads
+// (Config.ReadOnly, RouteByLatency or RouteRandomly: go-redis's failover
+// cluster client). Do not Close it; close the Client.
 func (c *Client) Redis() redis.UniversalClient { return c.rdb }
 
 // Config returns the configuration in use, defaults applied.

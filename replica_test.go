@@ -183,6 +183,12 @@ func replicaReadsSession(t *testing.T, deps []deployment) {
 				if _, ok := client.Redis().(*redis.ClusterClient); !ok {
 					t.Fatalf("%s mode with %s built %T, want the (failover) cluster client that routes reads", d.name, m.name, client.Redis())
 				}
+				if h := client.Health(ctx); !h.Healthy() {
+					t.Fatalf("Health = %+v", h)
+				}
+				if _, err := client.Stats(ctx); err != nil {
+					t.Fatalf("Stats: %v", err)
+				}
 				store, err := session.New(client.Redis(), session.Options{Prefix: redistest.Prefix(t)})
 				if err != nil {
 					t.Fatal(err)
