@@ -1,6 +1,8 @@
 package rediskit
 
 import (
+	"context"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -19,6 +21,7 @@ type breakers struct {
 	threshold int
 	cooldown  time.Duration
 	onChange  func(from, to BreakerState)
+	log       *slog.Logger
 
 	mu     sync.Mutex
 	byAddr map[string]*breaker // per node address ("" for a single breaker)
@@ -26,7 +29,7 @@ type breakers struct {
 }
 
 func newBreakers(cfg Config) *breakers {
-	return &breakers{threshold: cfg.BreakerThreshold, cooldown: cfg.BreakerCooldown, onChange: cfg.OnBreakerChange, byAddr: map[string]*breaker{}, gone: map[string]bool{}}
+	return &breakers{threshold: cfg.BreakerThreshold, cooldown: cfg.BreakerCooldown, onChange: cfg.OnBreakerChange, log: cfg.logger(), byAddr: map[string]*breaker{}, gone: map[string]bool{}}
 }
 
 // install puts the breaker hook on rdb: on the client itself, or on each
@@ -50,7 +53,7 @@ func (s *breakers) forAddr(addr string) *breaker {
 	if b, ok := s.byAddr[addr]; ok {
 		return b
 	}
-	b := newBreaker(s.threshold, s.cooldown, s.onChange)
+	b := newBreaker(s.threshold, s.cooldown, s.logChange(addr))
 	s.byAddr[addr] = b
 	return b
 }
@@ -110,4 +113,26 @@ func (s *breakers) counts() (opens, rejected uint64) {
 		rejected += b.rejected.Load()
 	}
 	return opens, rejected
+}
+
+// logChange returns the change callback of the breaker of addr: it logs
+// the change (opening at Warn: commands now fail fast; half-open and
+// closed at Info: the breaker is probing, or recovered) and calls
+// Config.OnBreakerChange.
+func (s *breakers) logChange(addr string) func(from, to BreakerState) {
+	return func(from, to BreakerState) {
+		level := slog.LevelInfo
+		if to == BreakerOpen {
+			level = slog.LevelWarn
+		}
+		attrs := []slog.Attr{slog.String("component", "rediskit"),
+			slog.String("from", from.String()), slog.String("to", to.String())}
+		if addr != "" {
+			attrs = append(attrs, slog.String("node", addr))
+		}
+		s.log.LogAttrs(context.Background(), level, "rediskit: circuit breaker "+to.String(), attrs...)
+		if s.onChange != nil {
+			s.onChange(from, to)
+		}
+	}
 }

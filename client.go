@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"sort"
 	"strings"
@@ -23,6 +24,7 @@ import (
 // Redis() to any code that takes a go-redis client.
 type Client struct {
 	cfg      Config // defaults applied
+	log      *slog.Logger
 	rdb      redis.UniversalClient
 	retry    *retry.Hook
 	breakers *breakers
@@ -55,9 +57,14 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 	cfg = cfg.withDefaults()
 	c := &Client{
 		cfg:      cfg,
+		log:      cfg.logger(),
 		retry:    retry.NewHook(cfg.Retry),
 		breakers: newBreakers(cfg),
 		drained:  make(chan struct{}),
+	}
+	c.retry.SetLogger(c.log)
+	if cfg.Logger != nil {
+		redisLog.register(c) // go-redis's lines during Open too
 	}
 	c.rdb = newUniversal(cfg)
 	// Hooks run in the order added: the stats hook sees a call once, with
@@ -72,15 +79,21 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 
 	if err := c.verify(ctx); err != nil {
 		_ = c.rdb.Close()
+		redisLog.unregister(c)
 		return nil, err
 	}
 	c.health = startHealth(c)
+	c.log.LogAttrs(ctx, slog.LevelInfo, "rediskit: open", slog.String("component", "rediskit"),
+		slog.String("mode", cfg.Mode().String()), slog.String("server", c.addrLabel()),
+		slog.String("config", cfg.String()))
 	return c, nil
 }
 
 // Redis returns the underlying go-redis client, with rediskit's hooks
 // installed: a *redis.Client for standalone and Sentinel, a
-// *redis.ClusterClient for Cluster. Do not Close it; close the Client.
+// *redis.ClusterClient for Cluster and for Sentinel with replica reads
+// (Config.ReadOnly, RouteByLatency or RouteRandomly: go-redis's failover
+// cluster client). Do not Close it; close the Client.
 func (c *Client) Redis() redis.UniversalClient { return c.rdb }
 
 // Config returns the configuration in use, defaults applied.
@@ -108,6 +121,7 @@ func (c *Client) Close() error {
 		t.Stop()
 		c.health.stop()
 		c.closeErr = c.rdb.Close()
+		redisLog.unregister(c)
 	})
 	return c.closeErr
 }
@@ -187,6 +201,7 @@ func newUniversal(cfg Config) redis.UniversalClient {
 
 		ContextTimeoutEnabled: !cfg.DisableContextTimeout,
 	}
+	o.ReadOnly, o.RouteByLatency, o.RouteRandomly = cfg.ReadOnly, cfg.RouteByLatency, cfg.RouteRandomly
 	switch cfg.Mode() {
 	case Cluster:
 		o.Addrs, o.IsClusterMode = cfg.ClusterAddrs, true
@@ -194,6 +209,10 @@ func newUniversal(cfg Config) redis.UniversalClient {
 		o.Addrs, o.MasterName, o.DB = cfg.SentinelAddrs, cfg.MasterName, cfg.DB
 		o.SentinelUsername, o.SentinelPassword = cfg.SentinelUsername, cfg.SentinelPassword
 		o.Dialer = newMasterGuard(cfg, o.Dialer).Dial // see sentinel_guard.go
+		// Replica reads in Sentinel mode take go-redis's failover cluster
+		// client (reads to replicas, writes to the master): its plain
+		// failover client with ReplicaOnly would send writes to a replica.
+		o.IsClusterMode = cfg.readsReplicas()
 	default:
 		o.Addrs, o.DB = []string{cfg.Addr}, cfg.DB
 	}
@@ -263,6 +282,9 @@ func (c *Client) verify(ctx context.Context) error {
 		return nil
 	})
 	if err != nil {
+		if c.cfg.Mode() == Sentinel {
+			return fmt.Errorf("rediskit: open sentinel (%s): %w", c.addrLabel(), err)
+		}
 		return fmt.Errorf("rediskit: open cluster (seeds %s): %w", strings.Join(c.cfg.ClusterAddrs, ","), err)
 	}
 	return nil

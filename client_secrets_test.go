@@ -19,8 +19,9 @@ import (
 
 // TestSecretsNeverLeak runs the library end to end with a password URL —
 // open, sessions through the middleware, cache, health, statistics, then
-// Redis killed — and records every log line, error string and printed
-// config. Neither the password nor any session token may appear in them.
+// Redis killed — and records every log line (the Manager's, and the
+// Client's Config.Logger with go-redis's lines routed to it), error string
+// and printed config. Neither the password nor any session token may appear in them.
 func TestSecretsNeverLeak(t *testing.T) {
 	const password = "Sup3r-secret-pw"
 	srv := redistest.Start(t, redistest.WithPassword(password))
@@ -42,13 +43,16 @@ func TestSecretsNeverLeak(t *testing.T) {
 	if err != nil || cfg.Password != password {
 		t.Fatalf("ParseURL: %v", err)
 	}
+	cfg.Logger = logger // rediskit's records and go-redis's lines (log.go)
 	record(cfg, &cfg)
 	for _, u := range []string{
 		strings.Replace(srv.URL(), password, "wrong-"+password, 1), // wrong password
 		srv.URL() + "?pool_size=many",                              // config error
 		strings.Replace(srv.URL(), "/0", "/x", 1),
 	} {
-		c, err := rediskit.Open(ctx, mustParse(u))
+		bad := mustParse(u)
+		bad.Logger = logger // the slog path sees the failed opens too
+		c, err := rediskit.Open(ctx, bad)
 		if err == nil {
 			_ = c.Close()
 			if !strings.Contains(u, "wrong-") {
@@ -152,6 +156,11 @@ func TestSecretsNeverLeak(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "load failed") || !strings.Contains(logs.String(), "save failed") {
 		t.Fatalf("the run logged no failure:\n%s", logs.String())
+	}
+	for _, want := range []string{`"msg":"rediskit: open"`, `"msg":"rediskit: circuit breaker open"`, `"component":"go-redis"`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Fatalf("the slog path logged no %s:\n%s", want, logs.String())
+		}
 	}
 	all := logs.String() + "\n" + strings.Join(seen, "\n")
 	for _, secret := range append([]string{password}, tokens...) {

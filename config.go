@@ -2,6 +2,7 @@ package rediskit
 
 import (
 	"crypto/tls"
+	"log/slog"
 	"net"
 	"runtime"
 	"strconv"
@@ -159,6 +160,44 @@ type Config struct {
 	// DrainTimeout bounds how long Close waits for commands in flight.
 	// Default 5 s.
 	DrainTimeout time.Duration
+
+	// ReadOnly lets read-only commands be served by replicas, Cluster and
+	// Sentinel only: on a Cluster each read goes to a replica of its slot's
+	// master (go-redis ClusterOptions.ReadOnly); in Sentinel mode rediskit
+	// builds go-redis's failover cluster client with ReplicaOnly, which sends
+	// reads to a replica and writes to the master (go-redis's plain
+	// ReplicaOnly failover client would send the writes to a replica too).
+	// A replica answers with what it has received, which lags the master by
+	// the replication delay (see the package documentation, "Replica
+	// reads"). Default false: every command goes to the master.
+	ReadOnly bool
+	// RouteByLatency sends each read-only command to the node of its slot
+	// (master or replica) with the lowest measured latency; implies ReadOnly.
+	// Cluster and Sentinel only. Default false.
+	RouteByLatency bool
+	// RouteRandomly sends each read-only command to a random node of its
+	// slot (master or replica); implies ReadOnly. Cluster and Sentinel only.
+	// Default false.
+	RouteRandomly bool
+
+	// Logger receives rediskit's own records (breaker changes, connections
+	// refused by the Sentinel guard, retries, Open) and, while a Client
+	// opened with it is open, go-redis's internal log lines (see the package
+	// documentation, "Logging"). Records never contain a password or a
+	// token. Default nil: rediskit's records go to slog.Default(), and
+	// go-redis's logger, which is process-wide, is left as it is.
+	Logger *slog.Logger
+}
+
+// readsReplicas reports whether read-only commands may go to replicas.
+func (c Config) readsReplicas() bool { return c.ReadOnly || c.RouteByLatency || c.RouteRandomly }
+
+// logger returns the Logger, or slog.Default().
+func (c Config) logger() *slog.Logger {
+	if c.Logger != nil {
+		return c.Logger
+	}
+	return slog.Default()
 }
 
 // Mode returns the deployment the config selects.
@@ -231,6 +270,16 @@ func (c Config) Validate() error {
 	}
 	if len(c.SentinelAddrs) > 0 && c.MasterName == "" {
 		return badField("MasterName", c.MasterName, "required with SentinelAddrs")
+	}
+	if c.readsReplicas() && c.Mode() == Standalone {
+		field, v := "ReadOnly", c.ReadOnly
+		switch {
+		case c.RouteByLatency:
+			field, v = "RouteByLatency", c.RouteByLatency
+		case c.RouteRandomly:
+			field, v = "RouteRandomly", c.RouteRandomly
+		}
+		return badField(field, v, "replica reads need Cluster or Sentinel mode: a standalone server has no replicas to route to")
 	}
 	if c.DB != 0 && c.Mode() == Cluster {
 		return badField("DB", c.DB, "a cluster has only database 0")

@@ -40,6 +40,81 @@
 // (TestSentinelGuardRefusesRestartedOldMaster). The check costs a query to
 // a sentinel and a short-lived second connection per new connection.
 //
+// # Replica reads
+//
+// Config.ReadOnly (URL parameter read_only, REDISKIT_READ_ONLY; replica_only
+// in a go-redis failover URL), RouteByLatency (route_by_latency) and
+// RouteRandomly (route_randomly) let read-only commands be served by
+// replicas, on a Cluster and on Sentinel; on a standalone server they are a
+// *ConfigError (TestReplicaReadSettings). ReadOnly sends each read to a
+// replica of its slot, RouteRandomly to a random node of the slot (master or
+// replica), RouteByLatency to the closest. Writes always go to the master:
+// in Sentinel mode rediskit builds go-redis's failover cluster client, and
+// the Sentinel guard accepts a node that answers ROLE as a replica, which
+// refuses writes (TestReplicaReads).
+//
+// A replica serves what it has received from its master, so a read routed to
+// one may return a value the master has since changed or deleted, for as
+// long as the replication lag: normally well under a millisecond on a local
+// network, but without bound while the link is down or the replica is
+// resynchronising (INFO replication's master_last_io_seconds_ago and each
+// replica's lag show it; a replica whose link is down keeps serving its old
+// data unless replica-serve-stale-data is no). What this means for the other
+// packages, shown by TestReplicaReads on a Cluster with replicas and on
+// Sentinel, with every setting:
+//
+//   - session.Store sends no read to a replica: it turns off the plain-read
+//     path of Get when the client may route reads to replicas, so every Get
+//     is its script on the master, and a session deleted, rotated away or
+//     timed out is never served from a replica. (Store.GetMany, a read for
+//     tools, is a pipelined read and may be served by a replica: stale by
+//     the lag.)
+//   - cache.GetOrSet reads with its lease command on the master, so a
+//     Delete is seen at once and a load that a Delete overtook is not
+//     written back. cache.Get, Exists, MGet and Counter are plain reads:
+//     with replica reads they may return a value deleted or replaced on the
+//     master up to the replication lag earlier.
+//
+// A go-redis client built by hand with FailoverOptions.ReplicaOnly
+// (redis.NewFailoverClient) talks to a replica only: a session Store or a
+// Cache on it fails every write with READONLY (TestReplicaReads); use
+// NewFailoverClusterClient, or rediskit's Sentinel mode with ReadOnly.
+//
+// # Logging
+//
+// Config.Logger (a *slog.Logger) receives rediskit's own records, each
+// with component=rediskit: Open at Info; a circuit breaker opening at Warn,
+// half-open and closed again at Info; the health report going down or
+// degraded at Warn, up again at Info; a connection refused by the Sentinel
+// guard at Warn; a retried command at Debug (a retry is routine: its final
+// failure, if any, reaches the caller) (TestClientLogRecords).
+//
+// go-redis logs through one logger for the whole process (redis.SetLogger),
+// and its lines carry no client identity (many come from background
+// goroutines). The first Open with a Logger installs rediskit's router
+// there, once per process; from then on each go-redis line goes to the
+// Logger of every open Client that has one, once per distinct *slog.Logger
+// (two Clients sharing a Logger get one record), with component=go-redis,
+// at a level chosen from the line: a recovered panic is Error, a failover
+// or an unreachable node Warn, a reconnection or topology change Info, a
+// connection retired Debug, anything else Warn (TestGoRedisLevels). A
+// Client stops receiving them when it is closed; with no such Client open,
+// lines go to standard error with go-redis's "redis: " prefix, URL
+// credentials removed (TestGoRedisLogRoutesAndRedacts). A logger the program set with
+// redis.SetLogger before that first Open is replaced; one set after it
+// takes over, and rediskit's Loggers then get no go-redis lines.
+//
+// No record contains a password: rediskit's records carry addresses,
+// states and error texts, and the router removes the passwords of every
+// open Config and the credentials of any URL from go-redis's lines
+// (TestGoRedisLogRoutesAndRedacts, TestSecretsNeverLeak).
+//
+// A nil Logger sends rediskit's own records to slog.Default(), as
+// session.ManagerOptions.Logger and cache.NearOptions.Logger do, so a
+// program that configured slog gets them without more wiring (pass
+// slog.New(slog.DiscardHandler) for silence); go-redis's logger, being
+// process-wide, is then left as it is.
+//
 // # Deadlines
 //
 // A context deadline is honoured by every command (go-redis's

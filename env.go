@@ -15,7 +15,8 @@ func FromLookup(lookup func(key string) (value string, ok bool)) (Config, error)
 // FromEnv builds a Config from the environment: REDIS_URL (any form
 // ParseURL accepts) first, then REDISKIT_* variables, each overriding one
 // setting. The variables are REDISKIT_ followed by a ParseURL parameter name
-// in upper case (REDISKIT_POOL_SIZE, REDISKIT_READ_TIMEOUT, …), plus
+// in upper case (REDISKIT_POOL_SIZE, REDISKIT_READ_TIMEOUT,
+// REDISKIT_READ_ONLY, …), plus
 // REDISKIT_ADDR, REDISKIT_USERNAME, REDISKIT_PASSWORD,
 // REDISKIT_SENTINEL_ADDRS and REDISKIT_CLUSTER_ADDRS (comma-separated). With
 // nothing set the result is the default Config (localhost:6379). The result

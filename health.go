@@ -2,6 +2,7 @@ package rediskit
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -138,6 +139,7 @@ func (h *healthChecker) run(ctx context.Context, onlyIfStale bool) Health {
 		}
 	}
 	rep.LastError, rep.LastErrorAt = h.lastErr, h.lastErrAt
+	h.logChange(ctx, rep)
 	h.last, h.initialized = rep, true
 	return rep
 }
@@ -225,4 +227,18 @@ func (c *Client) Health(ctx context.Context) Health {
 		return rep
 	}
 	return c.health.run(ctx, true)
+}
+
+// logChange logs a change of the overall status: down or degraded at Warn,
+// up again at Info. The first report is not a change.
+func (h *healthChecker) logChange(ctx context.Context, rep Health) {
+	if !h.initialized || rep.Status == h.last.Status {
+		return
+	}
+	level := slog.LevelWarn
+	if rep.Status == StatusUp {
+		level = slog.LevelInfo
+	}
+	h.c.log.LogAttrs(ctx, level, "rediskit: health "+string(rep.Status), slog.String("component", "rediskit"),
+		slog.String("from", string(h.last.Status)), slog.String("last_error", rep.LastError))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"slices"
 	"strings"
@@ -63,6 +64,10 @@ func (g *masterGuard) Dial(ctx context.Context, network, addr string) (net.Conn,
 		return cn, nil
 	} else if err != nil {
 		_ = cn.Close()
+		// A refused connection is what the guard is for, and go-redis
+		// dials again: Warn, an operator may want to see a failover.
+		g.cfg.logger().LogAttrs(ctx, slog.LevelWarn, "rediskit: sentinel guard refused a connection",
+			slog.String("component", "rediskit"), slog.String("node", addr), slog.String("error", err.Error()))
 		return nil, &net.OpError{Op: "dial", Net: network, Addr: cn.RemoteAddr(), Err: err}
 	}
 	return cn, nil
@@ -83,13 +88,20 @@ func (g *masterGuard) check(ctx context.Context, addr string) error {
 	if err != nil {
 		return fmt.Errorf("%w: cannot confirm %s with a sentinel: %w", ErrNotMaster, addr, err)
 	}
-	if a := net.JoinHostPort(named["ip"], named["port"]); a != addr {
+	if a := net.JoinHostPort(named["ip"], named["port"]); !sameAddr(a, addr) {
 		// A sentinel go-redis discovered before the guard did?
-		if role, err := g.role(ctx, addr); err == nil && role == "sentinel" {
+		role, err := g.role(ctx, addr)
+		if err == nil && role == "sentinel" {
 			g.mu.Lock()
 			g.sentinels = append(g.sentinels, addr)
 			g.mu.Unlock()
 			return errIsSentinel
+		}
+		// With replica reads go-redis dials the replicas the sentinels list
+		// for read-only commands. A node that answers as a replica refuses
+		// writes (READONLY), so it cannot take one by mistake.
+		if err == nil && role == "slave" && g.cfg.readsReplicas() {
+			return nil
 		}
 		return fmt.Errorf("%w: %s reached, the sentinels name %s", ErrNotMaster, addr, a)
 	}
@@ -162,4 +174,21 @@ func (g *masterGuard) role(ctx context.Context, addr string) (string, error) {
 	}
 	role, _ := v[0].(string)
 	return role, nil
+}
+
+// sameAddr reports whether a and b name the same node. go-redis's failover
+// cluster client (replica reads) dials a loopback node as ":port"
+// (osscluster.go, replaceLoopbackHost, with no seed host to put back), and
+// Go dials an empty host on the local system: it matches a loopback host.
+func sameAddr(a, b string) bool {
+	if a == b {
+		return true
+	}
+	ha, pa, err1 := net.SplitHostPort(a)
+	hb, pb, err2 := net.SplitHostPort(b)
+	if err1 != nil || err2 != nil || pa != pb {
+		return false
+	}
+	loop := func(h string) bool { ip := net.ParseIP(h); return h == "localhost" || ip != nil && ip.IsLoopback() }
+	return ha == "" && loop(hb) || hb == "" && loop(ha)
 }

@@ -88,11 +88,15 @@ var settings = []setting{
 		def: constant(DefaultBreakerCooldown)},
 	{name: "drain_timeout", field: "DrainTimeout", ptr: func(c *Config) any { return &c.DrainTimeout },
 		def: constant(DefaultDrainTimeout)},
+	// Replica reads: Cluster and Sentinel only (checked in Validate).
+	{name: "read_only", field: "ReadOnly", ptr: func(c *Config) any { return &c.ReadOnly }},
+	{name: "route_by_latency", field: "RouteByLatency", ptr: func(c *Config) any { return &c.RouteByLatency }},
+	{name: "route_randomly", field: "RouteRandomly", ptr: func(c *Config) any { return &c.RouteRandomly }},
 }
 
 // codeOnly lists the Config fields that have no row: values only code can
 // give.
-var codeOnly = []string{"TLSConfig", "OnBreakerChange"}
+var codeOnly = []string{"TLSConfig", "OnBreakerChange", "Logger"}
 
 func lookupSetting(name string) (setting, bool) {
 	for _, s := range settings {

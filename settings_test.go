@@ -1,6 +1,7 @@
 package rediskit
 
 import (
+	"errors"
 	"os"
 	"reflect"
 	"regexp"
@@ -107,8 +108,13 @@ func TestEverySettingRoundTrips(t *testing.T) {
 				t.Errorf("%s: String() shows the secret: %s", s.name, c.String())
 			}
 		}
+		// Replica reads need a deployment with replicas: a cluster.
+		replicaRead := s.name == "read_only" || s.name == "route_by_latency" || s.name == "route_randomly"
 		env := map[string]string{"REDISKIT_" + strings.ToUpper(s.name): raw}
-		if s.name != "addr" && s.name != "master_name" && s.name != "sentinel_addrs" && s.name != "cluster_addrs" {
+		switch {
+		case replicaRead:
+			env["REDISKIT_CLUSTER_ADDRS"] = "h1:1,h2:2"
+		case s.name != "addr" && s.name != "master_name" && s.name != "sentinel_addrs" && s.name != "cluster_addrs":
 			env["REDISKIT_ADDR"] = "localhost:6379"
 		}
 		if s.name == "master_name" {
@@ -144,6 +150,9 @@ func TestEverySettingRoundTrips(t *testing.T) {
 		if s.name == "min_idle_conns" {
 			u += "&pool_size=10"
 		}
+		if replicaRead {
+			u = "redis-cluster://h1,h2?" + s.name + "=" + raw
+		}
 		cfg, err = ParseURL(u)
 		if err != nil {
 			t.Errorf("%s: ParseURL(%q): %v", s.name, u, err)
@@ -152,5 +161,44 @@ func TestEverySettingRoundTrips(t *testing.T) {
 		if got := reflect.ValueOf(s.ptr(&cfg)).Elem().Interface(); !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: from a URL = %v, want %v", s.name, got, want)
 		}
+	}
+}
+
+// TestReplicaReadSettings: the replica-read settings are accepted on a
+// Cluster and on Sentinel (from code, URL and environment, go-redis's
+// replica_only URL name included), refused with a *ConfigError naming the
+// field on a standalone server, and shown by String.
+func TestReplicaReadSettings(t *testing.T) {
+	c, err := ParseURL("redis-sentinel://s1,s2/mymaster?replica_only=true&route_randomly=true")
+	if err != nil || !c.ReadOnly || !c.RouteRandomly || c.Mode() != Sentinel {
+		t.Fatalf("sentinel URL: %+v, %v", c, err)
+	}
+	c, err = ParseURL("redis://h1:7000?addr=h2:7001&route_by_latency=1")
+	if err != nil || !c.RouteByLatency || c.Mode() != Cluster {
+		t.Fatalf("cluster URL: %v, %v", c, err)
+	}
+	if !strings.Contains(c.String(), " route_by_latency=true") {
+		t.Errorf("String() = %s, want route_by_latency=true", c)
+	}
+	for _, tc := range []struct {
+		cfg   Config
+		field string
+	}{
+		{Config{Addr: "h:1", ReadOnly: true}, "ReadOnly"},
+		{Config{RouteRandomly: true}, "RouteRandomly"},
+		{Config{Addr: "h:1", RouteByLatency: true}, "RouteByLatency"},
+	} {
+		var ce *ConfigError
+		if err := tc.cfg.Validate(); !errors.As(err, &ce) || ce.Field != tc.field {
+			t.Errorf("Validate(%v) = %v, want a *ConfigError on %s", tc.cfg, err, tc.field)
+		}
+	}
+	var ce *ConfigError
+	if _, err := ParseURL("redis://h1?read_only=true"); !errors.As(err, &ce) || ce.Field != "ReadOnly" {
+		t.Errorf("standalone URL with read_only: %v, want a *ConfigError on ReadOnly", err)
+	}
+	env := map[string]string{"REDISKIT_CLUSTER_ADDRS": "h1:1", "REDISKIT_READ_ONLY": "yes please"}
+	if _, err := FromLookup(func(k string) (string, bool) { v, ok := env[k]; return v, ok }); !errors.As(err, &ce) || ce.Field != "REDISKIT_READ_ONLY" {
+		t.Errorf("REDISKIT_READ_ONLY=yes please: %v, want a *ConfigError naming the variable", err)
 	}
 }

@@ -25,9 +25,11 @@ import (
 // conn_max_lifetime, dial_timeout, read_timeout, write_timeout, keep_alive,
 // disable_context_timeout, retry_attempts, retry_base_backoff, retry_max_backoff,
 // health_check_interval, breaker_threshold, breaker_cooldown, drain_timeout,
-// tls, tls_server_name, tls_insecure_skip_verify. Durations take Go syntax
-// ("500ms"), a plain number of seconds, or -1 for off. An unknown parameter
-// is an error.
+// tls, tls_server_name, tls_insecure_skip_verify, and for replica reads
+// (Cluster and Sentinel) read_only, route_by_latency, route_randomly;
+// replica_only, go-redis's name in a failover URL, is read as read_only.
+// Durations take Go syntax ("500ms"), a plain number of seconds, or -1 for
+// off. An unknown parameter is an error.
 //
 // The result is validated. A *ConfigError names what is wrong; it never
 // contains the password.
@@ -109,7 +111,11 @@ func ParseURL(s string) (Config, error) {
 			}
 			continue
 		}
-		st, ok := lookupSetting(k)
+		name := k
+		if k == "replica_only" {
+			name = "read_only"
+		}
+		st, ok := lookupSetting(name)
 		if !ok || st.envOnly {
 			return Config{}, badField("URL parameter", k, "unknown parameter")
 		}

@@ -3,6 +3,7 @@ package retry
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -38,6 +39,7 @@ import (
 // The zero Hook is not usable; call NewHook.
 type Hook struct {
 	policy    Policy
+	log       *slog.Logger // nil: retries are not logged
 	cluster   bool
 	retries   atomic.Uint64
 	ambiguous atomic.Uint64
@@ -46,6 +48,21 @@ type Hook struct {
 // NewHook returns a hook that retries under p (zero fields mean defaults).
 func NewHook(p Policy) *Hook {
 	return &Hook{policy: p.WithDefaults()}
+}
+
+// SetLogger makes the hook log each retry at slog.LevelDebug (a retried
+// command is routine, not an error: its final failure, if any, reaches the
+// caller). Records name the command, the attempt and the error, never
+// arguments. Call it before Install; nil (the default) logs nothing.
+func (h *Hook) SetLogger(l *slog.Logger) { h.log = l }
+
+func (h *Hook) logRetry(ctx context.Context, cmd string, attempt int, err error) {
+	if h.log == nil || !h.log.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	h.log.LogAttrs(ctx, slog.LevelDebug, "rediskit: retrying a command",
+		slog.String("component", "rediskit"), slog.String("cmd", cmd),
+		slog.Int("attempt", attempt+1), slog.String("error", err.Error()))
 }
 
 // Policy returns the policy the hook retries under, defaults applied.
@@ -106,6 +123,7 @@ func (h *Hook) retryCmd(ctx context.Context, cmd redis.Cmder, next redis.Process
 			return h.giveUp(ctx, cmd, cause, mayHaveRun)
 		}
 		h.retries.Add(1)
+		h.logRetry(ctx, cmd.Name(), attempt, cause)
 		cmd.SetErr(nil)
 		if err = next(ctx, cmd); err == nil {
 			return nil
@@ -215,6 +233,7 @@ func (h *Hook) retryPipeline(ctx context.Context, cmds []redis.Cmder, next redis
 			failed = cmds
 		}
 		h.retries.Add(1)
+		h.logRetry(ctx, "pipeline:"+failed[0].Name(), attempt, failed[0].Err())
 		for _, c := range failed {
 			c.SetErr(nil)
 		}

@@ -57,13 +57,28 @@ func New(rdb redis.UniversalClient, opts Options) (*Store, error) {
 	}
 	s := &Store{rdb: rdb, opts: o, closed: make(chan struct{}), wall: time.Now}
 	s.fastReads = o.TouchInterval > 0
-	if c, ok := rdb.(*redis.ClusterClient); ok && c.Options().ReadOnly {
+	if mayReadReplica(rdb) {
 		s.fastReads = false
 	}
 	if s.exec, err = pipeline.New(rdb, pipeline.Mode(o.Pipelining)); err != nil {
 		return nil, &OptionError{Field: "Pipelining", Value: strconv.Quote(o.Pipelining.String()), Reason: err.Error(), Err: err}
 	}
 	return s, nil
+}
+
+// mayReadReplica reports whether rdb may send a read-only command to a
+// replica, which can still hold a session its master already deleted or
+// rotated away (for the replication lag). go-redis routes reads to replicas
+// only on a *redis.ClusterClient, and sets its Options().ReadOnly whenever
+// it does: ReadOnly, RouteByLatency and RouteRandomly (the last two imply
+// ReadOnly in ClusterOptions.init), and the failover cluster client
+// (NewFailoverClusterClient, which rediskit's Sentinel mode with replica
+// reads builds), whose FailoverOptions.ReplicaOnly becomes ReadOnly. A plain
+// failover *redis.Client with ReplicaOnly sends writes to the replica too,
+// where they fail with READONLY: a Store cannot run on it.
+func mayReadReplica(rdb redis.UniversalClient) bool {
+	c, ok := rdb.(*redis.ClusterClient)
+	return ok && c.Options().ReadOnly
 }
 
 // Close makes later calls fail with ErrClosed. It closes nothing it was
