@@ -12,9 +12,11 @@ import "context"
 // "cache.Delete" and "cache.Clear", and within a GetOrSet that misses,
 // "cache.lease_wait" (waiting for another load of the key) and
 // "cache.load" (the loader call), both children of the GetOrSet span of the
-// caller that started the load. Keys and values never reach a Tracer:
-// only the op, the namespace and the counts and outcomes named by the
-// Attr constants.
+// caller that started the load. Values never reach a Tracer: Start gets
+// the op and the namespace, the attributes are the counts and outcomes
+// named by the Attr constants, and the end function gets the operation's
+// error as the caller gets it (it names the key, and wraps a loader's own
+// error as the loader returned it).
 type Tracer interface {
 	// Start begins the span of op in namespace (Cache.Namespace) as a child
 	// of the span in ctx. It returns a context carrying the new span, which

@@ -30,7 +30,9 @@
 // cache value or the server's password: attributes carry namespaces,
 // counts and outcomes only, and InstrumentClient turns off redisotel's
 // db.statement, which would hold the commands' arguments
-// (TestNoSecretsInSpans).
+// (TestNoSecretsInSpans). A recorded error is the error the caller gets:
+// a cache error names its key, and a loader's own error is recorded as the
+// loader wrote it.
 //
 // Not traced: the lease commit and release of a load (they run on the
 // Cache's own context after the callers may have left, so their command

@@ -70,8 +70,9 @@ func NewTracer(opts ...Option) *Tracer {
 // AttrNamespace) as a child of the span in ctx, and returns the context
 // carrying it and the function that ends it. An error other than "not
 // found" is recorded on the span (RecordError) and sets its status to
-// Error; rediskit's errors never hold tokens, values or passwords
-// (TestNoSecretsInSpans).
+// Error. rediskit's errors hold no token, value or password
+// (TestNoSecretsInSpans); a cache error names its key, and a loader's own
+// error is recorded as the loader wrote it.
 func (t *Tracer) Start(ctx context.Context, op, namespace string) (context.Context, func(error)) {
 	ctx, span := t.tracer.Start(ctx, op, trace.WithSpanKind(trace.SpanKindInternal),
 		trace.WithAttributes(attribute.String(AttrNamespace, namespace)))

@@ -15,8 +15,10 @@ import (
 // "session.Delete", "session.Extend", "session.Rotate",
 // "session.DeleteByUser" and "session.Manager" (one request through
 // Manager.LoadAndSave: its Get and its save are children). Tokens, session
-// IDs, user IDs and values never reach a Tracer: only the op, the key
-// prefix and the outcomes named by the Attr constants.
+// IDs, user IDs and values never reach a Tracer: Start gets the op and the
+// key prefix, the attributes are the outcomes named by the Attr constants,
+// and the end function gets the operation's error, whose text holds none
+// of them (TestNoSecretsInSpans in the otel module).
 type Tracer interface {
 	// Start begins the span of op under the key prefix as a child of the
 	// span in ctx. It returns a context carrying the new span, which the
