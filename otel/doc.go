@@ -16,7 +16,8 @@
 //     session.Extend, session.Rotate, session.DeleteByUser
 //     (TestSessionSpans), and session.Manager for one request through
 //     Manager.LoadAndSave, with the Get and the save it runs as children
-//     (TestManagerSpans);
+//     (TestManagerSpans); the handler runs with that span in its request's
+//     context, so its own spans are children too;
 //   - cache.Get, cache.Set, cache.MGet, cache.GetOrSet, cache.Delete and
 //     cache.Clear, for Cache and Typed, with hit/miss and counts
 //     (TestCacheSpans). A GetOrSet that loads has a cache.load child, whose
