@@ -131,12 +131,15 @@ func TestSessionSpans(t *testing.T) {
 
 // TestManagerSpans: one Manager request is one session.Manager span whose
 // children are the operations it runs (the Get of the cookie's session, the
-// Create or Update that saves it), each with its commands below it.
+// Create or Update that saves it), each with its commands below it, and
+// the handler's own spans.
 func TestManagerSpans(t *testing.T) {
 	r := newRig(t, redistest.Start(t))
 	st := newStore(t, r, "otelmgr:")
 	m := session.NewManager(st, session.ManagerOptions{})
 	h := m.LoadAndSave(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		_, span := r.root.Start(req.Context(), "handler") // the handler's own work
+		span.End()
 		m.Put(req.Context(), "n", m.GetInt(req.Context(), "n")+1)
 	}))
 
@@ -161,8 +164,8 @@ func TestManagerSpans(t *testing.T) {
 	}
 
 	tr, s, cookie := request(nil)
-	if got := tr.names(s.SpanContext.SpanID()); !slices.Equal(got, []string{"session.Create"}) {
-		t.Fatalf("first request: children %v, want [session.Create]\n%s", got, tr)
+	if got := tr.names(s.SpanContext.SpanID()); !slices.Equal(got, []string{"handler", "session.Create"}) {
+		t.Fatalf("first request: children %v, want [handler session.Create]\n%s", got, tr)
 	}
 	if attr(s, session.AttrFound) != "" || cookie == nil {
 		t.Fatalf("first request: found %q, cookie %v", attr(s, session.AttrFound), cookie)
@@ -173,8 +176,8 @@ func TestManagerSpans(t *testing.T) {
 	}
 
 	tr, s, _ = request(cookie)
-	if got := tr.names(s.SpanContext.SpanID()); !slices.Equal(got, []string{"session.Get", "session.Update"}) {
-		t.Fatalf("second request: children %v, want [session.Get session.Update]\n%s", got, tr)
+	if got := tr.names(s.SpanContext.SpanID()); !slices.Equal(got, []string{"handler", "session.Get", "session.Update"}) {
+		t.Fatalf("second request: children %v, want [handler session.Get session.Update]\n%s", got, tr)
 	}
 	if got := attr(s, session.AttrFound); got != "true" {
 		t.Errorf("second request: %s = %q, want true", session.AttrFound, got)
