@@ -17,7 +17,9 @@ import (
 // (one MGET per slot, a GET for a lone key) and the commands sent as one
 // pipeline per master, in parallel: one round trip per master. Keys whose
 // node failed are reported in a *BatchError; the map holds the others.
-func (c *Cache) MGet(ctx context.Context, keys []string) (map[string][]byte, error) {
+func (c *Cache) MGet(ctx context.Context, keys []string) (out map[string][]byte, err error) {
+	ctx, sp := c.trace(ctx, opMGet)
+	defer func() { sp.setInt(AttrKeys, len(keys)); sp.setInt(AttrHits, len(out)); sp.done(err) }()
 	out, failed, err := c.mget(ctx, keys, codecRaw)
 	c.count(len(out), len(keys)-failed-len(out))
 	return out, err

@@ -187,7 +187,9 @@ func (c *Cache) invalid(ctx context.Context, key string) {
 // running load, or it could not be
 // decoded (then it is deleted and counted in Stats.DecodeFailures). One
 // command. Counter keys of Incr are read with Counter, not Get.
-func (c *Cache) Get(ctx context.Context, key string) ([]byte, bool, error) {
+func (c *Cache) Get(ctx context.Context, key string) (_ []byte, hit bool, err error) {
+	ctx, sp := c.trace(ctx, opGet)
+	defer func() { sp.setBool(AttrHit, hit); sp.done(err) }()
 	e, ok, err := c.get(ctx, key, codecRaw)
 	if err != nil {
 		return nil, false, err
@@ -218,7 +220,9 @@ func (c *Cache) set(ctx context.Context, key string, codec byte, value []byte, t
 // One command. It is idempotent and may be re-sent by the client's retries;
 // an error whose outcome is unknown matches retry.ErrAmbiguous (see "Writes
 // and lost replies" in the package doc).
-func (c *Cache) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+func (c *Cache) Set(ctx context.Context, key string, value []byte, ttl time.Duration) (err error) {
+	ctx, sp := c.trace(ctx, opSet)
+	defer func() { sp.done(err) }()
 	return c.set(ctx, key, codecRaw, value, ttl)
 }
 
@@ -241,12 +245,13 @@ func (c *Cache) Exists(ctx context.Context, key string) (bool, error) {
 // master involved. It is idempotent and may be re-sent by the client's
 // retries; an error whose outcome is unknown matches retry.ErrAmbiguous (see
 // "Writes and lost replies" in the package doc).
-func (c *Cache) Delete(ctx context.Context, keys ...string) error {
+func (c *Cache) Delete(ctx context.Context, keys ...string) (err error) {
 	if len(keys) == 0 {
 		return nil
 	}
+	ctx, sp := c.trace(ctx, opDelete)
+	defer func() { sp.setInt(AttrKeys, len(keys)); sp.done(err) }()
 	defer c.near.invalidate(keys...)
-	var err error
 	if _, ok := c.rdb.(*redis.Client); ok {
 		args := make([]string, 0, 2*len(keys))
 		for _, k := range keys {

@@ -86,7 +86,9 @@ type ClearOptions struct {
 // called again. (On a ClusterClient or a Ring the masters' clients are
 // go-redis's node or shard clients, which do not retry by default.) See
 // "Writes and lost replies" in the package doc.
-func (c *Cache) Clear(ctx context.Context, p Pattern, o ClearOptions) (int64, error) {
+func (c *Cache) Clear(ctx context.Context, p Pattern, o ClearOptions) (n int64, err error) {
+	ctx, sp := c.trace(ctx, opClear)
+	defer func() { sp.setInt(AttrRemoved, int(n)); sp.done(err) }()
 	if o.Count <= 0 {
 		o.Count = c.opt.ScanCount
 	}
@@ -108,7 +110,7 @@ func (c *Cache) Clear(ctx context.Context, p Pattern, o ClearOptions) (int64, er
 			progressMu.Unlock()
 		}
 	}
-	err := c.forEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+	err = c.forEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
 		var cursor uint64
 		batch := make([]string, 0, o.Batch)
 		flush := func() error {

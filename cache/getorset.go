@@ -38,7 +38,9 @@ type LoaderFunc[T any] func(ctx context.Context) (T, error)
 // retry.ErrUnavailable too. A hit is one command (SET NX GET of a lease
 // marker, which returns the value when there is one); a miss is two: that
 // command, then the conditional write.
-func (c *Cache) GetOrSet(ctx context.Context, key string, ttl time.Duration, loader LoaderFunc[[]byte]) ([]byte, error) {
+func (c *Cache) GetOrSet(ctx context.Context, key string, ttl time.Duration, loader LoaderFunc[[]byte]) (_ []byte, err error) {
+	ctx, sp := c.trace(ctx, opGetOrSet)
+	defer func() { sp.done(err) }()
 	e, err := c.getOrLoad(ctx, key, ttl, codecRaw, loader)
 	if err != nil {
 		return nil, err
@@ -59,6 +61,7 @@ func (c *Cache) getOrLoad(ctx context.Context, key string, ttl time.Duration, co
 	if f, ok := c.flights.Load(rk); ok {
 		c.st.misses.Add(1)
 		c.st.dedupLoads.Add(1)
+		c.traceBool(ctx, AttrHit, false)
 		return c.await(ctx, f.(*flight))
 	}
 	old, acquired, marker, err := c.acquireMarker(ctx, rk)
@@ -80,6 +83,7 @@ func (c *Cache) getOrLoad(ctx context.Context, key string, ttl time.Duration, co
 			fallthrough
 		case foundFresh:
 			c.st.hits.Add(1)
+			c.traceBool(ctx, AttrHit, true)
 			return result(key, e)
 		case foundStale:
 			kept := e // only this copy escapes, not every hit's entry
@@ -90,6 +94,7 @@ func (c *Cache) getOrLoad(ctx context.Context, key string, ttl time.Duration, co
 		kind, force = flightLease, v != foundWait
 	}
 	c.st.misses.Add(1)
+	c.traceBool(ctx, AttrHit, false)
 	f := &flight{kind: kind, rk: rk, key: key, ttl: ttl, codec: codec, loader: loader, stale: stale, force: force, vals: ctx}
 	if acquired {
 		f.rkBuf[0] = rk
@@ -257,9 +262,11 @@ func (c *Cache) serveStale(stale *entry) (entry, error) {
 // loadLeased is the body of a flightLease: take the lease and load, or wait
 // for the owner of the lease to store the value. With f.force (a stale value
 // must stay readable) the lease is the separate lease key.
-func (c *Cache) loadLeased(base context.Context, f *flight) (entry, error) {
+func (c *Cache) loadLeased(base context.Context, f *flight) (_ entry, err error) {
 	rk, key, codec, stale := f.rk, f.key, f.codec, f.stale
-	wctx, cancel := c.leaseWait(base)
+	var wait span // the wait for another load's lease, once it starts
+	defer func() { wait.done(err) }()
+	wctx, cancel := c.leaseWait(c.traced(base, f.vals))
 	defer cancel()
 	var events chan byte
 	defer func() {
@@ -326,9 +333,11 @@ func (c *Cache) loadLeased(base context.Context, f *flight) (entry, error) {
 			return entry{}, fmt.Errorf("cache: get or set %q: lease: %w", key, err)
 		}
 		if acquired {
+			wait.done(nil)
 			return c.fill(base, f.vals, l, key, f.ttl, codec, f.loader, stale)
 		}
 		if events == nil {
+			_, wait = c.trace(f.vals, opLeaseWait)
 			events = c.hub.register(rk)
 			if c.subscribe(wctx) == nil {
 				// Re-check and flag the lease: from now on its owner's event
@@ -342,11 +351,11 @@ func (c *Cache) loadLeased(base context.Context, f *flight) (entry, error) {
 			waiting = true
 			c.st.leaseWaits.Add(1)
 		}
-		wait := c.opt.LeasePoll
-		if pttl > 0 && time.Duration(pttl)*time.Millisecond < wait {
-			wait = time.Duration(pttl+1) * time.Millisecond
+		poll := c.opt.LeasePoll
+		if pttl > 0 && time.Duration(pttl)*time.Millisecond < poll {
+			poll = time.Duration(pttl+1) * time.Millisecond
 		}
-		t := time.NewTimer(wait)
+		t := time.NewTimer(poll)
 		select {
 		case ev := <-events:
 			t.Stop()
@@ -415,6 +424,8 @@ func (c *Cache) fill(base, vals context.Context, l lease, key string, ttl time.D
 // *PanicError, and records it in the statistics. The loader's context ends
 // with base and answers Value from vals.
 func (c *Cache) callLoader(base, vals context.Context, loader LoaderFunc[[]byte]) (p []byte, err error) {
+	vals, sp := c.trace(vals, opLoad) // the loader's own spans are its children
+	defer func() { sp.done(err) }()   // after the recover below
 	start := time.Now()
 	ctx := newLoadCtx(base, vals, start.Add(c.opt.LoadTimeout))
 	defer ctx.release()

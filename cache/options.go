@@ -105,6 +105,12 @@ type Options struct {
 	// Redis for the Typed caches over this Cache, invalidated by Redis
 	// through CLIENT TRACKING; see NearOptions. Default nil: off.
 	Near *NearOptions
+
+	// Tracer, when set, reports Get, Set, MGet, GetOrSet (with its lease
+	// wait and loader), Delete and Clear as spans; see Tracer and the
+	// module github.com/rediskit/rediskit/otel. Default nil: no tracing,
+	// at no cost.
+	Tracer Tracer
 }
 
 // Pipelining is how reads and lease commands reach Redis: see

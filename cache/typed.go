@@ -52,7 +52,9 @@ func (t *Typed[T]) decode(ctx context.Context, key string, p []byte) (T, bool) {
 // not decode (deleted and counted). One command, none on a near-tier hit; a
 // value read from Redis is published in the near tier if no invalidation of
 // the key arrived since the read was sent.
-func (t *Typed[T]) Get(ctx context.Context, key string) (T, bool, error) {
+func (t *Typed[T]) Get(ctx context.Context, key string) (_ T, hit bool, err error) {
+	ctx, sp := t.c.trace(ctx, opGet)
+	defer func() { sp.setBool(AttrHit, hit); sp.done(err) }()
 	if v, ok := nearValue[T](t.near, key); ok {
 		return v, true, nil
 	}
@@ -74,7 +76,9 @@ func (t *Typed[T]) Get(ctx context.Context, key string) (T, bool, error) {
 
 // Set stores v under key for ttl (0: no expiry). One command; a lost reply
 // is handled as in Cache.Set.
-func (t *Typed[T]) Set(ctx context.Context, key string, v T, ttl time.Duration) error {
+func (t *Typed[T]) Set(ctx context.Context, key string, v T, ttl time.Duration) (err error) {
+	ctx, sp := t.c.trace(ctx, opSet)
+	defer func() { sp.done(err) }()
 	p, err := t.codec.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("cache: set %q: encode: %w", key, err)
@@ -91,8 +95,10 @@ func (t *Typed[T]) Delete(ctx context.Context, keys ...string) error {
 // are deleted and left out. Near-tier hits come first; values read from
 // Redis are not published in the near tier (the batch read does not return
 // their soft expiry): Get and GetOrSet fill it.
-func (t *Typed[T]) MGet(ctx context.Context, keys []string) (map[string]T, error) {
-	out := make(map[string]T, len(keys))
+func (t *Typed[T]) MGet(ctx context.Context, keys []string) (out map[string]T, err error) {
+	ctx, sp := t.c.trace(ctx, opMGet)
+	defer func() { sp.setInt(AttrKeys, len(keys)); sp.setInt(AttrHits, len(out)); sp.done(err) }()
+	out = make(map[string]T, len(keys))
 	rest := nearValues(t.near, keys, out)
 	if len(rest) == 0 {
 		return out, nil
@@ -125,7 +131,9 @@ func (t *Typed[T]) MSet(ctx context.Context, items map[string]T, ttl time.Durati
 // GetOrSet returns the value under key or loads, stores and returns it, with
 // the stampede protection and freshness controls of Cache.GetOrSet. A stored
 // value that does not decode is deleted and reloaded once.
-func (t *Typed[T]) GetOrSet(ctx context.Context, key string, ttl time.Duration, loader LoaderFunc[T]) (T, error) {
+func (t *Typed[T]) GetOrSet(ctx context.Context, key string, ttl time.Duration, loader LoaderFunc[T]) (_ T, err error) {
+	ctx, sp := t.c.trace(ctx, opGetOrSet)
+	defer func() { sp.done(err) }()
 	var zero T
 	load := func(ctx context.Context) ([]byte, error) {
 		v, err := loader(ctx)
@@ -139,6 +147,7 @@ func (t *Typed[T]) GetOrSet(ctx context.Context, key string, ttl time.Duration, 
 		return p, nil
 	}
 	if v, ok := nearValue[T](t.near, key); ok {
+		sp.setBool(AttrHit, true)
 		return v, nil
 	}
 	tok := t.near.begin(key)

@@ -28,7 +28,9 @@ func (s *Store) Create(ctx context.Context, userID string, data map[string]any, 
 }
 
 // createSealed is Create with encoded values (see "The seam to Manager").
-func (s *Store) createSealed(ctx context.Context, userID string, values map[string]sealed, opts CreateOptions) (*Session, error) {
+func (s *Store) createSealed(ctx context.Context, userID string, values map[string]sealed, opts CreateOptions) (_ *Session, err error) {
+	ctx, sp := s.trace(ctx, opCreate) // here, not in Create: a Manager's save comes this way
+	defer func() { sp.done(err) }()
 	if s.isClosed() {
 		return nil, ErrClosed
 	}
@@ -105,7 +107,9 @@ func (s *Store) createSealed(ctx context.Context, userID string, values map[stri
 // session past a timeout by the store's clock) runs the touch script
 // after it: two round trips, once per TouchInterval per session. See
 // "Reads and touches" in the package documentation.
-func (s *Store) Get(ctx context.Context, id string) (*Session, error) {
+func (s *Store) Get(ctx context.Context, id string) (_ *Session, err error) {
+	ctx, sp := s.trace(ctx, opGet)
+	defer func() { sp.done(err) }()
 	p, err := parseToken(s.opts.Prefix, id)
 	if err != nil {
 		return nil, fmt.Errorf("session: get: %w", err)
@@ -170,7 +174,9 @@ func (s *Store) Update(ctx context.Context, id string, ch Changes) (int64, error
 
 // updateSealed is Update with encoded values (see "The seam to Manager").
 // A key both set and deleted is set.
-func (s *Store) updateSealed(ctx context.Context, id string, set map[string]sealed, del []string, persist *bool, ifVersion int64) (int64, error) {
+func (s *Store) updateSealed(ctx context.Context, id string, set map[string]sealed, del []string, persist *bool, ifVersion int64) (_ int64, err error) {
+	ctx, sp := s.trace(ctx, opUpdate) // here, not in Update: a Manager's save comes this way
+	defer func() { sp.done(err) }()
 	p, err := parseToken(s.opts.Prefix, id)
 	if err != nil {
 		return 0, fmt.Errorf("session: update: %w", err)
@@ -203,7 +209,9 @@ func (s *Store) updateSealed(ctx context.Context, id string, set map[string]seal
 
 // Delete removes a session and its index entry. Deleting a missing session
 // is not an error; the result says whether one existed.
-func (s *Store) Delete(ctx context.Context, id string) (bool, error) {
+func (s *Store) Delete(ctx context.Context, id string) (found bool, err error) {
+	ctx, sp := s.trace(ctx, opDelete)
+	defer func() { sp.setBool(AttrFound, found); sp.done(err) }()
 	p, err := parseToken(s.opts.Prefix, id)
 	if err != nil {
 		return false, fmt.Errorf("session: delete: %w", err)
@@ -222,6 +230,8 @@ func (s *Store) Delete(ctx context.Context, id string) (bool, error) {
 // (it never shortens it) and records an access. It returns the new expiry
 // and deadline, or ErrNotFound.
 func (s *Store) Extend(ctx context.Context, id string, d time.Duration) (expiresAt, deadline time.Time, err error) {
+	ctx, sp := s.trace(ctx, opExtend)
+	defer func() { sp.done(err) }()
 	p, err := parseToken(s.opts.Prefix, id)
 	if err != nil {
 		return time.Time{}, time.Time{}, fmt.Errorf("session: extend: %w", err)
@@ -250,7 +260,9 @@ func (s *Store) Extend(ctx context.Context, id string, d time.Duration) (expires
 // retries may re-send it; when the outcome is still unknown the error
 // matches retry.ErrAmbiguous and the returned ID is not empty: it is the
 // session's ID if the rotation ran, and Get on it settles which ID is live.
-func (s *Store) Rotate(ctx context.Context, id string) (string, error) {
+func (s *Store) Rotate(ctx context.Context, id string) (_ string, err error) {
+	ctx, sp := s.trace(ctx, opRotate)
+	defer func() { sp.done(err) }()
 	p, err := parseToken(s.opts.Prefix, id)
 	if err != nil {
 		return "", fmt.Errorf("session: rotate: %w", err)

@@ -111,6 +111,12 @@ type Options struct {
 	// the client's ReadTimeout, which bounds the whole round trip. Default
 	// 250 ms when DurableReplicas is set.
 	DurableTimeout time.Duration
+
+	// Tracer, when set, reports Create, Get, Update, Delete, Extend,
+	// Rotate, DeleteByUser and each Manager request as spans; see Tracer
+	// and the module github.com/rediskit/rediskit/otel. Default nil: no
+	// tracing, at no cost.
+	Tracer Tracer
 }
 
 const (

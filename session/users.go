@@ -44,7 +44,9 @@ func (s *Store) ListByUser(ctx context.Context, userID string) ([]Info, error) {
 
 // DeleteByUser deletes every session of the user ("log out everywhere") in
 // one script and returns how many there were.
-func (s *Store) DeleteByUser(ctx context.Context, userID string) (int, error) {
+func (s *Store) DeleteByUser(ctx context.Context, userID string) (n int, err error) {
+	ctx, sp := s.trace(ctx, opDeleteByUser)
+	defer func() { sp.setInt(AttrDeleted, n); sp.done(err) }()
 	return s.deleteUser(ctx, "delete by user", userID, "")
 }
 
