@@ -17,7 +17,7 @@ import (
 // With Options.Near, reads are answered from the near tier first and the
 // values they read from Redis are published there. The near tier enters
 // Typed through one seam, its *near (nil without one), on one code path:
-// nearValue, begin and publish do nothing on a nil near.
+// nearValue, begin, publish and publishAbsent do nothing on a nil near.
 type Typed[T any] struct {
 	c     *Cache
 	near  *near
@@ -49,12 +49,16 @@ func (t *Typed[T]) decode(ctx context.Context, key string, p []byte) (T, bool) {
 
 // Get returns the value under key: (v, true, nil) on a hit, (zero, false,
 // nil) on a miss, a stale value, a cached "not found" or a value that does
-// not decode (deleted and counted). One command, none on a near-tier hit; a
-// value read from Redis is published in the near tier if no invalidation of
-// the key arrived since the read was sent.
+// not decode (deleted and counted). One command, none on a near-tier hit or
+// negative hit; what Redis answered is published in the near tier — the
+// value, or a negative entry when it had none — if no invalidation of the
+// key arrived since the read was sent.
 func (t *Typed[T]) Get(ctx context.Context, key string) (T, bool, error) {
-	if v, ok := nearValue[T](t.near, key); ok {
+	switch v, st := nearValue[T](t.near, key, true); st {
+	case nearHit:
 		return v, true, nil
+	case nearNegative:
+		return v, false, nil
 	}
 	tok := t.near.begin(key)
 	var v T
@@ -62,9 +66,12 @@ func (t *Typed[T]) Get(ctx context.Context, key string) (T, bool, error) {
 	if err != nil {
 		return v, false, err
 	}
-	if ok {
-		v, ok = t.decode(ctx, key, e.payload)
+	if !ok {
+		t.c.countOne(false)
+		t.near.publishAbsent(key, tok, 0)
+		return v, false, nil
 	}
+	v, ok = t.decode(ctx, key, e.payload) // a failure invalidates key
 	t.c.countOne(ok)
 	if ok {
 		t.near.publish(key, tok, v, e.h.SoftExpiry, len(e.payload))
@@ -88,21 +95,43 @@ func (t *Typed[T]) Delete(ctx context.Context, keys ...string) error {
 }
 
 // MGet returns the hits among keys; see Cache.MGet. Values that do not decode
-// are deleted and left out. Near-tier hits come first; values read from
-// Redis are not published in the near tier (the batch read does not return
-// their soft expiry): Get and GetOrSet fill it.
+// are deleted and left out. With a near tier, keys it serves (values and
+// negative entries) are answered locally and only the others are read from
+// Redis, in one round trip per master; what Redis answered for them is
+// published as Get publishes it: the values, and negative entries for the
+// keys it had nothing usable for.
 func (t *Typed[T]) MGet(ctx context.Context, keys []string) (map[string]T, error) {
 	out := make(map[string]T, len(keys))
 	rest := nearValues(t.near, keys, out)
 	if len(rest) == 0 {
 		return out, nil
 	}
-	raw, failed, err := t.c.mget(ctx, rest, t.codec.ID())
+	var toks []nearToken
+	if t.near != nil {
+		toks = make([]nearToken, len(rest))
+		for i, k := range rest {
+			toks[i] = t.near.begin(k)
+		}
+	}
+	res, failed, err := t.c.mgetEntries(ctx, rest, t.codec.ID())
 	hits := 0
-	for k, p := range raw {
-		if v, ok := t.decode(ctx, k, p); ok {
+	for i, r := range res {
+		k := rest[i]
+		switch r.state {
+		case readHit:
+			v, ok := t.decode(ctx, k, r.e.payload)
+			if !ok {
+				continue
+			}
 			out[k] = v
 			hits++
+			if toks != nil {
+				t.near.publish(k, toks[i], v, r.e.h.SoftExpiry, len(r.e.payload))
+			}
+		case readMissing:
+			if toks != nil {
+				t.near.publishAbsent(k, toks[i], 0)
+			}
 		}
 	}
 	t.c.count(hits, len(rest)-failed-hits)
@@ -138,8 +167,8 @@ func (t *Typed[T]) GetOrSet(ctx context.Context, key string, ttl time.Duration, 
 		}
 		return p, nil
 	}
-	if v, ok := nearValue[T](t.near, key); ok {
-		return v, nil
+	if v, st := nearValue[T](t.near, key, false); st == nearHit {
+		return v, nil // a negative entry is a local miss here: the loader may have to run
 	}
 	tok := t.near.begin(key)
 	for attempt := 0; ; attempt++ {
