@@ -41,6 +41,7 @@ func TestNearMGetFillsAndReadsLocalFirst(t *testing.T) {
 		f := newNearFixture(t, tp.rdb, outside, NearOptions{})
 		var present, absent []string
 		want := map[string]string{}
+		inv := f.c.NearStats().Invalidations
 		for i := range 30 {
 			k := fmt.Sprintf("m%d", i)
 			present = append(present, k)
@@ -53,6 +54,9 @@ func TestNearMGetFillsAndReadsLocalFirst(t *testing.T) {
 			absent = append(absent, fmt.Sprintf("none%d", i))
 		}
 		keys := append(slices.Clone(present), absent...)
+		// Each Set is reported by one invalidation message; wait for them all,
+		// so none arrives in the middle of what follows.
+		waitFor(t, "the Sets' invalidations", func() bool { return f.c.NearStats().Invalidations >= inv+uint64(len(present)) })
 
 		// The first MGet reads all 40 keys: one round trip per master at most.
 		tp.cnt.reset()
@@ -69,8 +73,8 @@ func TestNearMGetFillsAndReadsLocalFirst(t *testing.T) {
 				t.Fatalf("first MGet: %d round trips to %s, want 1", c, n)
 			}
 		}
-		// The Sets' own invalidations may still be in flight and refuse some
-		// inserts (the coherence rule); MGet until everything is local.
+		// A tracking reconnect could still refuse inserts (the coherence
+		// rule): MGet until everything is local.
 		waitFor(t, "all 40 keys served locally", func() bool {
 			got, local := f.mgetLocal(t, tp, keys)
 			return local && maps.Equal(got, want)
@@ -215,6 +219,7 @@ func TestMGetHostileKeys(t *testing.T) {
 		f := newNearFixture(t, tp.rdb, outside, NearOptions{})
 		keys := hostileBatchKeys()
 		want := map[string]string{}
+		inv := f.c.NearStats().Invalidations
 		for i, k := range keys {
 			want[k] = fmt.Sprintf("value-%d", i)
 			if err := f.typed.Set(ctx, k, want[k], 0); err != nil {
@@ -227,6 +232,9 @@ func TestMGetHostileKeys(t *testing.T) {
 				}
 			}
 		}
+		// Each Set is reported by one invalidation message; wait for them all,
+		// so none arrives after the entries are filled.
+		waitFor(t, "the Sets' invalidations", func() bool { return f.c.NearStats().Invalidations >= inv+uint64(len(keys)) })
 		unwritten := []string{"m*", "*x", "{*}", "[*]"}
 		all := append(slices.Clone(keys), unwritten...)
 		got, err := f.typed.MGet(ctx, all)
