@@ -29,8 +29,38 @@ func (c *Cache) MGet(ctx context.Context, keys []string) (out map[string][]byte,
 // returns the number of keys that failed.
 func (c *Cache) mget(ctx context.Context, keys []string, codec byte) (map[string][]byte, int, error) {
 	out := make(map[string][]byte, len(keys))
+	res, failed, err := c.mgetEntries(ctx, keys, codec)
+	for i, r := range res {
+		if r.state == readHit {
+			out[keys[i]] = r.e.payload
+		}
+	}
+	return out, failed, err
+}
+
+// readState is the outcome of one key of a batch read.
+type readState uint8
+
+const (
+	readFailed  readState = iota // the key's node failed: in the *BatchError
+	readHit                      // a fresh value
+	readMissing                  // nothing usable: absent, stale, "not found", a lease marker
+	readCorrupt                  // did not decode: counted and deleted
+)
+
+// readResult is one key of a batch read.
+type readResult struct {
+	e     entry
+	state readState
+}
+
+// mgetEntries reads keys in one round trip per master and returns their
+// outcomes, aligned with keys, and the number that failed. Corrupt values
+// are counted and deleted. A *BatchError names the failed keys.
+func (c *Cache) mgetEntries(ctx context.Context, keys []string, codec byte) ([]readResult, int, error) {
+	res := make([]readResult, len(keys))
 	if len(keys) == 0 {
-		return out, 0, nil
+		return res, 0, nil
 	}
 	rks := make([]string, len(keys))
 	for i, k := range keys {
@@ -38,7 +68,7 @@ func (c *Cache) mget(ctx context.Context, keys []string, codec byte) (map[string
 	}
 	vals, errs, err := c.readMany(ctx, rks)
 	if err != nil {
-		return out, len(keys), fmt.Errorf("cache: mget %d keys: %w", len(keys), err)
+		return res, len(keys), fmt.Errorf("cache: mget %d keys: %w", len(keys), err)
 	}
 	now := time.Now().UnixMilli()
 	var failed map[string]error
@@ -51,17 +81,20 @@ func (c *Cache) mget(ctx context.Context, keys []string, codec byte) (map[string
 			failed[k] = errs[i]
 			continue
 		}
+		res[i].state = readMissing
 		v, ok := vals[i].(string)
 		if !ok {
 			continue
 		}
 		e, err := c.decode([]byte(v), codec)
 		if err != nil {
+			res[i].state = readCorrupt
 			corrupt = append(corrupt, k)
 			continue
 		}
+		res[i].e = e
 		if e.hit(now) {
-			out[k] = e.payload
+			res[i].state = readHit
 		}
 	}
 	if len(corrupt) > 0 {
@@ -69,9 +102,9 @@ func (c *Cache) mget(ctx context.Context, keys []string, codec byte) (map[string
 		_ = c.Delete(ctx, corrupt...) // best effort: the next read retries it
 	}
 	if failed != nil {
-		return out, len(failed), &BatchError{Op: "mget", Errs: failed}
+		return res, len(failed), &BatchError{Op: "mget", Errs: failed}
 	}
-	return out, 0, nil
+	return res, 0, nil
 }
 
 // readMany reads rks; vals[i] is a string or nil (missing), errs[i] a

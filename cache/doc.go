@@ -58,7 +58,9 @@
 // MGet groups keys by hash slot (CRC16 and hash tags, computed here), sends
 // one MGET per slot — a GET for a lone key — and lets the cluster pipeline
 // send one batch per master, in parallel: one round trip per master. Per-key
-// failures come back in a *BatchError. Clear SCANs every master and
+// failures come back in a *BatchError. Keys are literal: globs, braces,
+// protocol text and binary bytes read back their own values, grouped by
+// the slot the server computes (TestMGetHostileKeys). Clear SCANs every master and
 // UNLINKs in bounded batches grouped by slot; user text is escaped (Literal,
 // Prefix, Pattern.Lit) so it cannot widen a pattern, and wildcards are only
 // written explicitly (Glob, Pattern.Any).
@@ -153,7 +155,15 @@
 // can be: a bounded local tier (github.com/maypok86/otter/v2, adaptive
 // W-TinyLFU, bounded in entries and estimated bytes) holds *decoded* values,
 // so a near hit costs a map lookup and a type assertion — no Redis command,
-// no decoding, no allocation. Get and GetOrSet fill it; MGet reads it.
+// no decoding, no allocation. Get, MGet and GetOrSet fill it. MGet reads
+// it first and sends only the keys it does not serve, still one round trip
+// per master (TestNearMGetFillsAndReadsLocalFirst). A read that finds
+// nothing usable in Redis leaves a negative entry: Get and MGet answer
+// "not found" from it with no command; GetOrSet does not, since it must be
+// able to load. Broadcast tracking reports writes to every key of the
+// namespace, read while missing or not, so negative entries are invalidated
+// like values (TestNearNegativeEntries), across processes too
+// (TestNearTwoProcesses covers an MGet-filled and a negative entry).
 // Local writes (Set, MSet, Delete, Clear) drop the local copies at
 // once; every other write — another process, redis-cli, a Lua script, an
 // expiry, an eviction — is reported by Redis.
@@ -170,8 +180,10 @@
 // client, tracking follows the master after a failover. Where CLIENT
 // TRACKING is refused (an embedded server, a proxy, an ACL), the tier turns
 // itself off with one log line, or runs in a TTL-only mode bounded by
-// NearOptions.MaxStaleness. Cache.NearStats reports local hits, misses,
-// evictions, invalidations, flushes and bytes.
+// NearOptions.MaxStaleness. Cache.NearStats reports local hits, negative
+// hits, misses, fills (negative ones apart), evictions, invalidations,
+// flushes, entries and bytes; metrics.NewCacheCollector exports them
+// (TestCacheCollectorNearTier) and the rediskit dashboard shows them.
 //
 //	c, err := cache.New(rdb, cache.Options{Prefix: "users", Near: &cache.NearOptions{MaxEntries: 50_000}})
 package cache

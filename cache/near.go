@@ -113,11 +113,20 @@ type NearStats struct {
 	// Serving reports whether local entries are served now: in tracking mode,
 	// whether every master's tracking connection is armed.
 	Serving bool
-	// Hits counts reads of Typed caches answered from process memory.
+	// Hits counts reads of Typed caches answered from process memory with a
+	// value.
 	Hits uint64
+	// NegativeHits counts reads of Typed caches (Get, MGet) answered from
+	// process memory with "not found": a negative entry, left by an earlier
+	// read that found nothing usable in Redis.
+	NegativeHits uint64
 	// Misses counts reads of Typed caches that went to Redis while the near
 	// tier was on (not found locally, or not serving).
 	Misses uint64
+	// Fills counts entries put in the local tier by reads of Redis (Get,
+	// MGet, GetOrSet), values and negative entries alike; NegativeFills
+	// counts the negative ones among them.
+	Fills, NegativeFills uint64
 	// Evictions counts entries removed to respect MaxEntries or MaxBytes,
 	// or because their soft TTL or MaxStaleness ran out.
 	Evictions uint64
@@ -147,7 +156,10 @@ func (c *Cache) NearStats() NearStats {
 		Mode:          mode,
 		Serving:       n.serving.Load(),
 		Hits:          n.st.hits.Load(),
+		NegativeHits:  n.st.negHits.Load(),
 		Misses:        n.st.misses.Load(),
+		Fills:         n.st.fills.Load(),
+		NegativeFills: n.st.negFills.Load(),
 		Evictions:     n.st.evictions.Load(),
 		Invalidations: n.st.invalidations.Load(),
 		Flushes:       n.st.flushes.Load(),
@@ -168,8 +180,24 @@ type nearEntry struct {
 }
 
 type nearCounters struct {
-	hits, misses, evictions, invalidations, flushes atomic.Uint64
+	hits, negHits, misses, fills, negFills, evictions, invalidations, flushes atomic.Uint64
 }
+
+// nearAbsent is the value of a negative entry: the key's last read from
+// Redis found nothing usable (no value, a cached "not found", a stale value,
+// the marker of a running load). Broadcast tracking reports every write to
+// a key of the namespace, present or not, so a negative entry is
+// invalidated exactly like a value (TestNearNegativeEntries).
+type nearAbsent struct{}
+
+// nearState is what the local tier holds for a key.
+type nearState uint8
+
+const (
+	nearNone     nearState = iota // nothing served locally: ask Redis
+	nearHit                       // a value
+	nearNegative                  // a negative entry: "not found"
+)
 
 // near is the local tier of a Cache.
 //
@@ -320,6 +348,20 @@ func (n *near) begin(key string) nearToken {
 // could have changed it happened since begin. soft is the value's soft
 // expiry (Unix ms, 0 = none); size the encoded payload's length.
 func (n *near) publish(key string, tok nearToken, v any, soft int64, size int) {
+	n.put(key, tok, v, soft, size, false)
+}
+
+// publishAbsent inserts a negative entry for key, read from Redis under tok
+// and found missing; soft is the soft expiry of a stored "not found" (0 for
+// none). Unlike a value, a negative entry never replaces an entry already
+// there: that entry was read later (a value published by a GetOrSet that
+// loaded it after this read), and the write that separates the two reads
+// has not been reported yet, so the older "not found" must not win.
+func (n *near) publishAbsent(key string, tok nearToken, soft int64) {
+	n.put(key, tok, nearAbsent{}, soft, 0, true)
+}
+
+func (n *near) put(key string, tok nearToken, v any, soft int64, size int, negative bool) {
 	if !tok.ok {
 		return
 	}
@@ -337,48 +379,67 @@ func (n *near) publish(key string, tok nearToken, v any, soft int64, size int) {
 	seq := n.stripe(key)
 	e := nearEntry{v: v, exp: exp, weight: uint32(min(len(key)+size+64, math.MaxUint32))}
 	valid := func() bool { return n.gen.Load() == tok.gen && seq.Load() == tok.seq }
+	wrote := false
 	_, ok := n.lru.Compute(key, func(old nearEntry, found bool) (nearEntry, otter.ComputeOp) {
-		if !valid() {
+		if !valid() || (negative && found) {
 			return old, otter.CancelOp
 		}
+		wrote = true
 		return e, otter.WriteOp
 	})
+	if !wrote {
+		return
+	}
 	if ok && !valid() {
 		n.lru.Invalidate(key)
+		return
+	}
+	n.st.fills.Add(1)
+	if negative {
+		n.st.negFills.Add(1)
 	}
 }
 
 // nearValue returns the local value of key if the near tier serves it and
 // it holds a T (another Typed over the same Cache may have stored another
 // type under the key: that reads as a local miss). A nil near has none. No
-// allocation.
-func nearValue[T any](n *near, key string) (T, bool) {
+// allocation. A negative entry is reported as nearNegative and counted as a
+// negative hit if countNegative (Get, MGet), as a miss otherwise (GetOrSet,
+// which must ask Redis to load).
+func nearValue[T any](n *near, key string, countNegative bool) (T, nearState) {
 	var zero T
 	if n == nil {
-		return zero, false
+		return zero, nearNone
 	}
 	v, ok := n.lookup(key)
 	if ok {
-		if tv, ok := v.(T); ok {
+		if _, neg := v.(nearAbsent); neg { // before v.(T): T may be an interface
+			if countNegative {
+				n.st.negHits.Add(1)
+				return zero, nearNegative
+			}
+		} else if tv, ok := v.(T); ok {
 			n.st.hits.Add(1)
-			return tv, true
+			return tv, nearHit
 		}
 		n.st.misses.Add(1)
 	}
-	return zero, false
+	return zero, nearNone
 }
 
 // nearValues puts the local values of keys in out and returns the keys
-// left to read from Redis: all of them with a nil near.
+// left to read from Redis: all of them with a nil near. Keys with a
+// negative entry are neither in out nor in the result.
 func nearValues[T any](n *near, keys []string, out map[string]T) []string {
 	if n == nil {
 		return keys
 	}
 	rest := keys[:0:0]
 	for _, k := range keys {
-		if v, ok := nearValue[T](n, k); ok {
+		switch v, st := nearValue[T](n, k, true); st {
+		case nearHit:
 			out[k] = v
-		} else {
+		case nearNone:
 			rest = append(rest, k)
 		}
 	}

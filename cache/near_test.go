@@ -420,8 +420,8 @@ func TestNearFollowsClusterMasterReplacement(t *testing.T) {
 	flushes := f.c.NearStats().Flushes
 	victim.Kill()
 	waitFor(t, "the flush", func() bool { return f.c.NearStats().Flushes > flushes })
-	if v, ok := nearValue[string](f.c.near, key); ok {
-		t.Fatalf("served %q locally with a master down", v)
+	if v, st := nearValue[string](f.c.near, key, true); st != nearNone {
+		t.Fatalf("served %q (state %d) locally with a master down", v, st)
 	}
 	// Promote the victim's replica. (Redis would do it by itself after the
 	// node timeout, given a majority; TAKEOVER makes the test independent
@@ -651,8 +651,13 @@ func TestNearTwoProcesses(t *testing.T) {
 			_ = cmd.Wait()
 		}()
 		out := bufio.NewScanner(stdout)
-		ask := func() (string, bool) {
-			if _, err := fmt.Fprintln(stdin, "get"); err != nil {
+		// ask sends a request ("get" by default, or "get KEY", "mget KEY").
+		ask := func(req ...string) (string, bool) {
+			line := "get"
+			if len(req) > 0 {
+				line = strings.Join(req, " ")
+			}
+			if _, err := fmt.Fprintln(stdin, line); err != nil {
 				t.Fatal(err)
 			}
 			if !out.Scan() {
@@ -687,12 +692,43 @@ func TestNearTwoProcesses(t *testing.T) {
 			}
 		}
 		t.Logf("slowest of 20 trials: the other process served the new value %v after the ack", worst)
+
+		// The same bound for an entry filled by MGet and for a negative
+		// entry (a key read while missing), each served locally before the
+		// write.
+		for _, tc := range []struct{ what, op, key, old string }{
+			{"an MGet-filled entry", "mget", "batch", "b0"},
+			{"a negative entry", "get", "absent", ""},
+		} {
+			if tc.old != "" {
+				if err := typed.Set(ctx, tc.key, tc.old, 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			waitFor(t, "the helper serving "+tc.what+" locally", func() bool {
+				v, local := ask(tc.op, tc.key)
+				return v == tc.old && local
+			})
+			if err := typed.Set(ctx, tc.key, "new", 0); err != nil {
+				t.Fatal(err)
+			}
+			acked := time.Now()
+			for {
+				if v, _ := ask(tc.op, tc.key); v == "new" {
+					break
+				}
+				if time.Since(acked) > freshnessBound {
+					t.Fatalf("the helper still served %s of %q %v after the write was acknowledged", tc.what, tc.key, freshnessBound)
+				}
+			}
+		}
 	})
 }
 
 // TestNearHelperProcess is the reader of TestNearTwoProcesses: for each
-// "get" line on stdin it prints the value of "fresh" and whether it came
-// from the near tier.
+// line on stdin ("get", "get KEY", "mget KEY") it prints the value read
+// ("fresh" for a bare "get"; empty when there is none) and whether it came
+// from the near tier (a value or a negative entry).
 func TestNearHelperProcess(t *testing.T) {
 	if os.Getenv(nearHelperEnv) == "" {
 		t.Skip("helper process for TestNearTwoProcesses")
@@ -707,14 +743,29 @@ func TestNearHelperProcess(t *testing.T) {
 	typed := NewTyped[string](c, nil)
 	ctx := context.Background()
 	in := bufio.NewScanner(os.Stdin)
+	local := func() uint64 { st := c.NearStats(); return st.Hits + st.NegativeHits }
 	for in.Scan() {
-		before := c.NearStats().Hits
-		v, _, err := typed.Get(ctx, "fresh")
+		// "get" reads "fresh"; "get KEY" and "mget KEY" read KEY with Get
+		// and MGet.
+		op, key, _ := strings.Cut(in.Text(), " ")
+		if key == "" {
+			key = "fresh"
+		}
+		before := local()
+		var v string
+		var err error
+		if op == "mget" {
+			var m map[string]string
+			m, err = typed.MGet(ctx, []string{key})
+			v = m[key]
+		} else {
+			v, _, err = typed.Get(ctx, key)
+		}
 		if err != nil {
 			v = "error:" + strings.ReplaceAll(err.Error(), " ", "_")
 		}
 		where := "redis"
-		if c.NearStats().Hits > before {
+		if local() > before {
 			where = "local"
 		}
 		fmt.Println(v, where)

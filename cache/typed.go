@@ -17,7 +17,7 @@ import (
 // With Options.Near, reads are answered from the near tier first and the
 // values they read from Redis are published there. The near tier enters
 // Typed through one seam, its *near (nil without one), on one code path:
-// nearValue, begin and publish do nothing on a nil near.
+// nearValue, begin, publish and publishAbsent do nothing on a nil near.
 type Typed[T any] struct {
 	c     *Cache
 	near  *near
@@ -49,14 +49,18 @@ func (t *Typed[T]) decode(ctx context.Context, key string, p []byte) (T, bool) {
 
 // Get returns the value under key: (v, true, nil) on a hit, (zero, false,
 // nil) on a miss, a stale value, a cached "not found" or a value that does
-// not decode (deleted and counted). One command, none on a near-tier hit; a
-// value read from Redis is published in the near tier if no invalidation of
-// the key arrived since the read was sent.
+// not decode (deleted and counted). One command, none on a near-tier hit or
+// negative hit; what Redis answered is published in the near tier — the
+// value, or a negative entry when it had none — if no invalidation of the
+// key arrived since the read was sent.
 func (t *Typed[T]) Get(ctx context.Context, key string) (_ T, hit bool, err error) {
 	ctx, sp := t.c.trace(ctx, opGet)
 	defer func() { sp.setBool(AttrHit, hit); sp.done(err) }()
-	if v, ok := nearValue[T](t.near, key); ok {
+	switch v, st := nearValue[T](t.near, key, true); st {
+	case nearHit:
 		return v, true, nil
+	case nearNegative:
+		return v, false, nil
 	}
 	tok := t.near.begin(key)
 	var v T
@@ -64,9 +68,12 @@ func (t *Typed[T]) Get(ctx context.Context, key string) (_ T, hit bool, err erro
 	if err != nil {
 		return v, false, err
 	}
-	if ok {
-		v, ok = t.decode(ctx, key, e.payload)
+	if !ok {
+		t.c.countOne(false)
+		t.near.publishAbsent(key, tok, 0)
+		return v, false, nil
 	}
+	v, ok = t.decode(ctx, key, e.payload) // a failure invalidates key
 	t.c.countOne(ok)
 	if ok {
 		t.near.publish(key, tok, v, e.h.SoftExpiry, len(e.payload))
@@ -92,9 +99,11 @@ func (t *Typed[T]) Delete(ctx context.Context, keys ...string) error {
 }
 
 // MGet returns the hits among keys; see Cache.MGet. Values that do not decode
-// are deleted and left out. Near-tier hits come first; values read from
-// Redis are not published in the near tier (the batch read does not return
-// their soft expiry): Get and GetOrSet fill it.
+// are deleted and left out. With a near tier, keys it serves (values and
+// negative entries) are answered locally and only the others are read from
+// Redis, in one round trip per master; what Redis answered for them is
+// published as Get publishes it: the values, and negative entries for the
+// keys it had nothing usable for.
 func (t *Typed[T]) MGet(ctx context.Context, keys []string) (out map[string]T, err error) {
 	ctx, sp := t.c.trace(ctx, opMGet)
 	defer func() { sp.setInt(AttrKeys, len(keys)); sp.setInt(AttrHits, len(out)); sp.done(err) }()
@@ -103,12 +112,32 @@ func (t *Typed[T]) MGet(ctx context.Context, keys []string) (out map[string]T, e
 	if len(rest) == 0 {
 		return out, nil
 	}
-	raw, failed, err := t.c.mget(ctx, rest, t.codec.ID())
+	var toks []nearToken
+	if t.near != nil {
+		toks = make([]nearToken, len(rest))
+		for i, k := range rest {
+			toks[i] = t.near.begin(k)
+		}
+	}
+	res, failed, err := t.c.mgetEntries(ctx, rest, t.codec.ID())
 	hits := 0
-	for k, p := range raw {
-		if v, ok := t.decode(ctx, k, p); ok {
+	for i, r := range res {
+		k := rest[i]
+		switch r.state {
+		case readHit:
+			v, ok := t.decode(ctx, k, r.e.payload)
+			if !ok {
+				continue
+			}
 			out[k] = v
 			hits++
+			if toks != nil {
+				t.near.publish(k, toks[i], v, r.e.h.SoftExpiry, len(r.e.payload))
+			}
+		case readMissing:
+			if toks != nil {
+				t.near.publishAbsent(k, toks[i], 0)
+			}
 		}
 	}
 	t.c.count(hits, len(rest)-failed-hits)
@@ -146,9 +175,9 @@ func (t *Typed[T]) GetOrSet(ctx context.Context, key string, ttl time.Duration, 
 		}
 		return p, nil
 	}
-	if v, ok := nearValue[T](t.near, key); ok {
+	if v, st := nearValue[T](t.near, key, false); st == nearHit {
 		sp.setBool(AttrHit, true)
-		return v, nil
+		return v, nil // a negative entry is a local miss here: the loader may have to run
 	}
 	tok := t.near.begin(key)
 	for attempt := 0; ; attempt++ {

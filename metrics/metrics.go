@@ -43,6 +43,12 @@ type CacheCounters interface {
 	LocalStats() cache.Stats
 }
 
+// NearCounters is what NewCacheCollector reads of a near tier, when its
+// source has one; *cache.Cache has it.
+type NearCounters interface {
+	NearStats() cache.NearStats
+}
+
 // SessionStats is what NewSessionCollector reads; *session.Store has it.
 type SessionStats interface {
 	Stats(ctx context.Context) (session.Stats, error)
@@ -177,31 +183,73 @@ func boolFloat(b bool) float64 {
 
 // cacheCollector exports one cache's in-process counters.
 type cacheCollector struct {
-	src    CacheCounters
-	labels []string
+	src CacheCounters
 
 	hits, misses, loads, dedup, loadErrors, loadSeconds *prometheus.Desc
 	stale, leaseWaits, decodeFailures                   *prometheus.Desc
+
+	// near is the source's near tier, nil without one; its descriptors
+	// follow.
+	near                                             NearCounters
+	nearHits, nearNegHits, nearMisses, nearFills     *prometheus.Desc
+	nearNegFills, nearEvictions, nearInvalidations   *prometheus.Desc
+	nearFlushes, nearEntries, nearBytes, nearServing *prometheus.Desc
 }
 
 // NewCacheCollector returns a collector of a cache's counters (hits,
 // misses, loads, deduplicated loads, loader errors and time, stale values
 // served, lease waits, decode failures), labelled cache=name. It reads no
 // Redis at scrape time; register one per cache, each with its own name.
+//
+// When src also has NearStats (a *cache.Cache) and a near tier
+// (cache.Options.Near: its mode is not NearDisabled when the collector is
+// made), the near tier's counters are exported too, as
+// rediskit_cache_near_*: hits, negative hits, misses, fills, negative
+// fills, evictions, invalidations, flushes, and the gauges entries, bytes
+// and serving (TestCacheCollectorNearTier).
 func NewCacheCollector(name string, src CacheCounters) prometheus.Collector {
-	l := []string{"cache"}
+	c := newCacheCollector(name, src)
+	desc := cacheDesc(name)
+	if n, ok := src.(NearCounters); ok && n.NearStats().Mode != cache.NearDisabled {
+		c.near = n
+		c.nearHits = desc("cache", "near_hits_total", "Typed reads answered from process memory with a value.")
+		c.nearNegHits = desc("cache", "near_negative_hits_total", "Typed reads answered from process memory with \"not found\" (a negative entry).")
+		c.nearMisses = desc("cache", "near_misses_total", "Typed reads that went to Redis while the near tier was on.")
+		c.nearFills = desc("cache", "near_fills_total", "Entries put in the near tier by reads of Redis, negative entries included.")
+		c.nearNegFills = desc("cache", "near_negative_fills_total", "Negative entries put in the near tier.")
+		c.nearEvictions = desc("cache", "near_evictions_total", "Near-tier entries evicted by the size bounds or their expiry.")
+		c.nearInvalidations = desc("cache", "near_invalidations_total", "Keys named by invalidation messages from Redis.")
+		c.nearFlushes = desc("cache", "near_flushes_total", "Times every near-tier entry was dropped (tracking lost, FLUSHALL, topology change).")
+		c.nearEntries = desc("cache", "near_entries", "Near-tier entries (an estimate).")
+		c.nearBytes = desc("cache", "near_bytes", "Weight charged for the near-tier entries, in bytes.")
+		c.nearServing = desc("cache", "near_serving", "1 while the near tier serves local entries.")
+	}
+	return c
+}
+
+// cacheDesc returns a descriptor maker for the cache name. The name is a
+// constant label, so collectors of several caches have distinct
+// descriptors and register side by side in one registry
+// (TestCacheCollectorNearTier registers two).
+func cacheDesc(name string) func(sub, metric, help string) *prometheus.Desc {
+	return func(sub, metric, help string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName(namespace, sub, metric), help, nil, prometheus.Labels{"cache": name})
+	}
+}
+
+func newCacheCollector(name string, src CacheCounters) *cacheCollector {
+	desc := cacheDesc(name)
 	return &cacheCollector{
 		src:            src,
-		labels:         []string{name},
-		hits:           desc("cache", "hits_total", "Reads answered from Redis, stale values included.", l...),
-		misses:         desc("cache", "misses_total", "Reads that found nothing usable.", l...),
-		loads:          desc("cache", "loads_total", "Loader calls in this process.", l...),
-		dedup:          desc("cache", "deduplicated_loads_total", "Misses that shared a load already running instead of starting one.", l...),
-		loadErrors:     desc("cache", "loader_errors_total", "Loader calls that failed or panicked.", l...),
-		loadSeconds:    desc("cache", "loader_seconds_total", "Time spent in loaders.", l...),
-		stale:          desc("cache", "stale_served_total", "Stale values served (stale-while-revalidate, stale-if-error).", l...),
-		leaseWaits:     desc("cache", "lease_waits_total", "Loads that waited for another process's lease.", l...),
-		decodeFailures: desc("cache", "decode_failures_total", "Stored values that could not be decoded and were deleted.", l...),
+		hits:           desc("cache", "hits_total", "Reads answered from Redis, stale values included."),
+		misses:         desc("cache", "misses_total", "Reads that found nothing usable."),
+		loads:          desc("cache", "loads_total", "Loader calls in this process."),
+		dedup:          desc("cache", "deduplicated_loads_total", "Misses that shared a load already running instead of starting one."),
+		loadErrors:     desc("cache", "loader_errors_total", "Loader calls that failed or panicked."),
+		loadSeconds:    desc("cache", "loader_seconds_total", "Time spent in loaders."),
+		stale:          desc("cache", "stale_served_total", "Stale values served (stale-while-revalidate, stale-if-error)."),
+		leaseWaits:     desc("cache", "lease_waits_total", "Loads that waited for another process's lease."),
+		decodeFailures: desc("cache", "decode_failures_total", "Stored values that could not be decoded and were deleted."),
 	}
 }
 
@@ -210,7 +258,7 @@ func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) { prometheus.Descr
 func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.src.LocalStats()
 	counter := func(d *prometheus.Desc, v float64) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, c.labels...)
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
 	}
 	counter(c.hits, float64(s.Hits))
 	counter(c.misses, float64(s.Misses))
@@ -221,6 +269,24 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.stale, float64(s.StaleServed))
 	counter(c.leaseWaits, float64(s.LeaseWaits))
 	counter(c.decodeFailures, float64(s.DecodeFailures))
+	if c.near == nil {
+		return
+	}
+	n := c.near.NearStats()
+	gauge := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v)
+	}
+	counter(c.nearHits, float64(n.Hits))
+	counter(c.nearNegHits, float64(n.NegativeHits))
+	counter(c.nearMisses, float64(n.Misses))
+	counter(c.nearFills, float64(n.Fills))
+	counter(c.nearNegFills, float64(n.NegativeFills))
+	counter(c.nearEvictions, float64(n.Evictions))
+	counter(c.nearInvalidations, float64(n.Invalidations))
+	counter(c.nearFlushes, float64(n.Flushes))
+	gauge(c.nearEntries, float64(n.Entries))
+	gauge(c.nearBytes, float64(n.Bytes))
+	gauge(c.nearServing, boolFloat(n.Serving))
 }
 
 // sessionCollector exports what a session store holds.

@@ -180,3 +180,87 @@ type blockingSessions struct{}
 func (blockingSessions) Stats(ctx context.Context) (session.Stats, error) {
 	select {}
 }
+
+// TestCacheCollectorNearTier: a Cache with a near tier exports its counters
+// as rediskit_cache_near_*, equal to NearStats; a Cache without one exports
+// none of them.
+func TestCacheCollectorNearTier(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	c, err := cache.New(rdb, cache.Options{Prefix: "mn", Near: &cache.NearOptions{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	plain, err := cache.New(rdb, cache.Options{Prefix: "mp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	typed := cache.NewTyped[string](c, nil)
+	if err := typed.Set(ctx, "k", "v", 0); err != nil {
+		t.Fatal(err)
+	}
+	// Read until a value and a "not found" are both answered locally.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := typed.MGet(ctx, []string{"k", "missing"}); err != nil {
+			t.Fatal(err)
+		}
+		if st := c.NearStats(); st.Hits > 0 && st.NegativeHits > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no local hit and negative hit: %+v", c.NearStats())
+		}
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(metrics.NewCacheCollector("near", c), metrics.NewCacheCollector("plain", plain))
+	problems, err := testutil.GatherAndLint(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := c.NearStats() // no read since the gather: the read counters are unchanged
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if !strings.HasPrefix(mf.GetName(), "rediskit_cache_near_") {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if cache := m.GetLabel()[0].GetValue(); cache != "near" {
+				t.Fatalf("%s exported for the cache %q, which has no near tier", mf.GetName(), cache)
+			}
+			got[mf.GetName()] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	want := map[string]float64{
+		"rediskit_cache_near_hits_total":           float64(st.Hits),
+		"rediskit_cache_near_negative_hits_total":  float64(st.NegativeHits),
+		"rediskit_cache_near_misses_total":         float64(st.Misses),
+		"rediskit_cache_near_fills_total":          float64(st.Fills),
+		"rediskit_cache_near_negative_fills_total": float64(st.NegativeFills),
+		"rediskit_cache_near_serving":              1,
+	}
+	for name, v := range want {
+		if got[name] != v {
+			t.Errorf("%s = %v, want %v (NearStats %+v)", name, got[name], v, st)
+		}
+	}
+	for _, name := range []string{"rediskit_cache_near_evictions_total", "rediskit_cache_near_invalidations_total",
+		"rediskit_cache_near_flushes_total"} {
+		if _, ok := got[name]; !ok {
+			t.Errorf("%s not exported", name)
+		}
+	}
+	if got["rediskit_cache_near_entries"] < 2 || got["rediskit_cache_near_bytes"] <= 0 {
+		t.Errorf("entries %v, bytes %v; want 2 entries or more and some bytes", got["rediskit_cache_near_entries"], got["rediskit_cache_near_bytes"])
+	}
+}

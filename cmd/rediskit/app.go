@@ -43,6 +43,7 @@ type app struct {
 	sessions *session.Store
 	manager  *session.Manager
 	cache    *cache.Cache
+	slow     *cache.Typed[json.RawMessage] // the slow endpoint's answers, near tier in front
 	demo     bool
 	registry *prometheus.Registry
 
@@ -61,13 +62,18 @@ func newApp(client *rediskit.Client, logger *slog.Logger, errs *errorLog, demo b
 	if err != nil {
 		return nil, err
 	}
-	c, err := cache.New(rdb, cache.Options{Prefix: "rediskit:demo:cache", StaleWhileRevalidate: 30 * time.Second})
+	// The demo's cache has a near tier, so the dashboard shows one at work
+	// (it turns itself off, with one log line, on a server that cannot
+	// track keys).
+	c, err := cache.New(rdb, cache.Options{Prefix: "rediskit:demo:cache", StaleWhileRevalidate: 30 * time.Second,
+		Near: &cache.NearOptions{MaxEntries: 10_000, Logger: logger}})
 	if err != nil {
 		_ = store.Close()
 		return nil, err
 	}
 	a := &app{
 		client: client, logger: logger, errs: errs, sessions: store, cache: c, demo: demo,
+		slow:     cache.NewTyped[json.RawMessage](c, nil),
 		registry: prometheus.NewRegistry(),
 		streams:  make(chan struct{}),
 		done:     make(chan struct{}),
@@ -227,6 +233,21 @@ type snapshot struct {
 		StaleServed    uint64 `json:"stale_served"`
 		LeaseWaits     uint64 `json:"lease_waits"`
 		DecodeFailures uint64 `json:"decode_failures"`
+		// Near is the demo cache's near tier (cache.NearStats).
+		Near struct {
+			Mode          string `json:"mode"`
+			Serving       bool   `json:"serving"`
+			Hits          uint64 `json:"hits"`
+			NegativeHits  uint64 `json:"negative_hits"`
+			Misses        uint64 `json:"misses"`
+			Fills         uint64 `json:"fills"`
+			NegativeFills uint64 `json:"negative_fills"`
+			Evictions     uint64 `json:"evictions"`
+			Invalidations uint64 `json:"invalidations"`
+			Flushes       uint64 `json:"flushes"`
+			Entries       int    `json:"entries"`
+			Bytes         uint64 `json:"bytes"`
+		} `json:"near"`
 	} `json:"cache"`
 	Sessions struct {
 		Active int64 `json:"active"`
@@ -320,6 +341,11 @@ func (a *app) sample(ctx context.Context, prev *sampleState) {
 	cs := a.cache.LocalStats()
 	s.Cache.Hits, s.Cache.Misses, s.Cache.Loads, s.Cache.DedupLoads = cs.Hits, cs.Misses, cs.Loads, cs.DedupLoads
 	s.Cache.LoadErrors, s.Cache.StaleServed, s.Cache.LeaseWaits, s.Cache.DecodeFailures = cs.LoaderErrors, cs.StaleServed, cs.LeaseWaits, cs.DecodeFailures
+	ns := a.cache.NearStats()
+	n := &s.Cache.Near
+	n.Mode, n.Serving, n.Hits, n.NegativeHits, n.Misses = ns.Mode.String(), ns.Serving, ns.Hits, ns.NegativeHits, ns.Misses
+	n.Fills, n.NegativeFills, n.Evictions, n.Invalidations = ns.Fills, ns.NegativeFills, ns.Evictions, ns.Invalidations
+	n.Flushes, n.Entries, n.Bytes = ns.Flushes, ns.Entries, ns.Bytes
 
 	if prev != nil {
 		if !prev.at.IsZero() {

@@ -63,6 +63,9 @@ type env struct {
 	// interactive is true when stdout is a terminal: progress bars and
 	// prompts are shown only then.
 	interactive bool
+	// stdinTTY is true when stdin is a terminal: a confirmation is read
+	// only from one (with interactive).
+	stdinTTY bool
 }
 
 func main() {
@@ -70,7 +73,7 @@ func main() {
 	// what went wrong in one line instead (serve keeps them at debug level).
 	redis.SetLogger(goRedisLog{slog.New(slog.DiscardHandler)})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, lookupEnv: os.LookupEnv, interactive: isTerminal(os.Stdout)}
+	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, lookupEnv: os.LookupEnv, interactive: isTerminal(os.Stdout), stdinTTY: isTerminal(os.Stdin)}
 	code := run(ctx, e, os.Args[1:])
 	stop()
 	os.Exit(code)

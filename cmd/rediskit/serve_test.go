@@ -3,7 +3,9 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -141,12 +143,61 @@ func TestServeEmbedded(t *testing.T) {
 		t.Fatalf("embedded asset: %d", resp.StatusCode)
 	}
 
-	// The demo: a miss, then a hit, through GetOrSet.
-	for i, want := range []string{"miss", "hit"} {
+	// The demo: a miss, then a hit through GetOrSet: from Redis, or from
+	// the near tier if it already holds the value (the miss's own
+	// invalidation may or may not have refused its insert).
+	if resp, _ := get(t, c, s.base+"/demo/slow?item=42"); resp.Header.Get("X-Cache") != "miss" {
+		t.Fatalf("slow endpoint, first call: X-Cache %q, want miss", resp.Header.Get("X-Cache"))
+	}
+	resp, _ := get(t, c, s.base+"/demo/slow?item=42")
+	redisHits := 0
+	switch got := resp.Header.Get("X-Cache"); got {
+	case "hit":
+		redisHits = 1
+	case "near":
+	default:
+		t.Fatalf("slow endpoint, second call: X-Cache %q, want hit or near", got)
+	}
+	// The near tier serves it from now on (the embedded redis-server
+	// tracks keys), and the dashboard's snapshot shows it.
+	nearHits := 0
+	for deadline := time.Now().Add(10 * time.Second); nearHits == 0; time.Sleep(20 * time.Millisecond) {
 		resp, _ := get(t, c, s.base+"/demo/slow?item=42")
-		if got := resp.Header.Get("X-Cache"); got != want {
-			t.Fatalf("slow endpoint call %d: X-Cache %q, want %q", i, got, want)
+		switch resp.Header.Get("X-Cache") {
+		case "near":
+			nearHits++
+		case "hit":
+			redisHits++
 		}
+		if time.Now().After(deadline) {
+			t.Fatal("the slow endpoint was never answered from the near tier")
+		}
+	}
+	var snap struct {
+		Cache struct {
+			Hits uint64 `json:"hits"`
+			Near struct {
+				Mode    string `json:"mode"`
+				Serving bool   `json:"serving"`
+				Hits    uint64 `json:"hits"`
+				Fills   uint64 `json:"fills"`
+				Entries int    `json:"entries"`
+			} `json:"near"`
+		} `json:"cache"`
+	}
+	waitSnap := time.Now().Add(10 * time.Second)
+	for {
+		_, body := get(t, c, s.base+"/api/snapshot")
+		if err := json.Unmarshal([]byte(body), &snap); err != nil {
+			t.Fatalf("/api/snapshot: %v", err)
+		}
+		if snap.Cache.Near.Hits > 0 || time.Now().After(waitSnap) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond) // the sampler takes a snapshot every second
+	}
+	if n := snap.Cache.Near; n.Mode != "tracking" || !n.Serving || n.Hits == 0 || n.Fills == 0 || n.Entries == 0 {
+		t.Fatalf("snapshot's near tier = %+v; want tracking, serving, with hits, fills and entries", n)
 	}
 	// Sign in: the form carries a CSRF token from the session.
 	_, home := get(t, c, s.base+"/demo/")
@@ -154,7 +205,8 @@ func TestServeEmbedded(t *testing.T) {
 	if tok == nil {
 		t.Fatal("sign-in form has no CSRF token")
 	}
-	resp, err := c.PostForm(s.base+"/demo/login", url.Values{"user": {"alice"}})
+	var err error
+	resp, err = c.PostForm(s.base+"/demo/login", url.Values{"user": {"alice"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +228,8 @@ func TestServeEmbedded(t *testing.T) {
 	_, metrics := get(t, c, s.base+"/metrics")
 	for _, want := range []string{
 		"rediskit_client_command_duration_seconds_bucket", "rediskit_breaker_state 0",
-		`rediskit_cache_loads_total{cache="demo"} 1`, `rediskit_cache_hits_total{cache="demo"} 1`,
+		`rediskit_cache_loads_total{cache="demo"} 1`, fmt.Sprintf(`rediskit_cache_hits_total{cache="demo"} %d`, redisHits),
+		fmt.Sprintf(`rediskit_cache_near_hits_total{cache="demo"} %d`, nearHits), `rediskit_cache_near_serving{cache="demo"} 1`,
 		"rediskit_session_active 1", "rediskit_pool_connections",
 	} {
 		if !strings.Contains(metrics, want) {

@@ -11,20 +11,28 @@ import (
 )
 
 func runSessions(ctx context.Context, e *env, args []string) error {
-	const synopsis = "rediskit sessions list --user U | revoke (--user U | --id ID | --user U --handle H) | cleanup | stats"
+	const synopsis = "rediskit sessions list (--user U | --all) | revoke (--user U | --id ID | --user U --handle H | --all [--dry-run] [--yes]) | cleanup | stats"
 	fs := newFlagSet(e, "sessions", synopsis,
 		`Operate on the sessions of a rediskit session store:
-  list     the live sessions of a user (devices, IPs, times)
-  revoke   end every session of a user, one session by ID, or one by handle
+  list     the live sessions of a user (devices, IPs, times), or with --all
+           of every user (SCAN on every master, never KEYS)
+  revoke   end every session of a user, one session by ID, or one by handle;
+           with --all, every session of every user: it asks you to type
+           "yes" first (on a terminal), or takes --yes; --dry-run only says
+           what would be revoked. Anonymous sessions (no user) cannot be
+           revoked by handle and are left; they are counted
   cleanup  prune per-user index entries of expired sessions, on every master
   stats    count sessions, users and index entries`,
-		"rediskit sessions list --user alice\nrediskit sessions revoke --user alice --json\nrediskit sessions revoke --id <session id>\nrediskit sessions cleanup --prefix myapp:session:")
+		"rediskit sessions list --user alice\nrediskit sessions list --all --json\nrediskit sessions revoke --user alice --json\nrediskit sessions revoke --id <session id>\nrediskit sessions revoke --all --dry-run\nrediskit sessions revoke --all --yes --json\nrediskit sessions cleanup --prefix myapp:session:")
 	url := redisFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	prefix := fs.String("prefix", "session:", "key `prefix` of the session store (session.Options.Prefix)")
 	user := fs.String("user", "", "user `ID`")
 	id := fs.String("id", "", "session `ID` (the cookie value)")
 	handle := fs.String("handle", "", "session `handle` as listed (with --user)")
+	all := fs.Bool("all", false, "list or revoke: every session of every user")
+	yes := fs.Bool("yes", false, "revoke --all: do not ask for confirmation")
+	dry := fs.Bool("dry-run", false, "revoke --all: say what would be revoked, revoke nothing")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -44,24 +52,8 @@ func runSessions(ctx context.Context, e *env, args []string) error {
 		return usageErrorf("--%s: empty value", emptyFlag)
 	}
 	sub := pos[0]
-	switch sub {
-	case "list":
-		if *user == "" {
-			return usageErrorf("list needs --user")
-		}
-	case "revoke":
-		if (*user == "") == (*id == "") && *handle == "" {
-			return usageErrorf("revoke needs --user or --id (not both)")
-		}
-		if *handle != "" && (*user == "" || *id != "") {
-			return usageErrorf("--handle goes with --user")
-		}
-		if *id != "" && !session.ValidToken(*id) {
-			return usageErrorf("--id: not a session ID")
-		}
-	case "cleanup", "stats":
-	default:
-		return usageErrorf("unknown sessions command %q (want list, revoke, cleanup, stats)", sub)
+	if err := checkSessionsArgs(sub, *user, *id, *handle, *all, *yes, *dry); err != nil {
+		return err
 	}
 
 	c, err := connect(ctx, e, *url)
@@ -77,8 +69,14 @@ func runSessions(ctx context.Context, e *env, args []string) error {
 
 	switch sub {
 	case "list":
+		if *all {
+			return sessionsListAll(ctx, e, store, *asJSON)
+		}
 		return sessionsList(ctx, e, store, *user, *asJSON)
 	case "revoke":
+		if *all {
+			return sessionsRevokeAll(ctx, e, store, *yes, *dry, *asJSON)
+		}
 		return sessionsRevoke(ctx, e, store, *user, *id, *handle, *asJSON)
 	case "cleanup":
 		stop := e.spinner("cleaning up session indexes")

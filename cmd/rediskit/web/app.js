@@ -112,6 +112,21 @@ function record(s) {
   push("mem", s.server.used_memory / 1048576);
 }
 
+// nearRows lists the demo cache's near tier (cache.NearStats).
+function nearRows(n) {
+  if (!n) return [];
+  const state = n.mode === "disabled" ? "off" : `${n.mode}, ${n.serving ? "serving" : "not serving"}`;
+  return [
+    row(["near tier", { text: state, cls: n.serving ? "status-ok" : "" }]),
+    ...[
+      ["near hits", n.hits], ["near negative hits", n.negative_hits], ["near misses", n.misses],
+      ["near fills", n.fills], ["near invalidations", n.invalidations], ["near evictions", n.evictions],
+      ["near flushes", n.flushes], ["near entries", n.entries],
+    ].map(([k, v]) => row([k, { text: int(v), cls: "num" }])),
+    row(["near bytes", { text: bytes(n.bytes), cls: "num" }]),
+  ];
+}
+
 function render(s) {
   record(s);
   text("target", s.target || "");
@@ -128,7 +143,7 @@ function render(s) {
   text("kpi-ops-sub", `client: ${fmt(s.client.commands_per_sec)} cmd/s`);
   text("kpi-lat", `${fmt(lat.p50)} / ${fmt(lat.p99)} ms`);
   text("kpi-hit", isFinite(hit) ? hit.toFixed(1) + "%" : "–");
-  text("kpi-hit-sub", `${int(c.hits)} hits · ${int(c.misses)} misses`);
+  text("kpi-hit-sub", `${int(c.hits)} hits · ${int(c.misses)} misses · ${int((c.near || {}).hits)} near hits`);
   text("kpi-pool", `${pool.in_use} / ${pool.idle}`);
   text("kpi-pool-sub", `${pool.total} conns · ${int(pool.waits)} waits (${fmt(pool.wait_ms)} ms) · ${int(pool.timeouts)} timeouts`);
   text("kpi-sessions", int(s.sessions.active));
@@ -156,7 +171,8 @@ function render(s) {
     ["stale served", c.stale_served], ["lease waits", c.lease_waits], ["decode failures", c.decode_failures],
     ["retries", s.client.retries], ["ambiguous writes", s.client.ambiguous],
     ["caller deadlines", s.client.deadlines],
-  ].map(([k, v]) => row([k, { text: int(v), cls: "num" }])));
+  ].map(([k, v]) => row([k, { text: int(v), cls: "num" }])),
+  ...nearRows(c.near));
 
   const errs = document.getElementById("errors");
   if (s.errors && s.errors.length) {
