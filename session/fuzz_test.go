@@ -1,7 +1,9 @@
 package session
 
 import (
+	"encoding/json"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -51,5 +53,35 @@ func FuzzCookieHeader(f *testing.F) {
 		if tok != "" && (!present || !ValidToken(tok)) {
 			t.Fatalf("extracted invalid token %q from %q", tok, header)
 		}
+	})
+}
+
+// FuzzFastJSON: whatever the allocation-free decoding of the typed getters
+// accepts, encoding/json decodes to the same value.
+func FuzzFastJSON(f *testing.F) {
+	for _, s := range []string{`"abc"`, `"a\"b"`, `12`, `-7`, `+7`, `007`, `true`, `false`, `"é"`, `1e3`, `""`, `"\u0041"`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		v := sealed(string(rune(envelopeV1)) + p)
+		check := func(got any, ok bool, dst any) {
+			if !ok {
+				return
+			}
+			if err := json.Unmarshal([]byte(p), dst); err != nil {
+				t.Fatalf("fast path accepted %q, json: %v", p, err)
+			}
+			if want := reflect.ValueOf(dst).Elem().Interface(); want != got {
+				t.Fatalf("%q: fast %v, json %v", p, got, want)
+			}
+		}
+		s, ok := fastJSON[string](JSONCodec{}, v)
+		check(s, ok, new(string))
+		i, ok := fastJSON[int](JSONCodec{}, v)
+		check(i, ok, new(int))
+		i64, ok := fastJSON[int64](JSONCodec{}, v)
+		check(i64, ok, new(int64))
+		b, ok := fastJSON[bool](JSONCodec{}, v)
+		check(b, ok, new(bool))
 	})
 }

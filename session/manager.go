@@ -1,7 +1,6 @@
 package session
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"net"
@@ -136,7 +135,7 @@ func (m *Manager) LoadAndSave(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r, sp := m.traceRequest(r) // the request's Get and save are its children
 		defer func() { sp.done(nil) }()
-		st := &state{m: m, r: r, header: w.Header(), persist: m.opts.Cookie.Persist}
+		st := &state{Context: r.Context(), m: m, r: r, header: w.Header(), persist: m.opts.Cookie.Persist}
 		tok, present := m.tokenFromRequest(r)
 		if tok != "" {
 			sess, err := m.store.Get(r.Context(), tok)
@@ -156,9 +155,11 @@ func (m *Manager) LoadAndSave(next http.Handler) http.Handler {
 		} else if present {
 			st.clearCookie = true
 		}
-		sw := &writer{ResponseWriter: w, st: st}
-		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), m.key, st)))
-		sw.commit()
+		// The state is the request's context (it answers Value(m.key) with
+		// itself) and holds its writer: one allocation for both.
+		st.w = writer{ResponseWriter: w, st: st}
+		next.ServeHTTP(&st.w, r.WithContext(st))
+		st.w.commit()
 	})
 }
 

@@ -122,13 +122,15 @@ func (s *Store) Get(ctx context.Context, id string) (_ *Session, err error) {
 		_ = s.exec.Process(ctx, cmd)
 		raw, err := cmd.Result()
 		switch {
+		case err == nil:
 		case err == redis.Nil:
 			return nil, fmt.Errorf("session: get: %w", ErrNotFound)
 		case redis.HasErrorPrefix(err, "WRONGTYPE"):
 			// Stored by the first version: the script converts it.
-		case err != nil:
-			return nil, wrapRedis("get", err)
 		default:
+			return nil, wrapRedis("get", err)
+		}
+		if err == nil {
 			sess, err := s.load(id, p.handle, raw)
 			if err != nil {
 				return nil, fmt.Errorf("session: get: %w", err)
@@ -143,8 +145,11 @@ func (s *Store) Get(ctx context.Context, id string) (_ *Session, err error) {
 	if err != nil {
 		return nil, wrapRedis("get", err)
 	}
+	if len(res) != 2 {
+		return nil, fmt.Errorf("session: get: %w: unexpected reply", ErrCorrupt)
+	}
 	raw, _ := res[0].(string)
-	if len(res) != 2 || raw == "" {
+	if raw == "" {
 		return nil, fmt.Errorf("session: get: %w: unexpected reply", ErrCorrupt)
 	}
 	s.observe(res[1])

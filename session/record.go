@@ -90,8 +90,12 @@ type record struct {
 // parseRecord reads a stored session. Every value's envelope is checked,
 // so a value that was not written by this package is ErrCorrupt at once,
 // not when decoded.
-func parseRecord(raw string) (record, error) {
-	var r record
+func parseRecord(raw string) (record, error) { return parseRecordInto(raw, nil) }
+
+// parseRecordInto is parseRecord appending the values to vals (a buffer of
+// the caller's, so a small session costs no allocation of its own).
+func parseRecordInto(raw string, vals []field) (record, error) {
+	r := record{vals: vals}
 	if len(raw) == 0 || raw[0] != formatV2 {
 		return r, fmt.Errorf("%w: unknown session format", ErrCorrupt)
 	}
@@ -107,9 +111,6 @@ func parseRecord(raw string) (record, error) {
 	}
 	if r.device, rest, ok = cutNetstring(rest); !ok {
 		return r, fmt.Errorf("%w: device info", ErrCorrupt)
-	}
-	if rest != "" {
-		r.vals = make([]field, 0, 4)
 	}
 	for rest != "" {
 		var k, v string

@@ -20,6 +20,10 @@ type entry struct {
 // state is the per-request session. Handlers may use it from several
 // goroutines, hence the mutex.
 type state struct {
+	// Context is the request's: the state is the context handlers see,
+	// answering Value(m.key) with itself.
+	context.Context
+	w      writer
 	mu     sync.Mutex
 	m      *Manager
 	r      *http.Request
@@ -41,6 +45,15 @@ type state struct {
 	committed    bool
 	encodeErr    error
 	header       http.Header
+}
+
+// Value returns the state for its Manager's key and asks the request's
+// context for any other.
+func (st *state) Value(key any) any {
+	if key == st.m.key {
+		return st
+	}
+	return st.Context.Value(key)
 }
 
 func (m *Manager) state(ctx context.Context) *state {

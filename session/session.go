@@ -38,6 +38,7 @@ type Session struct {
 	version int64
 	rec     record // as stored, every value's envelope checked
 	codec   Codec
+	buf     [8]field // backs rec.vals of a session of up to 8 values
 }
 
 // ID returns the session ID: the secret the client presents. Never log it.

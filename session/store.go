@@ -178,15 +178,16 @@ func (s *Store) encodeAll(data map[string]any) (map[string]sealed, error) {
 
 // load builds the Session named by id from its stored form.
 func (s *Store) load(id, handle, raw string) (*Session, error) {
-	rec, err := parseRecord(raw)
+	sess := &Session{id: id, codec: s.opts.Codec}
+	rec, err := parseRecordInto(raw, sess.buf[:0])
 	if err != nil {
 		return nil, err
 	}
-	info, version, err := rec.decode(handle)
-	if err != nil {
+	if sess.info, sess.version, err = rec.decode(handle); err != nil {
 		return nil, err
 	}
-	return &Session{id: id, info: info, version: version, rec: rec, codec: s.opts.Codec}, nil
+	sess.rec = rec
+	return sess, nil
 }
 
 func boolArg(b bool) string {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -68,11 +70,67 @@ func getAs[T any](m *Manager, ctx context.Context, key string) T {
 			return v
 		}
 	}
+	if v, ok := fastJSON[T](m.store.opts.Codec, e.v); ok {
+		return v
+	}
 	var v T
 	if err := e.v.decode(m.store.opts.Codec, key, &v); err != nil {
 		return zero
 	}
 	return v
+}
+
+// jsonInt reports whether p, which strconv read as an integer, is one in
+// JSON's grammar: -?(0|[1-9][0-9]*).
+func jsonInt(p string) bool {
+	p = strings.TrimPrefix(p, "-")
+	return p != "" && p[0] != '+' && (p[0] != '0' || len(p) == 1)
+}
+
+// fastJSON decodes, without allocating, the JSON that the typed getters
+// meet most: a string without escapes, an integer, a bool. Anything else
+// (and any other codec) is the codec's.
+func fastJSON[T any](codec Codec, v sealed) (T, bool) {
+	var out T
+	if _, ok := codec.(JSONCodec); !ok {
+		return out, false
+	}
+	p := v.payload()
+	switch d := any(&out).(type) {
+	case *string:
+		if len(p) < 2 || p[0] != '"' || p[len(p)-1] != '"' {
+			return out, false
+		}
+		for i := 1; i < len(p)-1; i++ {
+			if c := p[i]; c == '\\' || c == '"' || c < 0x20 || c >= 0x80 {
+				return out, false // escapes, or bytes json would check or replace
+			}
+		}
+		*d = p[1 : len(p)-1]
+	case *int:
+		n, err := strconv.Atoi(p)
+		if err != nil || !jsonInt(p) {
+			return out, false
+		}
+		*d = n
+	case *int64:
+		n, err := strconv.ParseInt(p, 10, 64)
+		if err != nil || !jsonInt(p) {
+			return out, false
+		}
+		*d = n
+	case *bool:
+		switch p {
+		case "true":
+			*d = true
+		case "false":
+		default:
+			return out, false
+		}
+	default:
+		return out, false
+	}
+	return out, true
 }
 
 // GetString returns the string under key, or "" if missing or not a string.
