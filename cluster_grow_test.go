@@ -26,20 +26,20 @@ func TestClusterGrowShrinkBreakersAndHealth(t *testing.T) {
 	ctx := context.Background()
 	prefix := redistest.Prefix(t)
 
+	// Two masters joined, each given 100 slots of an original master
+	// (internal/loadtest's TestClusterGrowShrink runs the full rebalance).
 	var added []*redistest.Server
-	for range 2 {
+	for i := range 2 {
 		s, err := cl.AddMaster(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		added = append(added, s)
-	}
-	if err := cl.Rebalance(ctx); err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range added {
-		if n, err := redistest.SlotsOf(ctx, s); err != nil || n == 0 {
-			t.Fatalf("new master %s serves %d slots after rebalance (%v)", s.Addr, n, err)
+		if err := cl.Reshard(ctx, cl.Masters[i], s, 100); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := redistest.SlotsOf(ctx, s); err != nil || n != 100 {
+			t.Fatalf("new master %s serves %d slots after the reshard (%v), want 100", s.Addr, n, err)
 		}
 	}
 	// go-redis reloads the slot map at least every 10 s: the health check
@@ -62,7 +62,7 @@ func TestClusterGrowShrinkBreakersAndHealth(t *testing.T) {
 	// Remove the first new master; then kill the second: its own breaker
 	// opens, and keys on the original masters keep being served.
 	gone := added[0]
-	if err := cl.RemoveMaster(ctx, gone); err != nil {
+	if err := cl.RemoveMasters(ctx, gone); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "health drops the removed master", func() bool {

@@ -123,8 +123,8 @@ func startCluster(dir string, cfg clusterConfig) (*Cluster, error) {
 }
 
 // startNode starts one more cluster-enabled node, not yet part of the
-// cluster.
-func (c *Cluster) startNode() (*Server, error) {
+// cluster, with extra redis-server arguments.
+func (c *Cluster) startNode(extra ...string) (*Server, error) {
 	c.mu.Lock()
 	i := c.nodeN
 	c.nodeN++
@@ -139,6 +139,7 @@ func (c *Cluster) startNode() (*Server, error) {
 		"--cluster-replica-validity-factor", "0",
 		"--repl-diskless-sync-delay", "0",
 	}
+	args = append(args, extra...)
 	if c.cfg.tls != nil {
 		args = append(append(args, c.cfg.tlsArgs...), "--tls-cluster", "yes", "--tls-replication", "yes")
 	}

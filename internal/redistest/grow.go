@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -14,9 +15,9 @@ import (
 
 // Growing and shrinking a running cluster the way an operator does, with
 // redis-cli: AddMaster (add-node), Rebalance (rebalance
-// --cluster-use-empty-masters) and RemoveMaster (rebalance with weight 0,
-// then del-node). They return errors instead of failing the test, so that a
-// scenario can call them from a goroutine running beside the load. They
+// --cluster-use-empty-masters) or Reshard, and RemoveMasters (rebalance with
+// weight 0, then del-node). They return errors instead of failing the test, so that a
+// scenario can call them from a goroutine running beside the load. AddMaster and RemoveMasters
 // change Masters: do not read it concurrently.
 
 // AddMaster starts a new node, joins it to the cluster as a master with no
@@ -24,7 +25,12 @@ import (
 // node knows it and the cluster is ok, and appends it to Masters. Slots
 // move to it only with Rebalance. The node stops when the test ends.
 func (c *Cluster) AddMaster(ctx context.Context) (*Server, error) {
-	s, err := c.startNode()
+	// A master that lost its last slot would turn into a replica of the
+	// master that took it (cluster-allow-replica-migration, on by default
+	// since Redis 7), and a rebalance moving slots off it would fail with
+	// "Please use SETSLOT only with masters": an added master stays one
+	// until RemoveMasters.
+	s, err := c.startNode("--cluster-allow-replica-migration", "no")
 	if err != nil {
 		return nil, err
 	}
@@ -49,37 +55,65 @@ func (c *Cluster) Rebalance(ctx context.Context) error {
 	return c.waitOK(ctx)
 }
 
-// RemoveMaster moves every slot of master s to the other masters
-// (redis-cli --cluster rebalance with weight 0 for s), removes s from the
-// cluster (redis-cli --cluster del-node), stops it and drops it from
-// Masters. s must have no replica.
-func (c *Cluster) RemoveMaster(ctx context.Context, s *Server) error {
-	i := -1
-	for j, m := range c.Masters {
-		if m == s {
-			i = j
-		}
-	}
-	if i < 0 {
-		return fmt.Errorf("redistest: %s is not a master of the cluster", s.Addr)
-	}
-	id, err := NodeID(ctx, s)
+// Reshard moves n slots from master from to master to, with their keys
+// (redis-cli --cluster reshard), and waits until the cluster is ok.
+func (c *Cluster) Reshard(ctx context.Context, from, to *Server, n int) error {
+	fromID, err := NodeID(ctx, from)
 	if err != nil {
 		return err
 	}
-	seed := c.Masters[0].Addr
-	if i == 0 {
-		seed = c.Masters[1].Addr
-	}
-	if err := c.cli(ctx, "--cluster", "rebalance", seed, "--cluster-weight", id+"=0"); err != nil {
+	toID, err := NodeID(ctx, to)
+	if err != nil {
 		return err
 	}
-	if err := c.cli(ctx, "--cluster", "del-node", seed, id); err != nil {
+	if err := c.cli(ctx, "--cluster", "reshard", from.Addr, "--cluster-from", fromID, "--cluster-to", toID,
+		"--cluster-slots", strconv.Itoa(n), "--cluster-yes"); err != nil {
 		return err
 	}
-	c.Masters = append(c.Masters[:i:i], c.Masters[i+1:]...)
-	s.Stop()
-	// The other nodes forgot it (CLUSTER FORGET): waitOK counts the rest.
+	return c.waitOK(ctx)
+}
+
+// RemoveMasters moves every slot of the given masters to the others in one
+// redis-cli --cluster rebalance with weight 0 for each of them, removes
+// them from the cluster (redis-cli --cluster del-node), stops them and
+// drops them from Masters. They must have no replica; at least one master
+// must remain.
+func (c *Cluster) RemoveMasters(ctx context.Context, gone ...*Server) error {
+	var seed string
+	for _, m := range c.Masters {
+		if !slices.Contains(gone, m) {
+			seed = m.Addr
+			break
+		}
+	}
+	if seed == "" {
+		return errors.New("redistest: RemoveMasters would remove every master")
+	}
+	// redis-cli takes one --cluster-weight followed by every weight.
+	args := []string{"--cluster", "rebalance", seed, "--cluster-weight"}
+	ids := make([]string, len(gone))
+	for i, s := range gone {
+		if !slices.Contains(c.Masters, s) {
+			return fmt.Errorf("redistest: %s is not a master of the cluster", s.Addr)
+		}
+		id, err := NodeID(ctx, s)
+		if err != nil {
+			return err
+		}
+		ids[i] = id
+		args = append(args, id+"=0")
+	}
+	if err := c.cli(ctx, args...); err != nil {
+		return err
+	}
+	for i, s := range gone {
+		if err := c.cli(ctx, "--cluster", "del-node", seed, ids[i]); err != nil {
+			return err
+		}
+		c.Masters = slices.DeleteFunc(c.Masters, func(m *Server) bool { return m == s })
+		s.Stop()
+	}
+	// The other nodes forgot them (CLUSTER FORGET): waitOK counts the rest.
 	return c.waitOK(ctx)
 }
 
