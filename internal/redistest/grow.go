@@ -15,10 +15,11 @@ import (
 
 // Growing and shrinking a running cluster the way an operator does, with
 // redis-cli: AddMaster (add-node), Rebalance (rebalance
-// --cluster-use-empty-masters) or Reshard, and RemoveMasters (rebalance with
-// weight 0, then del-node). They return errors instead of failing the test, so that a
-// scenario can call them from a goroutine running beside the load. AddMaster and RemoveMasters
-// change Masters: do not read it concurrently.
+// --cluster-use-empty-masters) or Reshard, and RemoveMasters (rebalance
+// with weight 0, then del-node). They return errors instead of failing the
+// test, so that a scenario can call them from a goroutine running beside
+// the load. AddMaster and RemoveMasters change Masters: do not read it
+// concurrently.
 
 // AddMaster starts a new node, joins it to the cluster as a master with no
 // slots and no replica (redis-cli --cluster add-node), waits until every
