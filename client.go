@@ -70,6 +70,7 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 	// Hooks run in the order added: the stats hook sees a call once, with
 	// its retries; the breaker admits and counts every attempt.
 	c.rdb.AddHook(statsHook{c})
+	c.rdb.AddHook(oomHook{}) // OOM error replies match ErrOutOfMemory
 	c.retry.Install(c.rdb)
 	c.breakers.install(c.rdb)
 	c.deadline = installDeadlines(c.rdb, cfg) // innermost: sees every attempt's raw outcome

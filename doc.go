@@ -182,7 +182,11 @@
 // nothing: Client.ReadinessHandler serves it at /readyz (200 while Redis can
 // serve, 503 when it is down or the client closed), and LivenessHandler
 // answers /healthz without looking at Redis (TestReadinessHandler); the
-// rediskit command mounts both. Stats adds an INFO digest of every master to the client-side
+// rediskit command mounts both. The report gives each node's maxmemory-policy
+// and, in Health.Warnings, warns where that policy can evict session keys or
+// cannot be read (TestHealthEvictionWarning; docs/EVICTION.md); a write
+// refused because maxmemory is reached matches ErrOutOfMemory
+// (TestEvictionPolicies in internal/eviction). Stats adds an INFO digest of every master to the client-side
 // counters. Close drains commands in flight, stops the checker and closes
 // the connections.
 //

@@ -3,6 +3,7 @@ package rediskit
 import (
 	"context"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -31,6 +32,12 @@ type NodeHealth struct {
 	Up      bool          // the node answered PING
 	Latency time.Duration // round trip of the check (PING + INFO)
 	Err     string        // why the check failed; empty when Up
+	// MaxmemoryPolicy is maxmemory_policy from INFO memory ("noeviction",
+	// "allkeys-lru", ...), or "unknown" when INFO is refused (an ACL, a
+	// renamed command, a proxy); Maxmemory is maxmemory in bytes (0: no
+	// limit, -1: unknown). See EvictionWarning.
+	MaxmemoryPolicy string
+	Maxmemory       int64
 }
 
 // Health is a health report: the cached result of the last background check.
@@ -44,6 +51,10 @@ type Health struct {
 	LastErrorAt time.Time
 	Breaker     BreakerState
 	Nodes       []NodeHealth
+	// Warnings are problems that do not make a node unhealthy: a node
+	// whose eviction policy can evict session keys, or whose policy cannot
+	// be read (see EvictionWarning). They never change Status.
+	Warnings []string
 }
 
 // Healthy reports whether Status is StatusUp.
@@ -191,11 +202,17 @@ func (h *healthChecker) check(ctx context.Context) Health {
 		rep.Status = StatusDegraded
 	}
 	rep.Nodes = nodes
+	for _, n := range nodes {
+		if w := EvictionWarning(n); w != "" {
+			rep.Warnings = append(rep.Warnings, w)
+		}
+	}
 	rep.Breaker = h.c.breakers.State()
 	return rep
 }
 
-// probe sends PING, INFO server and INFO replication in one round trip.
+// probe sends PING and INFO server, replication and memory in one round
+// trip.
 func probe(ctx context.Context, rdb redis.Cmdable, addr string) NodeHealth {
 	n := NodeHealth{Addr: addr}
 	start := time.Now()
@@ -203,6 +220,7 @@ func probe(ctx context.Context, rdb redis.Cmdable, addr string) NodeHealth {
 	ping := pipe.Ping(ctx)
 	server := pipe.Info(ctx, "server")
 	repl := pipe.Info(ctx, "replication")
+	mem := pipe.Info(ctx, "memory")
 	_, _ = pipe.Exec(ctx)
 	n.Latency = time.Since(start)
 	if err := ping.Err(); err != nil {
@@ -212,6 +230,13 @@ func probe(ctx context.Context, rdb redis.Cmdable, addr string) NodeHealth {
 	n.Up = true
 	n.Version = infoField(server.Val(), "redis_version")
 	n.Role = infoField(repl.Val(), "role")
+	n.MaxmemoryPolicy, n.Maxmemory = policyUnknown, -1
+	if p := infoField(mem.Val(), "maxmemory_policy"); p != "" {
+		n.MaxmemoryPolicy = p
+	}
+	if v, err := strconv.ParseInt(infoField(mem.Val(), "maxmemory"), 10, 64); err == nil {
+		n.Maxmemory = v
+	}
 	return n
 }
 

@@ -195,8 +195,9 @@ type snapshot struct {
 	Target  string `json:"target"`
 	Breaker string `json:"breaker"`
 	Health  struct {
-		Status string     `json:"status"`
-		Nodes  []nodeView `json:"nodes"`
+		Status   string     `json:"status"`
+		Nodes    []nodeView `json:"nodes"`
+		Warnings []string   `json:"warnings,omitempty"` // Health.Warnings: eviction risks
 	} `json:"health"`
 	Server struct {
 		OpsPerSec        int64 `json:"ops_per_sec"`
@@ -310,6 +311,7 @@ func (a *app) sample(ctx context.Context, prev *sampleState) {
 
 	h := a.client.Health(ctx)
 	s.Health.Status = string(h.Status)
+	s.Health.Warnings = h.Warnings
 	s.Breaker = h.Breaker.String()
 	for _, n := range h.Nodes {
 		s.Health.Nodes = append(s.Health.Nodes, nodeView{n.Addr, n.Role, n.Version, n.Up, ms(n.Latency), n.Err})

@@ -21,6 +21,9 @@
 // servers hold afterwards: deleted sessions stay gone, every index entry
 // names a live session, no stampede lease outlives its TTL, and a counter
 // lies between its acknowledged increments and those plus the ambiguous ones.
+// An Invalidator runs the cache-aside write path (GetOrSet, then a version
+// bump and Delete) beside the load; AuditInvalidations checks that no value
+// was written back over an acknowledged Delete.
 //
 // The scenarios live in this package's tests; see docs/RELIABILITY.md for
 // the figures and the commands that produce them:

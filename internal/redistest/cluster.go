@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +24,11 @@ type Cluster struct {
 	Replicas []*Server
 
 	tls *tls.Config // WithTLS
+
+	mu    sync.Mutex // guards the fields below, for AddMaster and RemoveMaster
+	dir   string
+	cfg   clusterConfig
+	nodeN int // node config files handed out so far
 }
 
 // ClusterOption configures StartCluster.
@@ -84,27 +90,13 @@ func startCluster(dir string, cfg clusterConfig) (*Cluster, error) {
 		return nil, err
 	}
 	n := cfg.masters * (1 + cfg.replicas)
-	c := &Cluster{tls: cfg.tls}
+	c := &Cluster{tls: cfg.tls, dir: dir, cfg: cfg}
 	var all []*Server
 	for i := range n {
-		args := []string{
-			"--cluster-enabled", "yes",
-			"--cluster-config-file", "nodes-" + strconv.Itoa(i) + ".conf",
-			"--cluster-node-timeout", "1000",
-			"--cluster-require-full-coverage", "no",
-			// A replica must be able to take over whatever its data age: a
-			// test may kill a master seconds after the cluster is made.
-			"--cluster-replica-validity-factor", "0",
-			"--repl-diskless-sync-delay", "0",
-		}
-		if cfg.tls != nil {
-			args = append(append(args, cfg.tlsArgs...), "--tls-cluster", "yes", "--tls-replication", "yes")
-		}
-		p, err := redisproc.Start(redisproc.Config{Dir: dir, Args: args, TLS: cfg.tls})
+		s, err := c.startNode()
 		if err != nil {
 			return c, err
 		}
-		s := &Server{p}
 		all = append(all, s)
 		// redis-cli assigns the first `masters` addresses as masters.
 		if i < cfg.masters {
@@ -128,6 +120,34 @@ func startCluster(dir string, cfg clusterConfig) (*Cluster, error) {
 		return c, fmt.Errorf("%w\n%s", err, c.logTails())
 	}
 	return c, nil
+}
+
+// startNode starts one more cluster-enabled node, not yet part of the
+// cluster, with extra redis-server arguments.
+func (c *Cluster) startNode(extra ...string) (*Server, error) {
+	c.mu.Lock()
+	i := c.nodeN
+	c.nodeN++
+	c.mu.Unlock()
+	args := []string{
+		"--cluster-enabled", "yes",
+		"--cluster-config-file", "nodes-" + strconv.Itoa(i) + ".conf",
+		"--cluster-node-timeout", "1000",
+		"--cluster-require-full-coverage", "no",
+		// A replica must be able to take over whatever its data age: a
+		// test may kill a master seconds after the cluster is made.
+		"--cluster-replica-validity-factor", "0",
+		"--repl-diskless-sync-delay", "0",
+	}
+	args = append(args, extra...)
+	if c.cfg.tls != nil {
+		args = append(append(args, c.cfg.tlsArgs...), "--tls-cluster", "yes", "--tls-replication", "yes")
+	}
+	p, err := redisproc.Start(redisproc.Config{Dir: c.dir, Args: args, TLS: c.cfg.tls})
+	if err != nil {
+		return nil, err
+	}
+	return &Server{p}, nil
 }
 
 // logTails returns the last lines of every node's log, to say why a

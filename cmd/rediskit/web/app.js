@@ -131,6 +131,16 @@ function render(s) {
   record(s);
   text("target", s.target || "");
   setPill("health-pill", "health", s.health.status);
+  // Eviction risks (a policy that can evict session keys, or one that
+  // cannot be read): shown until the health report stops giving them.
+  const warnings = s.health.warnings || [];
+  const warnEl = document.getElementById("warnings");
+  warnEl.hidden = warnings.length === 0;
+  warnEl.replaceChildren(...warnings.map((w) => {
+    const d = document.createElement("div");
+    d.textContent = "⚠ " + w;
+    return d;
+  }));
   setPill("breaker-pill", "breaker", s.breaker);
 
   const ops = s.server.ops_per_sec;
