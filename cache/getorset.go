@@ -398,21 +398,21 @@ func (c *Cache) fill(base, vals context.Context, l lease, key string, ttl time.D
 		redisTTL, soft := c.ttls(ttl, time.Now())
 		b, err := c.encode(codec, payload, soft, false)
 		if err != nil {
-			c.release(l, evFailed)
+			c.release(vals, l, evFailed)
 			return entry{}, fmt.Errorf("cache: get or set %q: %w", key, err)
 		}
-		c.commit(l, b, redisTTL)
+		c.commit(vals, l, b, redisTTL)
 		return entry{h: valueHeader{Codec: codec, SoftExpiry: soft}, payload: payload}, nil
 	case errors.Is(lerr, ErrNotFound):
 		if c.opt.NegativeTTL > 0 {
 			b, _ := c.encode(codec, nil, 0, true)
-			c.commit(l, b, c.opt.NegativeTTL)
+			c.commit(vals, l, b, c.opt.NegativeTTL)
 		} else {
-			c.release(l, evNotFound)
+			c.release(vals, l, evNotFound)
 		}
 		return entry{h: valueHeader{Negative: true}}, nil
 	default:
-		c.release(l, evFailed)
+		c.release(vals, l, evFailed)
 		if stale != nil {
 			return c.serveStale(stale)
 		}

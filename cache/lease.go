@@ -172,13 +172,15 @@ func (c *Cache) acquireLeaseKey(ctx context.Context, l lease, flag bool) (acquir
 
 // commit stores value for ttl (0 = no expiry) if lease l is still ours, and
 // tells the key's waiters (evStored).
-func (c *Cache) commit(l lease, value []byte, ttl time.Duration) {
-	_ = scriptCommit.RunRepeatable(c.life.settle, c.reader, l.keys, l.proof, value, ttl.Milliseconds(), c.channelArg, evArg(evStored)).Err()
+// vals, when not nil, lends its values (a trace) to the commands, which run
+// on the Cache's settle context.
+func (c *Cache) commit(vals context.Context, l lease, value []byte, ttl time.Duration) {
+	_ = scriptCommit.RunRepeatable(c.traced(c.life.settle, vals), c.reader, l.keys, l.proof, value, ttl.Milliseconds(), c.channelArg, evArg(evStored)).Err()
 }
 
 // release drops lease l if it is still ours and tells the key's waiters ev.
-func (c *Cache) release(l lease, ev byte) {
-	_ = scriptRelease.RunRepeatable(c.life.settle, c.reader, l.keys, l.proof, c.channelArg, evArg(ev)).Err()
+func (c *Cache) release(vals context.Context, l lease, ev byte) {
+	_ = scriptRelease.RunRepeatable(c.traced(c.life.settle, vals), c.reader, l.keys, l.proof, c.channelArg, evArg(ev)).Err()
 }
 
 // evArg returns lease event ev as a script argument, boxed without an
@@ -210,7 +212,7 @@ func unavailable(err error) bool {
 func (c *Cache) lostAcquire(l lease, err error) error {
 	err = retry.Ambiguous("set", err)
 	if errors.Is(err, retry.ErrAmbiguous) && l.proof != nil {
-		c.release(l, evReleased)
+		c.release(nil, l, evReleased)
 	}
 	return err
 }

@@ -92,7 +92,7 @@ func TestCacheSpans(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-	}, map[string]string{cache.AttrHit: "false"}, "set")
+	}, map[string]string{cache.AttrHit: "false"}, "evalsha", "set") // the commit and the lease (commands() lists them sorted)
 	load := tr.one(t, s.SpanContext.SpanID(), "cache.load")
 	tr.one(t, load.SpanContext.SpanID(), "db.query")
 	if got := attr(load, rkotel.AttrNamespace); got != ns {
@@ -118,7 +118,7 @@ func TestCacheSpans(t *testing.T) {
 		if v, err := typed.GetOrSet(ctx, "u", time.Minute, func(context.Context) (string, error) { return "y", nil }); v != "y" || err != nil {
 			t.Fatal(v, err)
 		}
-	}, map[string]string{cache.AttrHit: "false"}, "set")
+	}, map[string]string{cache.AttrHit: "false"}, "evalsha", "set")
 	tr.one(t, s.SpanContext.SpanID(), "cache.load")
 
 	check("Delete", "cache.Delete", func(ctx context.Context) {

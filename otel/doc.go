@@ -35,9 +35,10 @@
 // a cache error names its key, and a loader's own error is recorded as the
 // loader wrote it.
 //
-// Not traced: the lease commit and release of a load (they run on the
-// Cache's own context after the callers may have left, so their command
-// spans start traces of their own), Stats, Cleanup, Iterate, GetMany,
+// The lease commit or release of a load runs on the Cache's own context
+// (it must finish even when every caller has left) with the first caller's
+// values, so its command is a child of that caller's cache.GetOrSet span
+// (TestCacheSpans). Not traced: Stats, Cleanup, Iterate, GetMany,
 // DeleteMany, ListByUser and RevokeHandle.
 //
 // Without a Tracer the hook costs no allocation (TestNoTracerNoAllocs in

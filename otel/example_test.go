@@ -75,4 +75,5 @@ func ExampleNewTracer() {
 	// cache.GetOrSet rediskit.cache.hit=false
 	//   set
 	//   cache.load
+	//   evalsha
 }

@@ -68,7 +68,7 @@ func TestSessionSpans(t *testing.T) {
 		if _, err := st.Get(ctx, id); err != nil {
 			t.Fatal(err)
 		}
-	}, "hgetall")
+	}, "get")
 	if attr(s, rkotel.AttrNotFound) != "" {
 		t.Errorf("Get of a live session marked not found")
 	}
@@ -101,7 +101,7 @@ func TestSessionSpans(t *testing.T) {
 		if _, err := st.Get(ctx, id); !errors.Is(err, session.ErrNotFound) {
 			t.Fatalf("Get after Delete: %v", err)
 		}
-	}, "hgetall")
+	}, "get")
 	if attr(s, rkotel.AttrNotFound) != "true" || s.Status.Code != codes.Unset {
 		t.Errorf("Get of a deleted session: not_found %q, status %v; want true, unset", attr(s, rkotel.AttrNotFound), s.Status)
 	}
