@@ -2,9 +2,9 @@ package bench
 
 // Near-cache benchmarks: a Typed Get served from rediskit's near tier side by
 // side with the in-process tiers of go-redis client-side caching (RESP3),
-// go-redis/cache with TinyLFU and rueidis DoCache, at 128 goroutines, on the
-// redis-server that TestMain starts; and the freshness of the near tier seen
-// from another process. Run (figures in NEAR.md):
+// go-redis/cache with TinyLFU, rueidis DoCache and rueidisaside, at 128
+// goroutines, on the redis-server that TestMain starts; and the freshness of
+// the near tier seen from another process. Run (figures in NEAR.md):
 //
 //	cd bench && go test -run '^$' -bench 'NearGetHit' -benchtime 2s -count 3
 //	cd bench && go test -run '^$' -bench 'NearFreshness' -benchtime 1x
@@ -68,7 +68,7 @@ func BenchmarkNearGetHit(b *testing.B) {
 	keys := nearKeyNames("k")
 
 	b.Run(fmt.Sprintf("rediskit-near/g=%d", g), func(b *testing.B) {
-		rdb, _ := newBenchClient(b)
+		rdb := newBenchClient(b)
 		c, err := cache.New(rdb, cache.Options{Prefix: "bench-near", Near: &cache.NearOptions{}})
 		if err != nil {
 			b.Fatal(err)
@@ -125,7 +125,7 @@ func BenchmarkNearGetHit(b *testing.B) {
 	})
 
 	b.Run(fmt.Sprintf("goredis-cache-tinylfu/g=%d", g), func(b *testing.B) {
-		rdb, _ := newBenchClient(b)
+		rdb := newBenchClient(b)
 		gc := grcache.New(&grcache.Options{Redis: rdb, LocalCache: grcache.NewTinyLFU(10*nearKeys, time.Hour)})
 		ctx := context.Background()
 		gk := nearKeyNames("grc:k")
@@ -165,6 +165,27 @@ func BenchmarkNearGetHit(b *testing.B) {
 			return nil
 		})
 	})
+	b.Run(fmt.Sprintf("rueidisaside/g=%d", g), func(b *testing.B) {
+		ca := newAside(b)
+		ctx := context.Background()
+		ak := nearKeyNames("aside:k")
+		fill := func(context.Context, string) (string, error) { return nearValue, nil }
+		for _, k := range ak {
+			for range 2 { // the first Get loads and stores, the second caches
+				if _, err := ca.Get(ctx, time.Hour, k, fill); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		never := func(context.Context, string) (string, error) { return "", fmt.Errorf("loader called on a hit") }
+		runParallel(b, g, func(ctx context.Context, i int) error {
+			v, err := ca.Get(ctx, time.Hour, ak[i], never)
+			if err != nil || len(v) != 100 {
+				return fmt.Errorf("Get = %d bytes, %v", len(v), err)
+			}
+			return nil
+		})
+	})
 }
 
 // BenchmarkNearFreshness measures, over NEAR_TRIALS trials (default 1000),
@@ -178,7 +199,7 @@ func BenchmarkNearFreshness(b *testing.B) {
 	if s := os.Getenv("NEAR_TRIALS"); s != "" {
 		trials, _ = strconv.Atoi(s)
 	}
-	rdb, _ := newBenchClient(b)
+	rdb := newBenchClient(b)
 	c, err := cache.New(rdb, cache.Options{Prefix: "bench-fresh"})
 	if err != nil {
 		b.Fatal(err)
