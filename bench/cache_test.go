@@ -10,9 +10,11 @@ package bench
 // while one command is in flight, the AutoPipeliner above). rueidis always
 // pipelines. Tables and commands: CACHE.md.
 //
-// Each reports ops/s, allocations and Redis commands per operation, counted
-// by the server (INFO total_commands_processed), so rueidis is counted like
-// the others. MGet on a cluster is measured in the cache package itself
+// Each reports ops/s, allocations and Redis commands per operation twice:
+// cmds/op, the commands the client sent (a go-redis hook; not reported for
+// rueidis, which has none), and srv-cmds/op, the commands the server ran
+// (INFO total_commands_processed), which counts rueidis like the others and
+// includes the commands a script runs. MGet on a cluster is measured in the cache package itself
 // (cd cache && go test -run '^$' -bench MGet100), where the test harness
 // starts a 3-master cluster.
 
@@ -43,12 +45,14 @@ var cacheConcurrency = []int{1, 16, 128}
 
 var value100 = []byte("0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789")
 
-// newBenchClient returns a fresh go-redis client; the pool is sized for 128
-// goroutines so no library waits on it.
-func newBenchClient(b *testing.B) *redis.Client {
+// newBenchClient returns a fresh go-redis client with a command counter; the
+// pool is sized for 128 goroutines so no library waits on it.
+func newBenchClient(b *testing.B) (*redis.Client, *cmdCounter) {
 	rdb := redis.NewClient(&redis.Options{Addr: benchAddr, PoolSize: 128})
 	b.Cleanup(func() { _ = rdb.Close() })
-	return rdb
+	cnt := &cmdCounter{}
+	rdb.AddHook(cnt)
+	return rdb, cnt
 }
 
 // autoPipeliner returns rdb's AutoPipeliner: the one go-redis keeps per
@@ -106,14 +110,18 @@ func serverCommands(b *testing.B) int64 {
 	return 0
 }
 
-// runConcurrent runs b.N calls of op over g goroutines and reports ops/s
-// and the commands the server processed per op.
-func runConcurrent(b *testing.B, g int, op func(ctx context.Context, i int) error) {
+// runConcurrent runs b.N calls of op over g goroutines and reports ops/s,
+// the commands sent per op (counted by cnt, if not nil) and the commands
+// the server ran per op.
+func runConcurrent(b *testing.B, g int, cnt *cmdCounter, op func(ctx context.Context, i int) error) {
 	ctx := context.Background()
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	var failed atomic.Value
 	b.ReportAllocs()
+	if cnt != nil {
+		cnt.n.Store(0)
+	}
 	before := serverCommands(b)
 	b.ResetTimer()
 	for range g {
@@ -138,7 +146,10 @@ func runConcurrent(b *testing.B, g int, op func(ctx context.Context, i int) erro
 	// -1: the INFO that read "before" is counted in the second reading.
 	cmds := serverCommands(b) - before - 1
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
-	b.ReportMetric(float64(cmds)/float64(b.N), "cmds/op")
+	if cnt != nil {
+		b.ReportMetric(float64(cnt.n.Load())/float64(b.N), "cmds/op")
+	}
+	b.ReportMetric(float64(cmds)/float64(b.N), "srv-cmds/op")
 }
 
 const hitKeys = 1000
@@ -147,20 +158,20 @@ const hitKeys = 1000
 // returns the operation to time.
 type cacheRow struct {
 	name  string
-	setup func(b *testing.B) func(ctx context.Context, i int) error
+	setup func(b *testing.B) (*cmdCounter, func(ctx context.Context, i int) error)
 }
 
 func BenchmarkCacheGetHit(b *testing.B) {
 	ctx := context.Background()
 	var rows []cacheRow
 	for _, m := range rediskitModes {
-		rows = append(rows, cacheRow{"rediskit/" + m.name, func(b *testing.B) func(context.Context, int) error {
+		rows = append(rows, cacheRow{"rediskit/" + m.name, func(b *testing.B) (*cmdCounter, func(context.Context, int) error) {
 			return rediskitGet(b, m.mode)
 		}})
 	}
 	for _, m := range goredisModes {
-		rows = append(rows, cacheRow{"go-redis-cache/" + m.name, func(b *testing.B) func(context.Context, int) error {
-			rdb := newBenchClient(b)
+		rows = append(rows, cacheRow{"go-redis-cache/" + m.name, func(b *testing.B) (*cmdCounter, func(context.Context, int) error) {
+			rdb, cnt := newBenchClient(b)
 			// go-redis/cache's Options.Redis is an interface that the
 			// AutoPipeliner satisfies (it is a redis.UniversalClient).
 			c := grcache.New(&grcache.Options{Redis: m.pick(b, rdb)})
@@ -169,15 +180,15 @@ func BenchmarkCacheGetHit(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			return func(ctx context.Context, i int) error {
+			return cnt, func(ctx context.Context, i int) error {
 				var v []byte
 				return c.Get(ctx, "grc:"+strconv.Itoa(i%hitKeys), &v)
 			}
 		}})
 	}
 	for _, m := range goredisModes {
-		rows = append(rows, cacheRow{"eko-gocache/" + m.name, func(b *testing.B) func(context.Context, int) error {
-			rdb := newBenchClient(b)
+		rows = append(rows, cacheRow{"eko-gocache/" + m.name, func(b *testing.B) (*cmdCounter, func(context.Context, int) error) {
+			rdb, cnt := newBenchClient(b)
 			// store/redis takes an interface too, satisfied the same way.
 			c := gocache.New[string](gocacheredis.NewRedis(m.pick(b, rdb)))
 			for i := range hitKeys {
@@ -185,34 +196,35 @@ func BenchmarkCacheGetHit(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			return func(ctx context.Context, i int) error {
+			return cnt, func(ctx context.Context, i int) error {
 				_, err := c.Get(ctx, "eko:"+strconv.Itoa(i%hitKeys))
 				return err
 			}
 		}})
 	}
 	for _, m := range goredisModes {
-		rows = append(rows, cacheRow{"go-redis-GET/" + m.name, func(b *testing.B) func(context.Context, int) error {
-			rdb := newBenchClient(b)
+		rows = append(rows, cacheRow{"go-redis-GET/" + m.name, func(b *testing.B) (*cmdCounter, func(context.Context, int) error) {
+			rdb, cnt := newBenchClient(b)
 			fillBare(b, rdb, "bare:")
 			c := m.pick(b, rdb)
-			return func(ctx context.Context, i int) error {
+			return cnt, func(ctx context.Context, i int) error {
 				return c.Get(ctx, "bare:"+strconv.Itoa(i%hitKeys)).Err()
 			}
 		}})
 	}
-	rows = append(rows, cacheRow{"rueidis-GET/autopipelined", func(b *testing.B) func(context.Context, int) error {
-		rdb := newBenchClient(b)
+	rows = append(rows, cacheRow{"rueidis-GET/autopipelined", func(b *testing.B) (*cmdCounter, func(context.Context, int) error) {
+		rdb, _ := newBenchClient(b)
 		fillBare(b, rdb, "bare:")
 		rc := newRueidis(b)
-		return func(ctx context.Context, i int) error {
+		return nil, func(ctx context.Context, i int) error {
 			return rc.Do(ctx, rc.B().Get().Key("bare:"+strconv.Itoa(i%hitKeys)).Build()).Error()
 		}
 	}})
 	for _, g := range cacheConcurrency {
 		for _, row := range rows {
 			b.Run(fmt.Sprintf("g=%d/%s", g, row.name), func(b *testing.B) {
-				runConcurrent(b, g, row.setup(b))
+				cnt, op := row.setup(b)
+				runConcurrent(b, g, cnt, op)
 			})
 		}
 	}
@@ -241,17 +253,18 @@ func fillBare(b *testing.B, rdb *redis.Client, prefix string) {
 	}
 }
 
-func newBenchCache(b *testing.B, prefix string, mode cache.Pipelining) *cache.Cache {
-	c, err := cache.New(newBenchClient(b), cache.Options{Prefix: prefix, Pipelining: mode})
+func newBenchCache(b *testing.B, prefix string, mode cache.Pipelining) (*cache.Cache, *cmdCounter) {
+	rdb, cnt := newBenchClient(b)
+	c, err := cache.New(rdb, cache.Options{Prefix: prefix, Pipelining: mode})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = c.Close() })
-	return c
+	return c, cnt
 }
 
-func rediskitGet(b *testing.B, mode cache.Pipelining) func(context.Context, int) error {
-	c := newBenchCache(b, "rk", mode)
+func rediskitGet(b *testing.B, mode cache.Pipelining) (*cmdCounter, func(context.Context, int) error) {
+	c, cnt := newBenchCache(b, "rk", mode)
 	items := make(map[string][]byte, hitKeys)
 	for i := range hitKeys {
 		items[strconv.Itoa(i)] = value100
@@ -259,7 +272,7 @@ func rediskitGet(b *testing.B, mode cache.Pipelining) func(context.Context, int)
 	if err := c.MSet(context.Background(), items, time.Hour); err != nil {
 		b.Fatal(err)
 	}
-	return func(ctx context.Context, i int) error {
+	return cnt, func(ctx context.Context, i int) error {
 		_, ok, err := c.Get(ctx, strconv.Itoa(i%hitKeys))
 		if err == nil && !ok {
 			err = fmt.Errorf("miss on key %d", i%hitKeys)
@@ -274,37 +287,38 @@ var missRun atomic.Int64
 // operation gets a key nobody has read or written.
 type missRow struct {
 	name  string
-	setup func(b *testing.B) func(ctx context.Context, key string) error
+	setup func(b *testing.B) (*cmdCounter, func(ctx context.Context, key string) error)
 }
 
 func BenchmarkCacheGetOrSetMiss(b *testing.B) {
 	load := func(ctx context.Context) ([]byte, error) { return value100, nil }
 	var rows []missRow
 	for _, m := range rediskitModes {
-		rows = append(rows, missRow{"rediskit/" + m.name, func(b *testing.B) func(context.Context, string) error {
-			c := newBenchCache(b, "rkmiss", m.mode)
+		rows = append(rows, missRow{"rediskit/" + m.name, func(b *testing.B) (*cmdCounter, func(context.Context, string) error) {
+			c, cnt := newBenchCache(b, "rkmiss", m.mode)
 			if err := c.Preload(context.Background()); err != nil {
 				b.Fatal(err)
 			}
-			return func(ctx context.Context, key string) error {
+			return cnt, func(ctx context.Context, key string) error {
 				_, err := c.GetOrSet(ctx, key, time.Minute, load)
 				return err
 			}
 		}})
 	}
 	for _, m := range goredisModes {
-		rows = append(rows, missRow{"go-redis-cache-Once/" + m.name, func(b *testing.B) func(context.Context, string) error {
-			c := grcache.New(&grcache.Options{Redis: m.pick(b, newBenchClient(b))})
-			return func(ctx context.Context, key string) error {
+		rows = append(rows, missRow{"go-redis-cache-Once/" + m.name, func(b *testing.B) (*cmdCounter, func(context.Context, string) error) {
+			rdb, cnt := newBenchClient(b)
+			c := grcache.New(&grcache.Options{Redis: m.pick(b, rdb)})
+			return cnt, func(ctx context.Context, key string) error {
 				var v []byte
 				return c.Once(&grcache.Item{Ctx: ctx, Key: key, Value: &v, TTL: time.Minute,
 					Do: func(*grcache.Item) (any, error) { return value100, nil }})
 			}
 		}})
 	}
-	rows = append(rows, missRow{"rueidisaside/autopipelined", func(b *testing.B) func(context.Context, string) error {
+	rows = append(rows, missRow{"rueidisaside/autopipelined", func(b *testing.B) (*cmdCounter, func(context.Context, string) error) {
 		ca := newAside(b)
-		return func(ctx context.Context, key string) error {
+		return nil, func(ctx context.Context, key string) error {
 			v, err := ca.Get(ctx, time.Minute, key, func(context.Context, string) (string, error) { return string(value100), nil })
 			if err == nil && len(v) != len(value100) {
 				err = fmt.Errorf("rueidisaside returned %d bytes", len(v))
@@ -318,9 +332,9 @@ func BenchmarkCacheGetOrSetMiss(b *testing.B) {
 				// Every library starts on an empty server: the keys earlier
 				// runs left (and their expiry) must not slow the next one.
 				flushBench(b)
-				op := row.setup(b)
+				cnt, op := row.setup(b)
 				run := strconv.FormatInt(missRun.Add(1), 10)
-				runConcurrent(b, g, func(ctx context.Context, i int) error {
+				runConcurrent(b, g, cnt, func(ctx context.Context, i int) error {
 					return op(ctx, "miss:"+run+":"+strconv.Itoa(i))
 				})
 			})
@@ -358,28 +372,29 @@ func BenchmarkCacheGetOrSetHit(b *testing.B) {
 	never := func(ctx context.Context) ([]byte, error) { return nil, errors.New("loader called on a hit") }
 	var rows []cacheRow
 	for _, m := range rediskitModes {
-		rows = append(rows, cacheRow{"rediskit/" + m.name, func(b *testing.B) func(context.Context, int) error {
-			c := newBenchCache(b, "rkgos", m.mode)
+		rows = append(rows, cacheRow{"rediskit/" + m.name, func(b *testing.B) (*cmdCounter, func(context.Context, int) error) {
+			c, cnt := newBenchCache(b, "rkgos", m.mode)
 			for i := range hitKeys {
 				if err := c.Set(ctx, strconv.Itoa(i), value100, time.Hour); err != nil {
 					b.Fatal(err)
 				}
 			}
-			return func(ctx context.Context, i int) error {
+			return cnt, func(ctx context.Context, i int) error {
 				_, err := c.GetOrSet(ctx, strconv.Itoa(i%hitKeys), time.Hour, never)
 				return err
 			}
 		}})
 	}
 	for _, m := range goredisModes {
-		rows = append(rows, cacheRow{"go-redis-cache-Once/" + m.name, func(b *testing.B) func(context.Context, int) error {
-			c := grcache.New(&grcache.Options{Redis: m.pick(b, newBenchClient(b))})
+		rows = append(rows, cacheRow{"go-redis-cache-Once/" + m.name, func(b *testing.B) (*cmdCounter, func(context.Context, int) error) {
+			rdb, cnt := newBenchClient(b)
+			c := grcache.New(&grcache.Options{Redis: m.pick(b, rdb)})
 			for i := range hitKeys {
 				if err := c.Set(&grcache.Item{Ctx: ctx, Key: "grcos:" + strconv.Itoa(i), Value: value100, TTL: time.Hour}); err != nil {
 					b.Fatal(err)
 				}
 			}
-			return func(ctx context.Context, i int) error {
+			return cnt, func(ctx context.Context, i int) error {
 				var v []byte
 				return c.Once(&grcache.Item{Ctx: ctx, Key: "grcos:" + strconv.Itoa(i%hitKeys), Value: &v, TTL: time.Hour,
 					Do: func(*grcache.Item) (any, error) { return nil, errors.New("loader called on a hit") }})
@@ -389,7 +404,8 @@ func BenchmarkCacheGetOrSetHit(b *testing.B) {
 	for _, g := range cacheConcurrency {
 		for _, row := range rows {
 			b.Run(fmt.Sprintf("g=%d/%s", g, row.name), func(b *testing.B) {
-				runConcurrent(b, g, row.setup(b))
+				cnt, op := row.setup(b)
+				runConcurrent(b, g, cnt, op)
 			})
 		}
 	}
@@ -405,7 +421,7 @@ func BenchmarkCacheClearWhileGet(b *testing.B) {
 		n, _ = strconv.Atoi(s)
 	}
 	ctx := context.Background()
-	rdb := newBenchClient(b)
+	rdb, _ := newBenchClient(b)
 	victims, err := cache.New(rdb, cache.Options{Prefix: "clear-victims"})
 	if err != nil {
 		b.Fatal(err)

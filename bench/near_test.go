@@ -68,7 +68,7 @@ func BenchmarkNearGetHit(b *testing.B) {
 	keys := nearKeyNames("k")
 
 	b.Run(fmt.Sprintf("rediskit-near/g=%d", g), func(b *testing.B) {
-		rdb := newBenchClient(b)
+		rdb, _ := newBenchClient(b)
 		c, err := cache.New(rdb, cache.Options{Prefix: "bench-near", Near: &cache.NearOptions{}})
 		if err != nil {
 			b.Fatal(err)
@@ -125,7 +125,7 @@ func BenchmarkNearGetHit(b *testing.B) {
 	})
 
 	b.Run(fmt.Sprintf("goredis-cache-tinylfu/g=%d", g), func(b *testing.B) {
-		rdb := newBenchClient(b)
+		rdb, _ := newBenchClient(b)
 		gc := grcache.New(&grcache.Options{Redis: rdb, LocalCache: grcache.NewTinyLFU(10*nearKeys, time.Hour)})
 		ctx := context.Background()
 		gk := nearKeyNames("grc:k")
@@ -199,7 +199,7 @@ func BenchmarkNearFreshness(b *testing.B) {
 	if s := os.Getenv("NEAR_TRIALS"); s != "" {
 		trials, _ = strconv.Atoi(s)
 	}
-	rdb := newBenchClient(b)
+	rdb, _ := newBenchClient(b)
 	c, err := cache.New(rdb, cache.Options{Prefix: "bench-fresh"})
 	if err != nil {
 		b.Fatal(err)
