@@ -14,9 +14,9 @@ package bench
 // cmds/op, the commands the client sent (a go-redis hook; not reported for
 // rueidis, which has none), and srv-cmds/op, the commands the server ran
 // (INFO total_commands_processed), which counts rueidis like the others and
-// includes the commands a script runs. MGet on a cluster is measured in the cache package itself
-// (cd cache && go test -run '^$' -bench MGet100), where the test harness
-// starts a 3-master cluster.
+// includes the commands a script runs. MGet on a cluster is measured in the
+// cache package itself (cd cache && go test -run '^$' -bench MGet100), where
+// the test harness starts a 3-master cluster.
 
 import (
 	"context"

@@ -142,16 +142,6 @@ var sessionModes = []struct {
 	{"autopipelined", session.PipelineAlways},
 }
 
-// apClient returns rdb's AutoPipeliner, the one rediskit's Pipelining uses
-// too. Closing rdb stops it.
-func apClient(b *testing.B, rdb *redis.Client) *redis.AutoPipeliner {
-	ap, err := rdb.AutoPipeline()
-	if err != nil {
-		b.Fatal(err)
-	}
-	return ap
-}
-
 // rediskitHandler returns the rediskit request handler, the cookies of 64
 // logged-in sessions and the command counter of its client.
 func rediskitHandler(b *testing.B, mode session.Pipelining) (http.Handler, []*http.Cookie, *cmdCounter) {
@@ -198,7 +188,7 @@ func benchSCS(b *testing.B, autopipelined, slide bool) {
 	prefix := fmt.Sprintf("scs%d:", time.Now().UnixNano())
 	var store scs.Store = goredisstore.NewWithPrefix(rdb, prefix)
 	if autopipelined {
-		store = &cmdableStore{c: apClient(b, rdb), prefix: prefix}
+		store = &cmdableStore{c: autoPipeliner(b, rdb), prefix: prefix}
 	}
 	h := scsHandler(store, slide)
 	runRequests(b, h, loginAll(b, h), count)
@@ -276,7 +266,7 @@ func benchGorilla(b *testing.B, autopipelined bool) {
 	rdb, count := newClient(b)
 	var c redis.UniversalClient = rdb
 	if autopipelined {
-		c = apClient(b, rdb)
+		c = autoPipeliner(b, rdb)
 	}
 	gs, err := redisstore.NewRedisStore(context.Background(), c)
 	if err != nil {
@@ -409,7 +399,7 @@ func BenchmarkSessionGet(b *testing.B) {
 		rdb, count := newClient(b)
 		var bare redis.Cmdable = rdb
 		if m.mode == session.PipelineAlways {
-			bare = apClient(b, rdb)
+			bare = autoPipeliner(b, rdb)
 		}
 		prefix := fmt.Sprintf("g%d:", time.Now().UnixNano())
 		store, err := session.New(rdb, session.Options{Prefix: prefix, Pipelining: m.mode})
