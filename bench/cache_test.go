@@ -1,18 +1,22 @@
 package bench
 
 // Cache benchmarks: rediskit/cache side by side with go-redis/cache (no local
-// tier), eko/gocache (lib/v4 + store/redis/v4) and bare go-redis GET (pooled
-// and auto-pipelined), on the one redis-server that TestMain starts, with
-// 100-byte values, at 1, 16 and 128 goroutines. Run:
+// tier), eko/gocache (lib/v4 + store/redis/v4), bare go-redis GET, rueidis
+// GET and rueidisaside, on the one redis-server that TestMain starts, with
+// 100-byte values, at 1, 16 and 128 goroutines. Every row names the client
+// it ran on: "pooled" is a go-redis client's connection pool,
+// "autopipelined" that client's AutoPipeliner (rdb.AutoPipeline(), the same
+// one rediskit's Pipelining uses), "adaptive" rediskit's default (pooled
+// while one command is in flight, the AutoPipeliner above). rueidis always
+// pipelines. Tables and commands: CACHE.md.
 //
-//	cd bench && go test -run '^$' -bench 'Cache' -benchtime 3s -count 3
-//
-// Each reports ops/s and Redis commands per operation (counted by a go-redis
-// hook); Get benchmarks report allocations. rueidisaside is not here: its
-// module could not be fetched from the Go module proxy.
-// MGet on a cluster is measured in the cache package itself
-// (cd cache && go test -run '^$' -bench MGet100), where the test harness
-// starts a 3-master cluster.
+// Each reports ops/s, allocations and Redis commands per operation twice:
+// cmds/op, the commands the client sent (a go-redis hook; not reported for
+// rueidis, which has none), and srv-cmds/op, the commands the server ran
+// (INFO total_commands_processed), which counts rueidis like the others and
+// includes the commands a script runs. MGet on a cluster is measured in the
+// cache package itself (cd cache && go test -run '^$' -bench MGet100), where
+// the test harness starts a 3-master cluster.
 
 import (
 	"context"
@@ -21,6 +25,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -30,6 +35,8 @@ import (
 	gocacheredis "github.com/eko/gocache/store/redis/v4"
 	grcache "github.com/go-redis/cache/v9"
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/rueidis"
+	"github.com/redis/rueidis/rueidisaside"
 
 	"github.com/rediskit/rediskit/cache"
 )
@@ -38,8 +45,8 @@ var cacheConcurrency = []int{1, 16, 128}
 
 var value100 = []byte("0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789")
 
-// newBenchClient returns a fresh client with a command counter; the pool is
-// sized for 128 goroutines so no library waits on it.
+// newBenchClient returns a fresh go-redis client with a command counter; the
+// pool is sized for 128 goroutines so no library waits on it.
 func newBenchClient(b *testing.B) (*redis.Client, *cmdCounter) {
 	rdb := redis.NewClient(&redis.Options{Addr: benchAddr, PoolSize: 128})
 	b.Cleanup(func() { _ = rdb.Close() })
@@ -48,15 +55,74 @@ func newBenchClient(b *testing.B) (*redis.Client, *cmdCounter) {
 	return rdb, cnt
 }
 
-// runConcurrent runs b.N calls of op over g goroutines and reports ops/s
-// and commands per op.
+// autoPipeliner returns rdb's AutoPipeliner: the one go-redis keeps per
+// client, which rediskit's Pipelining uses too. Closing rdb stops it.
+func autoPipeliner(b *testing.B, rdb *redis.Client) *redis.AutoPipeliner {
+	ap, err := rdb.AutoPipeline()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return ap
+}
+
+// onClient is a client mode of the go-redis based rows.
+type onClient struct {
+	name string
+	pick func(b *testing.B, rdb *redis.Client) redis.UniversalClient
+}
+
+var goredisModes = []onClient{
+	{"pooled", func(_ *testing.B, rdb *redis.Client) redis.UniversalClient { return rdb }},
+	{"autopipelined", func(b *testing.B, rdb *redis.Client) redis.UniversalClient { return autoPipeliner(b, rdb) }},
+}
+
+var rediskitModes = []struct {
+	name string
+	mode cache.Pipelining
+}{
+	{"adaptive", cache.PipelineAdaptive}, // the default: cache.Options{}
+	{"pooled", cache.PipelineOff},
+	{"autopipelined", cache.PipelineAlways},
+}
+
+// statsClient reads the server's command counter on one connection of its
+// own, opened on first use.
+var statsClient = sync.OnceValue(func() *redis.Client {
+	return redis.NewClient(&redis.Options{Addr: benchAddr, PoolSize: 1})
+})
+
+// serverCommands returns the number of commands the server has processed.
+func serverCommands(b *testing.B) int64 {
+	info, err := statsClient().Info(context.Background(), "stats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(line, "total_commands_processed:"); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return n
+		}
+	}
+	b.Fatal("INFO stats has no total_commands_processed")
+	return 0
+}
+
+// runConcurrent runs b.N calls of op over g goroutines and reports ops/s,
+// the commands sent per op (counted by cnt, if not nil) and the commands
+// the server ran per op.
 func runConcurrent(b *testing.B, g int, cnt *cmdCounter, op func(ctx context.Context, i int) error) {
 	ctx := context.Background()
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	var failed atomic.Value
 	b.ReportAllocs()
-	cnt.n.Store(0)
+	if cnt != nil {
+		cnt.n.Store(0)
+	}
+	before := serverCommands(b)
 	b.ResetTimer()
 	for range g {
 		wg.Go(func() {
@@ -77,27 +143,38 @@ func runConcurrent(b *testing.B, g int, cnt *cmdCounter, op func(ctx context.Con
 	if err, _ := failed.Load().(error); err != nil {
 		b.Fatal(err)
 	}
+	// -1: the INFO that read "before" is counted in the second reading.
+	cmds := serverCommands(b) - before - 1
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
-	b.ReportMetric(float64(cnt.n.Load())/float64(b.N), "cmds/op")
+	if cnt != nil {
+		b.ReportMetric(float64(cnt.n.Load())/float64(b.N), "cmds/op")
+	}
+	b.ReportMetric(float64(cmds)/float64(b.N), "srv-cmds/op")
 }
 
 const hitKeys = 1000
 
+// cacheRow is one library on one client: setup fills what it needs and
+// returns the operation to time.
+type cacheRow struct {
+	name  string
+	setup func(b *testing.B) (*cmdCounter, func(ctx context.Context, i int) error)
+}
+
 func BenchmarkCacheGetHit(b *testing.B) {
 	ctx := context.Background()
-	libs := []struct {
-		name  string
-		setup func(b *testing.B) (*cmdCounter, func(ctx context.Context, i int) error)
-	}{
-		{"rediskit", func(b *testing.B) (*cmdCounter, func(context.Context, int) error) {
-			return rediskitGet(b, false)
-		}},
-		{"rediskit-autopipeline", func(b *testing.B) (*cmdCounter, func(context.Context, int) error) {
-			return rediskitGet(b, true)
-		}},
-		{"go-redis-cache", func(b *testing.B) (*cmdCounter, func(context.Context, int) error) {
+	var rows []cacheRow
+	for _, m := range rediskitModes {
+		rows = append(rows, cacheRow{"rediskit/" + m.name, func(b *testing.B) (*cmdCounter, func(context.Context, int) error) {
+			return rediskitGet(b, m.mode)
+		}})
+	}
+	for _, m := range goredisModes {
+		rows = append(rows, cacheRow{"go-redis-cache/" + m.name, func(b *testing.B) (*cmdCounter, func(context.Context, int) error) {
 			rdb, cnt := newBenchClient(b)
-			c := grcache.New(&grcache.Options{Redis: rdb})
+			// go-redis/cache's Options.Redis is an interface that the
+			// AutoPipeliner satisfies (it is a redis.UniversalClient).
+			c := grcache.New(&grcache.Options{Redis: m.pick(b, rdb)})
 			for i := range hitKeys {
 				if err := c.Set(&grcache.Item{Ctx: ctx, Key: "grc:" + strconv.Itoa(i), Value: value100, TTL: time.Hour}); err != nil {
 					b.Fatal(err)
@@ -107,10 +184,13 @@ func BenchmarkCacheGetHit(b *testing.B) {
 				var v []byte
 				return c.Get(ctx, "grc:"+strconv.Itoa(i%hitKeys), &v)
 			}
-		}},
-		{"eko-gocache", func(b *testing.B) (*cmdCounter, func(context.Context, int) error) {
+		}})
+	}
+	for _, m := range goredisModes {
+		rows = append(rows, cacheRow{"eko-gocache/" + m.name, func(b *testing.B) (*cmdCounter, func(context.Context, int) error) {
 			rdb, cnt := newBenchClient(b)
-			c := gocache.New[string](gocacheredis.NewRedis(rdb))
+			// store/redis takes an interface too, satisfied the same way.
+			c := gocache.New[string](gocacheredis.NewRedis(m.pick(b, rdb)))
 			for i := range hitKeys {
 				if err := c.Set(ctx, "eko:"+strconv.Itoa(i), string(value100)); err != nil {
 					b.Fatal(err)
@@ -120,34 +200,45 @@ func BenchmarkCacheGetHit(b *testing.B) {
 				_, err := c.Get(ctx, "eko:"+strconv.Itoa(i%hitKeys))
 				return err
 			}
-		}},
-		{"go-redis-GET", func(b *testing.B) (*cmdCounter, func(context.Context, int) error) {
-			rdb, cnt := newBenchClient(b)
-			fillBare(b, rdb, "bare:")
-			return cnt, func(ctx context.Context, i int) error {
-				return rdb.Get(ctx, "bare:"+strconv.Itoa(i%hitKeys)).Err()
-			}
-		}},
-		{"go-redis-autopipeline-GET", func(b *testing.B) (*cmdCounter, func(context.Context, int) error) {
-			rdb, cnt := newBenchClient(b)
-			fillBare(b, rdb, "bare:")
-			ap, err := rdb.AutoPipeline()
-			if err != nil {
-				b.Fatal(err)
-			}
-			return cnt, func(ctx context.Context, i int) error {
-				return ap.Get(ctx, "bare:"+strconv.Itoa(i%hitKeys)).Err()
-			}
-		}},
+		}})
 	}
+	for _, m := range goredisModes {
+		rows = append(rows, cacheRow{"go-redis-GET/" + m.name, func(b *testing.B) (*cmdCounter, func(context.Context, int) error) {
+			rdb, cnt := newBenchClient(b)
+			fillBare(b, rdb, "bare:")
+			c := m.pick(b, rdb)
+			return cnt, func(ctx context.Context, i int) error {
+				return c.Get(ctx, "bare:"+strconv.Itoa(i%hitKeys)).Err()
+			}
+		}})
+	}
+	rows = append(rows, cacheRow{"rueidis-GET/autopipelined", func(b *testing.B) (*cmdCounter, func(context.Context, int) error) {
+		rdb, _ := newBenchClient(b)
+		fillBare(b, rdb, "bare:")
+		rc := newRueidis(b)
+		return nil, func(ctx context.Context, i int) error {
+			return rc.Do(ctx, rc.B().Get().Key("bare:"+strconv.Itoa(i%hitKeys)).Build()).Error()
+		}
+	}})
 	for _, g := range cacheConcurrency {
-		for _, lib := range libs {
-			b.Run(fmt.Sprintf("g=%d/%s", g, lib.name), func(b *testing.B) {
-				cnt, op := lib.setup(b)
+		for _, row := range rows {
+			b.Run(fmt.Sprintf("g=%d/%s", g, row.name), func(b *testing.B) {
+				cnt, op := row.setup(b)
 				runConcurrent(b, g, cnt, op)
 			})
 		}
 	}
+}
+
+// newRueidis returns a rueidis client with its defaults: it pipelines
+// concurrent commands on a shared connection.
+func newRueidis(b *testing.B) rueidis.Client {
+	rc, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{benchAddr}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(rc.Close)
+	return rc
 }
 
 func fillBare(b *testing.B, rdb *redis.Client, prefix string) {
@@ -162,13 +253,18 @@ func fillBare(b *testing.B, rdb *redis.Client, prefix string) {
 	}
 }
 
-func rediskitGet(b *testing.B, autoPipeline bool) (*cmdCounter, func(context.Context, int) error) {
+func newBenchCache(b *testing.B, prefix string, mode cache.Pipelining) (*cache.Cache, *cmdCounter) {
 	rdb, cnt := newBenchClient(b)
-	c, err := cache.New(rdb, cache.Options{Prefix: "rk", AutoPipeline: autoPipeline})
+	c, err := cache.New(rdb, cache.Options{Prefix: prefix, Pipelining: mode})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = c.Close() })
+	return c, cnt
+}
+
+func rediskitGet(b *testing.B, mode cache.Pipelining) (*cmdCounter, func(context.Context, int) error) {
+	c, cnt := newBenchCache(b, "rk", mode)
 	items := make(map[string][]byte, hitKeys)
 	for i := range hitKeys {
 		items[strconv.Itoa(i)] = value100
@@ -187,35 +283,56 @@ func rediskitGet(b *testing.B, autoPipeline bool) (*cmdCounter, func(context.Con
 
 var missRun atomic.Int64
 
+// missRow is one library on one client for the miss benchmark: the
+// operation gets a key nobody has read or written.
+type missRow struct {
+	name  string
+	setup func(b *testing.B) (*cmdCounter, func(ctx context.Context, key string) error)
+}
+
 func BenchmarkCacheGetOrSetMiss(b *testing.B) {
 	load := func(ctx context.Context) ([]byte, error) { return value100, nil }
-	libs := []struct {
-		name  string
-		setup func(b *testing.B) (*cmdCounter, func(ctx context.Context, key string) error)
-	}{
-		{"rediskit", func(b *testing.B) (*cmdCounter, func(context.Context, string) error) {
-			return rediskitMiss(b, false, load)
-		}},
-		{"rediskit-autopipeline", func(b *testing.B) (*cmdCounter, func(context.Context, string) error) {
-			return rediskitMiss(b, true, load)
-		}},
-		{"go-redis-cache-Once", func(b *testing.B) (*cmdCounter, func(context.Context, string) error) {
+	var rows []missRow
+	for _, m := range rediskitModes {
+		rows = append(rows, missRow{"rediskit/" + m.name, func(b *testing.B) (*cmdCounter, func(context.Context, string) error) {
+			c, cnt := newBenchCache(b, "rkmiss", m.mode)
+			if err := c.Preload(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			return cnt, func(ctx context.Context, key string) error {
+				_, err := c.GetOrSet(ctx, key, time.Minute, load)
+				return err
+			}
+		}})
+	}
+	for _, m := range goredisModes {
+		rows = append(rows, missRow{"go-redis-cache-Once/" + m.name, func(b *testing.B) (*cmdCounter, func(context.Context, string) error) {
 			rdb, cnt := newBenchClient(b)
-			c := grcache.New(&grcache.Options{Redis: rdb})
+			c := grcache.New(&grcache.Options{Redis: m.pick(b, rdb)})
 			return cnt, func(ctx context.Context, key string) error {
 				var v []byte
 				return c.Once(&grcache.Item{Ctx: ctx, Key: key, Value: &v, TTL: time.Minute,
 					Do: func(*grcache.Item) (any, error) { return value100, nil }})
 			}
-		}},
+		}})
 	}
+	rows = append(rows, missRow{"rueidisaside/autopipelined", func(b *testing.B) (*cmdCounter, func(context.Context, string) error) {
+		ca := newAside(b)
+		return nil, func(ctx context.Context, key string) error {
+			v, err := ca.Get(ctx, time.Minute, key, func(context.Context, string) (string, error) { return string(value100), nil })
+			if err == nil && len(v) != len(value100) {
+				err = fmt.Errorf("rueidisaside returned %d bytes", len(v))
+			}
+			return err
+		}
+	}})
 	for _, g := range cacheConcurrency {
-		for _, lib := range libs {
-			b.Run(fmt.Sprintf("g=%d/%s", g, lib.name), func(b *testing.B) {
+		for _, row := range rows {
+			b.Run(fmt.Sprintf("g=%d/%s", g, row.name), func(b *testing.B) {
 				// Every library starts on an empty server: the keys earlier
 				// runs left (and their expiry) must not slow the next one.
 				flushBench(b)
-				cnt, op := lib.setup(b)
+				cnt, op := row.setup(b)
 				run := strconv.FormatInt(missRun.Add(1), 10)
 				runConcurrent(b, g, cnt, func(ctx context.Context, i int) error {
 					return op(ctx, "miss:"+run+":"+strconv.Itoa(i))
@@ -223,6 +340,19 @@ func BenchmarkCacheGetOrSetMiss(b *testing.B) {
 			})
 		}
 	}
+}
+
+// newAside returns a rueidisaside client with its defaults (client-side
+// caching through RESP3 tracking, SET NX GET as the lock).
+func newAside(b *testing.B) rueidisaside.CacheAsideClient {
+	ca, err := rueidisaside.NewClient(rueidisaside.ClientOption{
+		ClientOption: rueidis.ClientOption{InitAddress: []string{benchAddr}},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(ca.Close)
+	return ca
 }
 
 func flushBench(b *testing.B) {
@@ -233,22 +363,6 @@ func flushBench(b *testing.B) {
 	}
 }
 
-func rediskitMiss(b *testing.B, autoPipeline bool, load cache.LoaderFunc[[]byte]) (*cmdCounter, func(context.Context, string) error) {
-	rdb, cnt := newBenchClient(b)
-	c, err := cache.New(rdb, cache.Options{Prefix: "rkmiss", AutoPipeline: autoPipeline})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = c.Close() })
-	if err := c.Preload(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	return cnt, func(ctx context.Context, key string) error {
-		_, err := c.GetOrSet(ctx, key, time.Minute, load)
-		return err
-	}
-}
-
 // BenchmarkCacheGetOrSetHit is the steady state of cache-aside: GetOrSet of
 // keys that are present, so the loader never runs. rediskit reads with the
 // SET NX GET that would take the lease on a miss; go-redis/cache Once reads
@@ -256,14 +370,10 @@ func rediskitMiss(b *testing.B, autoPipeline bool, load cache.LoaderFunc[[]byte]
 func BenchmarkCacheGetOrSetHit(b *testing.B) {
 	ctx := context.Background()
 	never := func(ctx context.Context) ([]byte, error) { return nil, errors.New("loader called on a hit") }
-	rediskit := func(autoPipeline bool) func(b *testing.B) (*cmdCounter, func(context.Context, int) error) {
-		return func(b *testing.B) (*cmdCounter, func(context.Context, int) error) {
-			rdb, cnt := newBenchClient(b)
-			c, err := cache.New(rdb, cache.Options{Prefix: "rkgos", AutoPipeline: autoPipeline})
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { _ = c.Close() })
+	var rows []cacheRow
+	for _, m := range rediskitModes {
+		rows = append(rows, cacheRow{"rediskit/" + m.name, func(b *testing.B) (*cmdCounter, func(context.Context, int) error) {
+			c, cnt := newBenchCache(b, "rkgos", m.mode)
 			for i := range hitKeys {
 				if err := c.Set(ctx, strconv.Itoa(i), value100, time.Hour); err != nil {
 					b.Fatal(err)
@@ -273,17 +383,12 @@ func BenchmarkCacheGetOrSetHit(b *testing.B) {
 				_, err := c.GetOrSet(ctx, strconv.Itoa(i%hitKeys), time.Hour, never)
 				return err
 			}
-		}
+		}})
 	}
-	libs := []struct {
-		name  string
-		setup func(b *testing.B) (*cmdCounter, func(ctx context.Context, i int) error)
-	}{
-		{"rediskit", rediskit(false)},
-		{"rediskit-autopipeline", rediskit(true)},
-		{"go-redis-cache-Once", func(b *testing.B) (*cmdCounter, func(context.Context, int) error) {
+	for _, m := range goredisModes {
+		rows = append(rows, cacheRow{"go-redis-cache-Once/" + m.name, func(b *testing.B) (*cmdCounter, func(context.Context, int) error) {
 			rdb, cnt := newBenchClient(b)
-			c := grcache.New(&grcache.Options{Redis: rdb})
+			c := grcache.New(&grcache.Options{Redis: m.pick(b, rdb)})
 			for i := range hitKeys {
 				if err := c.Set(&grcache.Item{Ctx: ctx, Key: "grcos:" + strconv.Itoa(i), Value: value100, TTL: time.Hour}); err != nil {
 					b.Fatal(err)
@@ -294,12 +399,12 @@ func BenchmarkCacheGetOrSetHit(b *testing.B) {
 				return c.Once(&grcache.Item{Ctx: ctx, Key: "grcos:" + strconv.Itoa(i%hitKeys), Value: &v, TTL: time.Hour,
 					Do: func(*grcache.Item) (any, error) { return nil, errors.New("loader called on a hit") }})
 			}
-		}},
+		}})
 	}
 	for _, g := range cacheConcurrency {
-		for _, lib := range libs {
-			b.Run(fmt.Sprintf("g=%d/%s", g, lib.name), func(b *testing.B) {
-				cnt, op := lib.setup(b)
+		for _, row := range rows {
+			b.Run(fmt.Sprintf("g=%d/%s", g, row.name), func(b *testing.B) {
+				cnt, op := row.setup(b)
 				runConcurrent(b, g, cnt, op)
 			})
 		}

@@ -2,9 +2,9 @@ package bench
 
 // Near-cache benchmarks: a Typed Get served from rediskit's near tier side by
 // side with the in-process tiers of go-redis client-side caching (RESP3),
-// go-redis/cache with TinyLFU and rueidis DoCache, at 128 goroutines, on the
-// redis-server that TestMain starts; and the freshness of the near tier seen
-// from another process. Run (figures in NEAR.md):
+// go-redis/cache with TinyLFU, rueidis DoCache and rueidisaside, at 128
+// goroutines, on the redis-server that TestMain starts; and the freshness of
+// the near tier seen from another process. Run (figures in NEAR.md):
 //
 //	cd bench && go test -run '^$' -bench 'NearGetHit' -benchtime 2s -count 3
 //	cd bench && go test -run '^$' -bench 'NearFreshness' -benchtime 1x
@@ -35,11 +35,13 @@ var nearValue = strings.Repeat("x", 100)
 
 // runParallel runs op over g goroutines with testing's RunParallel (its
 // counter is batched, so it does not become the bottleneck of a
-// nanosecond-scale operation) and reports ops/s.
+// nanosecond-scale operation) and reports ops/s and the commands the server
+// ran per op (0 when every read is served locally).
 func runParallel(b *testing.B, g int, op func(ctx context.Context, i int) error) {
 	ctx := context.Background()
 	b.SetParallelism(max(1, g/runtime.GOMAXPROCS(0)))
 	b.ReportAllocs()
+	before := serverCommands(b)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
@@ -53,6 +55,8 @@ func runParallel(b *testing.B, g int, op func(ctx context.Context, i int) error)
 	})
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+	// -1: the INFO that read "before" is counted in the second reading.
+	b.ReportMetric(float64(serverCommands(b)-before-1)/float64(b.N), "srv-cmds/op")
 }
 
 func nearKeyNames(prefix string) []string {
@@ -161,6 +165,27 @@ func BenchmarkNearGetHit(b *testing.B) {
 			v, err := rc.DoCache(ctx, rc.B().Get().Key(rk[i]).Cache(), time.Hour).ToString()
 			if err != nil || len(v) != 100 {
 				return fmt.Errorf("DoCache = %d bytes, %v", len(v), err)
+			}
+			return nil
+		})
+	})
+	b.Run(fmt.Sprintf("rueidisaside/g=%d", g), func(b *testing.B) {
+		ca := newAside(b)
+		ctx := context.Background()
+		ak := nearKeyNames("aside:k")
+		fill := func(context.Context, string) (string, error) { return nearValue, nil }
+		for _, k := range ak {
+			for range 2 { // the first Get loads and stores, the second caches
+				if _, err := ca.Get(ctx, time.Hour, k, fill); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		never := func(context.Context, string) (string, error) { return "", fmt.Errorf("loader called on a hit") }
+		runParallel(b, g, func(ctx context.Context, i int) error {
+			v, err := ca.Get(ctx, time.Hour, ak[i], never)
+			if err != nil || len(v) != 100 {
+				return fmt.Errorf("Get = %d bytes, %v", len(v), err)
 			}
 			return nil
 		})

@@ -1,15 +1,17 @@
 package bench
 
 // Session benchmarks: rediskit/session side by side with alexedwards/scs/v2
-// (goredisstore) and gorilla/sessions (rbcervilla/redisstore/v9), on the one
-// redis-server that TestMain starts. Run:
-//
-//	cd bench && go test -run '^$' -bench 'Session' -benchtime 3s -count 1
+// (goredisstore, and cmdableStore below on an AutoPipeliner) and
+// gorilla/sessions (rbcervilla/redisstore/v9), on the one redis-server that
+// TestMain starts. Tables and their commands: SESSIONS.md.
 //
 // Every request benchmark runs 64 concurrent clients (RunParallel with
 // parallelism 64/GOMAXPROCS), each with its own logged-in session holding the
-// same payload, and reports req/s and Redis commands per request (counted by
-// a go-redis hook).
+// same payload, and reports req/s, allocations and Redis commands per request
+// (counted by a go-redis hook, which sees pooled and auto-pipelined commands
+// alike). Row names say the client: "pooled", "autopipelined" (the client's
+// AutoPipeliner), "adaptive" (rediskit's default: pooled while one command is
+// in flight, the AutoPipeliner above).
 
 import (
 	"context"
@@ -19,6 +21,7 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -110,23 +113,41 @@ func login(b *testing.B, h http.Handler) *http.Cookie {
 	return cs[0]
 }
 
+// BenchmarkSessionRequest: one request cycle per op (load the session, read
+// two values, save if the library needs to). scs commits only a changed
+// session unless IdleTimeout is set, when it re-commits every request to
+// slide the expiry ("-slide" rows); gorilla saves every request, which is
+// how it slides the expiry; rediskit slides it with its touch script once
+// per TouchInterval.
 func BenchmarkSessionRequest(b *testing.B) {
-	b.Run("rediskit", func(b *testing.B) { benchRediskit(b, false) })
-	b.Run("rediskit-autopipeline", func(b *testing.B) { benchRediskit(b, true) })
-	b.Run("scs-goredisstore", benchSCS)
-	b.Run("gorilla-redisstore", benchGorilla)
+	for _, m := range sessionModes {
+		b.Run("rediskit/"+m.name, func(b *testing.B) {
+			h, cookies, count := rediskitHandler(b, m.mode)
+			runRequests(b, h, cookies, count)
+		})
+	}
+	b.Run("scs-goredisstore/pooled", func(b *testing.B) { benchSCS(b, false, false) })
+	b.Run("scs-cmdablestore/autopipelined", func(b *testing.B) { benchSCS(b, true, false) })
+	b.Run("scs-goredisstore-slide/pooled", func(b *testing.B) { benchSCS(b, false, true) })
+	b.Run("scs-cmdablestore-slide/autopipelined", func(b *testing.B) { benchSCS(b, true, true) })
+	b.Run("gorilla-redisstore/pooled", func(b *testing.B) { benchGorilla(b, false) })
+	b.Run("gorilla-redisstore/autopipelined", func(b *testing.B) { benchGorilla(b, true) })
 }
 
-func benchRediskit(b *testing.B, autopipeline bool) {
-	h, cookies, count := rediskitHandler(b, autopipeline)
-	runRequests(b, h, cookies, count)
+var sessionModes = []struct {
+	name string
+	mode session.Pipelining
+}{
+	{"adaptive", session.PipelineAdaptive}, // the default: session.Options{}
+	{"pooled", session.PipelineOff},
+	{"autopipelined", session.PipelineAlways},
 }
 
 // rediskitHandler returns the rediskit request handler, the cookies of 64
 // logged-in sessions and the command counter of its client.
-func rediskitHandler(b *testing.B, autopipeline bool) (http.Handler, []*http.Cookie, *cmdCounter) {
+func rediskitHandler(b *testing.B, mode session.Pipelining) (http.Handler, []*http.Cookie, *cmdCounter) {
 	rdb, count := newClient(b)
-	store, err := session.New(rdb, session.Options{Prefix: fmt.Sprintf("rk%d:", time.Now().UnixNano()), AutoPipeline: autopipeline})
+	store, err := session.New(rdb, session.Options{Prefix: fmt.Sprintf("rk%d:", time.Now().UnixNano()), Pipelining: mode})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -161,17 +182,67 @@ func loginAll(b *testing.B, h http.Handler) []*http.Cookie {
 	return cookies
 }
 
-func benchSCS(b *testing.B) {
+// benchSCS runs scs over goredisstore on the pooled client, or over
+// cmdableStore on its AutoPipeliner; slide sets IdleTimeout.
+func benchSCS(b *testing.B, autopipelined, slide bool) {
 	rdb, count := newClient(b)
-	h := scsHandler(goredisstore.NewWithPrefix(rdb, fmt.Sprintf("scs%d:", time.Now().UnixNano())))
+	prefix := fmt.Sprintf("scs%d:", time.Now().UnixNano())
+	var store scs.Store = goredisstore.NewWithPrefix(rdb, prefix)
+	if autopipelined {
+		store = &cmdableStore{c: autoPipeliner(b, rdb), prefix: prefix}
+	}
+	h := scsHandler(store, slide)
 	runRequests(b, h, loginAll(b, h), count)
 }
 
-// scsHandler is the scs request handler over store.
-func scsHandler(store scs.Store) http.Handler {
+// cmdableStore is scs/goredisstore over an interface instead of a
+// *redis.Client, so that it can run on an AutoPipeliner: the same commands
+// (GET, SET with a PX expiry, DEL) with the same arguments.
+type cmdableStore struct {
+	c      redis.Cmdable
+	prefix string
+}
+
+func (s *cmdableStore) FindCtx(ctx context.Context, token string) ([]byte, bool, error) {
+	b, err := s.c.Get(ctx, s.prefix+token).Bytes()
+	if err == redis.Nil {
+		return nil, false, nil
+	} else if err != nil {
+		return nil, false, err
+	}
+	return b, true, nil
+}
+
+func (s *cmdableStore) CommitCtx(ctx context.Context, token string, b []byte, expiry time.Time) error {
+	return s.c.Set(ctx, s.prefix+token, string(b), time.Until(expiry)).Err()
+}
+
+func (s *cmdableStore) DeleteCtx(ctx context.Context, token string) error {
+	return s.c.Del(ctx, s.prefix+token).Err()
+}
+
+func (s *cmdableStore) Find(token string) ([]byte, bool, error) {
+	return s.FindCtx(context.Background(), token)
+}
+
+func (s *cmdableStore) Commit(token string, b []byte, expiry time.Time) error {
+	return s.CommitCtx(context.Background(), token, b, expiry)
+}
+
+func (s *cmdableStore) Delete(token string) error {
+	return s.DeleteCtx(context.Background(), token)
+}
+
+var _ scs.CtxStore = (*cmdableStore)(nil)
+
+// scsHandler is the scs request handler over store; slide sets IdleTimeout,
+// so that scs re-commits the session on every request to slide its expiry.
+func scsHandler(store scs.Store, slide bool) http.Handler {
 	sm := scs.New()
 	sm.Store = store
-	sm.IdleTimeout = 30 * time.Minute // slide the idle window, as rediskit does
+	if slide {
+		sm.IdleTimeout = 30 * time.Minute
+	}
 	sm.Lifetime = 24 * time.Hour
 	h := sm.LoadAndSave(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
@@ -190,9 +261,15 @@ func scsHandler(store scs.Store) http.Handler {
 	return h
 }
 
-func benchGorilla(b *testing.B) {
+// benchGorilla runs gorilla/sessions over redisstore, which takes a
+// redis.UniversalClient: the pooled client or its AutoPipeliner.
+func benchGorilla(b *testing.B, autopipelined bool) {
 	rdb, count := newClient(b)
-	gs, err := redisstore.NewRedisStore(context.Background(), rdb)
+	var c redis.UniversalClient = rdb
+	if autopipelined {
+		c = autoPipeliner(b, rdb)
+	}
+	gs, err := redisstore.NewRedisStore(context.Background(), c)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -245,16 +322,16 @@ func BenchmarkSessionCeiling(b *testing.B) {
 		return h, loginAll(b, h), &cmdCounter{}
 	}
 	memSCS := func(b *testing.B) (http.Handler, []*http.Cookie, *cmdCounter) {
-		h := scsHandler(memstore.NewWithCleanupInterval(0))
+		h := scsHandler(memstore.NewWithCleanupInterval(0), true)
 		return h, loginAll(b, h), &cmdCounter{}
 	}
 	redisSCS := func(b *testing.B) (http.Handler, []*http.Cookie, *cmdCounter) {
 		rdb, count := newClient(b)
-		h := scsHandler(goredisstore.NewWithPrefix(rdb, fmt.Sprintf("scs%d:", time.Now().UnixNano())))
+		h := scsHandler(goredisstore.NewWithPrefix(rdb, fmt.Sprintf("scs%d:", time.Now().UnixNano())), true)
 		return h, loginAll(b, h), count
 	}
 	autoRediskit := func(b *testing.B) (http.Handler, []*http.Cookie, *cmdCounter) {
-		return rediskitHandler(b, true)
+		return rediskitHandler(b, session.PipelineAlways)
 	}
 	type build func(*testing.B) (http.Handler, []*http.Cookie, *cmdCounter)
 	inprocess := func(f build) func(*testing.B) {
@@ -309,37 +386,56 @@ func runHTTP(b *testing.B, h http.Handler, cookies []*http.Cookie, count *cmdCou
 }
 
 // BenchmarkSessionGet compares Store.Get with a bare go-redis GET of the
-// same bytes, at 128 goroutines, through the pooled client and through an
-// auto-pipeliner.
+// same bytes on the same client, at 128 goroutines: the session's stored
+// string is read once with GET and written under another key, and the bare
+// rows GET that key. "pooled": the store runs with PipelineOff and the bare
+// GET on the client; "autopipelined": PipelineAlways and the client's
+// AutoPipeliner.
 func BenchmarkSessionGet(b *testing.B) {
-	for _, ap := range []bool{false, true} {
-		name := "pooled"
-		if ap {
-			name = "autopipeline"
+	ctx := context.Background()
+	for _, m := range []struct {
+		name string
+		mode session.Pipelining
+	}{{"pooled", session.PipelineOff}, {"autopipelined", session.PipelineAlways}} {
+		rdb, count := newClient(b)
+		var bare redis.Cmdable = rdb
+		if m.mode == session.PipelineAlways {
+			bare = autoPipeliner(b, rdb)
 		}
-		b.Run(name+"/store-get", func(b *testing.B) {
-			rdb, count := newClient(b)
-			store, err := session.New(rdb, session.Options{Prefix: fmt.Sprintf("g%d:", time.Now().UnixNano()), AutoPipeline: ap})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer store.Close()
-			ctx := context.Background()
-			if err := store.Preload(ctx); err != nil {
-				b.Fatal(err)
-			}
-			s, err := store.Create(ctx, "bench-user", payload, session.CreateOptions{IP: "192.0.2.1", UserAgent: "bench"})
-			if err != nil {
-				b.Fatal(err)
-			}
-			id := s.ID()
+		prefix := fmt.Sprintf("g%d:", time.Now().UnixNano())
+		store, err := session.New(rdb, session.Options{Prefix: prefix, Pipelining: m.mode})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = store.Close() })
+		if err := store.Preload(ctx); err != nil {
+			b.Fatal(err)
+		}
+		s, err := store.Create(ctx, "bench-user", payload, session.CreateOptions{IP: "192.0.2.1", UserAgent: "bench"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		id := s.ID()
+		stored := sessionBytes(b, rdb, prefix)
+		bareKey := fmt.Sprintf("bare%d", time.Now().UnixNano())
+		if err := rdb.Set(ctx, bareKey, stored, time.Hour).Err(); err != nil {
+			b.Fatal(err)
+		}
+		// Open the pool's connections first, so that neither row pays
+		// for dialling them.
+		var wg sync.WaitGroup
+		for range 128 {
+			wg.Go(func() { _ = rdb.Ping(ctx).Err() })
+		}
+		wg.Wait()
+		run128 := func(b *testing.B, op func() error) {
 			count.n.Store(0)
-			b.SetParallelism(128 / runtime.GOMAXPROCS(0))
+			b.SetParallelism(max(1, 128/runtime.GOMAXPROCS(0)))
 			b.ReportAllocs()
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					if _, err := store.Get(ctx, id); err != nil {
+					if err := op(); err != nil {
 						b.Error(err)
 						return
 					}
@@ -348,48 +444,49 @@ func BenchmarkSessionGet(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
 			b.ReportMetric(float64(count.n.Load())/float64(b.N), "redis-cmds/op")
+		}
+		b.Run(m.name+"/store-get", func(b *testing.B) {
+			run128(b, func() error { _, err := store.Get(ctx, id); return err })
 		})
-		b.Run(name+"/bare-get", func(b *testing.B) {
-			rdb, _ := newClient(b)
-			var c redis.Cmdable = rdb
-			if ap {
-				p, err := rdb.AutoPipeline()
-				if err != nil {
-					b.Fatal(err)
+		b.Run(m.name+"/bare-get", func(b *testing.B) {
+			run128(b, func() error {
+				v, err := bare.Get(ctx, bareKey).Bytes()
+				if err == nil && len(v) != len(stored) {
+					err = fmt.Errorf("GET returned %d bytes, want %d", len(v), len(stored))
 				}
-				defer p.Close()
-				c = p
-			}
-			ctx := context.Background()
-			// The same bytes the session hash holds: every field and value.
-			var sb strings.Builder
-			for k, v := range payload {
-				fmt.Fprintf(&sb, "d:%s\x01%v", k, v)
-			}
-			sb.WriteString("c1764000000000s1764000000000i1800000a1764086400000v1ubench-useripua192.0.2.1p0")
-			key := fmt.Sprintf("bare%d", time.Now().UnixNano())
-			if err := rdb.Set(ctx, key, sb.String(), time.Hour).Err(); err != nil {
-				b.Fatal(err)
-			}
-			b.SetParallelism(128 / runtime.GOMAXPROCS(0))
-			b.ReportAllocs()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					if _, err := c.Get(ctx, key).Bytes(); err != nil {
-						b.Error(err)
-						return
-					}
-				}
+				return err
 			})
-			b.StopTimer()
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
 		})
 	}
 }
 
+// sessionBytes returns the stored string of the one session under prefix:
+// the only string key there (the user index is a sorted set).
+func sessionBytes(b *testing.B, rdb *redis.Client, prefix string) []byte {
+	ctx := context.Background()
+	var found [][]byte
+	iter := rdb.Scan(ctx, 0, prefix+"*", 100).Iterator()
+	for iter.Next(ctx) {
+		if t, err := rdb.Type(ctx, iter.Val()).Result(); err != nil || t != "string" {
+			continue
+		}
+		v, err := rdb.Get(ctx, iter.Val()).Bytes()
+		if err != nil {
+			b.Fatal(err)
+		}
+		found = append(found, v)
+	}
+	if err := iter.Err(); err != nil {
+		b.Fatal(err)
+	}
+	if len(found) != 1 {
+		b.Fatalf("%d string keys under %q, want the one session", len(found), prefix)
+	}
+	return found[0]
+}
+
 // BenchmarkSessionMemory reports Redis memory per session (MEMORY USAGE of
-// every key the session uses: its hash and its user's index) for a 1 KB
+// every key the session uses: its string and its user's index) for a 1 KB
 // payload, beside scs's and gorilla's single string key for the same data.
 func BenchmarkSessionMemory(b *testing.B) {
 	const sessions = 1000
