@@ -66,9 +66,8 @@
 //   - session.Store sends no read to a replica: it turns off the plain-read
 //     path of Get when the client may route reads to replicas, so every Get
 //     is its script on the master, and a session deleted, rotated away or
-//     timed out is never served from a replica. (Store.GetMany, a read for
-//     tools, is a pipelined read and may be served by a replica: stale by
-//     the lag.)
+//     timed out is never served from a replica; Store.GetMany reads in
+//     transactions, which go to the masters.
 //   - cache.GetOrSet reads with its lease command on the master, so a
 //     Delete is seen at once and a load that a Delete overtook is not
 //     written back. cache.Get, Exists, MGet and Counter are plain reads:

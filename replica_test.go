@@ -227,6 +227,10 @@ func replicaReadsSession(t *testing.T, deps []deployment) {
 							t.Fatalf("Get(%s) = %v, %v; want ErrNotFound", name, s, err)
 						}
 					}
+					many, err := store.GetMany(ctx, []string{live.ID(), deleted.ID(), rotated.ID(), successor})
+					if err != nil || many[0] == nil || many[1] != nil || many[2] != nil || many[3] == nil {
+						t.Fatalf("GetMany(live, deleted, rotated away, successor) = %v, %v", many, err)
+					}
 				}
 				if n := reads.count(); n != 0 {
 					t.Fatalf("the session store sent %d reads to replicas", n)

@@ -26,16 +26,27 @@ func (s *Store) GetMany(ctx context.Context, ids []string) ([]*Session, error) {
 	type pending struct {
 		i      int
 		handle string
-		cmd    *redis.StringCmd
+		get    func() string
 	}
 	var reads []pending
 	pipe := s.rdb.Pipeline()
+	// A replica can still hold a session its master deleted: on a client
+	// that may read from replicas, read with EVAL, which go-redis sends to
+	// the master.
+	master := mayReadReplica(s.rdb)
 	for i, id := range ids {
 		p, err := parseToken(s.opts.Prefix, id)
 		if err != nil {
 			continue
 		}
-		reads = append(reads, pending{i, p.handle, pipe.Get(ctx, p.key)})
+		var get func() string
+		if master {
+			cmd := pipe.Eval(ctx, "return redis.call('GET', KEYS[1])", []string{p.key})
+			get = func() string { v, _ := cmd.Val().(string); return v }
+		} else {
+			get = pipe.Get(ctx, p.key).Val
+		}
+		reads = append(reads, pending{i, p.handle, get})
 	}
 	if len(reads) == 0 {
 		return out, nil
@@ -46,7 +57,7 @@ func (s *Store) GetMany(ctx context.Context, ids []string) ([]*Session, error) {
 	now := time.UnixMilli(s.localNow())
 	var corrupt error
 	for _, r := range reads {
-		raw := r.cmd.Val()
+		raw := r.get()
 		if raw == "" {
 			continue
 		}

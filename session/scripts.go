@@ -151,11 +151,23 @@ local function store(k, idx, h, m, exp, now)
 end
 
 -- slide records activity: last-seen = now, expiry = min(now + idle,
--- deadline). It returns the expiry and the stored string.
+-- deadline). It returns the expiry and the stored string. A slide only
+-- moves an expiry later, so the index needs no trim here: its TTL follows
+-- the latest member (PEXPIREAT GT), and members that expired are trimmed
+-- by the next Create, ListByUser, DeleteByUser or Cleanup.
 local function slide(k, idx, h, m, now)
   m.s = now
   local exp = math.min(now + m.i, m.a)
-  return exp, store(k, idx, h, m, exp, now)
+  local raw = encode(m)
+  redis.call('SET', k, raw, 'PXAT', fmt(exp))
+  if m.u ~= '' then
+    redis.call('ZADD', idx, fmt(exp), h)
+    -- GT leaves a key without TTL as it is: give a new index its first.
+    if redis.call('PEXPIREAT', idx, fmt(exp), 'GT') == 0 and redis.call('PTTL', idx) == -1 then
+      redis.call('PEXPIREAT', idx, fmt(exp))
+    end
+  end
+  return exp, raw
 end
 `
 
