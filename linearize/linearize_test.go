@@ -321,6 +321,56 @@ const (
 	moveAllowance = 300 * time.Millisecond
 )
 
+// TestLinearizableClusterFailover kills a master of a 3-master Cluster
+// with a replica each (SIGKILL), waits for its replica to take over, and
+// brings the dead node back as a replica, again and again, with sessions
+// written durably. Long: RKIT_LONG=1.
+func TestLinearizableClusterFailover(t *testing.T) {
+	if !long() {
+		t.Skip("long: RKIT_LONG=1")
+	}
+	c := redistest.StartCluster(t, redistest.WithReplicas(1))
+	rep := run{duration: scaled(4 * time.Second), clients: 3, durable: 1, failover: true, pause: 10 * time.Millisecond,
+		client: func(t *testing.T) redis.UniversalClient {
+			return c.Client(t, func(o *redis.ClusterOptions) {
+				o.DialTimeout, o.ReadTimeout, o.WriteTimeout = 300*time.Millisecond, time.Second, time.Second
+			})
+		},
+		fault: func(ctx context.Context, rng *rand.Rand, w *world) int {
+			return every(ctx, rng, 500*time.Millisecond, 1500*time.Millisecond, func() {
+				start := time.Now()
+				time.Sleep(lagAllowance)
+				i := rng.IntN(len(c.Masters))
+				victim := c.Masters[i]
+				promoted := c.KillMaster(t, i)
+				time.Sleep(moveAllowance)
+				w.failover(start, time.Now())
+				t.Logf("failover: window %v", time.Since(start))
+				victim.Restart(t)
+				awaitSync(t, victim, promoted)
+			})
+		}}.do(t)
+	requireFaults(t, rep)
+	requireLinearizable(t, rep)
+}
+
+// awaitSync waits until srv is a replica of master and in sync.
+func awaitSync(t *testing.T, srv, master *redistest.Server) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, port, _ := strings.Cut(master.Addr, ":")
+	for ctx.Err() == nil {
+		info, err := srv.Do(ctx, "INFO", "replication")
+		if s, ok := info.(string); err == nil && ok && strings.Contains(s, "master_port:"+port+"\r\n") &&
+			strings.Contains(s, "master_link_status:up") {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Errorf("%s never caught up with %s", srv.Addr, master.Addr)
+}
+
 // sentinelFailover makes the sentinel promote the replica and waits until
 // it is the master (then s.Master and s.Replica are swapped). It returns
 // when the failover's loss window opened: lagAllowance before the
