@@ -94,12 +94,16 @@ func (w *world) pace(rng *rand.Rand) {
 
 func (w *world) value() int { return int(w.seq.Add(1)) }
 
+// failoverClient is the client number of failover operations in a history
+// (porcupine's view draws a row per client).
+const failoverClient = 99
+
 // failover records a failover's window, from start to end, in every
 // history (see WithFailover).
 func (w *world) failover(start, end time.Time) {
 	for _, r := range []*Recorder{w.sessions, w.counters, w.gos} {
-		r.Add(-1, FailoverInput{}, FailoverOutput{}, r.At(start), r.At(start))
-		r.Add(-1, FailoverInput{End: true}, FailoverOutput{}, r.At(start), r.At(end))
+		r.Add(failoverClient, FailoverInput{}, FailoverOutput{}, r.At(start), r.At(start))
+		r.Add(failoverClient, FailoverInput{End: true}, FailoverOutput{}, r.At(start), r.At(end))
 	}
 }
 
