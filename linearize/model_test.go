@@ -47,6 +47,9 @@ func TestModelsRejectWhatTheyMust(t *testing.T) {
 		{"if-version conflict on the right version", SessionModel, []porcupine.Operation{
 			op(create, SessionOutput{}, 0, 1),
 			op(SessionInput{Op: SUpdate, User: 1, ID: 1, Key: "b", Value: 9, IfVersion: 1}, SessionOutput{Conflict: true}, 2, 3)}, false},
+		{"rotate not found on a live session removes it", SessionModel, []porcupine.Operation{
+			op(create, SessionOutput{}, 0, 1), op(SessionInput{Op: SRotate, User: 1, ID: 1}, SessionOutput{NotFound: true}, 2, 3),
+			op(get, SessionOutput{Version: 1, A: 7}, 4, 5)}, false},
 		{"old ID after rotate", SessionModel, []porcupine.Operation{
 			op(create, SessionOutput{}, 0, 1), op(SessionInput{Op: SRotate, User: 1, ID: 1, NewID: 2}, SessionOutput{}, 2, 3),
 			op(get, SessionOutput{Version: 2, A: 7}, 4, 5)}, false},

@@ -103,7 +103,11 @@ func (u userState) with(s sess) userState {
 //   - Extend succeeds on a live session and changes nothing the model
 //     observes (version and values stay); else ErrNotFound.
 //   - Rotate moves a live session to the returned ID and bumps its version;
-//     the old ID is gone. Else ErrNotFound.
+//     the old ID is gone. Else ErrNotFound. A client's retries may re-send
+//     Rotate (it is retry.Repeatable); when the session it rotated to was
+//     deleted before the re-send, the re-send reports ErrNotFound although
+//     the rotation ran (found by TestLinearizableProxyFaults). So
+//     ErrNotFound promises only that the old ID is gone afterwards.
 //   - Delete removes the session. true means it was live. false promises
 //     nothing about before: a client's retries may re-send Delete (it is
 //     retry.Repeatable) and the re-send reports false after the first run
@@ -220,7 +224,13 @@ func sessionStep(st userState, in SessionInput, out SessionOutput) []any {
 			return []any{st, rotated(st, cur, in.NewID)}
 		}
 		if out.NotFound {
-			return ifOK(!live, st)
+			if live {
+				// A re-send may report ErrNotFound after the first run
+				// rotated the session, when the new session was deleted in
+				// between: the old ID is gone either way.
+				return []any{st.without(in.ID)}
+			}
+			return []any{st}
 		}
 		return ifOK(live, rotated(st, cur, in.NewID))
 	case SDelete:
