@@ -65,19 +65,26 @@ func TestModelsRejectWhatTheyMust(t *testing.T) {
 			op(GetOrSetInput{Key: 1, Loaded: 5}, GetOrSetOutput{Value: 5}, 0, 1),
 			op(GetOrSetInput{Op: GDelete, Key: 1}, GetOrSetOutput{}, 2, 3),
 			op(GetOrSetInput{Key: 1, Loaded: 6}, GetOrSetOutput{Value: 6}, 4, 5)}, true},
-		{"failover loses a write in its window", WithFailover(CounterModel, false, nil), []porcupine.Operation{
+		{"failover loses a write in its window", WithFailover(CounterModel), []porcupine.Operation{
 			op(incr, CounterOutput{Value: 2}, 0, 1), op(start, FailoverOutput{}, 2, 2), op(end, FailoverOutput{}, 2, 9),
 			op(incr, CounterOutput{Value: 4}, 3, 4), op(read, CounterOutput{Value: 2, Exists: true}, 10, 11)}, true},
-		{"failover loses a write before its window", WithFailover(CounterModel, false, nil), []porcupine.Operation{
+		{"failover loses a write before its window", WithFailover(CounterModel), []porcupine.Operation{
 			op(incr, CounterOutput{Value: 2}, 0, 1), op(start, FailoverOutput{}, 2, 2), op(end, FailoverOutput{}, 2, 9),
 			op(read, CounterOutput{Value: 0}, 10, 11)}, false},
-		{"durable failover loses an unknown write a read saw", WithFailover(SessionModel, true, SessionAck), []porcupine.Operation{
+		{"durable failover loses an unknown write a read saw", WithFailover(SessionModel), []porcupine.Operation{
 			op(create, SessionOutput{}, 0, 1), op(start, FailoverOutput{}, 2, 2), op(end, FailoverOutput{}, 2, 9),
 			op(upd, unknown, 3, 100), op(get, SessionOutput{Version: 2, A: 8}, 4, 5),
 			op(get, SessionOutput{Version: 1, A: 7}, 10, 11)}, true},
-		{"durable failover loses an acknowledged write", WithFailover(SessionModel, true, SessionAck), []porcupine.Operation{
+		{"failover brings back a session rotated on the old master", WithFailover(SessionModel), []porcupine.Operation{
 			op(create, SessionOutput{}, 0, 1), op(start, FailoverOutput{}, 2, 2), op(end, FailoverOutput{}, 2, 9),
-			op(upd, SessionOutput{Version: 2}, 3, 4), op(get, SessionOutput{Version: 1, A: 7}, 10, 11)}, false},
+			op(SessionInput{Op: SRotate, User: 1, ID: 1, NewID: 2}, SessionOutput{}, 3, 12),
+			op(SessionInput{Op: SRotateAgain, User: 1, ID: 1, NewID: 2}, SessionOutput{Unknown: true}, 3, 12),
+			op(get, SessionOutput{NotFound: true}, 4, 5), op(get, SessionOutput{Version: 1, A: 7}, 10, 11),
+			op(SessionInput{Op: SGet, User: 1, ID: 2}, SessionOutput{Version: 2, A: 7}, 13, 14)}, true},
+		{"session back after the failover's end", WithFailover(SessionModel), []porcupine.Operation{
+			op(create, SessionOutput{}, 0, 1), op(start, FailoverOutput{}, 2, 2), op(end, FailoverOutput{}, 2, 5),
+			op(SessionInput{Op: SDelete, User: 1, ID: 1}, SessionOutput{Deleted: true}, 6, 7),
+			op(get, SessionOutput{Version: 1, A: 7}, 8, 9)}, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

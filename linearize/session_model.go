@@ -27,9 +27,15 @@ const (
 	// DeleteByUser is recorded with one of these over the same interval,
 	// with an unknown outcome. See SessionModel.
 	SDeleteByUserAgain
+	// SRotateAgain and SDeleteAgain are the possible second runs of a
+	// Rotate and a Delete (both retry.Repeatable) in runs with failovers,
+	// where a first run may be lost with the old master and the re-send
+	// applies it again on the new one. Unknown outcome, same interval.
+	SRotateAgain
+	SDeleteAgain
 )
 
-var sessionOpNames = [...]string{"Create", "Get", "Update", "Extend", "Rotate", "Delete", "DeleteByUser", "DeleteByUser(again?)"}
+var sessionOpNames = [...]string{"Create", "Get", "Update", "Extend", "Rotate", "Delete", "DeleteByUser", "DeleteByUser(again?)", "Rotate(again?)", "Delete(again?)"}
 
 func (o SessionOp) String() string { return sessionOpNames[o] }
 
@@ -156,8 +162,8 @@ func (in SessionInput) String() string {
 		return fmt.Sprintf("Create(u%d, a=%d)=s%d", in.User, in.Value, in.ID)
 	case SUpdate:
 		return fmt.Sprintf("Update(s%d, %s=%d, if=%d)", in.ID, in.Key, in.Value, in.IfVersion)
-	case SRotate:
-		return fmt.Sprintf("Rotate(s%d)=s%d", in.ID, in.NewID)
+	case SRotate, SRotateAgain:
+		return fmt.Sprintf("%s(s%d)=s%d", in.Op, in.ID, in.NewID)
 	case SDeleteByUser, SDeleteByUserAgain:
 		return fmt.Sprintf("%s(u%d)", in.Op, in.User)
 	}
@@ -242,6 +248,13 @@ func sessionStep(st userState, in SessionInput, out SessionOutput) []any {
 		return either(userState{})
 	case SDeleteByUserAgain:
 		return []any{st, userState{}}
+	case SRotateAgain:
+		if !live {
+			return []any{st}
+		}
+		return []any{st, rotated(st, cur, in.NewID)}
+	case SDeleteAgain:
+		return []any{st, st.without(in.ID)}
 	}
 	return nil
 }

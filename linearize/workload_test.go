@@ -68,6 +68,7 @@ type world struct {
 
 	users, keys int
 	pause       time.Duration // see pace
+	failovers   bool          // the run fails over: record the possible re-runs of Rotate and Delete
 	prefix      string        // user IDs are prefix+"u<n>"
 
 	mu    sync.Mutex
@@ -211,13 +212,24 @@ func (w *world) sessionOnce(ctx context.Context, client int, st *session.Store, 
 			_, err = st.DeleteByUser(octx, user)
 		}
 		ret := rec.Now()
-		if w.record(rec, client, in, out, call, ret, err, read) && in.Op == SDeleteByUser {
-			again := SessionInput{Op: SDeleteByUserAgain, User: u}
-			if err == nil {
-				rec.Add(client, again, SessionOutput{Unknown: true}, call, ret)
-			} else {
-				rec.AddUnknown(client, again, SessionOutput{Unknown: true}, call)
-			}
+		if !w.record(rec, client, in, out, call, ret, err, read) {
+			return
+		}
+		again := in
+		switch {
+		case in.Op == SDeleteByUser:
+			again.Op = SDeleteByUserAgain
+		case w.failovers && in.Op == SRotate && in.NewID != 0:
+			again.Op = SRotateAgain
+		case w.failovers && in.Op == SDelete:
+			again.Op = SDeleteAgain
+		default:
+			return
+		}
+		if err == nil || errors.Is(err, session.ErrNotFound) {
+			rec.Add(client, again, SessionOutput{Unknown: true}, call, ret)
+		} else {
+			rec.AddUnknown(client, again, SessionOutput{Unknown: true}, call)
 		}
 	}
 }
