@@ -8,7 +8,8 @@
 // and return, that the model accepts.
 //
 // The models are SessionModel, CounterModel and GetOrSetModel; each says
-// what it checks and what it leaves out. A call whose outcome is unknown
+// what it checks and what it leaves out. WithFailover wraps one for runs
+// with failovers: what a failover may lose. A call whose outcome is unknown
 // (an error matching retry.ErrAmbiguous, or any error of a write that does
 // not prove the write was not applied) is recorded with Recorder.AddUnknown:
 // it may take effect at any point after its call, or never. A failed read
