@@ -68,7 +68,14 @@ func (r report) results() map[string]Result {
 func (cfg run) do(t *testing.T) report {
 	t.Helper()
 	prefix := redistest.Prefix(t)
-	w := newWorld(prefix, 4, 3)
+	// A long run spreads its calls over more users and keys: each
+	// partition's history stays as short as in a quick run, and so does the
+	// number of unknown outcomes in it, which the search's cost grows with.
+	users, keys := 4, 3
+	if long() {
+		users, keys = 24, 16
+	}
+	w := newWorld(prefix, users, keys)
 	w.pause = cmp.Or(cfg.pause, 4*time.Millisecond)
 	w.failovers = cfg.failover
 	seed := uint64(time.Now().UnixNano())
@@ -112,7 +119,10 @@ func (cfg run) do(t *testing.T) report {
 	}
 	wg.Wait()
 
-	const timeout = time.Minute
+	timeout := time.Minute
+	if long() {
+		timeout = 10 * time.Minute
+	}
 	sm, cm, gm := SessionModel, CounterModel, GetOrSetModel
 	if cfg.failover {
 		sm, cm, gm = WithFailover(sm), WithFailover(cm), WithFailover(gm)
