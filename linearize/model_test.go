@@ -1,0 +1,96 @@
+package linearize
+
+import (
+	"testing"
+
+	"github.com/anishathalye/porcupine"
+)
+
+// op builds one operation of a hand-written history.
+func op(in, out any, call, ret int64) porcupine.Operation {
+	return porcupine.Operation{Input: in, Output: out, Call: call, Return: ret}
+}
+
+// TestModelsRejectWhatTheyMust checks the models on small hand-written
+// histories, each either allowed by what rediskit promises or not, so that
+// every rule of the models is shown to be able to fail.
+func TestModelsRejectWhatTheyMust(t *testing.T) {
+	unknown := SessionOutput{Unknown: true}
+	create := SessionInput{Op: SCreate, User: 1, ID: 1, Value: 7}
+	get := SessionInput{Op: SGet, User: 1, ID: 1}
+	upd := SessionInput{Op: SUpdate, User: 1, ID: 1, Key: "a", Value: 8}
+	incr := CounterInput{Op: CIncr, Key: 1, Delta: 2}
+	read := CounterInput{Op: CRead, Key: 1}
+	start, end := FailoverInput{}, FailoverInput{End: true}
+	cases := []struct {
+		name  string
+		model porcupine.NondeterministicModel
+		h     []porcupine.Operation
+		ok    bool
+	}{
+		{"session read after create", SessionModel, []porcupine.Operation{
+			op(create, SessionOutput{}, 0, 1), op(get, SessionOutput{Version: 1, A: 7}, 2, 3)}, true},
+		{"session stale version", SessionModel, []porcupine.Operation{
+			op(create, SessionOutput{}, 0, 1), op(upd, SessionOutput{Version: 2}, 2, 3),
+			op(get, SessionOutput{Version: 1, A: 7}, 4, 5)}, false},
+		{"update version bumped twice", SessionModel, []porcupine.Operation{
+			op(create, SessionOutput{}, 0, 1), op(upd, SessionOutput{Version: 3}, 2, 3)}, false},
+		{"unknown update seen or not", SessionModel, []porcupine.Operation{
+			op(create, SessionOutput{}, 0, 1), op(upd, unknown, 2, 100),
+			op(get, SessionOutput{Version: 1, A: 7}, 4, 5), op(get, SessionOutput{Version: 2, A: 8}, 6, 7)}, true},
+		{"unknown update seen then gone", SessionModel, []porcupine.Operation{
+			op(create, SessionOutput{}, 0, 1), op(upd, unknown, 2, 100),
+			op(get, SessionOutput{Version: 2, A: 8}, 4, 5), op(get, SessionOutput{Version: 1, A: 7}, 6, 7)}, false},
+		{"update after delete resurrects", SessionModel, []porcupine.Operation{
+			op(create, SessionOutput{}, 0, 1), op(SessionInput{Op: SDelete, User: 1, ID: 1}, SessionOutput{Deleted: true}, 2, 3),
+			op(upd, SessionOutput{Version: 2}, 4, 5)}, false},
+		{"if-version conflict on the right version", SessionModel, []porcupine.Operation{
+			op(create, SessionOutput{}, 0, 1),
+			op(SessionInput{Op: SUpdate, User: 1, ID: 1, Key: "b", Value: 9, IfVersion: 1}, SessionOutput{Conflict: true}, 2, 3)}, false},
+		{"rotate not found on a live session removes it", SessionModel, []porcupine.Operation{
+			op(create, SessionOutput{}, 0, 1), op(SessionInput{Op: SRotate, User: 1, ID: 1}, SessionOutput{NotFound: true}, 2, 3),
+			op(get, SessionOutput{Version: 1, A: 7}, 4, 5)}, false},
+		{"old ID after rotate", SessionModel, []porcupine.Operation{
+			op(create, SessionOutput{}, 0, 1), op(SessionInput{Op: SRotate, User: 1, ID: 1, NewID: 2}, SessionOutput{}, 2, 3),
+			op(get, SessionOutput{Version: 2, A: 7}, 4, 5)}, false},
+		{"counter sums increments", CounterModel, []porcupine.Operation{
+			op(incr, CounterOutput{Value: 2}, 0, 1), op(incr, CounterOutput{Value: 4}, 2, 3),
+			op(read, CounterOutput{Value: 4, Exists: true}, 4, 5)}, true},
+		{"counter increment applied twice", CounterModel, []porcupine.Operation{
+			op(incr, CounterOutput{Value: 2}, 0, 1), op(read, CounterOutput{Value: 4, Exists: true}, 2, 3)}, false},
+		{"GetOrSet value changes without delete", GetOrSetModel, []porcupine.Operation{
+			op(GetOrSetInput{Key: 1, Loaded: 5}, GetOrSetOutput{Value: 5}, 0, 1),
+			op(GetOrSetInput{Key: 1, Loaded: 6}, GetOrSetOutput{Value: 6}, 2, 3)}, false},
+		{"GetOrSet new value after delete", GetOrSetModel, []porcupine.Operation{
+			op(GetOrSetInput{Key: 1, Loaded: 5}, GetOrSetOutput{Value: 5}, 0, 1),
+			op(GetOrSetInput{Op: GDelete, Key: 1}, GetOrSetOutput{}, 2, 3),
+			op(GetOrSetInput{Key: 1, Loaded: 6}, GetOrSetOutput{Value: 6}, 4, 5)}, true},
+		{"failover loses a write in its window", WithFailover(CounterModel), []porcupine.Operation{
+			op(incr, CounterOutput{Value: 2}, 0, 1), op(start, FailoverOutput{}, 2, 2), op(end, FailoverOutput{}, 2, 9),
+			op(incr, CounterOutput{Value: 4}, 3, 4), op(read, CounterOutput{Value: 2, Exists: true}, 10, 11)}, true},
+		{"failover loses a write before its window", WithFailover(CounterModel), []porcupine.Operation{
+			op(incr, CounterOutput{Value: 2}, 0, 1), op(start, FailoverOutput{}, 2, 2), op(end, FailoverOutput{}, 2, 9),
+			op(read, CounterOutput{Value: 0}, 10, 11)}, false},
+		{"durable failover loses an unknown write a read saw", WithFailover(SessionModel), []porcupine.Operation{
+			op(create, SessionOutput{}, 0, 1), op(start, FailoverOutput{}, 2, 2), op(end, FailoverOutput{}, 2, 9),
+			op(upd, unknown, 3, 100), op(get, SessionOutput{Version: 2, A: 8}, 4, 5),
+			op(get, SessionOutput{Version: 1, A: 7}, 10, 11)}, true},
+		{"failover brings back a session rotated on the old master", WithFailover(SessionModel), []porcupine.Operation{
+			op(create, SessionOutput{}, 0, 1), op(start, FailoverOutput{}, 2, 2), op(end, FailoverOutput{}, 2, 9),
+			op(SessionInput{Op: SRotate, User: 1, ID: 1, NewID: 2}, SessionOutput{}, 3, 12),
+			op(SessionInput{Op: SRotateAgain, User: 1, ID: 1, NewID: 2}, SessionOutput{Unknown: true}, 3, 12),
+			op(get, SessionOutput{NotFound: true}, 4, 5), op(get, SessionOutput{Version: 1, A: 7}, 10, 11),
+			op(SessionInput{Op: SGet, User: 1, ID: 2}, SessionOutput{Version: 2, A: 7}, 13, 14)}, true},
+		{"session back after the failover's end", WithFailover(SessionModel), []porcupine.Operation{
+			op(create, SessionOutput{}, 0, 1), op(start, FailoverOutput{}, 2, 2), op(end, FailoverOutput{}, 2, 5),
+			op(SessionInput{Op: SDelete, User: 1, ID: 1}, SessionOutput{Deleted: true}, 6, 7),
+			op(get, SessionOutput{Version: 1, A: 7}, 8, 9)}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := porcupine.CheckOperations(c.model.ToModel(), c.h); got != c.ok {
+				t.Errorf("linearizable = %v, want %v", got, c.ok)
+			}
+		})
+	}
+}
