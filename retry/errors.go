@@ -90,9 +90,21 @@ func Classify(err error) Class {
 // returns it (a reset, a timeout, LOADING) from a client without rediskit's
 // hooks. It is errors.Is(err, ErrUnavailable) extended to those raw errors;
 // redis.Nil, error replies, context errors and ambiguous writes are not it.
+// A MOVED or ASK redirect that reaches the caller (it outlived go-redis's
+// redirects while the cluster moved the slot: a failover, a reshard) is
+// unavailable too; it is not transient for the breaker, which sees every
+// redirect on its way (TestRedirectIsTransient).
 func IsUnavailable(err error) bool {
 	c := Classify(err)
-	return c == ClassUnavailable || c == ClassTransient
+	return c == ClassUnavailable || c == ClassTransient || isRedirect(err)
+}
+
+func isRedirect(err error) bool {
+	if _, moved := redis.IsMovedError(err); moved {
+		return true
+	}
+	_, ask := redis.IsAskError(err)
+	return ask
 }
 
 // IsInfrastructure reports whether err counts against the circuit breaker: a

@@ -191,3 +191,29 @@ func TestHookGivesUpAmbiguously(t *testing.T) {
 		})
 	}
 }
+
+// TestRedirectIsTransient: a MOVED reply that reaches a caller (a node
+// asked for a slot it does not own, as after a failover when go-redis's
+// redirects ran out) is unavailable and proves the command did not run; it
+// does not count against a breaker (not ClassTransient), which sees every
+// redirect go-redis follows.
+func TestRedirectIsTransient(t *testing.T) {
+	c := redistest.SharedCluster(t)
+	ctx := context.Background()
+	rdb := c.Client(t)
+	key := redistest.Prefix(t) + "moved"
+	owner, _ := c.MasterOf(t, rdb, key)
+	for _, m := range c.Masters {
+		if m == owner {
+			continue
+		}
+		err := m.Client(t).Get(ctx, key).Err()
+		if _, moved := redis.IsMovedError(err); !moved {
+			t.Fatalf("GET on a node that does not own the slot = %v, want MOVED", err)
+		}
+		if retry.IsInfrastructure(err) || !retry.NotApplied(err) || !retry.IsUnavailable(err) {
+			t.Fatalf("MOVED: infrastructure %v, not applied %v, unavailable %v", retry.IsInfrastructure(err), retry.NotApplied(err), retry.IsUnavailable(err))
+		}
+		return
+	}
+}
