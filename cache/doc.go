@@ -81,7 +81,7 @@
 // learn that its outcome is unknown. go-redis re-sends every command by
 // default (Options.MaxRetries 3; a ClusterClient also within MaxRedirects),
 // so each write of the Cache is either sent once or is safe to re-send, on
-// any client and with or without Options.AutoPipeline. TestLostReply drops
+// any client and in every Options.Pipelining mode. TestLostReply drops
 // the reply of each write after the server applied it, through a
 // *redis.Client, a Sentinel failover client, a *redis.Ring and a
 // *redis.ClusterClient, with default options and with their retries off,

@@ -5,7 +5,7 @@
 // Cluster or Ring; every store test runs on standalone, Cluster and
 // Sentinel) and does every operation on one session in one round trip
 // (TestRoundTripsPerOperation): a Lua script run with EVALSHA (Preload puts
-// the scripts on every node first), or for Get, a plain HGETALL (see "Reads
+// the scripts on every node first), or for Get, a plain GET (see "Reads
 // and touches"). Its guarantees hold whatever the client's retry settings
 // (see "Writes and lost replies").
 //
@@ -32,7 +32,7 @@
 // Everything of one user shares a hash slot, so scripts never meet
 // CROSSSLOT on a Cluster:
 //
-//	<prefix>{<tag>}:s:<handle>   hash: one session
+//	<prefix>{<tag>}:s:<handle>   string: one session
 //	<prefix>{<tag>}:u            sorted set: the user's index, member <handle>, score = expiry (ms)
 //
 // tag is base64url of 16 bytes: HMAC-SHA256(Options.UserKey, userID) (or a
@@ -43,10 +43,12 @@
 // stored user ID of every session before acting on it). handle is base64url
 // of SHA-256(token): Redis never holds a token.
 //
-// The session hash keeps its metadata (times, version, user, device) apart
-// from the values, one field per value (the layout: record.go, its one
-// home). A "your sessions" page (ListByUser) reads the metadata only and
-// decodes no payload; Get reads the whole hash once (HGETALL).
+// A session is one string: a metadata line (times, version, persist), then
+// the user, the device and each value as netstrings (the layout: record.go,
+// its one home). Get reads it with one GET, the cheapest read Redis has,
+// and parses it in place; a "your sessions" page (ListByUser) decodes no
+// payload. Sessions stored as a hash by the first version are converted by
+// the first script that touches them (TestUpgradeFromHash).
 //
 // # Tokens
 //
@@ -76,7 +78,7 @@
 //
 // # Reads and touches
 //
-// Get is one HGETALL: no Lua, one command, one round trip. The store checks
+// Get is one GET: no Lua, one command, one round trip. The store checks
 // the metadata it read and runs the touch script (which slides the idle
 // expiry and moves last-seen) only when last-seen is Options.TouchInterval
 // old, or when the session looks past a timeout by the store's clock (the
@@ -122,8 +124,9 @@
 //
 // # Concurrency rules
 //
-// Values are separate hash fields and Update writes only the keys it
-// names, so concurrent updates of different keys all survive. Writers of the
+// Update sends only the keys it changes, and its script merges them into
+// the stored values, so concurrent updates of different keys all survive
+// (TestAutoPipeline, TestManagerEndToEnd). Writers of the
 // same key: the last one Redis runs wins. For compare-and-set, pass
 // Changes.IfVersion (Session.Version): the update applies only if no other
 // update came in between, else ErrConflict.
@@ -156,7 +159,7 @@
 // exposes it through the request context, and saves the changed keys (one
 // Update, or one Create for a new session) just before the response header
 // is written. A request that changes nothing costs one Redis command
-// (HGETALL), plus the touch script once per TouchInterval per session; a
+// (GET), plus the touch script once per TouchInterval per session; a
 // request that changes something costs one more (the Update or Create):
 // TestManagerEndToEnd counts both. Changes made after the response is
 // committed are not saved and are logged (TestManagerNeverWritesAfterCommit). When Redis cannot be reached, ManagerOptions.ErrorHandler
@@ -188,7 +191,7 @@
 // (MaxRetries 3), and a re-sent write could run twice. The store keeps
 // "never applied twice" on any client it is given (a plain *redis.Client
 // with default options, a ClusterClient, a failover client, a Ring, a
-// rediskit.Client, each with or without AutoPipeline), with no extra round
+// rediskit.Client, in every Options.Pipelining mode), with no extra round
 // trip and no extra server state, by sending each write one of two ways:
 //
 //   - Create and Update are sent with retry.Once: no retry loop of go-redis
@@ -213,21 +216,25 @@
 // (BenchmarkScript in package retry). What is given up is go-redis's blind
 // re-send of Create and Update: on a client that would have retried, the
 // caller sees an ambiguous error where the re-send might have succeeded. internal/contract's
-// TestLostReplyMatrix proves it for every write on every client kind, with
-// and without AutoPipeline, through a proxy that drops the reply after the
+// TestLostReplyMatrix proves it for every write on every client kind, in
+// every Pipelining mode, through a proxy that drops the reply after the
 // server ran the write, asserting the server's state.
 //
-// # Auto-pipelining
+// # Pipelining
 //
-// With Options.AutoPipeline the per-session calls go through the client's
-// go-redis AutoPipeliner, so concurrent requests share round trips: still
-// one command per operation, fewer system calls per command. The
-// AutoPipeliner is shared by every user of the client and belongs to the
-// client: Store.Close leaves it open (TestSharedClientLifecycles in
-// internal/contract). go-redis re-sends a failed batch whole, except the
-// commands marked Once, so the guarantees above hold through it
-// (TestLostReplyMatrix). go-redis has no AutoPipeliner for a Ring: New says
-// so. Measured here, auto-pipelining raised the middleware's throughput by
-// about half at 64 concurrent requests, and Get's by more than double at 128
-// (see bench/SESSIONS.md).
+// By default (Options.Pipelining: PipelineAdaptive) a per-session command
+// goes down one of the client's pooled connections while it is the store's
+// only one in flight, and through the client's go-redis AutoPipeliner when
+// others are: a lone request keeps pooled latency, concurrent requests share
+// round trips (still one command per operation). Create and Update, marked
+// retry.Once, always go pooled in that mode, so they never stop go-redis
+// from re-sending a failed batch of other callers' reads (TestAdaptive in
+// internal/pipeline). PipelineAlways sends every command through the
+// AutoPipeliner, PipelineOff none. The AutoPipeliner is shared by every user
+// of the client and belongs to the client: Store.Close leaves it open
+// (TestSharedClientLifecycles in internal/contract). go-redis re-sends a
+// failed batch whole, except the commands marked Once, so the guarantees
+// above hold through it (TestLostReplyMatrix). go-redis has no AutoPipeliner
+// for a Ring: adaptive runs as off there and New refuses PipelineAlways.
+// bench/SESSIONS.md has the throughput of each mode.
 package session

@@ -53,7 +53,7 @@ type ManagerOptions struct {
 // Manager is net/http middleware that loads the session named by the
 // request's cookie, lets handlers read and change it through the request
 // context, and saves it before the response is committed. A request that
-// changes nothing costs exactly one Redis command (Store.Get: an HGETALL,
+// changes nothing costs exactly one Redis command (Store.Get: a GET,
 // followed once per Options.TouchInterval by the touch script that slides
 // the idle expiry); a request that changes something costs one more.
 type Manager struct {

@@ -38,7 +38,7 @@ type Options struct {
 	AbsoluteTimeout time.Duration
 
 	// TouchInterval is how stale last-seen may get before Get rewrites it and
-	// slides the idle expiry. Below this age Get is one plain read (HGETALL);
+	// slides the idle expiry. Below this age Get is one plain read (GET);
 	// at or above it Get runs the touch script after the read (two round
 	// trips). Keep it well below IdleTimeout: a session used only every
 	// TouchInterval slides its expiry that often. A session with its own

@@ -6,8 +6,8 @@
 // AutoPipeliner runs a lone caller at about 0.6-0.7x the pooled client (the
 // hand-off to its flusher goroutine and back costs more than it saves when
 // there is nothing to batch with) and 128 concurrent callers at about 3.7x
-// (see /bench: BenchmarkCacheHit and BenchmarkSessionRequest, rows
-// "default"). Adaptive takes the pooled path while at most one command of
+// (bench/CACHE.md and bench/SESSIONS.md: BenchmarkCacheGetHit and
+// BenchmarkSessionRequest, rows "pooled", "autopipelined" and "adaptive"). Adaptive takes the pooled path while at most one command of
 // this Exec is in flight and the AutoPipeliner as soon as there are more:
 // a lone caller never pays the hand-off, and concurrent callers share round
 // trips.
