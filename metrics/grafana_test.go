@@ -199,7 +199,7 @@ func scrapeMetrics(t *testing.T) exposition {
 	}
 	t.Cleanup(func() { _ = client.Close() })
 	rdb := client.Redis()
-	c, err := cache.New(rdb, cache.Options{Prefix: "g"})
+	c, err := cache.New(rdb, cache.Options{Prefix: "g", Near: &cache.NearOptions{}}) // the near-tier panels need its series
 	if err != nil {
 		t.Fatal(err)
 	}
