@@ -213,3 +213,56 @@ func (s *Store) forEachMasterInOrder(ctx context.Context, fn func(context.Contex
 	}
 	return nil
 }
+
+// DeleteAll deletes every session of the store, anonymous ones included,
+// with their index entries, on every master, and returns how many it
+// deleted: SCAN of each master (the prefix escaped, so it matches this
+// store's keys only), then per page one pipeline of the delete script.
+// Sessions created while it runs may be left. Revoking everyone's sessions
+// is an operator's act ("rediskit sessions revoke --all"), not a request's.
+func (s *Store) DeleteAll(ctx context.Context) (int, error) {
+	if s.isClosed() {
+		return 0, ErrClosed
+	}
+	pre := escapeGlob(s.opts.Prefix)
+	total := 0
+	err := s.forEachMasterInOrder(ctx, func(ctx context.Context, c *redis.Client) error {
+		if err := scriptDelete.Load(ctx, c).Err(); err != nil {
+			return err
+		}
+		del := func(keys []string) error {
+			cmds := make([]*redis.Cmd, 0, len(keys))
+			_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for _, k := range keys {
+					i := strings.LastIndex(k, "}:s:")
+					if i < 0 {
+						continue
+					}
+					cmd := scriptDelete.Cmd(ctx, true, []string{k, k[:i] + "}:u"}, []any{s.now(), k[i+len("}:s:"):]})
+					cmds = append(cmds, cmd)
+					_ = p.Process(ctx, repeatable.mark(cmd))
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			for _, cmd := range cmds {
+				n, _ := cmd.Int64()
+				total += int(n)
+			}
+			return nil
+		}
+		// "hash": sessions of the first version that nothing has converted.
+		for _, typ := range []string{"string", "hash"} {
+			if err := scanAll(ctx, c, pre+"{*}:s:*", typ, del); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return total, wrapWrite("delete all", err)
+	}
+	return total, nil
+}

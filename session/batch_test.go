@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/rediskit/rediskit/session"
@@ -98,6 +99,33 @@ func TestBatchOperations(t *testing.T) {
 		}
 		if keys := keysWith(t, e.rdb, e.opts.Prefix); len(keys) != 0 {
 			t.Fatalf("keys left after DeleteMany: %v", keys)
+		}
+
+		// DeleteAll: users' and anonymous sessions, indexes included; a
+		// store with another prefix keeps its own.
+		other, err := session.New(e.rdb, session.Options{Prefix: e.opts.Prefix + "x:"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept, err := other.Create(ctx, "ann", nil, session.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, user := range []string{"u1", "u1", "u2", "", ""} {
+			if _, err := e.store.Create(ctx, user, map[string]any{"v": 1}, session.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n, err := e.store.DeleteAll(ctx); err != nil || n != 5 {
+			t.Fatalf("DeleteAll = %d, %v; want 5", n, err)
+		}
+		for _, k := range keysWith(t, e.rdb, e.opts.Prefix) {
+			if !strings.HasPrefix(k, e.opts.Prefix+"x:") {
+				t.Fatalf("key left after DeleteAll: %s", k)
+			}
+		}
+		if _, err := other.Get(ctx, kept.ID()); err != nil {
+			t.Fatalf("another store's session after DeleteAll: %v", err)
 		}
 	})
 }

@@ -118,9 +118,10 @@
 // GetMany and DeleteMany take any number of IDs in one pipeline (go-redis
 // splits it by node: one round trip per node); Iterate walks every live
 // session of every master (SCAN, a pipeline of metadata reads per page),
-// anonymous ones included, for tools that list or revoke everything
-// (TestBatchOperations, on standalone, Cluster and Sentinel). GetMany and
-// Iterate are reads, not use: no idle expiry slides.
+// anonymous ones included, for tools that list everything; DeleteAll
+// deletes every session of the store, anonymous ones included, and leaves
+// other prefixes alone (TestBatchOperations, on standalone, Cluster and
+// Sentinel). GetMany and Iterate are reads, not use: no idle expiry slides.
 //
 // # Concurrency rules
 //

@@ -17,10 +17,9 @@ func runSessions(ctx context.Context, e *env, args []string) error {
   list     the live sessions of a user (devices, IPs, times), or with --all
            of every user (SCAN on every master, never KEYS)
   revoke   end every session of a user, one session by ID, or one by handle;
-           with --all, every session of every user: it asks you to type
-           "yes" first (on a terminal), or takes --yes; --dry-run only says
-           what would be revoked. Anonymous sessions (no user) cannot be
-           revoked by handle and are left; they are counted
+           with --all, every session, anonymous ones included: it asks you
+           to type "yes" first (on a terminal), or takes --yes; --dry-run
+           only says what would be revoked
   cleanup  prune per-user index entries of expired sessions, on every master
   stats    count sessions, users and index entries`,
 		"rediskit sessions list --user alice\nrediskit sessions list --all --json\nrediskit sessions revoke --user alice --json\nrediskit sessions revoke --id <session id>\nrediskit sessions revoke --all --dry-run\nrediskit sessions revoke --all --yes --json\nrediskit sessions cleanup --prefix myapp:session:")

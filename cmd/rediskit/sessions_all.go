@@ -7,7 +7,6 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -128,11 +127,10 @@ func census(list []session.Info) (users map[string]int, anon int) {
 	return users, anon
 }
 
-// sessionsRevokeAll revokes every session of every user: it lists them
-// (Store.Iterate), asks for confirmation unless yes, then runs
-// Store.DeleteByUser for each user (one script per user, eight at a
-// time). A session created during the run may or may not be revoked.
-// Anonymous sessions have no user to revoke them by and are left, counted.
+// sessionsRevokeAll revokes every session, anonymous ones included: it
+// lists them (Store.Iterate), asks for confirmation unless yes, then runs
+// Store.DeleteAll (SCAN of each master, one pipeline of deletes per page).
+// A session created during the run may or may not be revoked.
 func sessionsRevokeAll(ctx context.Context, e *env, store *session.Store, yes, dry, asJSON bool) error {
 	stop := e.spinner("listing sessions")
 	var list []session.Info
@@ -142,81 +140,30 @@ func sessionsRevokeAll(ctx context.Context, e *env, store *session.Store, yes, d
 		return err
 	}
 	users, anon := census(list)
-	n := len(list) - anon
 	if dry {
-		return say(e, asJSON, map[string]any{"dry_run": true, "would_revoke": n, "users": len(users), "anonymous_left": anon, "revoked": 0},
-			"would revoke %d session(s) of %d user(s); %d anonymous session(s) would be left; nothing revoked (dry run)\n", n, len(users), anon)
+		return say(e, asJSON, map[string]any{"dry_run": true, "would_revoke": len(list), "users": len(users), "anonymous": anon, "revoked": 0},
+			"would revoke %d session(s): %d user(s), %d anonymous session(s); nothing revoked (dry run)\n", len(list), len(users), anon)
 	}
-	if n == 0 {
-		return say(e, asJSON, map[string]any{"revoked": 0, "users": 0, "anonymous_left": anon},
-			"no session of a user to revoke; %d anonymous session(s) left\n", anon)
+	if len(list) == 0 {
+		return say(e, asJSON, map[string]any{"revoked": 0, "users": 0, "anonymous": 0}, "no session to revoke\n")
 	}
 	if !yes {
 		if !e.interactive || !e.stdinTTY {
-			return usageErrorf("revoke --all ends every user's session: pass --yes (or --dry-run to see what it would revoke) when not on a terminal")
+			return usageErrorf("revoke --all ends every session: pass --yes (or --dry-run to see what it would revoke) when not on a terminal")
 		}
-		fmt.Fprintf(e.stderr, "Revoke %d session(s) of %d user(s)? Type yes to confirm: ", n, len(users))
+		fmt.Fprintf(e.stderr, "Revoke %d session(s) of %d user(s) and %d anonymous? Type yes to confirm: ", len(list), len(users), anon)
 		if !confirmed(e.stdin) {
 			return withCode(exitFailed, fmt.Errorf("not confirmed; nothing revoked"))
 		}
 	}
-	names := make([]string, 0, len(users))
-	for u := range users {
-		names = append(names, u)
-	}
-	slices.Sort(names)
-	revoked, err := revokeUsers(ctx, e, store, names)
+	stop = e.spinner("revoking sessions")
+	revoked, err := store.DeleteAll(ctx)
+	stop()
 	if err != nil {
 		return fmt.Errorf("after revoking %d session(s): %w", revoked, err)
 	}
-	return say(e, asJSON, map[string]any{"revoked": revoked, "users": len(names), "anonymous_left": anon},
-		"revoked %d session(s) of %d user(s); %d anonymous session(s) left\n", revoked, len(names), anon)
-}
-
-// revokeUsers runs DeleteByUser for every user, eight at a time, and
-// returns how many sessions were deleted; it stops at the first error.
-func revokeUsers(ctx context.Context, e *env, store *session.Store, users []string) (int64, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	bar := e.progress("revoking", int64(len(users)))
-	defer bar.finish()
-	var (
-		mu            sync.Mutex
-		revoked, done int64
-		first         error
-		wg            sync.WaitGroup
-	)
-	work := make(chan string)
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for u := range work {
-				k, err := store.DeleteByUser(ctx, u)
-				mu.Lock()
-				revoked += int64(k)
-				done++
-				if err != nil && first == nil {
-					first = err
-					cancel()
-				}
-				bar.update(done)
-				mu.Unlock()
-			}
-		}()
-	}
-	for _, u := range users {
-		select {
-		case work <- u:
-		case <-ctx.Done():
-		}
-	}
-	close(work)
-	wg.Wait()
-	if first == nil && ctx.Err() != nil {
-		first = ctx.Err()
-	}
-	return revoked, first
+	return say(e, asJSON, map[string]any{"revoked": revoked, "users": len(users), "anonymous": anon},
+		"revoked %d session(s): %d user(s), %d anonymous session(s) listed before\n", revoked, len(users), anon)
 }
 
 // confirmed reads one answer line and reports whether it is "yes" (spaces

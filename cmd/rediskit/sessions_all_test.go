@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -30,7 +31,7 @@ func cliTTY(t *testing.T, stdin string, args ...string) result {
 // ID with control characters included, escaped); revoke --all --dry-run
 // and revoke --all without confirmation (no terminal, or a terminal answer
 // other than "yes") delete nothing; typing "yes", or --yes, revokes every
-// user's session and leaves the anonymous one, counted.
+// session, anonymous ones included (Store.DeleteAll).
 func TestSessionsAll(t *testing.T) {
 	t.Parallel()
 	forEachTopology(t, func(t *testing.T, rdb redis.UniversalClient, url string) {
@@ -85,14 +86,14 @@ func TestSessionsAll(t *testing.T) {
 		}
 
 		var dry struct {
-			DryRun        bool `json:"dry_run"`
-			WouldRevoke   int  `json:"would_revoke"`
-			Users         int
-			AnonymousLeft int `json:"anonymous_left"`
-			Revoked       int
+			DryRun      bool `json:"dry_run"`
+			WouldRevoke int  `json:"would_revoke"`
+			Users       int
+			Anonymous   int
+			Revoked     int
 		}
 		cli(t, nil, args("sessions", "revoke", "--all", "--dry-run", "--json")...).want(t, exitOK).json(t, &dry)
-		if !dry.DryRun || dry.WouldRevoke != 4 || dry.Users != 3 || dry.AnonymousLeft != 1 || dry.Revoked != 0 {
+		if !dry.DryRun || dry.WouldRevoke != 5 || dry.Users != 3 || dry.Anonymous != 1 || dry.Revoked != 0 {
 			t.Fatalf("revoke --all --dry-run: %+v", dry)
 		}
 		if n := live(); n != 5 {
@@ -112,23 +113,22 @@ func TestSessionsAll(t *testing.T) {
 		}
 
 		r = cliTTY(t, "yes\n", args("sessions", "revoke", "--all")...).want(t, exitOK)
-		if !strings.Contains(r.stdout, "revoked 4 session(s) of 3 user(s); 1 anonymous session(s) left") {
+		if !strings.Contains(r.stdout, "revoked 5 session(s): 3 user(s), 1 anonymous") {
 			t.Fatalf("revoke --all after yes: %q", r.stdout)
 		}
-		if n := live(); n != 1 {
-			t.Fatalf("after revoke --all: %d live sessions, want the anonymous one", n)
+		if n := live(); n != 0 {
+			t.Fatalf("after revoke --all: %d live sessions, want none", n)
 		}
-		if _, err := store.Get(ctx, anonID); err != nil {
-			t.Fatalf("the anonymous session: %v", err)
+		if _, err := store.Get(ctx, anonID); !errors.Is(err, session.ErrNotFound) {
+			t.Fatalf("the anonymous session after revoke --all: %v", err)
 		}
 
 		create()
 		var rev struct {
-			Revoked, Users int
-			AnonymousLeft  int `json:"anonymous_left"`
+			Revoked, Users, Anonymous int
 		}
 		cli(t, nil, args("sessions", "revoke", "--all", "--yes", "--json")...).want(t, exitOK).json(t, &rev)
-		if rev.Revoked != 4 || rev.Users != 3 || rev.AnonymousLeft != 2 {
+		if rev.Revoked != 5 || rev.Users != 3 || rev.Anonymous != 1 {
 			t.Fatalf("revoke --all --yes --json: %+v", rev)
 		}
 		for _, id := range userIDs {
