@@ -19,7 +19,7 @@ import (
 // node failed are reported in a *BatchError; the map holds the others.
 func (c *Cache) MGet(ctx context.Context, keys []string) (out map[string][]byte, err error) {
 	ctx, sp := c.trace(ctx, opMGet)
-	defer func() { sp.setInt(AttrKeys, len(keys)); sp.setInt(AttrHits, len(out)); sp.done(err) }()
+	defer func() { sp.SetInt(AttrKeys, len(keys)); sp.SetInt(AttrHits, len(out)); sp.Done(err) }()
 	out, failed, err := c.mget(ctx, keys, codecRaw)
 	c.count(len(out), len(keys)-failed-len(out))
 	return out, err

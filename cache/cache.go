@@ -189,7 +189,7 @@ func (c *Cache) invalid(ctx context.Context, key string) {
 // command. Counter keys of Incr are read with Counter, not Get.
 func (c *Cache) Get(ctx context.Context, key string) (_ []byte, hit bool, err error) {
 	ctx, sp := c.trace(ctx, opGet)
-	defer func() { sp.setBool(AttrHit, hit); sp.done(err) }()
+	defer func() { sp.SetBool(AttrHit, hit); sp.Done(err) }()
 	e, ok, err := c.get(ctx, key, codecRaw)
 	if err != nil {
 		return nil, false, err
@@ -222,7 +222,7 @@ func (c *Cache) set(ctx context.Context, key string, codec byte, value []byte, t
 // and lost replies" in the package doc).
 func (c *Cache) Set(ctx context.Context, key string, value []byte, ttl time.Duration) (err error) {
 	ctx, sp := c.trace(ctx, opSet)
-	defer func() { sp.done(err) }()
+	defer func() { sp.Done(err) }()
 	return c.set(ctx, key, codecRaw, value, ttl)
 }
 
@@ -250,7 +250,7 @@ func (c *Cache) Delete(ctx context.Context, keys ...string) (err error) {
 		return nil
 	}
 	ctx, sp := c.trace(ctx, opDelete)
-	defer func() { sp.setInt(AttrKeys, len(keys)); sp.done(err) }()
+	defer func() { sp.SetInt(AttrKeys, len(keys)); sp.Done(err) }()
 	defer c.near.invalidate(keys...)
 	if _, ok := c.rdb.(*redis.Client); ok {
 		args := make([]string, 0, 2*len(keys))

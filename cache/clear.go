@@ -88,7 +88,7 @@ type ClearOptions struct {
 // "Writes and lost replies" in the package doc.
 func (c *Cache) Clear(ctx context.Context, p Pattern, o ClearOptions) (n int64, err error) {
 	ctx, sp := c.trace(ctx, opClear)
-	defer func() { sp.setInt(AttrRemoved, int(n)); sp.done(err) }()
+	defer func() { sp.SetInt(AttrRemoved, int(n)); sp.Done(err) }()
 	if o.Count <= 0 {
 		o.Count = c.opt.ScanCount
 	}

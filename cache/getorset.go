@@ -40,7 +40,7 @@ type LoaderFunc[T any] func(ctx context.Context) (T, error)
 // command, then the conditional write.
 func (c *Cache) GetOrSet(ctx context.Context, key string, ttl time.Duration, loader LoaderFunc[[]byte]) (_ []byte, err error) {
 	ctx, sp := c.trace(ctx, opGetOrSet)
-	defer func() { sp.done(err) }()
+	defer func() { sp.Done(err) }()
 	e, err := c.getOrLoad(ctx, key, ttl, codecRaw, loader)
 	if err != nil {
 		return nil, err
@@ -265,7 +265,7 @@ func (c *Cache) serveStale(stale *entry) (entry, error) {
 func (c *Cache) loadLeased(base context.Context, f *flight) (_ entry, err error) {
 	rk, key, codec, stale := f.rk, f.key, f.codec, f.stale
 	var wait span // the wait for another load's lease, once it starts
-	defer func() { wait.done(err) }()
+	defer func() { wait.Done(err) }()
 	wctx, cancel := c.leaseWait(c.traced(base, f.vals))
 	defer cancel()
 	var events chan byte
@@ -333,7 +333,7 @@ func (c *Cache) loadLeased(base context.Context, f *flight) (_ entry, err error)
 			return entry{}, fmt.Errorf("cache: get or set %q: lease: %w", key, err)
 		}
 		if acquired {
-			wait.done(nil)
+			wait.Done(nil)
 			return c.fill(base, f.vals, l, key, f.ttl, codec, f.loader, stale)
 		}
 		if events == nil {
@@ -425,7 +425,7 @@ func (c *Cache) fill(base, vals context.Context, l lease, key string, ttl time.D
 // with base and answers Value from vals.
 func (c *Cache) callLoader(base, vals context.Context, loader LoaderFunc[[]byte]) (p []byte, err error) {
 	vals, sp := c.trace(vals, opLoad) // the loader's own spans are its children
-	defer func() { sp.done(err) }()   // after the recover below
+	defer func() { sp.Done(err) }()   // after the recover below
 	start := time.Now()
 	ctx := newLoadCtx(base, vals, start.Add(c.opt.LoadTimeout))
 	defer ctx.release()

@@ -1,6 +1,10 @@
 package cache
 
-import "context"
+import (
+	"context"
+
+	"github.com/rediskit/rediskit/internal/tracehook"
+)
 
 // Tracer is the hook through which a Cache reports its operations as spans
 // (Options.Tracer). The package holds no tracing library: the module
@@ -53,41 +57,11 @@ const (
 )
 
 // span is an operation's span: nothing without a Tracer.
-type span struct {
-	t   Tracer
-	ctx context.Context // carries the span, for t.SetInt and t.SetBool
-	end func(error)
-}
+type span = tracehook.Span
 
 // trace starts the span of op, or returns ctx and no span without a Tracer.
 func (c *Cache) trace(ctx context.Context, op string) (context.Context, span) {
-	if c.opt.Tracer == nil || ctx == nil {
-		return ctx, span{}
-	}
-	ctx, end := c.opt.Tracer.Start(ctx, op, c.ns)
-	return ctx, span{c.opt.Tracer, ctx, end}
-}
-
-// setInt records an attribute on the span, if any.
-func (s *span) setInt(key string, v int) {
-	if s.end != nil {
-		s.t.SetInt(s.ctx, key, v)
-	}
-}
-
-// setBool records an attribute on the span, if any.
-func (s *span) setBool(key string, v bool) {
-	if s.end != nil {
-		s.t.SetBool(s.ctx, key, v)
-	}
-}
-
-// done ends the span with err; later calls do nothing.
-func (s *span) done(err error) {
-	if s.end != nil {
-		s.end(err)
-		s.end = nil
-	}
+	return tracehook.Start(c.opt.Tracer, ctx, op, c.ns)
 }
 
 // traceBool records an attribute on the span in ctx (the context of an

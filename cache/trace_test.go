@@ -17,7 +17,7 @@ func TestNoTracerNoAllocs(t *testing.T) {
 	ctx := context.Background()
 	op := func() (hit bool, err error) {
 		ctx, sp := c.trace(ctx, opGet)
-		defer func() { sp.setInt(AttrKeys, 1); sp.setBool(AttrHit, hit); sp.done(err) }()
+		defer func() { sp.SetInt(AttrKeys, 1); sp.SetBool(AttrHit, hit); sp.Done(err) }()
 		c.traceBool(ctx, AttrHit, true)
 		_ = c.traced(ctx, ctx)
 		return true, nil

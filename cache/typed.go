@@ -55,7 +55,7 @@ func (t *Typed[T]) decode(ctx context.Context, key string, p []byte) (T, bool) {
 // key arrived since the read was sent.
 func (t *Typed[T]) Get(ctx context.Context, key string) (_ T, hit bool, err error) {
 	ctx, sp := t.c.trace(ctx, opGet)
-	defer func() { sp.setBool(AttrHit, hit); sp.done(err) }()
+	defer func() { sp.SetBool(AttrHit, hit); sp.Done(err) }()
 	switch v, st := nearValue[T](t.near, key, true); st {
 	case nearHit:
 		return v, true, nil
@@ -85,7 +85,7 @@ func (t *Typed[T]) Get(ctx context.Context, key string) (_ T, hit bool, err erro
 // is handled as in Cache.Set.
 func (t *Typed[T]) Set(ctx context.Context, key string, v T, ttl time.Duration) (err error) {
 	ctx, sp := t.c.trace(ctx, opSet)
-	defer func() { sp.done(err) }()
+	defer func() { sp.Done(err) }()
 	p, err := t.codec.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("cache: set %q: encode: %w", key, err)
@@ -106,7 +106,7 @@ func (t *Typed[T]) Delete(ctx context.Context, keys ...string) error {
 // keys it had nothing usable for.
 func (t *Typed[T]) MGet(ctx context.Context, keys []string) (out map[string]T, err error) {
 	ctx, sp := t.c.trace(ctx, opMGet)
-	defer func() { sp.setInt(AttrKeys, len(keys)); sp.setInt(AttrHits, len(out)); sp.done(err) }()
+	defer func() { sp.SetInt(AttrKeys, len(keys)); sp.SetInt(AttrHits, len(out)); sp.Done(err) }()
 	out = make(map[string]T, len(keys))
 	rest := nearValues(t.near, keys, out)
 	if len(rest) == 0 {
@@ -162,7 +162,7 @@ func (t *Typed[T]) MSet(ctx context.Context, items map[string]T, ttl time.Durati
 // value that does not decode is deleted and reloaded once.
 func (t *Typed[T]) GetOrSet(ctx context.Context, key string, ttl time.Duration, loader LoaderFunc[T]) (_ T, err error) {
 	ctx, sp := t.c.trace(ctx, opGetOrSet)
-	defer func() { sp.done(err) }()
+	defer func() { sp.Done(err) }()
 	var zero T
 	load := func(ctx context.Context) ([]byte, error) {
 		v, err := loader(ctx)
@@ -176,7 +176,7 @@ func (t *Typed[T]) GetOrSet(ctx context.Context, key string, ttl time.Duration, 
 		return p, nil
 	}
 	if v, st := nearValue[T](t.near, key, false); st == nearHit {
-		sp.setBool(AttrHit, true)
+		sp.SetBool(AttrHit, true)
 		return v, nil // a negative entry is a local miss here: the loader may have to run
 	}
 	tok := t.near.begin(key)

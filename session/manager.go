@@ -134,14 +134,14 @@ func (m *Manager) tokenFromRequest(r *http.Request) (tok string, present bool) {
 func (m *Manager) LoadAndSave(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r, sp := m.traceRequest(r) // the request's Get and save are its children
-		defer func() { sp.done(nil) }()
+		defer func() { sp.Done(nil) }()
 		st := &state{Context: r.Context(), m: m, r: r, header: w.Header(), persist: m.opts.Cookie.Persist}
 		tok, present := m.tokenFromRequest(r)
 		if tok != "" {
 			sess, err := m.store.Get(r.Context(), tok)
 			switch {
 			case err == nil:
-				sp.setBool(AttrFound, true)
+				sp.SetBool(AttrFound, true)
 				st.load(sess)
 			case errors.Is(err, ErrNotFound):
 				st.clearCookie = true
@@ -149,7 +149,7 @@ func (m *Manager) LoadAndSave(next http.Handler) http.Handler {
 				m.opts.Logger.LogAttrs(r.Context(), slog.LevelError, "session: load failed",
 					slog.String("handle", hashToken(tok)), slog.String("error", err.Error()))
 				m.opts.ErrorHandler(w, r, err)
-				sp.done(err)
+				sp.Done(err)
 				return
 			}
 		} else if present {

@@ -30,7 +30,7 @@ func (s *Store) Create(ctx context.Context, userID string, data map[string]any, 
 // createSealed is Create with encoded values (see "The seam to Manager").
 func (s *Store) createSealed(ctx context.Context, userID string, values map[string]sealed, opts CreateOptions) (_ *Session, err error) {
 	ctx, sp := s.trace(ctx, opCreate) // here, not in Create: a Manager's save comes this way
-	defer func() { sp.done(err) }()
+	defer func() { sp.Done(err) }()
 	if s.isClosed() {
 		return nil, ErrClosed
 	}
@@ -109,7 +109,7 @@ func (s *Store) createSealed(ctx context.Context, userID string, values map[stri
 // "Reads and touches" in the package documentation.
 func (s *Store) Get(ctx context.Context, id string) (_ *Session, err error) {
 	ctx, sp := s.trace(ctx, opGet)
-	defer func() { sp.done(err) }()
+	defer func() { sp.Done(err) }()
 	p, err := parseToken(s.opts.Prefix, id)
 	if err != nil {
 		return nil, fmt.Errorf("session: get: %w", err)
@@ -181,7 +181,7 @@ func (s *Store) Update(ctx context.Context, id string, ch Changes) (int64, error
 // A key both set and deleted is set.
 func (s *Store) updateSealed(ctx context.Context, id string, set map[string]sealed, del []string, persist *bool, ifVersion int64) (_ int64, err error) {
 	ctx, sp := s.trace(ctx, opUpdate) // here, not in Update: a Manager's save comes this way
-	defer func() { sp.done(err) }()
+	defer func() { sp.Done(err) }()
 	p, err := parseToken(s.opts.Prefix, id)
 	if err != nil {
 		return 0, fmt.Errorf("session: update: %w", err)
@@ -216,7 +216,7 @@ func (s *Store) updateSealed(ctx context.Context, id string, set map[string]seal
 // is not an error; the result says whether one existed.
 func (s *Store) Delete(ctx context.Context, id string) (found bool, err error) {
 	ctx, sp := s.trace(ctx, opDelete)
-	defer func() { sp.setBool(AttrFound, found); sp.done(err) }()
+	defer func() { sp.SetBool(AttrFound, found); sp.Done(err) }()
 	p, err := parseToken(s.opts.Prefix, id)
 	if err != nil {
 		return false, fmt.Errorf("session: delete: %w", err)
@@ -236,7 +236,7 @@ func (s *Store) Delete(ctx context.Context, id string) (found bool, err error) {
 // and deadline, or ErrNotFound.
 func (s *Store) Extend(ctx context.Context, id string, d time.Duration) (expiresAt, deadline time.Time, err error) {
 	ctx, sp := s.trace(ctx, opExtend)
-	defer func() { sp.done(err) }()
+	defer func() { sp.Done(err) }()
 	p, err := parseToken(s.opts.Prefix, id)
 	if err != nil {
 		return time.Time{}, time.Time{}, fmt.Errorf("session: extend: %w", err)
@@ -267,7 +267,7 @@ func (s *Store) Extend(ctx context.Context, id string, d time.Duration) (expires
 // session's ID if the rotation ran, and Get on it settles which ID is live.
 func (s *Store) Rotate(ctx context.Context, id string) (_ string, err error) {
 	ctx, sp := s.trace(ctx, opRotate)
-	defer func() { sp.done(err) }()
+	defer func() { sp.Done(err) }()
 	p, err := parseToken(s.opts.Prefix, id)
 	if err != nil {
 		return "", fmt.Errorf("session: rotate: %w", err)

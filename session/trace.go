@@ -3,6 +3,8 @@ package session
 import (
 	"context"
 	"net/http"
+
+	"github.com/rediskit/rediskit/internal/tracehook"
 )
 
 // Tracer is the hook through which a Store and its Managers report their
@@ -52,19 +54,11 @@ const (
 )
 
 // span is an operation's span: nothing without a Tracer.
-type span struct {
-	t   Tracer
-	ctx context.Context // carries the span, for t.SetInt and t.SetBool
-	end func(error)
-}
+type span = tracehook.Span
 
 // trace starts the span of op, or returns ctx and no span without a Tracer.
 func (s *Store) trace(ctx context.Context, op string) (context.Context, span) {
-	if s.opts.Tracer == nil || ctx == nil {
-		return ctx, span{}
-	}
-	ctx, end := s.opts.Tracer.Start(ctx, op, s.opts.Prefix)
-	return ctx, span{s.opts.Tracer, ctx, end}
+	return tracehook.Start(s.opts.Tracer, ctx, op, s.opts.Prefix)
 }
 
 // traceRequest starts the span of one Manager request and returns r with
@@ -75,26 +69,4 @@ func (m *Manager) traceRequest(r *http.Request) (*http.Request, span) {
 	}
 	ctx, sp := m.store.trace(r.Context(), opManager)
 	return r.WithContext(ctx), sp
-}
-
-// setInt records an attribute on the span, if any.
-func (s *span) setInt(key string, v int) {
-	if s.end != nil {
-		s.t.SetInt(s.ctx, key, v)
-	}
-}
-
-// setBool records an attribute on the span, if any.
-func (s *span) setBool(key string, v bool) {
-	if s.end != nil {
-		s.t.SetBool(s.ctx, key, v)
-	}
-}
-
-// done ends the span with err; later calls do nothing.
-func (s *span) done(err error) {
-	if s.end != nil {
-		s.end(err)
-		s.end = nil
-	}
 }

@@ -16,12 +16,12 @@ func TestNoTracerNoAllocs(t *testing.T) {
 	r := httptest.NewRequest("GET", "/", nil)
 	op := func() (n int, err error) {
 		_, sp := s.trace(ctx, opDeleteByUser)
-		defer func() { sp.setInt(AttrDeleted, n); sp.setBool(AttrFound, true); sp.done(err) }()
+		defer func() { sp.SetInt(AttrDeleted, n); sp.SetBool(AttrFound, true); sp.Done(err) }()
 		r2, rsp := m.traceRequest(r)
 		if r2 != r {
 			t.Fatal("traceRequest without a Tracer made a new request")
 		}
-		rsp.done(nil)
+		rsp.Done(nil)
 		return 1, nil
 	}
 	if n := testing.AllocsPerRun(1000, func() { _, _ = op() }); n != 0 {

@@ -46,7 +46,7 @@ func (s *Store) ListByUser(ctx context.Context, userID string) ([]Info, error) {
 // one script and returns how many there were.
 func (s *Store) DeleteByUser(ctx context.Context, userID string) (n int, err error) {
 	ctx, sp := s.trace(ctx, opDeleteByUser)
-	defer func() { sp.setInt(AttrDeleted, n); sp.done(err) }()
+	defer func() { sp.SetInt(AttrDeleted, n); sp.Done(err) }()
 	return s.deleteUser(ctx, "delete by user", userID, "")
 }
 

@@ -101,15 +101,7 @@ func sessionsList(ctx context.Context, e *env, store *session.Store, user string
 		return err
 	}
 	if asJSON {
-		out := make([]map[string]any, 0, len(list))
-		for _, s := range list {
-			out = append(out, map[string]any{
-				"handle": s.Handle, "user": s.UserID, "ip": s.IP, "user_agent": s.UserAgent,
-				"created_at": s.CreatedAt.UTC(), "last_seen": s.LastSeen.UTC(),
-				"expires_at": s.ExpiresAt.UTC(), "deadline": s.Deadline.UTC(),
-			})
-		}
-		writeJSON(e.stdout, out)
+		writeJSON(e.stdout, sessionsJSON(list))
 		return nil
 	}
 	if len(list) == 0 {
@@ -160,4 +152,17 @@ func say(e *env, asJSON bool, v any, format string, a ...any) error {
 	}
 	fmt.Fprintf(e.stdout, format, a...)
 	return nil
+}
+
+// sessionsJSON is the --json form of a session list.
+func sessionsJSON(list []session.Info) []map[string]any {
+	out := make([]map[string]any, 0, len(list))
+	for _, s := range list {
+		out = append(out, map[string]any{
+			"handle": s.Handle, "user": s.UserID, "ip": s.IP, "user_agent": s.UserAgent,
+			"created_at": s.CreatedAt.UTC(), "last_seen": s.LastSeen.UTC(),
+			"expires_at": s.ExpiresAt.UTC(), "deadline": s.Deadline.UTC(),
+		})
+	}
+	return out
 }

@@ -74,15 +74,7 @@ func sessionsListAll(ctx context.Context, e *env, store *session.Store, asJSON b
 		return a.CreatedAt.Compare(b.CreatedAt)
 	})
 	if asJSON {
-		out := make([]map[string]any, 0, len(list))
-		for _, s := range list {
-			out = append(out, map[string]any{
-				"handle": s.Handle, "user": s.UserID, "ip": s.IP, "user_agent": s.UserAgent,
-				"created_at": s.CreatedAt.UTC(), "last_seen": s.LastSeen.UTC(),
-				"expires_at": s.ExpiresAt.UTC(), "deadline": s.Deadline.UTC(),
-			})
-		}
-		writeJSON(e.stdout, out)
+		writeJSON(e.stdout, sessionsJSON(list))
 		return nil
 	}
 	if len(list) == 0 {
