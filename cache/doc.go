@@ -46,6 +46,24 @@
 // (TestGetOrSetMissIsTwoCommandsHitIsOne). The protocol is written once,
 // above its scripts in lease.go.
 //
+// # Batches of loads
+//
+// GetOrSetMany asks for many keys at once with a BatchLoaderFunc, called
+// once with every key whose lease the call took. One pipeline per master
+// reads every key and takes the lease of each missing one (GetOrSet's
+// SET NX GET, per key); the loaded values are committed by one pipeline
+// per master: a cold batch of 100 keys on the 3-master cluster is two
+// round trips to each master and 200 commands, a warm one a round trip per
+// master (TestGetOrSetManyRoundTrips). Keys leased by another process are
+// waited for as GetOrSet waits, and keys another caller of this process is
+// loading join its load: 4 processes × 50 goroutines asking overlapping
+// batches of 100 keys load every key exactly once in total, and every
+// caller gets every value (TestMultiProcessGetOrSetMany). Keys the loader
+// leaves out do not exist (cached for NegativeTTL) and are absent from the
+// answer (TestGetOrSetManyPartialResults); a loader error or panic fails
+// the keys of its call in a *BatchError and releases their leases
+// (TestGetOrSetManyLoaderFailure).
+//
 // # Freshness
 //
 // TTLJitter spreads expiries. NegativeTTL caches a loader's ErrNotFound.
