@@ -314,38 +314,42 @@ type settleCmd struct {
 	args []any
 }
 
-// settleMany runs cmds in one pipeline (one round trip per master), sent
-// Repeatable, then by EVAL those that met NOSCRIPT. Failures are not the
+// settleMany runs cmds in one pipeline per master; failures are not the
 // callers' concern (see fill): a lease left behind expires.
-func (c *Cache) settleMany(cmds []settleCmd) {
-	ctx := c.life.settle
-	run := func(sha bool, which []int) []*redis.Cmd {
-		out := make([]*redis.Cmd, len(which))
+func (c *Cache) settleMany(cmds []settleCmd) { c.pipeScripts(c.life.settle, cmds) }
+
+// pipeScripts runs cmds in one pipeline (one round trip per master), sent
+// Repeatable, then by EVAL those that met NOSCRIPT. It returns each
+// command's final answer, aligned with cmds.
+func (c *Cache) pipeScripts(ctx context.Context, cmds []settleCmd) []*redis.Cmd {
+	out := make([]*redis.Cmd, len(cmds))
+	run := func(sha bool, which []int) {
 		_, _ = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for j, i := range which {
-				out[j] = cmds[i].s.Cmd(ctx, sha, cmds[i].keys, cmds[i].args)
-				_ = p.Process(ctx, retry.Repeatable(out[j]))
+			for _, i := range which {
+				out[i] = cmds[i].s.Cmd(ctx, sha, cmds[i].keys, cmds[i].args)
+				_ = p.Process(ctx, retry.Repeatable(out[i]))
 			}
 			return nil
 		})
-		return out
 	}
 	if len(cmds) == 0 {
-		return
+		return out
 	}
 	all := make([]int, len(cmds))
 	for i := range all {
 		all[i] = i
 	}
+	run(true, all)
 	var again []int
-	for j, cmd := range run(true, all) {
+	for i, cmd := range out {
 		if err := cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			again = append(again, all[j])
+			again = append(again, i)
 		}
 	}
 	if len(again) > 0 {
 		run(false, again)
 	}
+	return out
 }
 
 // callBatchLoader is callLoader for a batch loader: one load in the
