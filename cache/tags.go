@@ -118,14 +118,15 @@ local h = redis.call('HKEYS', KEYS[1])
 for i = 1, #h do if h[i] ~= 'e' then out[#out + 1] = h[i] end end
 return out`)
 
-	// KEYS: index, floor (one slot). ARGV: epoch, floor ms (0: none).
-	// Removes the index's values and the index, raises the floor. Returns
-	// the number of values removed.
+	// KEYS: index, floor (one slot). ARGV: epoch, floor ms (0: none), the
+	// most members to remove. Raises the floor, then removes up to that
+	// many of the index's values from it. Returns {values removed, members
+	// left}.
 	scriptTagPurge = retry.NewScript(`
-local m = redis.call('ZRANGE', KEYS[1], 0, -1)
+local m = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
 local n = 0
 for i = 1, #m do n = n + redis.call('UNLINK', m[i]) end
-redis.call('DEL', KEYS[1])
+if #m > 0 then redis.call('ZREM', KEYS[1], unpack(m)) end
 local cur = redis.call('GET', KEYS[2])
 if not cur or tonumber(cur) < tonumber(ARGV[1]) then
   if ARGV[2] == '0' then
@@ -134,7 +135,7 @@ if not cur or tonumber(cur) < tonumber(ARGV[1]) then
     redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
   end
 end
-return n`)
+return {n, redis.call('ZCARD', KEYS[1])}`)
 )
 
 // ErrBadTag is returned for an empty tag.
@@ -233,46 +234,114 @@ func (c *Cache) SetTagged(ctx context.Context, key string, value []byte, ttl tim
 }
 
 func (c *Cache) setTagged(ctx context.Context, key string, codec byte, value []byte, ttl time.Duration, tags []string) error {
+	if len(tags) == 0 {
+		return c.set(ctx, key, codec, value, ttl)
+	}
+	err := c.msetTagged(ctx, map[string][]byte{key: value}, ttl, codec, tags)
+	var be *BatchError
+	if errors.As(err, &be) {
+		return fmt.Errorf("cache: set %q: %w", key, be.Errs[key])
+	}
+	return err
+}
+
+// MSetTagged stores every value of items for ttl, like MSet, each recorded
+// under every one of tags (see SetTagged). Two round trips per master: one
+// pipeline reads the tags' epochs (one command per tag), one writes every
+// value with its index entries (one script per key). Keys that failed are
+// reported in a *BatchError; the others are stored.
+func (c *Cache) MSetTagged(ctx context.Context, items map[string][]byte, ttl time.Duration, tags ...string) error {
+	if len(tags) == 0 {
+		return c.mset(ctx, items, ttl, codecRaw)
+	}
+	return c.msetTagged(ctx, items, ttl, codecRaw, tags)
+}
+
+func (c *Cache) msetTagged(ctx context.Context, items map[string][]byte, ttl time.Duration, codec byte, tags []string) error {
 	if ttl < 0 {
-		return fmt.Errorf("cache: set %q: negative ttl %v", key, ttl)
+		return fmt.Errorf("cache: mset: negative ttl %v", ttl)
 	}
 	enc, err := cleanTags(tags)
 	if err != nil {
-		return fmt.Errorf("cache: set %q: %w", key, err)
+		return fmt.Errorf("cache: mset: %w", err)
 	}
-	if len(enc) == 0 {
-		return c.set(ctx, key, codec, value, ttl)
+	if len(items) == 0 {
+		return nil
 	}
 	now := time.Now()
-	redisTTL, soft := c.ttls(ttl, now)
-	b, err := c.encode(codec, value, soft, false)
-	if err != nil {
-		return fmt.Errorf("cache: set %q: %w", key, err)
+	type write struct {
+		key   string
+		rk    string
+		slot  int
+		b     []byte
+		ttlMs int64
 	}
-	rk := c.key(key)
-	slot, err := c.tagSlot(rk)
-	if err != nil {
-		return fmt.Errorf("cache: set %q: %w", key, err)
+	writes := make([]write, 0, len(items))
+	var slots []any // distinct, in order
+	seen := make(map[int]bool)
+	var maxTTL int64
+	for k, v := range items {
+		redisTTL, soft := c.ttls(ttl, now)
+		b, err := c.encode(codec, v, soft, false)
+		if err != nil {
+			return fmt.Errorf("cache: mset %q: %w", k, err)
+		}
+		rk := c.key(k)
+		slot, err := c.tagSlot(rk)
+		if err != nil {
+			return fmt.Errorf("cache: mset: %w", err)
+		}
+		if !seen[slot] {
+			seen[slot] = true
+			slots = append(slots, slot)
+		}
+		maxTTL = max(maxTTL, redisTTL.Milliseconds())
+		writes = append(writes, write{k, rk, slot, b, redisTTL.Milliseconds()})
 	}
+	if ttl == 0 {
+		maxTTL = 0
+	}
+	// Step 1: register the slots and read each tag's epoch.
 	regs := make([]settleCmd, len(enc))
 	for i, e := range enc {
-		regs[i] = settleCmd{scriptTagRegister, []string{c.tagMeta(e)}, []any{redisTTL.Milliseconds(), slot}}
+		regs[i] = settleCmd{scriptTagRegister, []string{c.tagMeta(e)}, append([]any{maxTTL}, slots...)}
 	}
-	keys := make([]string, 1, 1+2*len(enc))
-	keys[0] = rk
-	args := make([]any, 3, 3+len(enc))
-	args[0], args[1], args[2] = b, redisTTL.Milliseconds(), now.UnixMilli()
+	epochs := make([]any, len(enc))
 	for i, cmd := range c.pipeScripts(ctx, regs) {
 		epoch, err := cmd.Text()
 		if err != nil {
-			return fmt.Errorf("cache: set %q: tag: %w", key, retry.Ambiguous("set", err))
+			return fmt.Errorf("cache: mset: tag %q: %w", tags[i], retry.Ambiguous("set", err))
 		}
-		keys = append(keys, c.tagIndex(slot, enc[i]), c.tagFloor(slot, enc[i]))
-		args = append(args, epoch)
+		epochs[i] = epoch
 	}
-	defer c.near.invalidate(key)
-	if err := scriptSetTagged.RunRepeatable(ctx, c.rdb, keys, args...).Err(); err != nil {
-		return fmt.Errorf("cache: set %q: %w", key, retry.Ambiguous("set", err))
+	// Step 2: each value with its index entries, refused by a raised floor.
+	keys := make([]string, len(writes))
+	sets := make([]settleCmd, len(writes))
+	nowMs := now.UnixMilli()
+	for i, w := range writes {
+		keys[i] = w.key
+		ks := make([]string, 1, 1+2*len(enc))
+		ks[0] = w.rk
+		args := make([]any, 3, 3+len(enc))
+		args[0], args[1], args[2] = w.b, w.ttlMs, nowMs
+		for j, e := range enc {
+			ks = append(ks, c.tagIndex(w.slot, e), c.tagFloor(w.slot, e))
+			args = append(args, epochs[j])
+		}
+		sets[i] = settleCmd{scriptSetTagged, ks, args}
+	}
+	defer c.near.invalidate(keys...)
+	var failed map[string]error
+	for i, cmd := range c.pipeScripts(ctx, sets) {
+		if err := cmd.Err(); err != nil {
+			if failed == nil {
+				failed = make(map[string]error)
+			}
+			failed[keys[i]] = retry.Ambiguous("set", err)
+		}
+	}
+	if failed != nil {
+		return &BatchError{Op: "mset", Errs: failed}
 	}
 	return nil
 }
@@ -286,6 +355,22 @@ func (t *Typed[T]) SetTagged(ctx context.Context, key string, v T, ttl time.Dura
 		return fmt.Errorf("cache: set %q: encode: %w", key, err)
 	}
 	return t.c.setTagged(ctx, key, t.codec.ID(), p, ttl, tags)
+}
+
+// MSetTagged stores every value of items with tags; see Cache.MSetTagged.
+func (t *Typed[T]) MSetTagged(ctx context.Context, items map[string]T, ttl time.Duration, tags ...string) error {
+	raw := make(map[string][]byte, len(items))
+	for k, v := range items {
+		p, err := t.codec.Marshal(v)
+		if err != nil {
+			return fmt.Errorf("cache: mset %q: encode: %w", k, err)
+		}
+		raw[k] = p
+	}
+	if len(tags) == 0 {
+		return t.c.mset(ctx, raw, ttl, t.codec.ID())
+	}
+	return t.c.msetTagged(ctx, raw, ttl, t.codec.ID(), tags)
 }
 
 // InvalidateTags removes every value written with one of tags, on every
@@ -331,16 +416,35 @@ func (c *Cache) InvalidateTags(ctx context.Context, tags ...string) (removed int
 			if err != nil || slot < 0 || slot >= numSlots {
 				continue
 			}
-			purges = append(purges, settleCmd{scriptTagPurge, []string{c.tagIndex(slot, enc[i]), c.tagFloor(slot, enc[i])}, []any{epoch, floor}})
+			purges = append(purges, settleCmd{scriptTagPurge, []string{c.tagIndex(slot, enc[i]), c.tagFloor(slot, enc[i])}, []any{epoch, floor, c.opt.UnlinkBatch}})
 		}
 	}
-	for _, cmd := range c.pipeScripts(ctx, purges) {
-		n, err := cmd.Int()
-		if err != nil {
-			errs = append(errs, retry.Ambiguous("invalidate", err))
-			continue
+	// Each round removes up to UnlinkBatch values per index, one pipeline
+	// per master, so no script blocks the server for long. An index is
+	// visited until it is empty, or (writers adding to it) for as many
+	// rounds as its first count asked.
+	rounds := make([]int, len(purges))
+	for round := 0; len(purges) > 0; round++ {
+		var next []settleCmd
+		var nextRounds []int
+		for i, cmd := range c.pipeScripts(ctx, purges) {
+			res, err := cmd.Int64Slice()
+			if err == nil && len(res) != 2 {
+				err = fmt.Errorf("unexpected purge reply %v", res)
+			}
+			if err != nil {
+				errs = append(errs, retry.Ambiguous("invalidate", err))
+				continue
+			}
+			removed += int(res[0])
+			if round == 0 {
+				rounds[i] = int(res[1])/c.opt.UnlinkBatch + 1
+			}
+			if res[1] > 0 && round < rounds[i] {
+				next, nextRounds = append(next, purges[i]), append(nextRounds, rounds[i])
+			}
 		}
-		removed += n
+		purges, rounds = next, nextRounds
 	}
 	if len(errs) > 0 {
 		return removed, fmt.Errorf("cache: invalidate tags: %w", errors.Join(errs...))

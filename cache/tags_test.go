@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -12,6 +13,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/rediskit/rediskit/internal/redistest"
 )
 
 // scanAll returns the keys matching pattern on every master of tp.
@@ -132,6 +135,42 @@ func TestTagInvalidation(t *testing.T) {
 			if n != want {
 				t.Fatalf("tag %q removed %d, want %d", h, n, want)
 			}
+		}
+		// MSetTagged: the epochs in one round trip, the values in one per
+		// master; one invalidation removes them all.
+		items := make(map[string][]byte)
+		slots = map[int]bool{}
+		for _, k := range manyKeys("m", 100) {
+			items[k] = []byte(k)
+			s, _ := c.tagSlot(c.key(k))
+			slots[s] = true
+		}
+		tp.cnt.reset()
+		if err := c.MSetTagged(ctx, items, time.Minute, "m", "m2"); err != nil {
+			t.Fatal(err)
+		}
+		metaNodes := 1 // the masters of the two tags' meta keys
+		if cc, ok := tp.rdb.(*redis.ClusterClient); ok {
+			n1, err1 := cc.MasterForKey(ctx, c.tagMeta("m"))
+			n2, err2 := cc.MasterForKey(ctx, c.tagMeta("m2"))
+			if err1 != nil || err2 != nil {
+				t.Fatal(err1, err2)
+			}
+			if n1.Options().Addr != n2.Options().Addr {
+				metaNodes = 2
+			}
+		}
+		if cmds, trips, _, _ := tp.cnt.snapshot(); cmds != 2+100 || trips != metaNodes+tp.masters {
+			t.Fatalf("MSetTagged: %d commands in %d round trips, want %d in %d", cmds, trips, 2+100, metaNodes+tp.masters)
+		}
+		if err := NewTyped[string](c, nil).MSetTagged(ctx, map[string]string{"ts": "x"}, time.Minute, "m2"); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := c.InvalidateTags(ctx, "m2"); n != 101 || err != nil {
+			t.Fatalf("InvalidateTags(m2) = %d, %v; want 101", n, err)
+		}
+		if n, err := c.InvalidateTags(ctx, "m"); n != 0 || err != nil {
+			t.Fatalf("InvalidateTags(m) after m2 = %d, %v; want 0", n, err)
 		}
 		if n, err := c.InvalidateTags(ctx, "never-used"); n != 0 || err != nil {
 			t.Fatalf("unknown tag: %d, %v", n, err)
@@ -332,6 +371,72 @@ func FuzzEncodeTag(f *testing.F) {
 		}
 		if d, ok := decodeTag(e); !ok || d != tag {
 			t.Fatalf("decode(encodeTag(%q)) = %q, %v", tag, d, ok)
+		}
+	})
+}
+
+// BenchmarkInvalidateTag removes 10,000 tagged values from a namespace of
+// 100,000 keys (1,000,000 with CACHE_TAG_BENCH_KEYS=1000000) on a
+// standalone server: InvalidateTags of their tag against Clear of a
+// pattern matching the same keys, which SCANs the whole keyspace. Each
+// iteration writes the 10,000 values again with the timer stopped. Run:
+//
+//	go test -run '^$' -bench InvalidateTag -benchtime 5x ./cache/
+//	CACHE_TAG_BENCH_KEYS=1000000 go test -run '^$' -bench InvalidateTag -benchtime 5x -timeout 30m ./cache/
+func BenchmarkInvalidateTag(b *testing.B) {
+	total := 100_000
+	if s := os.Getenv("CACHE_TAG_BENCH_KEYS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 10_000 {
+			b.Fatalf("CACHE_TAG_BENCH_KEYS=%q: want a number of at least 10000", s)
+		}
+		total = n
+	}
+	srv := redistest.Start(b)
+	rdb := srv.Client(b)
+	c := newCache(b, rdb, Options{})
+	ctx := context.Background()
+	// The untagged rest of the keyspace, in pipelined MSETs.
+	for base := 0; base < total-10_000; base += 10_000 {
+		_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i := base; i < min(base+10_000, total-10_000); i += 100 {
+				args := make([]any, 0, 200)
+				for j := i; j < min(i+100, total-10_000); j++ {
+					args = append(args, c.key("other:"+strconv.Itoa(j)), "v")
+				}
+				p.MSet(ctx, args...)
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	items := make(map[string][]byte, 10_000)
+	for i := range 10_000 {
+		items["tagged:"+strconv.Itoa(i)] = []byte("v")
+	}
+	fill := func(b *testing.B) {
+		b.StopTimer()
+		if err := c.MSetTagged(ctx, items, time.Hour, "t"); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+	b.Run("InvalidateTags", func(b *testing.B) {
+		for range b.N {
+			fill(b)
+			if n, err := c.InvalidateTags(ctx, "t"); err != nil || n != 10_000 {
+				b.Fatalf("removed %d, %v", n, err)
+			}
+		}
+	})
+	b.Run("ClearPattern", func(b *testing.B) {
+		for range b.N {
+			fill(b)
+			if n, err := c.Clear(ctx, Prefix("tagged:"), ClearOptions{}); err != nil || n != 10_000 {
+				b.Fatalf("removed %d, %v", n, err)
+			}
 		}
 	})
 }
