@@ -440,3 +440,33 @@ func BenchmarkInvalidateTag(b *testing.B) {
 		}
 	})
 }
+
+// A tag with more values in a slot than UnlinkBatch is purged in rounds of
+// at most UnlinkBatch values per script, until its index is empty.
+func TestInvalidateTagsInBatches(t *testing.T) {
+	forEachTopology(t, func(t *testing.T, tp topo) {
+		ctx := ctxT(t)
+		c := newCache(t, tp.rdb, Options{UnlinkBatch: 10})
+		items := make(map[string][]byte)
+		for _, k := range manyKeys("{same}", 95) { // one slot on Cluster too
+			items[k] = []byte("v")
+		}
+		if err := c.MSetTagged(ctx, items, time.Minute, "x"); err != nil {
+			t.Fatal(err)
+		}
+		tp.cnt.reset()
+		n, err := c.InvalidateTags(ctx, "x")
+		if err != nil || n != 95 {
+			t.Fatalf("InvalidateTags = %d, %v; want 95", n, err)
+		}
+		if cmds, trips, _, _ := tp.cnt.snapshot(); cmds != 11 || trips != 11 {
+			t.Fatalf("%d commands in %d round trips, want 11 in 11: a bump and 10 purges of at most 10", cmds, trips)
+		}
+		if left := scanAll(t, ctx, tp, c.tagBase()+"#tagi*"); len(left) != 0 {
+			t.Fatalf("index keys left: %q", left)
+		}
+		if got, _ := c.MGet(ctx, manyKeys("{same}", 95)); len(got) != 0 {
+			t.Fatalf("%d values left", len(got))
+		}
+	})
+}
