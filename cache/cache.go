@@ -102,7 +102,8 @@ func (c *Cache) Close() error {
 // Preload loads the Lua scripts of the Cache on every master, so the first
 // GetOrSet miss and Incr take one round trip instead of two. Optional.
 func (c *Cache) Preload(ctx context.Context) error {
-	for _, s := range []retry.Script{scriptAcquire, scriptWatch, scriptCommit, scriptRelease, scriptIncr} {
+	for _, s := range []retry.Script{scriptAcquire, scriptWatch, scriptCommit, scriptRelease, scriptIncr,
+		scriptTagRegister, scriptSetTagged, scriptTagBump, scriptTagPurge} {
 		if err := s.Load(ctx, c.rdb).Err(); err != nil {
 			return fmt.Errorf("cache: preload scripts: %w", err)
 		}

@@ -46,6 +46,47 @@
 // (TestGetOrSetMissIsTwoCommandsHitIsOne). The protocol is written once,
 // above its scripts in lease.go.
 //
+// # Batches of loads
+//
+// GetOrSetMany asks for many keys at once with a BatchLoaderFunc, called
+// once with every key whose lease the call took. One pipeline per master
+// reads every key and takes the lease of each missing one (GetOrSet's
+// SET NX GET, per key); the loaded values are committed by one pipeline
+// per master: a cold batch of 100 keys on the 3-master cluster is two
+// round trips to each master and 200 commands, a warm one a round trip per
+// master (TestGetOrSetManyRoundTrips). Keys leased by another process are
+// waited for as GetOrSet waits, and keys another caller of this process is
+// loading join its load: 4 processes × 50 goroutines asking overlapping
+// batches of 100 keys load every key exactly once in total, and every
+// caller gets every value (TestMultiProcessGetOrSetMany). Keys the loader
+// leaves out do not exist (cached for NegativeTTL) and are absent from the
+// answer (TestGetOrSetManyPartialResults); a loader error or panic fails
+// the keys of its call in a *BatchError and releases their leases
+// (TestGetOrSetManyLoaderFailure).
+//
+// # Tags
+//
+// SetTagged and MSetTagged (on Cache and Typed) store values with tags;
+// InvalidateTags removes every value carrying one of its tags, on every
+// master (TestTagInvalidation). Each tag has an index per cluster slot
+// holding its values, stored in that slot, so one script writes a value
+// with its index entries and one script per (tag, slot) removes them, in
+// rounds of at most Options.UnlinkBatch values (TestInvalidateTagsInBatches):
+// the cost follows the tagged values, never the keyspace. A tagged write
+// is two round trips (the tags' epochs, then the write), an invalidation
+// one to each tag's master and one per master holding its values
+// (TestTagInvalidation counts them). Invalidations and tagged writes are
+// linearizable: a write that read a tag's epoch before an invalidation is
+// removed by it, or refused if it lands afterwards, however late; a write
+// that returned before InvalidateTags was called is never readable after
+// it returns (TestTagInvalidationRace). Tag keys expire with their
+// longest-lived value: 10,000 expired values leave none behind
+// (TestTagIndexesExpire). Tag names are percent-encoded, so no tag can
+// move a key's hash slot or widen a pattern (FuzzEncodeTag). Values of
+// GetOrSet and GetOrSetMany cannot carry tags yet; a *redis.Ring is
+// refused (ErrUnsupportedClient). The protocol is written above its scripts
+// in tags.go.
+//
 // # Freshness
 //
 // TTLJitter spreads expiries. NegativeTTL caches a loader's ErrNotFound.

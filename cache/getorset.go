@@ -197,6 +197,12 @@ func result(key string, e entry) (entry, error) {
 // goroutine owned by the Cache. A caller whose ctx can never end runs nf
 // itself: it would wait for it anyway.
 func (c *Cache) startFlight(ctx context.Context, nf *flight) (*flight, error) {
+	return c.launch(nf, ctx.Done() != nil)
+}
+
+// launch is startFlight; async false runs a flight it starts on the
+// caller's goroutine.
+func (c *Cache) launch(nf *flight, async bool) (*flight, error) {
 	nf.done = make(chan struct{})
 	running := nf
 	started, err := c.life.enter(func() bool {
@@ -209,7 +215,7 @@ func (c *Cache) startFlight(ctx context.Context, nf *flight) (*flight, error) {
 		return nil, err
 	case !started:
 		return running, nil
-	case ctx.Done() == nil:
+	case !async:
 		c.runFlight(nf)
 	default:
 		go c.runFlight(nf)

@@ -13,7 +13,8 @@ import (
 // default) costs no allocation (TestNoTracerNoAllocs).
 //
 // Ops are named "cache.Get", "cache.Set", "cache.MGet", "cache.GetOrSet",
-// "cache.Delete" and "cache.Clear", and within a GetOrSet that misses,
+// "cache.GetOrSetMany", "cache.Delete", "cache.Clear" and
+// "cache.InvalidateTags" (SetTagged is "cache.Set"), and within a GetOrSet that misses,
 // "cache.lease_wait" (waiting for another load of the key) and
 // "cache.load" (the loader call), both children of the GetOrSet span of the
 // caller that started the load. Values never reach a Tracer: Start gets
@@ -46,14 +47,16 @@ const (
 
 // Span names of the operations, as passed to Tracer.Start.
 const (
-	opGet       = "cache.Get"
-	opSet       = "cache.Set"
-	opMGet      = "cache.MGet"
-	opGetOrSet  = "cache.GetOrSet"
-	opDelete    = "cache.Delete"
-	opClear     = "cache.Clear"
-	opLeaseWait = "cache.lease_wait"
-	opLoad      = "cache.load"
+	opGet            = "cache.Get"
+	opSet            = "cache.Set"
+	opMGet           = "cache.MGet"
+	opGetOrSet       = "cache.GetOrSet"
+	opGetOrSetMany   = "cache.GetOrSetMany"
+	opInvalidateTags = "cache.InvalidateTags"
+	opDelete         = "cache.Delete"
+	opClear          = "cache.Clear"
+	opLeaseWait      = "cache.lease_wait"
+	opLoad           = "cache.load"
 )
 
 // span is an operation's span: nothing without a Tracer.

@@ -1,0 +1,468 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/rediskit/rediskit/retry"
+)
+
+// BatchLoaderFunc loads the values of missing keys in one call. It returns
+// the values it found; a key it leaves out does not exist (as a LoaderFunc
+// returning ErrNotFound: cached for Options.NegativeTTL). An error fails
+// every key of the call (returning ErrNotFound fails none: it reports that
+// none exists). Its context is a LoaderFunc's.
+type BatchLoaderFunc[T any] func(ctx context.Context, keys []string) (map[string]T, error)
+
+// batchLoad is a BatchLoaderFunc for any codec: it returns encoded
+// payloads, and per-key failures (a value Typed could not encode).
+type batchLoad func(ctx context.Context, keys []string) (vals map[string][]byte, failed map[string]error, err error)
+
+// GetOrSetMany returns the values under keys, loading the missing ones with
+// one call of loader and storing them for ttl, with the stampede protection
+// of GetOrSet for every key: across all processes, each missing key is
+// loaded once at a time.
+//
+// One pipeline per master (one round trip on a standalone server) reads
+// every key and, in the same step, takes the lease of each missing one
+// (the SET NX GET of GetOrSet, once per key). loader is called once with
+// the keys whose lease this call took; their results are committed by one
+// pipeline per master. Keys whose lease another process holds are waited
+// for as GetOrSet waits (taken over, and loaded with loader alone, if that
+// process dies); keys another caller of this process is loading join its
+// load. A batch of cold keys on Cluster is therefore two round trips per
+// master (TestGetOrSetManyRoundTrips).
+//
+// The map holds the values found or loaded; keys that do not exist (left
+// out by a loader, or a cached "not found") are absent. Keys that failed (a
+// loader error, Redis unavailable with FailClosed, the caller's ctx) are
+// reported in a *BatchError (Op "getorsetmany"); the map holds the others.
+// With FailOpen, keys whose lease command failed are loaded in the same
+// loader call without being stored.
+func (c *Cache) GetOrSetMany(ctx context.Context, keys []string, ttl time.Duration, loader BatchLoaderFunc[[]byte]) (out map[string][]byte, err error) {
+	ctx, sp := c.trace(ctx, opGetOrSetMany)
+	defer func() { sp.setInt(AttrKeys, len(keys)); sp.setInt(AttrHits, len(out)); sp.done(err) }()
+	if loader == nil {
+		return nil, errors.New("cache: get or set many: nil loader")
+	}
+	load := func(ctx context.Context, keys []string) (map[string][]byte, map[string]error, error) {
+		m, err := loader(ctx, keys)
+		return m, nil, err
+	}
+	res, err := c.getOrLoadMany(ctx, keys, ttl, codecRaw, load)
+	out = make(map[string][]byte, len(res))
+	for k, e := range res {
+		out[k] = e.payload
+	}
+	return out, err
+}
+
+// getOrLoadMany is GetOrSetMany for any codec. Its map holds an entry per
+// key found or loaded (never a negative one).
+func (c *Cache) getOrLoadMany(ctx context.Context, keys []string, ttl time.Duration, codec byte, load batchLoad) (map[string]entry, error) {
+	if ttl < 0 {
+		return nil, fmt.Errorf("cache: get or set many: negative ttl %v", ttl)
+	}
+	out := make(map[string]entry, len(keys))
+	failed := make(map[string]error)
+	pending := make(map[string]*flight, len(keys)) // answers to wait for
+	// Dedupe, and join the local loads already running: no command for them.
+	seen := make(map[string]struct{}, len(keys))
+	var toRead []string
+	for _, k := range keys {
+		if _, dup := seen[k]; dup {
+			continue
+		}
+		seen[k] = struct{}{}
+		if f, ok := c.flights.Load(c.key(k)); ok {
+			c.st.dedupLoads.Add(1)
+			pending[k] = f.(*flight)
+			continue
+		}
+		toRead = append(toRead, k)
+	}
+	misses := len(pending)
+	// One step reads every key and takes the lease of each missing one.
+	olds, acq, errs, marker := c.acquireMarkers(ctx, toRead)
+	var owned []*flight // leases this call took: loaded by one loader call
+	for i, k := range toRead {
+		rk := c.key(k)
+		if err := errs[i]; err != nil {
+			err = c.lostAcquire(lease{keys: []string{rk}, proof: marker}, err)
+			misses++
+			switch {
+			case unavailable(err) && c.opt.Degrade == FailOpen:
+				owned = append(owned, &flight{kind: flightDirect, rk: rk, key: k, codec: codec, vals: ctx})
+			case unavailable(err):
+				failed[k] = fmt.Errorf("cache: get or set %q: %w", k, retry.Unavailable(err))
+			default:
+				failed[k] = fmt.Errorf("cache: get or set %q: %w", k, err)
+			}
+			continue
+		}
+		if acq[i] {
+			misses++
+			f := &flight{kind: flightFill, rk: rk, key: k, ttl: ttl, codec: codec, vals: ctx}
+			f.rkBuf[0] = rk
+			f.lease = lease{keys: f.rkBuf[:], proof: marker}
+			owned = append(owned, f)
+			continue
+		}
+		e, v := c.judge(ctx, rk, codec, olds[i])
+		var stale *entry
+		switch v {
+		case foundRevalidate:
+			c.st.staleServed.Add(1)
+			c.refresh(ctx, rk, k, ttl, codec, oneOf(load, k))
+			fallthrough
+		case foundFresh:
+			c.st.hits.Add(1)
+			if !e.h.Negative {
+				out[k] = e
+			}
+			continue
+		case foundStale:
+			kept := e
+			stale = &kept
+		}
+		// Another process's lease, or a value to reload that stays
+		// readable meanwhile: GetOrSet's own wait, one flight per key.
+		misses++
+		nf := &flight{kind: flightLease, rk: rk, key: k, ttl: ttl, codec: codec, loader: oneOf(load, k), stale: stale, force: v != foundWait, vals: ctx}
+		running, err := c.launch(nf, true)
+		if err != nil {
+			failed[k] = err
+			continue
+		}
+		if running != nf {
+			c.st.dedupLoads.Add(1)
+		}
+		pending[k] = running
+	}
+	c.st.misses.Add(uint64(misses))
+	// Register the leased keys as local flights, so that other callers of
+	// this process join them, then load them all on one goroutine.
+	mine := owned[:0]
+	for _, f := range owned {
+		f.done = make(chan struct{})
+		running := f
+		started, err := c.life.enter(func() bool {
+			r, loaded := c.flights.LoadOrStore(f.rk, f)
+			running = r.(*flight)
+			return !loaded
+		})
+		switch {
+		case err != nil:
+			if f.kind == flightFill {
+				c.releaseQuietly(f.lease)
+			}
+			failed[f.key] = err
+		case !started:
+			// A local load started meanwhile (it may wait for this very
+			// lease): hand the lease back and join it.
+			if f.kind == flightFill {
+				c.releaseQuietly(f.lease)
+			}
+			c.st.dedupLoads.Add(1)
+			pending[f.key] = running
+		default:
+			mine = append(mine, f)
+			pending[f.key] = f
+		}
+	}
+	if len(mine) > 0 {
+		if ctx.Done() == nil {
+			c.runBatch(ctx, mine, ttl, codec, load)
+		} else {
+			go c.runBatch(ctx, mine, ttl, codec, load)
+		}
+	}
+	for k, f := range pending {
+		e, err := c.await(ctx, f)
+		switch {
+		case err == nil:
+			out[k] = e
+		case errors.Is(err, ErrNotFound):
+		default:
+			failed[k] = err
+		}
+	}
+	if len(failed) > 0 {
+		return out, &BatchError{Op: "getorsetmany", Errs: failed}
+	}
+	return out, nil
+}
+
+// oneOf returns a LoaderFunc loading key alone with load: the loader of a
+// key whose lease this call takes over after waiting.
+func oneOf(load batchLoad, key string) LoaderFunc[[]byte] {
+	return func(ctx context.Context) ([]byte, error) {
+		vals, failed, err := load(ctx, []string{key})
+		if err != nil {
+			return nil, err
+		}
+		if err := failed[key]; err != nil {
+			return nil, err
+		}
+		v, ok := vals[key]
+		if !ok {
+			return nil, ErrNotFound
+		}
+		return v, nil
+	}
+}
+
+// acquireMarkers is acquireMarker for many keys, in one pipeline: one
+// round trip per master, the cluster pipeline re-sending a command
+// redirected by MOVED or ASK (safe: our marker makes a re-sent SET NX GET
+// find itself). olds[i] is the value found, acquired[i] whether the lease
+// is ours (marker is its proof), errs[i] the key's failure.
+func (c *Cache) acquireMarkers(ctx context.Context, rks []string) (olds []string, acquired []bool, errs []error, marker []byte) {
+	olds, acquired, errs = make([]string, len(rks)), make([]bool, len(rks)), make([]error, len(rks))
+	if len(rks) == 0 {
+		return
+	}
+	marker = c.appendToken(appendHeader(make([]byte, 0, headerLen+len(c.tokenPrefix)+13), valueHeader{Lease: true}))
+	cmds := make([]*redis.StringCmd, len(rks))
+	_, _ = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range rks {
+			cmds[i] = redis.NewStringCmd(ctx, "set", c.key(k), marker, "px", c.leaseMsArg, "nx", "get")
+			_ = p.Process(ctx, retry.Repeatable(cmds[i]))
+		}
+		return nil
+	})
+	for i, cmd := range cmds {
+		old, err := cmd.Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			acquired[i] = true
+		case err != nil:
+			errs[i] = err
+		case old == string(marker), old == string(marker)+"+": // our own SET, re-sent
+			acquired[i] = true
+		default:
+			olds[i] = old
+		}
+	}
+	return
+}
+
+// runBatch loads the keys of fs (flights this call owns, each holding one
+// lifecycle reservation) with one loader call, settles their leases in one
+// pipeline per master and publishes each key's answer to its flight.
+func (c *Cache) runBatch(vals context.Context, fs []*flight, ttl time.Duration, codec byte, load batchLoad) {
+	keys := make([]string, len(fs))
+	for i, f := range fs {
+		keys[i] = f.key
+	}
+	got, keyErrs, lerr := c.callBatchLoader(c.life.ctx, vals, load, keys)
+	notFound := errors.Is(lerr, ErrNotFound)
+	now := time.Now()
+	var settle []settleCmd
+	for _, f := range fs {
+		p, ok := got[f.key]
+		kerr := keyErrs[f.key]
+		switch {
+		case lerr != nil && !notFound:
+			f.err = fmt.Errorf("cache: get or set %q: load: %w", f.key, lerr)
+		case kerr != nil:
+			f.err = fmt.Errorf("cache: get or set %q: load: %w", f.key, kerr)
+		case f.kind == flightDirect:
+			f.e = entry{h: valueHeader{Codec: codec, Negative: !ok}, payload: p}
+			continue
+		case ok:
+			redisTTL, soft := c.ttls(ttl, now)
+			b, err := c.encode(codec, p, soft, false)
+			if err != nil {
+				f.err = fmt.Errorf("cache: get or set %q: %w", f.key, err)
+				break
+			}
+			f.e = entry{h: valueHeader{Codec: codec, SoftExpiry: soft}, payload: p}
+			settle = append(settle, settleCmd{scriptCommit, f.lease.keys, []any{f.lease.proof, b, redisTTL.Milliseconds(), c.channelArg, evArg(evStored)}})
+			continue
+		default: // not found
+			f.e = entry{h: valueHeader{Negative: true}}
+			if c.opt.NegativeTTL > 0 {
+				b, _ := c.encode(codec, nil, 0, true)
+				settle = append(settle, settleCmd{scriptCommit, f.lease.keys, []any{f.lease.proof, b, c.opt.NegativeTTL.Milliseconds(), c.channelArg, evArg(evStored)}})
+			} else {
+				settle = append(settle, settleCmd{scriptRelease, f.lease.keys, []any{f.lease.proof, c.channelArg, evArg(evNotFound)}})
+			}
+			continue
+		}
+		if f.kind == flightFill { // failed
+			settle = append(settle, settleCmd{scriptRelease, f.lease.keys, []any{f.lease.proof, c.channelArg, evArg(evFailed)}})
+		}
+	}
+	c.settleMany(settle)
+	for _, f := range fs {
+		c.flights.CompareAndDelete(f.rk, f)
+		close(f.done)
+		c.life.exit()
+	}
+}
+
+// settleCmd is one commit or release of runBatch.
+type settleCmd struct {
+	s    retry.Script
+	keys []string
+	args []any
+}
+
+// settleMany runs cmds in one pipeline per master; failures are not the
+// callers' concern (see fill): a lease left behind expires.
+func (c *Cache) settleMany(cmds []settleCmd) { c.pipeScripts(c.life.settle, cmds) }
+
+// pipeScripts runs cmds in one pipeline (one round trip per master), sent
+// Repeatable, then by EVAL those that met NOSCRIPT. It returns each
+// command's final answer, aligned with cmds.
+func (c *Cache) pipeScripts(ctx context.Context, cmds []settleCmd) []*redis.Cmd {
+	out := make([]*redis.Cmd, len(cmds))
+	run := func(sha bool, which []int) {
+		_, _ = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, i := range which {
+				out[i] = cmds[i].s.Cmd(ctx, sha, cmds[i].keys, cmds[i].args)
+				_ = p.Process(ctx, retry.Repeatable(out[i]))
+			}
+			return nil
+		})
+	}
+	if len(cmds) == 0 {
+		return out
+	}
+	all := make([]int, len(cmds))
+	for i := range all {
+		all[i] = i
+	}
+	run(true, all)
+	var again []int
+	for i, cmd := range out {
+		if err := cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			again = append(again, i)
+		}
+	}
+	if len(again) > 0 {
+		run(false, again)
+	}
+	return out
+}
+
+// callBatchLoader is callLoader for a batch loader: one load in the
+// statistics, a panic recovered into a *PanicError.
+func (c *Cache) callBatchLoader(base, vals context.Context, load batchLoad, keys []string) (m map[string][]byte, failed map[string]error, err error) {
+	vals, sp := c.trace(vals, opLoad)
+	defer func() { sp.done(err) }()
+	sp.setInt(AttrKeys, len(keys))
+	start := time.Now()
+	ctx := newLoadCtx(base, vals, start.Add(c.opt.LoadTimeout))
+	defer ctx.release()
+	c.st.loads.Add(1)
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Value: r, Stack: debug.Stack()}
+		}
+		c.st.loadNanos.Add(int64(time.Since(start)))
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			c.st.loaderErrors.Add(1)
+		}
+	}()
+	return load(ctx, keys)
+}
+
+// GetOrSetMany returns the values under keys, loading the missing ones with
+// one call of loader; see Cache.GetOrSetMany. With a near tier, keys it
+// holds are answered locally first and the values read or loaded are
+// published there, as GetOrSet does. A value that does not encode fails its
+// key alone; a stored value that does not decode is deleted and its key
+// asked again once.
+func (t *Typed[T]) GetOrSetMany(ctx context.Context, keys []string, ttl time.Duration, loader BatchLoaderFunc[T]) (out map[string]T, err error) {
+	ctx, sp := t.c.trace(ctx, opGetOrSetMany)
+	defer func() { sp.setInt(AttrKeys, len(keys)); sp.setInt(AttrHits, len(out)); sp.done(err) }()
+	if loader == nil {
+		return nil, errors.New("cache: get or set many: nil loader")
+	}
+	load := func(ctx context.Context, keys []string) (map[string][]byte, map[string]error, error) {
+		m, err := loader(ctx, keys)
+		if err != nil {
+			return nil, nil, err
+		}
+		vals := make(map[string][]byte, len(m))
+		var failed map[string]error
+		for k, v := range m {
+			p, err := t.codec.Marshal(v)
+			if err != nil {
+				if failed == nil {
+					failed = make(map[string]error)
+				}
+				failed[k] = fmt.Errorf("encode: %w", err)
+				continue
+			}
+			vals[k] = p
+		}
+		return vals, failed, nil
+	}
+	out = make(map[string]T, len(keys))
+	var rest []string
+	for _, k := range keys {
+		// A negative entry is a local miss here: the loader may have to run.
+		if v, st := nearValue[T](t.near, k, false); st == nearHit {
+			out[k] = v
+			continue
+		}
+		rest = append(rest, k)
+	}
+	var toks map[string]nearToken
+	if t.near != nil {
+		toks = make(map[string]nearToken, len(rest))
+		for _, k := range rest {
+			toks[k] = t.near.begin(k)
+		}
+	}
+	var failed map[string]error
+	for attempt := 0; len(rest) > 0; attempt++ {
+		res, err := t.c.getOrLoadMany(ctx, rest, ttl, t.codec.ID(), load)
+		var be *BatchError
+		switch {
+		case errors.As(err, &be):
+			if failed == nil {
+				failed = make(map[string]error)
+			}
+			for k, e := range be.Errs {
+				failed[k] = e
+			}
+		case err != nil:
+			return out, err
+		}
+		now := time.Now().UnixMilli()
+		var corrupt []string
+		for k, e := range res {
+			var v T
+			if err := t.codec.Unmarshal(e.payload, &v); err != nil {
+				t.c.invalid(ctx, k)
+				if attempt == 0 {
+					corrupt = append(corrupt, k)
+					continue
+				}
+				if failed == nil {
+					failed = make(map[string]error)
+				}
+				failed[k] = fmt.Errorf("cache: get or set %q: decode: %w", k, errors.Join(ErrCorrupt, err))
+				continue
+			}
+			out[k] = v
+			if toks != nil && !e.stale(now) {
+				t.near.publish(k, toks[k], v, e.h.SoftExpiry, len(e.payload))
+			}
+		}
+		rest = corrupt
+	}
+	if failed != nil {
+		return out, &BatchError{Op: "getorsetmany", Errs: failed}
+	}
+	return out, nil
+}
