@@ -1,0 +1,248 @@
+package session_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/rediskit/rediskit/internal/redistest"
+	"github.com/rediskit/rediskit/session"
+)
+
+// collector records the events a subscriber delivers.
+type collector struct {
+	mu     sync.Mutex
+	events []session.Event
+}
+
+func (c *collector) add(_ context.Context, ev session.Event) error {
+	c.mu.Lock()
+	c.events = append(c.events, ev)
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *collector) all() []session.Event {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]session.Event(nil), c.events...)
+}
+
+// distinct counts distinct handles per "kind/cause" (delivery is at least
+// once: a copy has the same handle).
+func (c *collector) distinct() map[string]int {
+	seen := map[string]bool{}
+	out := map[string]int{}
+	for _, ev := range c.all() {
+		k := string(ev.Kind) + "/" + ev.Cause
+		if !seen[k+" "+ev.Handle] {
+			seen[k+" "+ev.Handle] = true
+			out[k]++
+		}
+	}
+	return out
+}
+
+// subscribe runs st.Subscribe in the background until the test ends.
+func subscribe(t *testing.T, st *session.Store, opts session.EventOptions) *collector {
+	t.Helper()
+	c := &collector{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- st.Subscribe(ctx, opts, c.add) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != context.Canceled {
+			t.Errorf("Subscribe returned %v", err)
+		}
+	})
+	return c
+}
+
+// await waits until the collector's distinct counts reach want (at most
+// 20 s; there is no timing assertion: the counts decide).
+func await(t *testing.T, c *collector, want map[string]int) {
+	t.Helper()
+	var got map[string]int
+	for range 400 {
+		got = c.distinct()
+		if fmt.Sprint(got) == fmt.Sprint(want) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("events: got %v, want %v", got, want)
+}
+
+// streamEntries reads every entry of every event stream under prefix.
+func streamEntries(t *testing.T, rdb redis.UniversalClient, prefix string) []redis.XMessage {
+	t.Helper()
+	ctx := context.Background()
+	var out []redis.XMessage
+	for _, k := range keysWith(t, rdb, prefix) {
+		if typ, _ := rdb.Type(ctx, k).Result(); typ != "stream" {
+			continue
+		}
+		msgs, err := rdb.XRange(ctx, k, "-", "+").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, msgs...)
+	}
+	return out
+}
+
+// TestEventsEveryCause ends N sessions by each cause and expects exactly N
+// events of that cause (distinct handles), in order per session, with no
+// session ID anywhere in the streams.
+func TestEventsEveryCause(t *testing.T) {
+	const n = 4
+	clock := newFakeClock()
+	opts := session.Options{Events: true, MaxPerUser: n, Clock: clock.Now}
+	forEachTopology(t, opts, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		st := e.store
+		c := subscribe(t, st, session.EventOptions{Group: "app-1", From: session.FromOldest, Poll: 50 * time.Millisecond, Sweep: -1})
+		var ids []string
+		create := func(user string, o session.CreateOptions) *session.Session {
+			t.Helper()
+			s, err := st.Create(ctx, user, nil, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, s.ID())
+			return s
+		}
+		// rotated, then deleted: n created, n rotated, n revoked/delete.
+		for range n {
+			s := create("rot", session.CreateOptions{})
+			id, err := st.Rotate(ctx, s.ID())
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, id)
+			if ok, err := st.Delete(ctx, id); err != nil || !ok {
+				t.Fatalf("Delete = %v, %v", ok, err)
+			}
+			// Repeated: no second event.
+			if ok, err := st.Delete(ctx, id); err != nil || ok {
+				t.Fatalf("second Delete = %v, %v", ok, err)
+			}
+		}
+		// log out everywhere: n revoked/user.
+		for range n {
+			create("everywhere", session.CreateOptions{})
+		}
+		if k, err := st.DeleteByUser(ctx, "everywhere"); err != nil || k != n {
+			t.Fatalf("DeleteByUser = %d, %v", k, err)
+		}
+		// the cap: 2n sessions, the first n revoked/limit.
+		for range 2 * n {
+			create("capped", session.CreateOptions{})
+			clock.Add(time.Millisecond) // distinct creation times: the oldest go
+		}
+		// timeouts, found by the sweep (Cleanup): n idle, n absolute.
+		for range n {
+			create("idle", session.CreateOptions{IdleTimeout: time.Minute})
+			create("abs", session.CreateOptions{AbsoluteTimeout: time.Minute})
+		}
+		clock.Add(2 * time.Minute)
+		if _, err := st.Cleanup(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// Anonymous sessions have no events.
+		create("", session.CreateOptions{})
+		await(t, c, map[string]int{
+			"created/":         n + n + 2*n + 2*n,
+			"rotated/":         n,
+			"revoked/delete":   n,
+			"revoked/user":     n,
+			"revoked/limit":    n,
+			"expired/idle":     n,
+			"expired/absolute": n,
+		})
+		// Order per session: created (or rotated in), then one end.
+		state := map[string]int{} // 0 unseen, 1 live, 2 ended
+		for _, ev := range c.all() {
+			switch ev.Kind {
+			case session.EventCreated:
+				if state[ev.Handle] != 0 {
+					t.Errorf("created after another event of %s", ev.Handle)
+				}
+				state[ev.Handle] = 1
+			case session.EventRotated:
+				if state[ev.OldHandle] != 1 || state[ev.Handle] != 0 {
+					t.Errorf("rotated out of order: %s -> %s", ev.OldHandle, ev.Handle)
+				}
+				state[ev.OldHandle], state[ev.Handle] = 2, 1
+			default:
+				if state[ev.Handle] != 1 {
+					t.Errorf("%s/%s of %s that is not live", ev.Kind, ev.Cause, ev.Handle)
+				}
+				state[ev.Handle] = 2
+			}
+			if ev.UserID == "" || ev.At.IsZero() {
+				t.Errorf("event without user or time: %+v", ev)
+			}
+		}
+		// No token anywhere in the streams, and their length is bounded.
+		entries := streamEntries(t, e.rdb, e.opts.Prefix)
+		if len(entries) == 0 {
+			t.Fatal("no stream entries found")
+		}
+		for _, m := range entries {
+			for k, v := range m.Values {
+				for _, id := range ids {
+					if strings.Contains(fmt.Sprint(v), id) || strings.Contains(k, id) {
+						t.Fatalf("stream entry %s holds a session ID", m.ID)
+					}
+				}
+			}
+		}
+	})
+}
+
+// TestEventsOptIn: without Options.Events the write scripts add nothing
+// (no stream, no extra command); with it, still one round trip per
+// operation.
+func TestEventsOptIn(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		t.Run(fmt.Sprint("events=", on), func(t *testing.T) {
+			e := newEnv(t, redistest.Shared(t).Client(t), session.Options{Events: on})
+			ctx := context.Background()
+			s, err := e.store.Create(ctx, "alice", nil, session.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, err := e.store.Rotate(ctx, s.ID())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.store.Delete(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+			n, cmds := e.count.get()
+			if n != 3 {
+				t.Errorf("%d round trips %v, want 3", n, cmds)
+			}
+			got := len(streamEntries(t, e.rdb, e.opts.Prefix))
+			want := 0
+			if on {
+				want = 3
+			}
+			if got != want {
+				t.Errorf("%d stream entries, want %d", got, want)
+			}
+			if !on {
+				if err := e.store.Subscribe(ctx, session.EventOptions{Group: "g"}, func(context.Context, session.Event) error { return nil }); err == nil {
+					t.Error("Subscribe without Options.Events: no error")
+				}
+			}
+		})
+	}
+}
