@@ -2,6 +2,7 @@ package session_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -355,4 +356,30 @@ func awaitHandles(t *testing.T, c *collector, hs []string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("%d of %d created events never arrived", len(missing), len(hs))
+}
+
+// TestEventsTrimmedAndNamesChecked: a stream stays near EventsMaxLen
+// however many events are written, and a group or consumer name that is
+// not a plain name is refused before any Redis call.
+func TestEventsTrimmedAndNamesChecked(t *testing.T) {
+	e := newEnv(t, redistest.Shared(t).Client(t), session.Options{Events: true, EventsMaxLen: 50})
+	ctx := context.Background()
+	createN(t, e.store, "alice", 600) // 600 created events
+	entries := len(streamEntries(t, e.rdb, e.opts.Prefix))
+	// MAXLEN ~ trims whole macro nodes (stream-node-max-entries, 100 by
+	// default): the length stays below MaxLen plus one node.
+	if entries < 50 || entries > 50+100 {
+		t.Fatalf("stream holds %d entries, want 50..150", entries)
+	}
+	e.count.reset()
+	for _, bad := range []session.EventOptions{{}, {Group: "a b"}, {Group: "*"[:0]}, {Group: "g\n"},
+		{Group: string(make([]byte, 65))}, {Group: "g", Consumer: "c\x00"}} {
+		err := e.store.Subscribe(ctx, bad, func(context.Context, session.Event) error { return nil })
+		if !errors.Is(err, session.ErrBadGroup) {
+			t.Errorf("Subscribe(%q, %q) = %v, want ErrBadGroup", bad.Group, bad.Consumer, err)
+		}
+	}
+	if n, cmds := e.count.get(); n != 0 {
+		t.Errorf("bad names cost %d round trips %v", n, cmds)
+	}
 }
