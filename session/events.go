@@ -234,6 +234,16 @@ func (s *Store) Subscribe(ctx context.Context, opts EventOptions, fn func(contex
 	if s.isClosed() {
 		return ErrClosed
 	}
+	err := s.subscribe(ctx, opts, fn)
+	if cc, ok := s.rdb.(*redis.ClusterClient); ok && err != nil && ctx.Err() == nil {
+		// A node failed: learn the new slot map before the caller
+		// subscribes again.
+		cc.ReloadState(ctx)
+	}
+	return err
+}
+
+func (s *Store) subscribe(ctx context.Context, opts EventOptions, fn func(context.Context, Event) error) error {
 	streams := s.streams()
 	// have: the stream exists with the group. A stream that does not exist
 	// yet gets the group when it appears, from its first entry; creating

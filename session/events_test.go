@@ -55,7 +55,19 @@ func subscribe(t *testing.T, st *session.Store, opts session.EventOptions) *coll
 	c := &collector{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- st.Subscribe(ctx, opts, c.add) }()
+	go func() {
+		// As an application would: subscribe again after a Redis error
+		// (a failover, a restart), with the same group and consumer.
+		for {
+			err := st.Subscribe(ctx, opts, c.add)
+			if ctx.Err() != nil {
+				done <- err
+				return
+			}
+			t.Logf("Subscribe: %v; again", err)
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != context.Canceled {
