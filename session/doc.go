@@ -190,6 +190,7 @@
 // duplicates); a subscriber may have seen an event whose change the
 // failover then lost. Subscribe returns on a Redis error: subscribe again
 // (on a Cluster it reloads the slot map first).
+// A Manager's subscribers use its store: Manager.Store().Subscribe.
 //
 // Timeouts happen with no script running: Redis drops the key. With events
 // on, the user's index keeps a small side record per session (deadline and
