@@ -83,14 +83,14 @@ func (s *Store) DeleteMany(ctx context.Context, ids []string) (int, error) {
 	if s.isClosed() {
 		return 0, ErrClosed
 	}
-	type del struct{ key, index, handle string }
+	type del struct{ tag, key, index, handle string }
 	var dels []del
 	for _, id := range ids {
 		p, err := parseToken(s.opts.Prefix, id)
 		if err != nil {
 			continue
 		}
-		dels = append(dels, del{p.key, s.indexKey(p.tag), p.handle})
+		dels = append(dels, del{p.tag, p.key, s.indexKey(p.tag), p.handle})
 	}
 	if len(dels) == 0 {
 		return 0, nil
@@ -102,7 +102,7 @@ func (s *Store) DeleteMany(ctx context.Context, ids []string) (int, error) {
 		cmds := make([]*redis.Cmd, len(which))
 		for j, i := range which {
 			d := dels[i]
-			cmds[j] = scriptDelete.Cmd(ctx, sha, []string{d.key, d.index}, []any{s.now(), d.handle})
+			cmds[j] = scriptDelete.Cmd(ctx, sha, s.keys(d.tag, d.key, d.index), []any{s.now(), d.handle})
 			_ = pipe.Process(ctx, repeatable.mark(cmds[j]))
 		}
 		_, _ = pipe.Exec(ctx)

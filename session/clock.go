@@ -6,11 +6,16 @@ import (
 )
 
 // now is the ARGV[1] of every script: 0 lets the script read Redis TIME.
-func (s *Store) now() int64 {
-	if s.opts.Clock == nil {
-		return 0
+// With Options.Events it is "now,maxlen,grace" (see setup in scripts.go).
+func (s *Store) now() any {
+	var ms int64
+	if s.opts.Clock != nil {
+		ms = s.opts.Clock().UnixMilli()
 	}
-	return s.opts.Clock().UnixMilli()
+	if !s.opts.Events {
+		return ms
+	}
+	return strconv.FormatInt(ms, 10) + s.evArg
 }
 
 // touchDue reports whether a session read without a script needs the

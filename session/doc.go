@@ -147,6 +147,68 @@
 // sessions that expired while others keep the index alive, and Stats counts
 // sessions and users; both SCAN every master.
 //
+// # Events
+//
+// With Options.Events, subscribers in every application instance learn
+// that a session with a user was created, rotated, revoked (Delete,
+// DeleteMany, DeleteByUser, RevokeHandle, the MaxPerUser cap) or ended by
+// its idle or absolute timeout, with the session's user and handle, never
+// its ID (TestEventsEveryCause scans the streams for every ID):
+//
+//	store, _ := session.New(rdb, session.Options{Events: true})
+//	go store.Subscribe(ctx, session.EventOptions{Group: hostname}, func(ctx context.Context, ev session.Event) error {
+//		if ev.Kind == session.EventRevoked { notify(ev.UserID, "your other device was signed out") }
+//		return nil
+//	})
+//
+// Every write script appends its events (XADD) to a Redis Stream in the
+// same script as the change, so an event exists exactly when its change
+// does: replicated, persisted (AOF) and, with DurableReplicas, confirmed by
+// the WAIT together. A script may only touch its session's slot, so on a
+// Cluster there is one stream per hash slot ("<prefix>{<slot tag>}:ev",
+// the tag chosen to hash to that slot: TestKeySlot), and a subscriber
+// reads all 16384 in one pipeline per poll (one round trip per master,
+// 16384 commands: hence a default EventOptions.Poll of one second there);
+// elsewhere there is one stream, "<prefix>events". Anonymous sessions have
+// no events. Each stream is trimmed with XADD MAXLEN ~ Options.EventsMaxLen
+// (TestEventsTrimmedAndNamesChecked): a group that falls further behind
+// loses the oldest events. Events are opt-in: without them the scripts
+// write no stream and every operation keeps its one round trip
+// (TestEventsOptIn counts both).
+//
+// Subscribe reads with a consumer group per EventOptions.Group (give each
+// instance its own: every group gets every event) and acknowledges an
+// event after the handler returns nil. Delivery is at least once, in order
+// per session (a session's events share one stream: TestEventsEveryCause
+// checks the order): an event whose handler failed, or whose subscriber
+// died before acknowledging it, comes again to the same Group and
+// Consumer (Event.ID tells copies apart). Apart from a failover (below),
+// those are the only duplicates:
+// a write script re-sent by a retry finds its change made and emits
+// nothing. Events survive a server killed with SIGKILL and restarted with
+// AOF (appendfsync always; with the default everysec, up to a second of
+// writes, events included, can go: TestEventsSurviveRestart), and a
+// Sentinel failover with DurableReplicas (TestEventsSurviveFailover).
+// Without durable writes a failover can lose the last writes and their
+// events together, and roll back a group's acknowledgements (more
+// duplicates); a subscriber may have seen an event whose change the
+// failover then lost. Subscribe returns on a Redis error: subscribe again
+// (on a Cluster it reloads the slot map first).
+// A Manager's subscribers use its store: Manager.Store().Subscribe.
+//
+// Timeouts happen with no script running: Redis drops the key. With events
+// on, the user's index keeps a small side record per session (deadline and
+// user) and outlives its last session by Options.EventsGrace. Any script
+// that meets an index entry past its expiry, and the sweep (Cleanup, which
+// Subscribe runs every EventOptions.Sweep, 30 s by default), emits
+// "expired" with cause "idle" or "absolute" and removes the entry in the
+// same script, so each timeout is reported once. A timeout event arrives
+// within the sweep interval (plus one poll) after the timeout, as long as
+// the interval is below EventsGrace (TestEventsEveryCause sweeps with
+// Cleanup). A session whose key vanished before
+// its expiry (eviction, a DEL by hand) is reported by the sweep as
+// "revoked" with cause "vanished".
+//
 // # Stored data
 //
 // Values are encoded by Options.Codec (JSON by default) inside a one-byte

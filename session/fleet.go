@@ -89,7 +89,7 @@ func (s *Store) Cleanup(ctx context.Context) (int, error) {
 			cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
 				for _, k := range keys {
 					base := strings.TrimSuffix(k, ":u") + ":s:"
-					scriptCleanup.EvalSha(ctx, p, []string{k}, s.now(), base)
+					scriptCleanup.EvalSha(ctx, p, s.keys(tagOfIndex(k), k), s.now(), base)
 				}
 				return nil
 			})

@@ -77,7 +77,7 @@ func (s *Store) createSealed(ctx context.Context, userID string, values map[stri
 		sess.info.CreatedAt, sess.info.LastSeen, sess.info.ExpiresAt, sess.info.Deadline = now, now, exp, dl
 		return sess
 	}
-	res, err := s.write(ctx, scriptCreate, once, []string{p.key, s.indexKey(p.tag)}, args...).Slice()
+	res, err := s.write(ctx, scriptCreate, once, s.keys(p.tag, p.key, s.indexKey(p.tag)), args...).Slice()
 	if err != nil {
 		err = wrapWrite("create", err)
 		if errors.Is(err, retry.ErrAmbiguous) {
@@ -140,7 +140,7 @@ func (s *Store) Get(ctx context.Context, id string) (_ *Session, err error) {
 			}
 		}
 	}
-	res, err := scriptGet.RunRepeatable(ctx, s.exec, []string{p.key, s.indexKey(p.tag)},
+	res, err := scriptGet.RunRepeatable(ctx, s.exec, s.keys(p.tag, p.key, s.indexKey(p.tag)),
 		s.now(), p.handle, s.opts.TouchInterval.Milliseconds(), s.opts.IdleTimeout.Milliseconds()).Slice()
 	if err != nil {
 		return nil, wrapRedis("get", err)
@@ -201,7 +201,7 @@ func (s *Store) updateSealed(ctx context.Context, id string, set map[string]seal
 			args = append(args, k)
 		}
 	}
-	res, err := s.write(ctx, scriptUpdate, once, []string{p.key, s.indexKey(p.tag)}, args...).Slice()
+	res, err := s.write(ctx, scriptUpdate, once, s.keys(p.tag, p.key, s.indexKey(p.tag)), args...).Slice()
 	if err != nil {
 		return 0, wrapWrite("update", err)
 	}
@@ -224,7 +224,7 @@ func (s *Store) Delete(ctx context.Context, id string) (found bool, err error) {
 	if s.isClosed() {
 		return false, ErrClosed
 	}
-	n, err := s.write(ctx, scriptDelete, repeatable, []string{p.key, s.indexKey(p.tag)}, s.now(), p.handle).Int64()
+	n, err := s.write(ctx, scriptDelete, repeatable, s.keys(p.tag, p.key, s.indexKey(p.tag)), s.now(), p.handle).Int64()
 	if err != nil {
 		return false, wrapWrite("delete", err)
 	}
@@ -247,7 +247,7 @@ func (s *Store) Extend(ctx context.Context, id string, d time.Duration) (expires
 	if s.isClosed() {
 		return time.Time{}, time.Time{}, ErrClosed
 	}
-	res, err := s.write(ctx, scriptExtend, repeatable, []string{p.key, s.indexKey(p.tag)},
+	res, err := s.write(ctx, scriptExtend, repeatable, s.keys(p.tag, p.key, s.indexKey(p.tag)),
 		s.now(), p.handle, d.Milliseconds()).Slice()
 	if err != nil {
 		return time.Time{}, time.Time{}, wrapWrite("extend", err)
@@ -281,7 +281,7 @@ func (s *Store) Rotate(ctx context.Context, id string) (_ string, err error) {
 		return "", err
 	}
 	err = s.write(ctx, scriptRotate, repeatable,
-		[]string{p.key, np.key, s.indexKey(p.tag)},
+		s.keys(p.tag, p.key, np.key, s.indexKey(p.tag)),
 		s.now(), p.handle, np.handle).Err()
 	if err != nil {
 		err = wrapWrite("rotate", err)

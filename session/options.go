@@ -117,6 +117,25 @@ type Options struct {
 	// and the module github.com/rediskit/rediskit/otel. Default nil: no
 	// tracing, at no cost.
 	Tracer Tracer
+
+	// Events, when true, makes every write script append a lifecycle event
+	// (created, rotated, revoked, expired) of a session with a user to an
+	// event stream, in the same script as the change: see Store.Subscribe
+	// and "Events" in the package documentation. It costs one XADD (and an
+	// HSET or HDEL of a side record) per write. Default false: the write
+	// scripts run as before, with no stream.
+	Events bool
+
+	// EventsMaxLen is the approximate length (XADD MAXLEN ~) each event
+	// stream is trimmed to. A subscriber that falls further behind loses
+	// the oldest events. Default 10000.
+	EventsMaxLen int64
+
+	// EventsGrace is how long a user's index outlives its last session when
+	// Events is on, so a sweeper (EventOptions.Sweep, or Cleanup) can still
+	// report the timeouts of the last sessions. It must exceed the sweep
+	// interval. Default 10 minutes.
+	EventsGrace time.Duration
 }
 
 const (
@@ -194,6 +213,18 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.DurableReplicas > 0 && o.DurableTimeout == 0 {
 		o.DurableTimeout = 250 * time.Millisecond
+	}
+	if o.EventsMaxLen < 0 {
+		return o, badOption("EventsMaxLen", o.EventsMaxLen, "must not be negative")
+	}
+	if o.EventsMaxLen == 0 {
+		o.EventsMaxLen = 10000
+	}
+	if o.EventsGrace < 0 {
+		return o, badOption("EventsGrace", o.EventsGrace, "must not be negative")
+	}
+	if o.EventsGrace == 0 {
+		o.EventsGrace = 10 * time.Minute
 	}
 	o.UserKey = append([]byte(nil), o.UserKey...)
 	return o, nil

@@ -23,13 +23,58 @@ local function clock(arg)
   return now
 end
 
+-- Events (Options.Events, events.go). With events on, ARGV[1] is
+-- "now,maxlen,grace" and the event stream is the key after the script's
+-- own keys; setup reads both. emit appends one event to the stream, in the
+-- same script as the change it reports. Only sessions with a user have
+-- events. The side hash idx..'e' keeps, per indexed handle,
+-- "deadline,user", so a timeout found by trim names its user and cause.
+local EV, EVMAX, EVGRACE = nil, '0', 0
+
+local function setup(nkeys)
+  local t, mx, gr = string.match(ARGV[1], '^(%-?%d+),(%d+),(%d+)$')
+  if t then
+    EV, EVMAX, EVGRACE = KEYS[nkeys + 1], mx, tonumber(gr)
+    return clock(t)
+  end
+  return clock(ARGV[1])
+end
+
+local function emit(kind, cause, h, user, at, old)
+  if not EV or user == '' then return end
+  redis.call('XADD', EV, 'MAXLEN', '~', EVMAX, '*', 'k', kind, 'c', cause, 'h', h, 'u', user, 't', fmt(at), 'o', old or '')
+end
+
+-- unindex removes h from the user's index (and its side record).
+local function unindex(idx, h)
+  redis.call('ZREM', idx, h)
+  if EV then redis.call('HDEL', idx .. 'e', h) end
+end
+
 -- trim drops index members whose expiry has passed and gives the index the
--- TTL of its latest member. Redis deletes an emptied sorted set by itself.
+-- TTL of its latest member (plus the events grace, so a sweeper can still
+-- report the last timeouts). Redis deletes an emptied sorted set by itself.
 local function trim(idx, now)
+  if EV then
+    local due = redis.call('ZRANGEBYSCORE', idx, '-inf', fmt(now), 'WITHSCORES')
+    for j = 1, #due, 2 do
+      local h, exp = due[j], tonumber(due[j + 1])
+      local rec = redis.call('HGET', idx .. 'e', h)
+      if rec then
+        local a, user = string.match(rec, '^(%d+),(.*)$')
+        if a then
+          emit('expired', (exp >= tonumber(a)) and 'absolute' or 'idle', h, user, exp)
+        end
+        redis.call('HDEL', idx .. 'e', h)
+      end
+    end
+  end
   redis.call('ZREMRANGEBYSCORE', idx, '-inf', fmt(now))
   local top = redis.call('ZRANGE', idx, -1, -1, 'WITHSCORES')
   if #top == 2 then
-    redis.call('PEXPIREAT', idx, fmt(tonumber(top[2])))
+    local until_ = tonumber(top[2]) + EVGRACE
+    redis.call('PEXPIREAT', idx, fmt(until_))
+    if EV then redis.call('PEXPIREAT', idx .. 'e', fmt(until_)) end
   end
 end
 
@@ -121,10 +166,13 @@ end
 
 local function dead(m, now) return now >= m.a or now >= m.s + m.i end
 
--- kill removes an expired session so no caller sees it again.
-local function kill(k, idx, h, now)
-  redis.call('DEL', k)
-  redis.call('ZREM', idx, h)
+-- kill removes an expired session (metadata m) so no caller sees it again.
+local function kill(k, idx, h, now, m)
+  if redis.call('DEL', k) == 1 then
+    local exp = math.min(m.s + m.i, m.a)
+    emit('expired', (m.a <= m.s + m.i) and 'absolute' or 'idle', h, m.u, exp)
+  end
+  unindex(idx, h)
   trim(idx, now)
 end
 
@@ -135,7 +183,7 @@ local function live(k, idx, h, now)
   local m = meta(k)
   if m == false then return nil, redis.error_reply('SESSCORRUPT session metadata') end
   if m == nil then return nil, nil end
-  if dead(m, now) then kill(k, idx, h, now) return nil, nil end
+  if dead(m, now) then kill(k, idx, h, now, m) return nil, nil end
   return m
 end
 
@@ -145,6 +193,7 @@ local function store(k, idx, h, m, exp, now)
   redis.call('SET', k, raw, 'PXAT', fmt(exp))
   if m.u ~= '' then
     redis.call('ZADD', idx, fmt(exp), h)
+    if EV then redis.call('HSET', idx .. 'e', h, fmt(m.a) .. ',' .. m.u) end
     trim(idx, now)
   end
   return raw
@@ -175,7 +224,7 @@ end
 // persist, max per user, refuse (1) or revoke (0), base, body (record.go:
 // user, device and values).
 var scriptCreate = retry.NewScript(luaCommon + `
-local now = clock(ARGV[1])
+local now = setup(2)
 local k, idx, h = KEYS[1], KEYS[2], ARGV[2]
 local idle, absttl, user = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local m = meta(k)
@@ -195,7 +244,7 @@ if user ~= '' then
       if mm and mm.u == user then
         table.insert(live, {mem, mm.c})
       elseif mm == nil then
-        redis.call('ZREM', idx, mem)
+        unindex(idx, mem)
       end
     end
     if #live >= max then
@@ -203,7 +252,8 @@ if user ~= '' then
       table.sort(live, function(x, y) return x[2] < y[2] end)
       for j = 1, #live - max + 1 do
         redis.call('DEL', base .. live[j][1])
-        redis.call('ZREM', idx, live[j][1])
+        unindex(idx, live[j][1])
+        emit('revoked', 'limit', live[j][1], user, now)
       end
     end
   end
@@ -211,6 +261,7 @@ end
 local abs = now + absttl
 local exp = math.min(now + idle, abs)
 store(k, idx, h, {c = now, s = now, i = idle, a = abs, v = 1, p = ARGV[6], u = user, body = ARGV[10]}, exp, now)
+emit('created', '', h, user, now)
 return {fmt(now), fmt(exp), fmt(abs)}
 `)
 
@@ -221,13 +272,13 @@ return {fmt(now), fmt(exp), fmt(abs)}
 // string, now}. It checks that the session exists before writing, so a
 // touch never brings back a session deleted or rotated away.
 var scriptGet = retry.NewScript(luaCommon + `
-local now = clock(ARGV[1])
+local now = setup(2)
 local k, idx, h = KEYS[1], KEYS[2], ARGV[2]
 local raw = read(k)
 if raw == nil then return nil end
 local m = raw and decode(raw)
 if not m then return redis.error_reply('SESSCORRUPT session metadata') end
-if dead(m, now) then kill(k, idx, h, now) return nil end
+if dead(m, now) then kill(k, idx, h, now, m) return nil end
 if now - m.s >= math.floor(tonumber(ARGV[3]) * m.i / tonumber(ARGV[4])) then
   local _
   _, raw = slide(k, idx, h, m, now)
@@ -239,7 +290,7 @@ return {raw, fmt(now)}
 // (” = keep, '0', '1'), number of set pairs, pairs..., keys to delete...
 // Returns {now, expiry, version}.
 var scriptUpdate = retry.NewScript(luaCommon + `
-local now = clock(ARGV[1])
+local now = setup(2)
 local k, idx, h = KEYS[1], KEYS[2], ARGV[2]
 local m, reply = live(k, idx, h, now)
 if not m then return reply end
@@ -285,9 +336,11 @@ return {fmt(now), fmt(exp), m.v}
 
 // KEYS: session, index. ARGV: now, handle. Returns 1 if a session was deleted.
 var scriptDelete = retry.NewScript(luaCommon + `
-local now = clock(ARGV[1])
+local now = setup(2)
+local m = EV and meta(KEYS[1])
 local n = redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[2], ARGV[2])
+unindex(KEYS[2], ARGV[2])
+if n == 1 and m then emit('revoked', 'delete', ARGV[2], m.u, now) end
 trim(KEYS[2], now)
 return n
 `)
@@ -295,7 +348,7 @@ return n
 // KEYS: session, index. ARGV: now, handle, extension ms.
 // Returns {now, expiry, deadline}.
 var scriptExtend = retry.NewScript(luaCommon + `
-local now = clock(ARGV[1])
+local now = setup(2)
 local k, idx, h = KEYS[1], KEYS[2], ARGV[2]
 local m, reply = live(k, idx, h, now)
 if not m then return reply end
@@ -308,7 +361,7 @@ return {fmt(now), fmt(exp), fmt(m.a)}
 // KEYS: old session, new session, index. ARGV: now, old handle, new handle.
 // Returns {now, expiry}.
 var scriptRotate = retry.NewScript(luaCommon + `
-local now = clock(ARGV[1])
+local now = setup(3)
 local old, new, idx = KEYS[1], KEYS[2], KEYS[3]
 local m = meta(old)
 if m == false then return redis.error_reply('SESSCORRUPT session metadata') end
@@ -319,18 +372,19 @@ if m == nil then
   if n then return {fmt(now), fmt(math.min(n.s + n.i, n.a))} end
   return nil
 end
-if dead(m, now) then kill(old, idx, ARGV[2], now) return nil end
+if dead(m, now) then kill(old, idx, ARGV[2], now, m) return nil end
 redis.call('RENAME', old, new)
 m.v = m.v + 1
-if m.u ~= '' then redis.call('ZREM', idx, ARGV[2]) end
+if m.u ~= '' then unindex(idx, ARGV[2]) end
 local exp = slide(new, idx, ARGV[3], m, now)
+emit('rotated', '', ARGV[3], m.u, now, ARGV[2])
 return {fmt(now), fmt(exp)}
 `)
 
 // KEYS: index. ARGV: now, base, user.
 // Returns {{handle, m, x}, ...} for the user's live sessions.
 var scriptList = retry.NewScript(luaCommon + `
-local now = clock(ARGV[1])
+local now = setup(1)
 local idx, base, user = KEYS[1], ARGV[2], ARGV[3]
 trim(idx, now)
 local out = {}
@@ -338,11 +392,10 @@ for _, h in ipairs(redis.call('ZRANGE', idx, 0, -1)) do
   local k = base .. h
   local m = meta(k)
   if m == nil then
-    redis.call('ZREM', idx, h)
+    unindex(idx, h)
   elseif m and m.u == user then
     if dead(m, now) then
-      redis.call('DEL', k)
-      redis.call('ZREM', idx, h)
+      kill(k, idx, h, now, m)
     else
       table.insert(out, {h, pack(m), m.x})
     end
@@ -356,7 +409,7 @@ return out
 // Deletes the user's sessions (or the one with the handle) and returns how
 // many existed.
 var scriptDeleteUser = retry.NewScript(luaCommon + `
-local now = clock(ARGV[1])
+local now = setup(1)
 local idx, base, user, only = KEYS[1], ARGV[2], ARGV[3], ARGV[4]
 local members
 if only ~= '' then members = {only} else members = redis.call('ZRANGE', idx, 0, -1) end
@@ -365,10 +418,12 @@ for _, h in ipairs(members) do
   local k = base .. h
   local m = meta(k)
   if m and m.u == user then
-    n = n + redis.call('DEL', k)
-    redis.call('ZREM', idx, h)
+    local d = redis.call('DEL', k)
+    n = n + d
+    unindex(idx, h)
+    if d == 1 then emit('revoked', 'user', h, user, now) end
   elseif m == nil then
-    redis.call('ZREM', idx, h)
+    unindex(idx, h)
   end
 end
 trim(idx, now)
@@ -378,13 +433,21 @@ return n
 // KEYS: index. ARGV: now, base. Prunes index members whose session expired
 // or vanished; returns how many were pruned.
 var scriptCleanup = retry.NewScript(luaCommon + `
-local now = clock(ARGV[1])
+local now = setup(1)
 local idx, base = KEYS[1], ARGV[2]
 local before = redis.call('ZCARD', idx)
 if before == 0 then return 0 end
-redis.call('ZREMRANGEBYSCORE', idx, '-inf', fmt(now))
+trim(idx, now)
 for _, h in ipairs(redis.call('ZRANGE', idx, 0, -1)) do
-  if redis.call('EXISTS', base .. h) == 0 then redis.call('ZREM', idx, h) end
+  if redis.call('EXISTS', base .. h) == 0 then
+    -- Gone before its expiry without a script: eviction, or a DEL by hand.
+    if EV then
+      local rec = redis.call('HGET', idx .. 'e', h)
+      local user = rec and string.match(rec, '^%d+,(.*)$')
+      if user then emit('revoked', 'vanished', h, user, now) end
+    end
+    unindex(idx, h)
+  end
 end
 trim(idx, now)
 return before - redis.call('ZCARD', idx)

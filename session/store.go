@@ -30,6 +30,9 @@ type Store struct {
 	skew      atomic.Int64     // Redis TIME minus local time, ms (see observe)
 	wall      func() time.Time // the local clock: time.Now (tests skew it)
 
+	evArg   string // ",maxlen,grace" of ARGV[1] with Options.Events
+	cluster bool   // event streams per slot (events.go)
+
 	closeOnce sync.Once
 	closed    chan struct{}
 }
@@ -57,6 +60,13 @@ func New(rdb redis.UniversalClient, opts Options) (*Store, error) {
 	}
 	s := &Store{rdb: rdb, opts: o, closed: make(chan struct{}), wall: time.Now}
 	s.fastReads = o.TouchInterval > 0
+	if o.Events {
+		if _, ring := rdb.(*redis.Ring); ring {
+			return nil, badOption("Events", true, "needs a standalone, failover or cluster client: a Ring has no fixed place for its event streams")
+		}
+		_, s.cluster = rdb.(*redis.ClusterClient)
+		s.evArg = "," + strconv.FormatInt(o.EventsMaxLen, 10) + "," + strconv.FormatInt(o.EventsGrace.Milliseconds(), 10)
+	}
 	if mayReadReplica(rdb) {
 		s.fastReads = false
 	}

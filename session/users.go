@@ -18,7 +18,7 @@ func (s *Store) ListByUser(ctx context.Context, userID string) ([]Info, error) {
 		return nil, ErrClosed
 	}
 	tag := b64.EncodeToString(s.userTag(userID))
-	res, err := scriptList.RunRepeatable(ctx, s.rdb, []string{s.indexKey(tag)}, s.now(), s.base(tag), userID).Slice()
+	res, err := scriptList.RunRepeatable(ctx, s.rdb, s.keys(tag, s.indexKey(tag)), s.now(), s.base(tag), userID).Slice()
 	if err != nil {
 		return nil, wrapRedis("list by user", err)
 	}
@@ -72,7 +72,7 @@ func (s *Store) deleteUser(ctx context.Context, op, userID, handle string) (int,
 		return 0, ErrClosed
 	}
 	tag := b64.EncodeToString(s.userTag(userID))
-	n, err := s.write(ctx, scriptDeleteUser, repeatable, []string{s.indexKey(tag)}, s.now(), s.base(tag), userID, handle).Int64()
+	n, err := s.write(ctx, scriptDeleteUser, repeatable, s.keys(tag, s.indexKey(tag)), s.now(), s.base(tag), userID, handle).Int64()
 	if err != nil {
 		return 0, wrapWrite(op, err)
 	}
