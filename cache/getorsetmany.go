@@ -46,7 +46,7 @@ type batchLoad func(ctx context.Context, keys []string) (vals map[string][]byte,
 // loader call without being stored.
 func (c *Cache) GetOrSetMany(ctx context.Context, keys []string, ttl time.Duration, loader BatchLoaderFunc[[]byte]) (out map[string][]byte, err error) {
 	ctx, sp := c.trace(ctx, opGetOrSetMany)
-	defer func() { sp.setInt(AttrKeys, len(keys)); sp.setInt(AttrHits, len(out)); sp.done(err) }()
+	defer func() { sp.SetInt(AttrKeys, len(keys)); sp.SetInt(AttrHits, len(out)); sp.Done(err) }()
 	if loader == nil {
 		return nil, errors.New("cache: get or set many: nil loader")
 	}
@@ -356,8 +356,8 @@ func (c *Cache) pipeScripts(ctx context.Context, cmds []settleCmd) []*redis.Cmd 
 // statistics, a panic recovered into a *PanicError.
 func (c *Cache) callBatchLoader(base, vals context.Context, load batchLoad, keys []string) (m map[string][]byte, failed map[string]error, err error) {
 	vals, sp := c.trace(vals, opLoad)
-	defer func() { sp.done(err) }()
-	sp.setInt(AttrKeys, len(keys))
+	defer func() { sp.Done(err) }()
+	sp.SetInt(AttrKeys, len(keys))
 	start := time.Now()
 	ctx := newLoadCtx(base, vals, start.Add(c.opt.LoadTimeout))
 	defer ctx.release()
@@ -382,7 +382,7 @@ func (c *Cache) callBatchLoader(base, vals context.Context, load batchLoad, keys
 // asked again once.
 func (t *Typed[T]) GetOrSetMany(ctx context.Context, keys []string, ttl time.Duration, loader BatchLoaderFunc[T]) (out map[string]T, err error) {
 	ctx, sp := t.c.trace(ctx, opGetOrSetMany)
-	defer func() { sp.setInt(AttrKeys, len(keys)); sp.setInt(AttrHits, len(out)); sp.done(err) }()
+	defer func() { sp.SetInt(AttrKeys, len(keys)); sp.SetInt(AttrHits, len(out)); sp.Done(err) }()
 	if loader == nil {
 		return nil, errors.New("cache: get or set many: nil loader")
 	}

@@ -229,7 +229,7 @@ func cleanTags(tags []string) ([]string, error) {
 // unknown matches retry.ErrAmbiguous. Tags are any non-empty strings.
 func (c *Cache) SetTagged(ctx context.Context, key string, value []byte, ttl time.Duration, tags ...string) (err error) {
 	ctx, sp := c.trace(ctx, opSet)
-	defer func() { sp.done(err) }()
+	defer func() { sp.Done(err) }()
 	return c.setTagged(ctx, key, codecRaw, value, ttl, tags)
 }
 
@@ -349,7 +349,7 @@ func (c *Cache) msetTagged(ctx context.Context, items map[string][]byte, ttl tim
 // SetTagged stores v under key with tags; see Cache.SetTagged.
 func (t *Typed[T]) SetTagged(ctx context.Context, key string, v T, ttl time.Duration, tags ...string) (err error) {
 	ctx, sp := t.c.trace(ctx, opSet)
-	defer func() { sp.done(err) }()
+	defer func() { sp.Done(err) }()
 	p, err := t.codec.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("cache: set %q: encode: %w", key, err)
@@ -384,7 +384,7 @@ func (t *Typed[T]) MSetTagged(ctx context.Context, items map[string]T, ttl time.
 // tag in place, and the call may be repeated.
 func (c *Cache) InvalidateTags(ctx context.Context, tags ...string) (removed int, err error) {
 	ctx, sp := c.trace(ctx, opInvalidateTags)
-	defer func() { sp.setInt(AttrRemoved, removed); sp.done(err) }()
+	defer func() { sp.SetInt(AttrRemoved, removed); sp.Done(err) }()
 	enc, err := cleanTags(tags)
 	if err == nil {
 		_, err = c.tagSlot("")
