@@ -212,7 +212,7 @@ func unavailable(err error) bool {
 func (c *Cache) lostAcquire(l lease, err error) error {
 	err = retry.Ambiguous("set", err)
 	if errors.Is(err, retry.ErrAmbiguous) && l.proof != nil {
-		c.release(nil, l, evReleased)
+		c.release(c.life.settle, l, evReleased)
 	}
 	return err
 }
