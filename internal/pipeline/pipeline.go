@@ -62,6 +62,10 @@ type Exec struct {
 	ap   atomic.Pointer[redis.AutoPipeliner]
 	noAP atomic.Bool
 	busy atomic.Int32
+	// warm counts down the lone commands that still go through the
+	// AutoPipeliner after commands last overlapped: concurrent callers
+	// whose in-flight count dips to one between batches stay on one path.
+	warm atomic.Int32
 	// Counts, for tests and statistics: commands sent each way.
 	pooled, piped atomic.Uint64
 }
@@ -116,6 +120,11 @@ func (e *Exec) Process(ctx context.Context, cmd redis.Cmder) error {
 	}
 	n := e.busy.Add(1)
 	defer e.busy.Add(-1)
+	if n > 1 {
+		e.warm.Store(warmOps)
+	} else if e.warm.Load() > 0 {
+		n = 1 + e.warm.Add(-1) // still warm: as if others were in flight
+	}
 	if n > 1 && !noRetry(cmd) {
 		if ap := e.pipeliner(); ap != nil {
 			e.piped.Add(1)
@@ -125,6 +134,9 @@ func (e *Exec) Process(ctx context.Context, cmd redis.Cmder) error {
 	e.pooled.Add(1)
 	return e.rdb.Process(ctx, cmd)
 }
+
+// warmOps is how many lone commands stay auto-pipelined after an overlap.
+const warmOps = 64
 
 // noRetry reports a command marked retry.Once. Adaptive mode sends it
 // pooled: in a batch it would stop go-redis from re-sending the whole batch
