@@ -5,12 +5,17 @@
 // Neither path is best everywhere. On this project's 2-core machine the
 // AutoPipeliner runs a lone caller at about 0.6-0.7x the pooled client (the
 // hand-off to its flusher goroutine and back costs more than it saves when
-// there is nothing to batch with) and 128 concurrent callers at about 3.7x
+// there is nothing to batch with) and 128 concurrent callers at about 5x
 // (bench/CACHE.md and bench/SESSIONS.md: BenchmarkCacheGetHit and
-// BenchmarkSessionRequest, rows "pooled", "autopipelined" and "adaptive"). Adaptive takes the pooled path while at most one command of
-// this Exec is in flight and the AutoPipeliner as soon as there are more:
-// a lone caller never pays the hand-off, and concurrent callers share round
-// trips.
+// BenchmarkSessionRequest, rows "pooled", "autopipelined" and "adaptive").
+// Adaptive takes the pooled path while at most one command of this Exec is
+// in flight and the AutoPipeliner as soon as there are more, and for the
+// next 64 commands after the last overlap, so concurrent callers whose
+// in-flight count dips to one between batches stay on one path: a lone
+// caller never pays the hand-off, and concurrent callers share round trips.
+// A command marked retry.Once always goes pooled in Adaptive mode
+// (TestAdaptive). The AutoPipeliner (and its goroutines) is fetched from
+// the client only when two commands first overlap.
 //
 // Both paths run the client's hooks and honour retry.Once and
 // retry.Repeatable marks (go-redis checks NoRetry in its pipeline retry
@@ -66,8 +71,6 @@ type Exec struct {
 	// AutoPipeliner after commands last overlapped: concurrent callers
 	// whose in-flight count dips to one between batches stay on one path.
 	warm atomic.Int32
-	// Counts, for tests and statistics: commands sent each way.
-	pooled, piped atomic.Uint64
 }
 
 // New returns an Exec over rdb. A Ring has no AutoPipeliner (go-redis
@@ -111,27 +114,25 @@ func (e *Exec) pipeliner() *redis.AutoPipeliner {
 // Process sends cmd down the path the mode and the current load choose.
 func (e *Exec) Process(ctx context.Context, cmd redis.Cmder) error {
 	if e.mode == Always {
-		e.piped.Add(1)
 		return e.ap.Load().Process(ctx, cmd)
 	}
 	if e.noAP.Load() {
-		e.pooled.Add(1)
 		return e.rdb.Process(ctx, cmd)
 	}
 	n := e.busy.Add(1)
 	defer e.busy.Add(-1)
 	if n > 1 {
-		e.warm.Store(warmOps)
+		if e.warm.Load() < warmOps/2 { // read-mostly: 128 callers share this line
+			e.warm.Store(warmOps)
+		}
 	} else if e.warm.Load() > 0 {
 		n = 1 + e.warm.Add(-1) // still warm: as if others were in flight
 	}
 	if n > 1 && !noRetry(cmd) {
 		if ap := e.pipeliner(); ap != nil {
-			e.piped.Add(1)
 			return ap.Process(ctx, cmd)
 		}
 	}
-	e.pooled.Add(1)
 	return e.rdb.Process(ctx, cmd)
 }
 
@@ -146,6 +147,3 @@ func noRetry(cmd redis.Cmder) bool { return cmd.NoRetry() }
 // AutoPipeliner returns the client's AutoPipeliner once the Exec has used
 // it (from New with Always), or nil.
 func (e *Exec) AutoPipeliner() *redis.AutoPipeliner { return e.ap.Load() }
-
-// Sent returns how many commands went down each path.
-func (e *Exec) Sent() (pooled, piped uint64) { return e.pooled.Load(), e.piped.Load() }
