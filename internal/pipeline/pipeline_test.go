@@ -117,29 +117,50 @@ func TestAdaptive(t *testing.T) {
 	}
 }
 
-// TestModes: Off never pipelines, Always always does, and a Ring (no
+// TestModes: Off never pipelines (and never fetches the client's
+// AutoPipeliner), Always takes it at New, Adaptive only once commands
+// overlap; overlapping commands share pipelines in both; a Ring (no
 // AutoPipeliner in go-redis) runs Adaptive as Off and refuses Always.
 func TestModes(t *testing.T) {
 	srv := redistest.Shared(t)
 	ctx := context.Background()
+	// overlap sends 8 pings at once through a proxy that holds each reply
+	// 50 ms, so they are surely in flight together.
+	proxy := redistest.NewProxy(t, srv.Addr)
+	proxy.SetDelay(50 * time.Millisecond)
+	overlap := func(e *pipeline.Exec) {
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				if err := e.Process(ctx, redis.NewStatusCmd(ctx, "ping")); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+	}
 	for _, tc := range []struct {
-		mode          pipeline.Mode
-		pooled, piped uint64
-	}{{pipeline.Off, 3, 0}, {pipeline.Always, 0, 3}, {pipeline.Adaptive, 3, 0}} {
-		rdb := srv.Client(t)
+		mode pipeline.Mode
+		// batched: the 8 overlapping pings share pipelines.
+		fetchedAtNew, batched bool
+	}{{pipeline.Off, false, false}, {pipeline.Always, true, true}, {pipeline.Adaptive, false, true}} {
+		rdb := redis.NewClient(&redis.Options{Addr: proxy.Addr})
+		t.Cleanup(func() { rdb.Close() })
 		p := &paths{}
 		rdb.AddHook(p)
 		e, err := pipeline.New(rdb, tc.mode)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for range 3 {
-			if err := e.Process(ctx, redis.NewStatusCmd(ctx, "ping")); err != nil {
-				t.Fatal(err)
-			}
+		if got := e.AutoPipeliner() != nil; got != tc.fetchedAtNew {
+			t.Errorf("%v: AutoPipeliner fetched at New: %v, want %v", tc.mode, got, tc.fetchedAtNew)
 		}
-		if pooled, piped := p.sent(); pooled != tc.pooled || piped != tc.piped {
-			t.Errorf("%v: %d pooled, %d piped; want %d, %d", tc.mode, pooled, piped, tc.pooled, tc.piped)
+		overlap(e)
+		if pooled, piped := p.sent(); (piped > 0) != tc.batched || (!tc.batched && pooled != 8) {
+			t.Errorf("%v: %d pooled, %d in pipelines; want batched %v", tc.mode, pooled, piped, tc.batched)
+		}
+		if got := e.AutoPipeliner() != nil; got != tc.batched {
+			t.Errorf("%v: AutoPipeliner in use after an overlap: %v, want %v", tc.mode, got, tc.batched)
 		}
 	}
 	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": srv.Addr}})
