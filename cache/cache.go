@@ -87,7 +87,7 @@ func New(rdb redis.UniversalClient, opt Options) (*Cache, error) {
 // later GetOrSet calls return ErrClosed.
 //
 // Ownership: the redis client passed to New, and the AutoPipeliner that
-// go-redis keeps for it (Options.AutoPipeline), belong to the caller, who may
+// go-redis keeps for it (Options.Pipelining), belong to the caller, who may
 // share them with other Caches, session stores and their own commands. Close
 // closes neither, so those keep working; close the client after every Cache
 // on it (TestSharedClientLifecycle).

@@ -174,10 +174,10 @@
 // # Clients and lifecycles
 //
 // The client passed to New, and the one AutoPipeliner go-redis keeps per
-// client (Options.AutoPipeline), belong to the caller and may be shared with
+// client (Options.Pipelining), belong to the caller and may be shared with
 // other Caches, session stores and the caller's own commands. Close closes
-// neither: closing one Cache, with or without a near tier and
-// AutoPipeline, leaves the others and the client working, and closing the
+// neither: closing one Cache, with or without a near tier, in any
+// Pipelining mode, leaves the others and the client working, and closing the
 // client last leaves no goroutine behind (TestSharedClientLifecycle).
 //
 // # Example

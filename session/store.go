@@ -93,7 +93,7 @@ func mayReadReplica(rdb redis.UniversalClient) bool {
 
 // Close makes later calls fail with ErrClosed. It closes nothing it was
 // given: the client, and the AutoPipeliner that go-redis shares among every
-// user of the client (Options.AutoPipeline), belong to whoever made the
+// user of the client (Options.Pipelining), belong to whoever made the
 // client and end when it is closed, so other stores, caches and the
 // caller's own commands on the same client keep working. Close is
 // idempotent and always returns nil.
