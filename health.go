@@ -3,6 +3,7 @@ package rediskit
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -257,6 +258,14 @@ func (c *Client) Health(ctx context.Context) Health {
 // logChange logs a change of the overall status: down or degraded at Warn,
 // up again at Info. The first report is not a change.
 func (h *healthChecker) logChange(ctx context.Context, rep Health) {
+	// A warning (a maxmemory-policy that can evict sessions) is logged at
+	// Warn when it first appears, the first report after Open included,
+	// and not again while it stays (TestOpenLogsEvictionWarning).
+	for _, w := range rep.Warnings {
+		if !h.initialized || !slices.Contains(h.last.Warnings, w) {
+			h.c.log.LogAttrs(ctx, slog.LevelWarn, "rediskit: "+w, slog.String("component", "rediskit"))
+		}
+	}
 	if !h.initialized || rep.Status == h.last.Status {
 		return
 	}

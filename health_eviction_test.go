@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rediskit/rediskit/internal/redistest"
 )
@@ -57,5 +58,24 @@ func TestHealthEvictionWarning(t *testing.T) {
 				t.Errorf("warnings %q, want one naming %s and saying %q", h.Warnings, srv.Addr, tc.warnSubstr)
 			}
 		})
+	}
+}
+
+// TestOpenLogsEvictionWarning: the first health report after Open logs the
+// eviction warning at Warn, once; later reports with the same warning log
+// nothing more.
+func TestOpenLogsEvictionWarning(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, redistest.WithArgs("--maxmemory", "100mb", "--maxmemory-policy", "allkeys-lru"))
+	logs := &logBuffer{}
+	c := open(t, Config{Addr: srv.Addr, HealthCheckInterval: 20 * time.Millisecond, Logger: logs.logger()})
+	eventually(t, 5*time.Second, "the warning is logged", func() bool { return len(logs.records("may evict session keys")) > 0 })
+	for range 5 {
+		c.Health(context.Background())
+		time.Sleep(25 * time.Millisecond)
+	}
+	recs := logs.records("may evict session keys")
+	if len(recs) != 1 || recs[0]["level"] != "WARN" || !strings.Contains(recs[0]["msg"].(string), srv.Addr) {
+		t.Fatalf("eviction warning logged %d times: %v", len(recs), recs)
 	}
 }
