@@ -137,6 +137,13 @@ func TestClusterGrowShrink(t *testing.T) {
 				name = "shrink 6 → 3 masters" + n
 				end = d.Fault(name)
 				err = c.RemoveMasters(context.Background(), added...)
+				if err == nil {
+					// go-redis keeps a removed node in its slot map until its
+					// next reload (up to 10 s), and the health check's calls to
+					// it open its breaker meanwhile: reload now, and let the
+					// shrink end when the client no longer lists the node.
+					err = awaitNodesGone(ctx, client, added)
+				}
 				end()
 				endCycle()
 				if err != nil {
@@ -298,4 +305,36 @@ func containsAll(have, want []string) bool {
 		}
 	}
 	return true
+}
+
+// awaitNodesGone reloads the slot map of cl's cluster client until its
+// health report lists none of removed, for at most 20 s.
+func awaitNodesGone(ctx context.Context, cl *rediskit.Client, removed []*redistest.Server) error {
+	cc, ok := cl.Redis().(*redis.ClusterClient)
+	if !ok {
+		return nil
+	}
+	gone := map[string]bool{}
+	for _, s := range removed {
+		gone[s.Addr] = true
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		cc.ReloadState(ctx)
+		listed := false
+		for _, n := range cl.Health(ctx).Nodes {
+			listed = listed || gone[n.Addr]
+		}
+		if !listed {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("removed masters still in the client's topology after 20 s")
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
