@@ -192,6 +192,16 @@ func (h breakerHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 		}
 		if probe {
 			ctx = context.WithValue(ctx, probeKey{}, true)
+			if len(cmds) > 1 {
+				// An auto-pipelined batch carries several callers: only the
+				// first is the probe; the others fail fast as while open,
+				// so one caller, not a batch, waits on a server that may
+				// still be down (TestPausedServerBreaker).
+				for _, c := range cmds[1:] {
+					c.SetErr(ErrCircuitOpen)
+				}
+				cmds = cmds[:1]
+			}
 		}
 		err = next(ctx, cmds)
 		h.b.report(probe, pipelineFailure(cmds, err))

@@ -322,7 +322,7 @@ func TestEventsSurviveFailover(t *testing.T) {
 	const n = 10
 	sen := redistest.StartSentinel(t)
 	rdb := sen.Client(t)
-	st, err := session.New(rdb, session.Options{Events: true, DurableReplicas: 1, Prefix: redistest.Prefix(t)})
+	st, err := session.New(rdb, session.Options{Events: true, DurableReplicas: 1, DurableTimeout: 5 * time.Second, Prefix: redistest.Prefix(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
