@@ -431,21 +431,25 @@ func (c *Cache) fill(base, vals context.Context, l lease, key string, ttl time.D
 // with base and answers Value from vals.
 func (c *Cache) callLoader(base, vals context.Context, loader LoaderFunc[[]byte]) (p []byte, err error) {
 	vals, sp := c.trace(vals, opLoad) // the loader's own spans are its children
-	defer func() { sp.Done(err) }()   // after the recover below
+	defer func() { sp.Done(err) }()   // after endLoad
 	start := time.Now()
 	ctx := newLoadCtx(base, vals, start.Add(c.opt.LoadTimeout))
 	defer ctx.release()
 	c.st.loads.Add(1)
-	defer func() {
-		if r := recover(); r != nil {
-			err = &PanicError{Value: r, Stack: debug.Stack()}
-		}
-		c.st.loadNanos.Add(int64(time.Since(start)))
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			c.st.loaderErrors.Add(1)
-		}
-	}()
+	defer c.endLoad(start, &err)
 	return loader(ctx)
+}
+
+// endLoad, deferred by a loader call, turns a panic into a *PanicError in
+// *err and records the load's time and failure in the statistics.
+func (c *Cache) endLoad(start time.Time, err *error) {
+	if r := recover(); r != nil {
+		*err = &PanicError{Value: r, Stack: debug.Stack()}
+	}
+	c.st.loadNanos.Add(int64(time.Since(start)))
+	if *err != nil && !errors.Is(*err, ErrNotFound) {
+		c.st.loaderErrors.Add(1)
+	}
 }
 
 // loadDirect is the fail-open path: the loader's answer, not stored.

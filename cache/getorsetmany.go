@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -362,15 +361,7 @@ func (c *Cache) callBatchLoader(base, vals context.Context, load batchLoad, keys
 	ctx := newLoadCtx(base, vals, start.Add(c.opt.LoadTimeout))
 	defer ctx.release()
 	c.st.loads.Add(1)
-	defer func() {
-		if r := recover(); r != nil {
-			err = &PanicError{Value: r, Stack: debug.Stack()}
-		}
-		c.st.loadNanos.Add(int64(time.Since(start)))
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			c.st.loaderErrors.Add(1)
-		}
-	}()
+	defer c.endLoad(start, &err)
 	return load(ctx, keys)
 }
 
