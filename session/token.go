@@ -45,20 +45,26 @@ const (
 // exactly TokenLen characters of the base64url alphabet that decode to 48
 // bytes. Anything else is ErrMalformedToken. The key is built with prefix.
 func parseToken(prefix, tok string) (parsed, error) {
-	if len(tok) != TokenLen {
-		return parsed{}, ErrMalformedToken
-	}
 	var src [TokenLen]byte
-	copy(src[:], tok)
 	var raw [rawTokenLen]byte
-	n, err := b64.Decode(raw[:], src[:])
-	if err != nil || n != rawTokenLen {
+	if !decodeToken(tok, &src, &raw) {
 		return parsed{}, ErrMalformedToken
 	}
-	// RawURLEncoding accepts non-canonical trailing bits only when the length
-	// is not a multiple of 4; 64 characters has none, so decoding is 1:1 and
-	// two different strings can never name the same session.
 	return locate(prefix, raw[:tagLen], sha256.Sum256(src[:])), nil
+}
+
+// decodeToken decodes tok into raw, copying it into src, and reports
+// whether it has a token's shape. RawURLEncoding accepts non-canonical
+// trailing bits only when the length is not a multiple of 4; 64 characters
+// has none, so decoding is 1:1 and two different strings can never name
+// the same session.
+func decodeToken(tok string, src *[TokenLen]byte, raw *[rawTokenLen]byte) bool {
+	if len(tok) != TokenLen {
+		return false
+	}
+	copy(src[:], tok)
+	n, err := b64.Decode(raw[:], src[:])
+	return err == nil && n == rawTokenLen
 }
 
 // locate builds the session key from the tag and the token's hash, in one
@@ -129,6 +135,7 @@ func anonTag() ([]byte, error) {
 // ValidToken reports whether tok has the shape of a session ID. It does not
 // say whether such a session exists.
 func ValidToken(tok string) bool {
-	_, err := parseToken("", tok)
-	return err == nil
+	var src [TokenLen]byte
+	var raw [rawTokenLen]byte
+	return decodeToken(tok, &src, &raw)
 }
