@@ -211,7 +211,8 @@ func (c *Cache) set(ctx context.Context, key string, codec byte, value []byte, t
 	defer c.near.invalidate(key) // read-your-writes here; others hear from Redis
 	// SET without NX, XX or GET is idempotent: the client's retries may
 	// re-send it (see "Writes and lost replies" in doc.go).
-	if err := c.rdb.Set(ctx, c.key(key), b, redisTTL).Err(); err != nil {
+	// It takes the Cache's path (Options.Pipelining), as reads do.
+	if err := c.reader.Process(ctx, redis.NewStatusCmd(ctx, setArgs(c.key(key), b, redisTTL)...)); err != nil {
 		return fmt.Errorf("cache: set %q: %w", key, retry.Ambiguous("set", err))
 	}
 	return nil
@@ -329,4 +330,13 @@ func (c *Cache) Counter(ctx context.Context, key string) (int64, bool, error) {
 		return 0, false, fmt.Errorf("cache: counter %q: %w: not an integer", key, ErrCorrupt)
 	}
 	return n, true, nil
+}
+
+// setArgs is SET key value, with PX ttl when ttl > 0 (at least 1 ms, as
+// go-redis rounds).
+func setArgs(rk string, b []byte, ttl time.Duration) []any {
+	if ttl > 0 {
+		return []any{"set", rk, b, "px", max(1, ttl.Milliseconds())}
+	}
+	return []any{"set", rk, b}
 }

@@ -59,8 +59,8 @@ type Options struct {
 	// Default FailClosed.
 	Degrade Degrade
 
-	// Pipelining chooses how reads (Get, MGet, Exists, Counter) and the
-	// lease commands of GetOrSet reach Redis. The default,
+	// Pipelining chooses how reads (Get, MGet, Exists, Counter), Set and
+	// the lease commands of GetOrSet reach Redis. The default,
 	// PipelineAdaptive, sends a command on the client's pooled connections
 	// while it is the cache's only one in flight and through the client's
 	// go-redis AutoPipeliner when others are, so a lone caller keeps pooled
@@ -68,7 +68,7 @@ type Options struct {
 	// in internal/pipeline; bench/: the "default options" rows).
 	// PipelineAlways sends every one of them through the AutoPipeliner,
 	// PipelineOff none. All of these commands are safe to repeat, as the
-	// auto-pipeliner may re-send a failed batch; Set, MSet, Delete and Incr
+	// auto-pipeliner may re-send a failed batch; MSet, Delete and Incr
 	// always use the client itself (Incr is sent once, and a command that
 	// must not be re-sent would stop the re-send of a whole batch, other
 	// callers' reads included). On a rediskit.Client an open breaker
