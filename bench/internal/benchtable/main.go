@@ -1,0 +1,153 @@
+// Command benchtable turns `go test -bench` output (several -count runs)
+// into the Markdown tables of bench/*.md: one row per benchmark, each cell
+// the median of the runs.
+//
+//	go test -run '^$' -bench 'CacheGetHit' -benchtime 1s -count 3 | tee out.txt
+//	go run ./internal/benchtable -metric ops/s -extra cmds/op,srv-cmds/op,allocs/op < out.txt
+//
+// A name part "g=N" becomes a column of -metric per N (the -extra metrics
+// are shown for the largest N); without one, a row shows -metric and
+// -extra. Rows keep the order of their first run.
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+var (
+	gPart  = regexp.MustCompile(`^g=(\d+)$`)
+	procSx = regexp.MustCompile(`-\d+$`)
+)
+
+type key struct {
+	row string
+	g   int // -1: none
+}
+
+func main() {
+	metric := flag.String("metric", "ops/s", "the metric shown per concurrency")
+	extra := flag.String("extra", "allocs/op", "comma-separated metrics shown once per row")
+	flag.Parse()
+	var extras []string
+	if *extra != "" {
+		extras = strings.Split(*extra, ",")
+	}
+	if err := run(os.Stdin, os.Stdout, *metric, extras); err != nil {
+		fmt.Fprintln(os.Stderr, "benchtable:", err)
+		os.Exit(1)
+	}
+}
+
+func run(in io.Reader, out io.Writer, metric string, extras []string) error {
+	vals := map[key]map[string][]float64{}
+	var rows []string
+	seenRow := map[string]bool{}
+	gs := map[int]bool{}
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
+			continue
+		}
+		parts := strings.Split(procSx.ReplaceAllString(f[0], ""), "/")
+		k := key{g: -1}
+		var name []string
+		for _, p := range parts[1:] {
+			if m := gPart.FindStringSubmatch(p); m != nil {
+				k.g, _ = strconv.Atoi(m[1])
+				continue
+			}
+			name = append(name, p)
+		}
+		k.row = strings.Join(name, "/")
+		if !seenRow[k.row] {
+			seenRow[k.row] = true
+			rows = append(rows, k.row)
+		}
+		gs[k.g] = true
+		if vals[k] == nil {
+			vals[k] = map[string][]float64{}
+		}
+		for i := 2; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				continue
+			}
+			vals[k][f[i+1]] = append(vals[k][f[i+1]], v)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	if len(rows) == 0 {
+		return fmt.Errorf("no benchmark lines")
+	}
+	var cols []int
+	for g := range gs {
+		cols = append(cols, g)
+	}
+	slices.Sort(cols)
+	last := cols[len(cols)-1]
+	head := []string{"row"}
+	align := []string{"---"}
+	for _, g := range cols {
+		h := metric
+		if g >= 0 {
+			h += fmt.Sprintf(" g=%d", g)
+		}
+		head, align = append(head, h), append(align, "---:")
+	}
+	for _, e := range extras {
+		head, align = append(head, e), append(align, "---:")
+	}
+	fmt.Fprintf(out, "| %s |\n|%s|\n", strings.Join(head, " | "), strings.Join(align, "|"))
+	for _, r := range rows {
+		cells := []string{r}
+		for _, g := range cols {
+			cells = append(cells, cell(vals[key{r, g}][metric]))
+		}
+		for _, e := range extras {
+			cells = append(cells, cell(vals[key{r, last}][e]))
+		}
+		fmt.Fprintf(out, "| %s |\n", strings.Join(cells, " | "))
+	}
+	return nil
+}
+
+// cell is the median of vs, formatted; "n/a" for none.
+func cell(vs []float64) string {
+	if len(vs) == 0 {
+		return "n/a"
+	}
+	s := slices.Clone(vs)
+	slices.Sort(s)
+	m := s[len(s)/2]
+	if len(s)%2 == 0 {
+		m = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	if m >= 100 {
+		return group(strconv.FormatFloat(m, 'f', 0, 64))
+	}
+	return strconv.FormatFloat(m, 'f', -1, 64)
+}
+
+// group puts thousands separators into a non-negative integer string.
+func group(s string) string {
+	var b strings.Builder
+	for i, ch := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(ch)
+	}
+	return b.String()
+}

@@ -1,0 +1,30 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestMedianTable(t *testing.T) {
+	in := `goos: linux
+BenchmarkX/g=1/a/pooled-2   10  5 ns/op  100 ops/s  3 allocs/op
+BenchmarkX/g=16/a/pooled-2  10  5 ns/op  1600 ops/s  4 allocs/op
+BenchmarkX/g=1/a/pooled-2   10  5 ns/op  300 ops/s  3 allocs/op
+BenchmarkX/g=16/a/pooled-2  10  5 ns/op  1000 ops/s  6 allocs/op
+BenchmarkX/g=1/a/pooled-2   10  5 ns/op  200 ops/s  3 allocs/op
+BenchmarkX/g=16/a/pooled-2  10  5 ns/op  1200 ops/s  5 allocs/op
+BenchmarkX/g=1/b-2          10  5 ns/op  7 ops/s  1 allocs/op
+`
+	var out strings.Builder
+	if err := run(strings.NewReader(in), &out, "ops/s", []string{"allocs/op"}); err != nil {
+		t.Fatal(err)
+	}
+	want := `| row | ops/s g=1 | ops/s g=16 | allocs/op |
+|---|---:|---:|---:|
+| a/pooled | 200 | 1,200 | 5 |
+| b | 7 | n/a | n/a |
+`
+	if out.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", out.String(), want)
+	}
+}
