@@ -40,3 +40,19 @@ func JoinStored(meta, user, device string, kv ...string) string {
 	}
 	return string(b)
 }
+
+// ParseAndLoad is the client-side work of a Get that finds raw stored:
+// parse and hash the token, then parse the stored form.
+func (s *Store) ParseAndLoad(id, raw string) (*Session, error) {
+	p, err := parseToken(s.opts.Prefix, id)
+	if err != nil {
+		return nil, err
+	}
+	return s.load(id, p.handle, raw)
+}
+
+// StoredKey returns the Redis key of session id.
+func (s *Store) StoredKey(id string) string {
+	p, _ := parseToken(s.opts.Prefix, id)
+	return p.key
+}
