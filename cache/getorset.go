@@ -60,8 +60,10 @@ func (c *Cache) GetOrSet(ctx context.Context, key string, ttl time.Duration, loa
 // purged (TestGetOrSetTaggedLoadDuringInvalidation); the loaded value
 // still reaches the callers. While such an invalidation runs, or when the
 // registration fails, the value is loaded and returned but not stored, and
-// the lease is handed back. Concurrent calls for one key share the load
-// of the first one, with its tags. Without tags it is GetOrSet. Errors are
+// the lease is handed back. Tags go with a load: a hit returns the stored
+// value as it is, with the tags it was stored with (or none), and
+// concurrent calls for one key share the load of the first one, with its
+// tags. Without tags it is GetOrSet. Errors are
 // GetOrSet's, and ErrBadTag for an empty tag, ErrUnsupportedClient on a
 // *redis.Ring.
 func (c *Cache) GetOrSetTagged(ctx context.Context, key string, ttl time.Duration, loader LoaderFunc[[]byte], tags ...string) (_ []byte, err error) {

@@ -32,7 +32,10 @@ import (
 //	         PUBLISH the event if a waiter flagged the lease — an uncontended
 //	         miss publishes nothing (TestMissCommands). Otherwise nothing — a Delete removed the lease, or it
 //	         expired and another process took over: the load's result goes to
-//	         its callers but is not stored.
+//	         its callers but is not stored. A tagged load registers its
+//	         tags between the lease and the loader, and commits with
+//	         scriptWriteTagged, which also drops the lease (evReleased)
+//	         when an invalidation refuses the write (tags.go).
 //	release  only if the lease holds our proof: DEL it, PUBLISH the event
 //	         if flagged (never when a lease taken in a race is handed back
 //	         unused).

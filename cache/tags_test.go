@@ -279,20 +279,42 @@ func TestTagInvalidationRace(t *testing.T) {
 	})
 }
 
-// 10,000 expired tagged values leave no tag key behind.
+// 10,000 expired tagged values (written by SetTagged, GetOrSetTagged and
+// GetOrSetManyTagged) and an invalidation among them leave no tag key
+// behind: no meta, index, floor or mark.
 func TestTagIndexesExpire(t *testing.T) {
 	forEachTopology(t, func(t *testing.T, tp topo) {
 		ctx := ctxT(t)
-		c := newCache(t, tp.rdb, Options{})
+		// A load's registration covers LeaseTTL beyond its value's TTL,
+		// and a floor lives LeaseTTL+LoadTimeout: short here.
+		c := newCache(t, tp.rdb, Options{LoadTimeout: 100 * time.Millisecond, LeaseTTL: 100 * time.Millisecond})
 		var wg sync.WaitGroup
 		errs := make(chan error, 64)
 		for w := range 64 {
 			wg.Go(func() {
 				for i := w; i < 10_000; i += 64 {
 					tags := []string{"all", "t" + strconv.Itoa(i%7)}
-					if err := c.SetTagged(ctx, "e"+strconv.Itoa(i), []byte("v"), 300*time.Millisecond, tags...); err != nil {
+					k := "e" + strconv.Itoa(i)
+					var err error
+					switch i % 3 {
+					case 0:
+						err = c.SetTagged(ctx, k, []byte("v"), 300*time.Millisecond, tags...)
+					case 1:
+						_, err = c.GetOrSetTagged(ctx, k, 300*time.Millisecond, func(context.Context) ([]byte, error) { return []byte("v"), nil }, tags...)
+					default:
+						_, err = c.GetOrSetManyTagged(ctx, []string{k, k + "b"}, 300*time.Millisecond, func(_ context.Context, keys []string) (map[string][]byte, error) {
+							return map[string][]byte{k: []byte("v"), k + "b": []byte("v")}, nil
+						}, tags...)
+					}
+					if err != nil {
 						errs <- err
 						return
+					}
+					if i == 5000 {
+						if _, err := c.InvalidateTags(ctx, "t3"); err != nil {
+							errs <- err
+							return
+						}
 					}
 				}
 			})
