@@ -240,40 +240,6 @@ func randomPrefix() string {
 	return hex.EncodeToString(b[:]) + ":"
 }
 
-// tagLoad is what a tagged load registered before its loader ran (see
-// tags.go): its tags, the tag slot of each of its keys, and the epochs
-// read; ok false when it must not store (an invalidation of one of the
-// tags is in progress, or the registration failed).
-type tagLoad struct {
-	enc    []string
-	slots  map[string]int // stored key -> tag slot
-	epochs []any
-	ok     bool
-}
-
-// registerLoad registers the tags of a load under leases ls (their keys'
-// slots), for a value of ttl: one pipeline, a round trip per master
-// holding a tag's meta.
-func (c *Cache) registerLoad(ctx context.Context, enc []string, ls []lease, ttl time.Duration) *tagLoad {
-	tl := &tagLoad{enc: enc, slots: make(map[string]int, len(ls))}
-	var slots []any
-	seen := make(map[int]bool)
-	for _, l := range ls {
-		slot, err := c.tagSlot(l.keys[0])
-		if err != nil {
-			return tl // refused before: loadTags
-		}
-		tl.slots[l.keys[0]] = slot
-		if !seen[slot] {
-			seen[slot] = true
-			slots = append(slots, slot)
-		}
-	}
-	epochs, ok, err := c.registerTags(ctx, enc, slots, c.tagRegTTL(ttl))
-	tl.epochs, tl.ok = epochs, ok && err == nil
-	return tl
-}
-
 // store commits value for ttl under lease l, with the tags of tl (nil for
 // none); a tagged load that must not store hands its lease back, and
 // waiters re-check (settleStore).

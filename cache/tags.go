@@ -352,14 +352,50 @@ func (c *Cache) tagRegTTL(ttl time.Duration) int64 {
 	return (longest + c.opt.LeaseTTL).Milliseconds()
 }
 
+// tagLoad is what a tagged load registered before its loader ran (see
+// tags.go): its tags, the tag slot of each of its keys, and the epochs
+// read; ok false when it must not store (an invalidation of one of the
+// tags is in progress, or the registration failed).
+type tagLoad struct {
+	enc    []string
+	slots  map[string]int // stored key -> tag slot
+	epochs []any
+	ok     bool
+}
+
+// registerLoad registers the tags of a load under leases ls (their keys'
+// slots), for a value of ttl: one pipeline, a round trip per master
+// holding a tag's meta.
+func (c *Cache) registerLoad(ctx context.Context, enc []string, ls []lease, ttl time.Duration) *tagLoad {
+	tl := &tagLoad{enc: enc, slots: make(map[string]int, len(ls))}
+	var slots []any
+	seen := make(map[int]bool)
+	for _, l := range ls {
+		slot, err := c.tagSlot(l.keys[0])
+		if err != nil {
+			return tl // refused before: loadTags
+		}
+		tl.slots[l.keys[0]] = slot
+		if !seen[slot] {
+			seen[slot] = true
+			slots = append(slots, slot)
+		}
+	}
+	epochs, ok, err := c.registerTags(ctx, enc, slots, c.tagRegTTL(ttl))
+	tl.epochs, tl.ok = epochs, ok && err == nil
+	return tl
+}
+
 // SetTagged stores value under key for ttl (0: no expiry), like Set, and
 // records it under each of tags, so that InvalidateTags removes it. Two
 // round trips: the tags' epochs are read (one pipeline per master), then
 // one script writes the value and its index entries. A write that an
-// InvalidateTags of one of its tags overtook between the two is not
+// InvalidateTags of one of its tags overtook between the two, or whose
+// epochs were read while such an invalidation was in progress, is not
 // stored and returns nil: it is ordered before the invalidation, which
-// removed it. Like Set it is safe to re-send; an error whose outcome is
-// unknown matches retry.ErrAmbiguous. Tags are any non-empty strings.
+// removed it (see InvalidateTags for the guarantee). Like Set it is safe
+// to re-send; an error whose outcome is unknown matches
+// retry.ErrAmbiguous. Tags are any non-empty strings.
 func (c *Cache) SetTagged(ctx context.Context, key string, value []byte, ttl time.Duration, tags ...string) (err error) {
 	ctx, sp := c.trace(ctx, opSet)
 	defer func() { sp.Done(err) }()
