@@ -103,7 +103,7 @@ func (c *Cache) Close() error {
 // GetOrSet miss and Incr take one round trip instead of two. Optional.
 func (c *Cache) Preload(ctx context.Context) error {
 	for _, s := range []retry.Script{scriptAcquire, scriptWatch, scriptCommit, scriptRelease, scriptIncr,
-		scriptTagRegister, scriptSetTagged, scriptTagBump, scriptTagPurge} {
+		scriptTagRegister, scriptWriteTagged, scriptTagBump, scriptTagPurge} {
 		if err := s.Load(ctx, c.rdb).Err(); err != nil {
 			return fmt.Errorf("cache: preload scripts: %w", err)
 		}

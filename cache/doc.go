@@ -66,26 +66,47 @@
 //
 // # Tags
 //
-// SetTagged and MSetTagged (on Cache and Typed) store values with tags;
+// SetTagged and MSetTagged store values with tags, GetOrSetTagged and
+// GetOrSetManyTagged load them with tags (on Cache and Typed);
 // InvalidateTags removes every value carrying one of its tags, on every
-// master (TestTagInvalidation). Each tag has an index per cluster slot
-// holding its values, stored in that slot, so one script writes a value
-// with its index entries and one script per (tag, slot) removes them, in
-// rounds of at most Options.UnlinkBatch values (TestInvalidateTagsInBatches):
-// the cost follows the tagged values, never the keyspace. A tagged write
-// is two round trips (the tags' epochs, then the write), an invalidation
-// one to each tag's master and one per master holding its values
-// (TestTagInvalidation counts them). Invalidations and tagged writes are
-// linearizable: a write that read a tag's epoch before an invalidation is
-// removed by it, or refused if it lands afterwards, however late; a write
-// that returned before InvalidateTags was called is never readable after
-// it returns (TestTagInvalidationRace). Tag keys expire with their
-// longest-lived value: 10,000 expired values leave none behind
+// master (TestTagInvalidation, TestGetOrSetTaggedCommands). Each tag has an
+// index per cluster slot holding its values, stored in that slot, so one
+// script writes a value with its index entries and one script per (tag,
+// slot) removes them, in rounds of at most Options.UnlinkBatch values
+// (TestInvalidateTagsInBatches): the cost follows the tagged values, never
+// the keyspace. A tagged write is two round trips (the tags' epochs, then
+// the write); a tagged GetOrSet hit is one command, as an untagged one, and
+// a miss three round trips (the lease, the tags' registration before the
+// loader is called, the write), an untagged miss keeping its two
+// (TestGetOrSetTaggedCommands); a cold tagged batch adds one round trip to
+// each tag's master (TestGetOrSetManyTaggedRoundTrips). An invalidation is
+// one round trip to each tag's master to start (epoch bump and a mark
+// "invalidation in progress"), one per master holding its values, and one
+// to each tag's master to remove its marks (TestTagInvalidation counts
+// them).
+//
+// Invalidations and tagged writes are linearizable. Every tagged write
+// (SetTagged, MSetTagged, GetOrSetTagged, GetOrSetManyTagged) whose
+// registration ran in Redis before InvalidateTags removed its marks — its
+// last step before returning, so in particular every write that returned,
+// and every load whose loader was called, before InvalidateTags returned —
+// is not readable after InvalidateTags returns: it was purged, or refused
+// and not stored (TestTagInvalidationRace; TestTagInvalidationStrictRace
+// runs writes of every kind inside an invalidation held open before its
+// marks' removal; TestGetOrSetTaggedLoadDuringInvalidation runs an
+// invalidation during loads). A refused write reports success and stores
+// nothing; a refused load returns its value to its callers without storing
+// it. While an invalidation runs, its tags' writes are refused; a mark
+// left by an invalidator that died refuses them for at most
+// LeaseTTL+LoadTimeout (TestTagMarkOfCrashedInvalidatorExpires), and an
+// InvalidateTags that runs that long returns an error
+// (TestInvalidateTagsOutlivingItsMark). Tag keys expire with their
+// longest-lived value (a load's registration, LeaseTTL later), marks when
+// their invalidation ends: 10,000 expired values leave none behind
 // (TestTagIndexesExpire). Tag names are percent-encoded, so no tag can
-// move a key's hash slot or widen a pattern (FuzzEncodeTag). Values of
-// GetOrSet and GetOrSetMany cannot carry tags yet; a *redis.Ring is
-// refused (ErrUnsupportedClient). The protocol is written above its scripts
-// in tags.go.
+// move a key's hash slot or widen a pattern (FuzzEncodeTag). A *redis.Ring
+// is refused (ErrUnsupportedClient). The protocol is written above its
+// scripts in tags.go.
 //
 // # Freshness
 //

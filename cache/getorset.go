@@ -41,18 +41,64 @@ type LoaderFunc[T any] func(ctx context.Context) (T, error)
 func (c *Cache) GetOrSet(ctx context.Context, key string, ttl time.Duration, loader LoaderFunc[[]byte]) (_ []byte, err error) {
 	ctx, sp := c.trace(ctx, opGetOrSet)
 	defer func() { sp.Done(err) }()
-	e, err := c.getOrLoad(ctx, key, ttl, codecRaw, loader)
+	e, err := c.getOrLoad(ctx, key, ttl, codecRaw, loader, nil)
 	if err != nil {
 		return nil, err
 	}
 	return e.payload, nil
 }
 
-// getOrLoad is GetOrSet for any codec; loader returns the encoded payload.
+// GetOrSetTagged is GetOrSet, the value it loads (or the "not found" it
+// caches) stored with tags, so that InvalidateTags of one of them removes
+// it. A hit is one command, as GetOrSet's; a miss is three round trips:
+// the lease command, the tags' registration (one script per tag, one
+// pipeline per master holding one, before the loader is called), then the
+// conditional write of the value with its index entries
+// (TestGetOrSetTaggedCommands). A load whose registration ran before an
+// InvalidateTags of one of its tags removed its marks is never stored
+// readable after that InvalidateTags returns: its write is refused, or
+// purged (TestGetOrSetTaggedLoadDuringInvalidation); the loaded value
+// still reaches the callers. While such an invalidation runs, or when the
+// registration fails, the value is loaded and returned but not stored, and
+// the lease is handed back. Tags go with a load: a hit returns the stored
+// value as it is, with the tags it was stored with (or none), and
+// concurrent calls for one key share the load of the first one, with its
+// tags. Without tags it is GetOrSet. Errors are
+// GetOrSet's, and ErrBadTag for an empty tag, ErrUnsupportedClient on a
+// *redis.Ring.
+func (c *Cache) GetOrSetTagged(ctx context.Context, key string, ttl time.Duration, loader LoaderFunc[[]byte], tags ...string) (_ []byte, err error) {
+	ctx, sp := c.trace(ctx, opGetOrSet)
+	defer func() { sp.Done(err) }()
+	enc, err := c.loadTags(tags)
+	if err != nil {
+		return nil, fmt.Errorf("cache: get or set %q: %w", key, err)
+	}
+	e, err := c.getOrLoad(ctx, key, ttl, codecRaw, loader, enc)
+	if err != nil {
+		return nil, err
+	}
+	return e.payload, nil
+}
+
+// loadTags returns the encoded tags of a tagged load (nil for none), or
+// ErrBadTag, or ErrUnsupportedClient.
+func (c *Cache) loadTags(tags []string) ([]string, error) {
+	if len(tags) == 0 {
+		return nil, nil
+	}
+	enc, err := cleanTags(tags)
+	if err == nil {
+		_, err = c.tagSlot("")
+	}
+	return enc, err
+}
+
+// getOrLoad is GetOrSet for any codec; loader returns the encoded payload,
+// stored with tags (encoded; nil for none).
 // It reads top-down: join a local load, else one command reads the value
 // and takes the lease of a missing key, then the answer found is served or
 // a flight loads (or waits for another process's load).
-func (c *Cache) getOrLoad(ctx context.Context, key string, ttl time.Duration, codec byte, loader LoaderFunc[[]byte]) (entry, error) {
+func (c *Cache) getOrLoad(ctx context.Context, key string, ttl time.Duration, codec byte, loader LoaderFunc[[]byte], tags []string) (entry, error) {
 	if ttl < 0 {
 		return entry{}, fmt.Errorf("cache: get or set %q: negative ttl %v", key, ttl)
 	}
@@ -79,7 +125,7 @@ func (c *Cache) getOrLoad(ctx context.Context, key string, ttl time.Duration, co
 		switch v {
 		case foundRevalidate:
 			c.st.staleServed.Add(1)
-			c.refresh(ctx, rk, key, ttl, codec, loader)
+			c.refresh(ctx, rk, key, ttl, codec, loader, tags)
 			fallthrough
 		case foundFresh:
 			c.st.hits.Add(1)
@@ -95,7 +141,7 @@ func (c *Cache) getOrLoad(ctx context.Context, key string, ttl time.Duration, co
 	}
 	c.st.misses.Add(1)
 	c.traceBool(ctx, AttrHit, false)
-	f := &flight{kind: kind, rk: rk, key: key, ttl: ttl, codec: codec, loader: loader, stale: stale, force: force, vals: ctx}
+	f := &flight{kind: kind, rk: rk, key: key, ttl: ttl, codec: codec, loader: loader, stale: stale, force: force, vals: ctx, tags: tags}
 	if acquired {
 		f.rkBuf[0] = rk
 		f.lease = lease{keys: f.rkBuf[:], proof: marker}
@@ -158,6 +204,7 @@ type flight struct {
 	stale  *entry          // flightLease: served if the load fails
 	force  bool            // flightLease: lease in the lease key, the stale value stays
 	vals   context.Context // the first caller's: the loader sees its values
+	tags   []string        // encoded, stored with the value; nil for none
 
 	done chan struct{}
 	e    entry // set before done is closed
@@ -233,7 +280,7 @@ func (c *Cache) runFlight(f *flight) {
 	)
 	switch f.kind {
 	case flightFill:
-		e, err = c.fill(base, f.vals, f.lease, f.key, f.ttl, f.codec, f.loader, nil)
+		e, err = c.fill(base, f.vals, f.lease, f.key, f.ttl, f.codec, f.loader, nil, f.tags)
 	case flightLease:
 		e, err = c.loadLeased(base, f)
 	case flightDirect:
@@ -340,7 +387,7 @@ func (c *Cache) loadLeased(base context.Context, f *flight) (_ entry, err error)
 		}
 		if acquired {
 			wait.Done(nil)
-			return c.fill(base, f.vals, l, key, f.ttl, codec, f.loader, stale)
+			return c.fill(base, f.vals, l, key, f.ttl, codec, f.loader, stale, f.tags)
 		}
 		if events == nil {
 			_, wait = c.trace(f.vals, opLeaseWait)
@@ -389,10 +436,15 @@ func (c *Cache) loadLeased(base context.Context, f *flight) (_ entry, err error)
 	}
 }
 
-// fill runs the loader under our lease and stores its result if the lease is
-// still ours. The loader's context ends with base and sees the values of
-// vals.
-func (c *Cache) fill(base, vals context.Context, l lease, key string, ttl time.Duration, codec byte, loader LoaderFunc[[]byte], stale *entry) (entry, error) {
+// fill runs the loader under our lease and stores its result, with tags,
+// if the lease is still ours. A tagged load registers its tags before the
+// loader is called (tags.go). The loader's context ends with base and sees
+// the values of vals.
+func (c *Cache) fill(base, vals context.Context, l lease, key string, ttl time.Duration, codec byte, loader LoaderFunc[[]byte], stale *entry, tags []string) (entry, error) {
+	var tl *tagLoad
+	if len(tags) > 0 {
+		tl = c.registerLoad(c.traced(base, vals), tags, []lease{l}, ttl)
+	}
 	payload, lerr := c.callLoader(base, vals, loader)
 	// Settle the lease even when Close cancelled the load (lifecycle.settle): these
 	// writes are bounded by the client's own read and write timeouts. Their
@@ -407,12 +459,12 @@ func (c *Cache) fill(base, vals context.Context, l lease, key string, ttl time.D
 			c.release(vals, l, evFailed)
 			return entry{}, fmt.Errorf("cache: get or set %q: %w", key, err)
 		}
-		c.commit(vals, l, b, redisTTL)
+		c.store(vals, l, b, redisTTL, tl)
 		return entry{h: valueHeader{Codec: codec, SoftExpiry: soft}, payload: payload}, nil
 	case errors.Is(lerr, ErrNotFound):
 		if c.opt.NegativeTTL > 0 {
 			b, _ := c.encode(codec, nil, 0, true)
-			c.commit(vals, l, b, c.opt.NegativeTTL)
+			c.store(vals, l, b, c.opt.NegativeTTL, tl)
 		} else {
 			c.release(vals, l, evNotFound)
 		}
@@ -476,10 +528,11 @@ func (c *Cache) degrade(ctx context.Context, key, rk string, codec byte, loader 
 	return c.await(ctx, f)
 }
 
-// refresh starts one background reload of a stale value, unless one runs in
-// this process already or another process holds the lease. The loader sees
-// the values of vals, the context of the caller served the stale value.
-func (c *Cache) refresh(vals context.Context, rk, key string, ttl time.Duration, codec byte, loader LoaderFunc[[]byte]) {
+// refresh starts one background reload of a stale value (stored with
+// tags), unless one runs in this process already or another process holds
+// the lease. The loader sees the values of vals, the context of the caller
+// served the stale value.
+func (c *Cache) refresh(vals context.Context, rk, key string, ttl time.Duration, codec byte, loader LoaderFunc[[]byte], tags []string) {
 	started, _ := c.life.enter(func() bool {
 		_, busy := c.refreshing.LoadOrStore(rk, struct{}{})
 		return !busy
@@ -500,7 +553,7 @@ func (c *Cache) refresh(vals context.Context, rk, key string, ttl time.Duration,
 		if !acquired {
 			return
 		}
-		_, _ = c.fill(c.life.ctx, vals, l, key, ttl, codec, loader, nil)
+		_, _ = c.fill(c.life.ctx, vals, l, key, ttl, codec, loader, nil, tags)
 	}()
 }
 

@@ -32,7 +32,10 @@ import (
 //	         PUBLISH the event if a waiter flagged the lease — an uncontended
 //	         miss publishes nothing (TestMissCommands). Otherwise nothing — a Delete removed the lease, or it
 //	         expired and another process took over: the load's result goes to
-//	         its callers but is not stored.
+//	         its callers but is not stored. A tagged load registers its
+//	         tags between the lease and the loader, and commits with
+//	         scriptWriteTagged, which also drops the lease (evReleased)
+//	         when an invalidation refuses the write (tags.go).
 //	release  only if the lease holds our proof: DEL it, PUBLISH the event
 //	         if flagged (never when a lease taken in a race is handed back
 //	         unused).
@@ -235,4 +238,16 @@ func randomPrefix() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
 	return hex.EncodeToString(b[:]) + ":"
+}
+
+// store commits value for ttl under lease l, with the tags of tl (nil for
+// none); a tagged load that must not store hands its lease back, and
+// waiters re-check (settleStore).
+func (c *Cache) store(vals context.Context, l lease, value []byte, ttl time.Duration, tl *tagLoad) {
+	if tl == nil {
+		c.commit(vals, l, value, ttl)
+		return
+	}
+	cmd := c.settleStore(l, value, ttl, tl, time.Now())
+	_ = cmd.s.RunRepeatable(c.traced(c.life.settle, vals), c.reader, cmd.keys, cmd.args...).Err()
 }

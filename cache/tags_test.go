@@ -44,8 +44,8 @@ func scanAll(t *testing.T, ctx context.Context, tp topo, pattern string) []strin
 }
 
 // InvalidateTags removes exactly the values of its tags, on every master,
-// in one round trip to the tag's master and one per master holding them;
-// hostile tag names are literal.
+// in two round trips to the tag's master (the bump, the mark's removal)
+// and one per master holding them; hostile tag names are literal.
 func TestTagInvalidation(t *testing.T) {
 	forEachTopology(t, func(t *testing.T, tp topo) {
 		ctx := ctxT(t)
@@ -97,12 +97,13 @@ func TestTagInvalidation(t *testing.T) {
 			t.Fatalf("removed %d, want 101", n)
 		}
 		cmds, trips, _, _ := tp.cnt.snapshot()
+		// The bump, one purge per slot, the mark's removal.
 		if tp.cluster {
-			if cmds != 1+len(slots) || trips != 1+tp.masters {
-				t.Fatalf("InvalidateTags: %d commands in %d round trips, want %d in %d", cmds, trips, 1+len(slots), 1+tp.masters)
+			if cmds != 2+len(slots) || trips != 2+tp.masters {
+				t.Fatalf("InvalidateTags: %d commands in %d round trips, want %d in %d", cmds, trips, 2+len(slots), 2+tp.masters)
 			}
-		} else if cmds != 2 || trips != 2 {
-			t.Fatalf("InvalidateTags: %d commands in %d round trips, want 2 in 2", cmds, trips)
+		} else if cmds != 3 || trips != 3 {
+			t.Fatalf("InvalidateTags: %d commands in %d round trips, want 3 in 3", cmds, trips)
 		}
 		got, err := c.MGet(ctx, append(manyKeys("k", 200), "untagged", "one"))
 		if err != nil {
@@ -199,18 +200,18 @@ func TestTagInvalidationRace(t *testing.T) {
 		// The write's first step, by hand: register and read the epoch.
 		rk := c.key("late")
 		slot, _ := c.tagSlot(rk)
-		epoch, err := scriptTagRegister.Run(ctx, tp.rdb, []string{c.tagMeta("r")}, int64(60000), slot).Text()
-		if err != nil {
-			t.Fatal(err)
+		epochs, ok, err := c.registerTags(ctx, []string{"r"}, []any{slot}, 60000)
+		if err != nil || !ok {
+			t.Fatalf("register: %v, %v", ok, err)
 		}
 		if _, err := c.InvalidateTags(ctx, "r"); err != nil {
 			t.Fatal(err)
 		}
 		b, _ := c.encode(codecRaw, []byte("late"), 0, false)
-		ok, err := scriptSetTagged.Run(ctx, tp.rdb, []string{rk, c.tagIndex(slot, "r"), c.tagFloor(slot, "r")},
-			b, int64(60000), time.Now().UnixMilli(), epoch).Int()
-		if err != nil || ok != 0 {
-			t.Fatalf("write carrying the old epoch: %d, %v; want refused", ok, err)
+		w := c.writeTagged(rk, slot, []string{"r"}, epochs, nil, b, 60000, time.Now().UnixMilli())
+		res, err := w.s.Run(ctx, tp.rdb, w.keys, w.args...).Int()
+		if err != nil || res != 2 {
+			t.Fatalf("write carrying the old epoch: %d, %v; want 2, refused", res, err)
 		}
 		if _, hit, _ := c.Get(ctx, "late"); hit {
 			t.Fatal("a write that began before the invalidation is readable after it")
@@ -278,20 +279,42 @@ func TestTagInvalidationRace(t *testing.T) {
 	})
 }
 
-// 10,000 expired tagged values leave no tag key behind.
+// 10,000 expired tagged values (written by SetTagged, GetOrSetTagged and
+// GetOrSetManyTagged) and an invalidation among them leave no tag key
+// behind: no meta, index, floor or mark.
 func TestTagIndexesExpire(t *testing.T) {
 	forEachTopology(t, func(t *testing.T, tp topo) {
 		ctx := ctxT(t)
-		c := newCache(t, tp.rdb, Options{})
+		// A load's registration covers LeaseTTL beyond its value's TTL,
+		// and a floor lives LeaseTTL+LoadTimeout: short here.
+		c := newCache(t, tp.rdb, Options{LoadTimeout: 100 * time.Millisecond, LeaseTTL: 100 * time.Millisecond})
 		var wg sync.WaitGroup
 		errs := make(chan error, 64)
 		for w := range 64 {
 			wg.Go(func() {
 				for i := w; i < 10_000; i += 64 {
 					tags := []string{"all", "t" + strconv.Itoa(i%7)}
-					if err := c.SetTagged(ctx, "e"+strconv.Itoa(i), []byte("v"), 300*time.Millisecond, tags...); err != nil {
+					k := "e" + strconv.Itoa(i)
+					var err error
+					switch i % 3 {
+					case 0:
+						err = c.SetTagged(ctx, k, []byte("v"), 300*time.Millisecond, tags...)
+					case 1:
+						_, err = c.GetOrSetTagged(ctx, k, 300*time.Millisecond, func(context.Context) ([]byte, error) { return []byte("v"), nil }, tags...)
+					default:
+						_, err = c.GetOrSetManyTagged(ctx, []string{k, k + "b"}, 300*time.Millisecond, func(_ context.Context, keys []string) (map[string][]byte, error) {
+							return map[string][]byte{k: []byte("v"), k + "b": []byte("v")}, nil
+						}, tags...)
+					}
+					if err != nil {
 						errs <- err
 						return
+					}
+					if i == 5000 {
+						if _, err := c.InvalidateTags(ctx, "t3"); err != nil {
+							errs <- err
+							return
+						}
 					}
 				}
 			})
@@ -459,8 +482,8 @@ func TestInvalidateTagsInBatches(t *testing.T) {
 		if err != nil || n != 95 {
 			t.Fatalf("InvalidateTags = %d, %v; want 95", n, err)
 		}
-		if cmds, trips, _, _ := tp.cnt.snapshot(); cmds != 11 || trips != 11 {
-			t.Fatalf("%d commands in %d round trips, want 11 in 11: a bump and 10 purges of at most 10", cmds, trips)
+		if cmds, trips, _, _ := tp.cnt.snapshot(); cmds != 12 || trips != 12 {
+			t.Fatalf("%d commands in %d round trips, want 12 in 12: a bump, 10 purges of at most 10, the mark's removal", cmds, trips)
 		}
 		if left := scanAll(t, ctx, tp, c.tagBase()+"#tagi*"); len(left) != 0 {
 			t.Fatalf("index keys left: %q", left)

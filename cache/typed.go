@@ -163,6 +163,23 @@ func (t *Typed[T]) MSet(ctx context.Context, items map[string]T, ttl time.Durati
 func (t *Typed[T]) GetOrSet(ctx context.Context, key string, ttl time.Duration, loader LoaderFunc[T]) (_ T, err error) {
 	ctx, sp := t.c.trace(ctx, opGetOrSet)
 	defer func() { sp.Done(err) }()
+	return t.getOrSet(ctx, sp, key, ttl, loader, nil)
+}
+
+// GetOrSetTagged is GetOrSet, the value it loads stored with tags; see
+// Cache.GetOrSetTagged.
+func (t *Typed[T]) GetOrSetTagged(ctx context.Context, key string, ttl time.Duration, loader LoaderFunc[T], tags ...string) (_ T, err error) {
+	ctx, sp := t.c.trace(ctx, opGetOrSet)
+	defer func() { sp.Done(err) }()
+	enc, err := t.c.loadTags(tags)
+	if err != nil {
+		var zero T
+		return zero, fmt.Errorf("cache: get or set %q: %w", key, err)
+	}
+	return t.getOrSet(ctx, sp, key, ttl, loader, enc)
+}
+
+func (t *Typed[T]) getOrSet(ctx context.Context, sp span, key string, ttl time.Duration, loader LoaderFunc[T], tags []string) (T, error) {
 	var zero T
 	load := func(ctx context.Context) ([]byte, error) {
 		v, err := loader(ctx)
@@ -181,7 +198,7 @@ func (t *Typed[T]) GetOrSet(ctx context.Context, key string, ttl time.Duration, 
 	}
 	tok := t.near.begin(key)
 	for attempt := 0; ; attempt++ {
-		e, err := t.c.getOrLoad(ctx, key, ttl, t.codec.ID(), load)
+		e, err := t.c.getOrLoad(ctx, key, ttl, t.codec.ID(), load, tags)
 		if err != nil {
 			return zero, err
 		}
