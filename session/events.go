@@ -184,6 +184,8 @@ type EventOptions struct {
 	Sweep time.Duration
 }
 
+var errEventsOff = errors.New("session: subscribe: Options.Events is off")
+
 // ErrBadGroup reports an EventOptions.Group or Consumer that is not a
 // plain name.
 var ErrBadGroup = errors.New("session: bad event group or consumer name")
@@ -211,7 +213,7 @@ func validName(s string) bool {
 // and Event.ID tells the copies apart. fn is called from one goroutine.
 func (s *Store) Subscribe(ctx context.Context, opts EventOptions, fn func(context.Context, Event) error) error {
 	if !s.opts.Events {
-		return errors.New("session: subscribe: Options.Events is off")
+		return errEventsOff
 	}
 	if opts.Consumer == "" {
 		opts.Consumer = "c"
