@@ -44,9 +44,10 @@ const (
 	EventExpired EventKind = "expired"
 )
 
-// Event is one lifecycle event of a session with a user. It never carries
-// the session's ID (its token): Handle is the SHA-256 of the token, as
-// Info.Handle and ListByUser show it.
+// Event is one lifecycle event of a session. It never carries the
+// session's ID (its token): Handle is the SHA-256 of the token, as
+// Info.Handle and ListByUser show it. UserID is empty for an anonymous
+// session.
 type Event struct {
 	ID        string // stream entry ID: unique per stream, for deduplication
 	Kind      EventKind
@@ -68,7 +69,7 @@ func parseEvent(m redis.XMessage) (Event, error) {
 		return ev, fmt.Errorf("%w: event %s: unknown kind", ErrCorrupt, m.ID)
 	}
 	ms, err := strconv.ParseInt(str("t"), 10, 64)
-	if err != nil || ev.Handle == "" || ev.UserID == "" {
+	if err != nil || ev.Handle == "" {
 		return ev, fmt.Errorf("%w: event %s", ErrCorrupt, m.ID)
 	}
 	ev.At = time.UnixMilli(ms)
@@ -108,7 +109,7 @@ func (s *Store) streams() []string {
 	return out
 }
 
-// tagOfIndex returns the tag of an index key "<prefix>{<tag>}:u".
+// tagOfIndex returns the tag of a key "<prefix>{<tag>}...".
 func tagOfIndex(k string) string {
 	i := strings.IndexByte(k, '{')
 	j := strings.LastIndexByte(k, '}')

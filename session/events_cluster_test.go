@@ -61,9 +61,9 @@ func TestEventsSurviveClusterFailover(t *testing.T) {
 
 // endEveryWay ends n sessions by each cause, each of its own user (users
 // spread over the slots), with n anonymous ones rotated and deleted and n
-// that time out; users are named after phase. It retries an operation that
-// failed with a Redis error until its deadline, as a caller would, and
-// returns the events it caused, by "kind/cause".
+// that time out; users are named after phase. Any error fails the test:
+// it runs while the Cluster is healthy. It returns the events it caused,
+// by "kind/cause".
 func endEveryWay(t *testing.T, st *session.Store, clock *fakeClock, phase string, n int) map[string]int {
 	t.Helper()
 	ctx := context.Background()
@@ -94,18 +94,27 @@ func endEveryWay(t *testing.T, st *session.Store, clock *fakeClock, phase string
 		create(user("cap", i), session.CreateOptions{}) // MaxPerUser 1: the first goes
 		create(user("idle", i), session.CreateOptions{IdleTimeout: time.Minute})
 		create(user("abs", i), session.CreateOptions{AbsoluteTimeout: time.Minute})
+		// Anonymous: one rotated and deleted, one that times out.
+		s = create("", session.CreateOptions{})
+		if id, err = st.Rotate(ctx, s.ID()); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := st.Delete(ctx, id); err != nil || !ok {
+			t.Fatalf("Delete = %v, %v", ok, err)
+		}
+		create("", session.CreateOptions{IdleTimeout: time.Minute})
 	}
 	clock.Add(2 * time.Minute)
 	if _, err := st.Cleanup(ctx); err != nil {
 		t.Fatal(err)
 	}
 	return map[string]int{
-		"created/":         6 * n,
-		"rotated/":         n,
-		"revoked/delete":   n,
+		"created/":         8 * n,
+		"rotated/":         2 * n,
+		"revoked/delete":   2 * n,
 		"revoked/user":     n,
 		"revoked/limit":    n,
-		"expired/idle":     n,
+		"expired/idle":     2 * n,
 		"expired/absolute": n,
 	}
 }

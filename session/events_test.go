@@ -154,7 +154,8 @@ func streamEntries(t *testing.T, rdb redis.UniversalClient, prefix string) []red
 
 // TestEventsEveryCause ends N sessions by each cause and expects exactly N
 // events of that cause (distinct handles), in order per session, with no
-// session ID anywhere in the streams.
+// session ID anywhere in the streams. Anonymous sessions have their events
+// too, with an empty user.
 func TestEventsEveryCause(t *testing.T) {
 	const n = 4
 	clock := newFakeClock()
@@ -173,20 +174,23 @@ func TestEventsEveryCause(t *testing.T) {
 			ids = append(ids, s.ID())
 			return s
 		}
-		// rotated, then deleted: n created, n rotated, n revoked/delete.
-		for range n {
-			s := create("rot", session.CreateOptions{})
-			id, err := st.Rotate(ctx, s.ID())
-			if err != nil {
-				t.Fatal(err)
-			}
-			ids = append(ids, id)
-			if ok, err := st.Delete(ctx, id); err != nil || !ok {
-				t.Fatalf("Delete = %v, %v", ok, err)
-			}
-			// Repeated: no second event.
-			if ok, err := st.Delete(ctx, id); err != nil || ok {
-				t.Fatalf("second Delete = %v, %v", ok, err)
+		// rotated, then deleted: n created, n rotated, n revoked/delete;
+		// the same for n anonymous sessions.
+		for _, user := range []string{"rot", ""} {
+			for range n {
+				s := create(user, session.CreateOptions{})
+				id, err := st.Rotate(ctx, s.ID())
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, id)
+				if ok, err := st.Delete(ctx, id); err != nil || !ok {
+					t.Fatalf("Delete = %v, %v", ok, err)
+				}
+				// Repeated: no second event.
+				if ok, err := st.Delete(ctx, id); err != nil || ok {
+					t.Fatalf("second Delete = %v, %v", ok, err)
+				}
 			}
 		}
 		// log out everywhere: n revoked/user.
@@ -201,26 +205,45 @@ func TestEventsEveryCause(t *testing.T) {
 			create("capped", session.CreateOptions{})
 			clock.Add(time.Millisecond) // distinct creation times: the oldest go
 		}
-		// timeouts, found by the sweep (Cleanup): n idle, n absolute.
-		for range n {
-			create("idle", session.CreateOptions{IdleTimeout: time.Minute})
-			create("abs", session.CreateOptions{AbsoluteTimeout: time.Minute})
+		// timeouts, found by the sweep (Cleanup): n idle, n absolute, and
+		// n idle after a Rotate (the new handle's timeout is reported);
+		// the same for anonymous sessions.
+		for _, users := range [][3]string{{"idle", "abs", "renewed"}, {"", "", ""}} {
+			for range n {
+				create(users[0], session.CreateOptions{IdleTimeout: time.Minute})
+				create(users[1], session.CreateOptions{AbsoluteTimeout: time.Minute})
+				s := create(users[2], session.CreateOptions{IdleTimeout: time.Minute})
+				id, err := st.Rotate(ctx, s.ID())
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, id)
+			}
 		}
 		clock.Add(2 * time.Minute)
 		if _, err := st.Cleanup(ctx); err != nil {
 			t.Fatal(err)
 		}
-		// Anonymous sessions have no events.
-		create("", session.CreateOptions{})
 		await(t, c, map[string]int{
-			"created/":         n + n + 2*n + 2*n,
-			"rotated/":         n,
-			"revoked/delete":   n,
+			"created/":         2*n + n + 2*n + 6*n,
+			"rotated/":         2*n + 2*n,
+			"revoked/delete":   2 * n,
 			"revoked/user":     n,
 			"revoked/limit":    n,
-			"expired/idle":     n,
-			"expired/absolute": n,
+			"expired/idle":     4 * n,
+			"expired/absolute": 2 * n,
 		})
+		// Anonymous sessions: 4n created, 2n rotated, n deleted, 2n idle,
+		// n absolute, each with an empty user; every other event names one.
+		anon := 0
+		for _, ev := range c.all() {
+			if ev.UserID == "" {
+				anon++
+			}
+		}
+		if anon != 10*n {
+			t.Errorf("%d events of anonymous sessions, want %d", anon, 10*n)
+		}
 		checkOrder(t, c.all())
 		// No token anywhere in the streams, and their length is bounded.
 		entries := streamEntries(t, e.rdb, e.opts.Prefix)
@@ -412,5 +435,90 @@ func TestEventsTrimmedAndNamesChecked(t *testing.T) {
 	}
 	if n, cmds := e.count.get(); n != 0 {
 		t.Errorf("bad names cost %d round trips %v", n, cmds)
+	}
+}
+
+// TestEventsIndexFollowsSlides: a touch that slides a session's expiry
+// moves its index and side record too, each to the new expiry plus
+// EventsGrace, so a sweep after the session's timeout still finds the
+// record that names its user and cause; for a user's session and an
+// anonymous one.
+func TestEventsIndexFollowsSlides(t *testing.T) {
+	clock := newFakeClock()
+	e := newEnv(t, redistest.Shared(t).Client(t), session.Options{Events: true, Clock: clock.Now, EventsGrace: time.Second})
+	ctx := context.Background()
+	for _, user := range []string{"slider", ""} {
+		s, err := e.store.Create(ctx, user, nil, session.CreateOptions{IdleTimeout: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		clock.Add(50 * time.Second)
+		if _, err := e.store.Get(ctx, s.ID()); err != nil { // the touch is due: it slides
+			t.Fatal(err)
+		}
+		expireTime := func(k string) int64 {
+			t.Helper()
+			v, err := e.rdb.Do(ctx, "PEXPIRETIME", k).Int64()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+		var sess int64
+		idx := map[string]int64{}
+		for _, k := range keysWith(t, e.rdb, e.opts.Prefix) {
+			switch {
+			case strings.Contains(k, ":s:"+s.Info().Handle):
+				sess = expireTime(k)
+			case strings.HasSuffix(k, ":u"), strings.HasSuffix(k, ":ue"), strings.HasSuffix(k, ":a"), strings.HasSuffix(k, ":ae"):
+				if strings.Contains(k, "{"+s.ID()[:21]) { // the tag: the token's first 16 bytes
+					idx[k[strings.LastIndexByte(k, ':'):]] = expireTime(k)
+				}
+			}
+		}
+		kinds := []string{":u", ":ue"}
+		if user == "" {
+			kinds = []string{":a", ":ae"}
+		}
+		if sess <= 0 || len(idx) != 2 {
+			t.Fatalf("user %q: session expires at %d, index keys %v", user, sess, idx)
+		}
+		for _, kind := range kinds {
+			if idx[kind] < sess+1000 {
+				t.Errorf("user %q: %s expires at %d, before the session's expiry %d plus the grace", user, kind, idx[kind], sess)
+			}
+		}
+	}
+}
+
+// TestEventsDeleteAll: DeleteAll and DeleteMany report each session they
+// delete as revoked/delete, a user's and an anonymous one alike, and
+// leave no index or side record behind: only the event stream remains.
+func TestEventsDeleteAll(t *testing.T) {
+	const n = 5
+	e := newEnv(t, redistest.Shared(t).Client(t), session.Options{Events: true})
+	ctx := context.Background()
+	c := subscribe(t, e.store, session.EventOptions{Group: "ops", From: session.FromOldest, Poll: 20 * time.Millisecond, Sweep: -1})
+	var many []string
+	for i := range n {
+		for _, user := range []string{fmt.Sprint("u", i), ""} {
+			s, err := e.store.Create(ctx, user, nil, session.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == 0 {
+				many = append(many, s.ID())
+			}
+		}
+	}
+	if k, err := e.store.DeleteMany(ctx, many); err != nil || k != 2 {
+		t.Fatalf("DeleteMany = %d, %v", k, err)
+	}
+	if k, err := e.store.DeleteAll(ctx); err != nil || k != 2*n-2 {
+		t.Fatalf("DeleteAll = %d, %v", k, err)
+	}
+	await(t, c, map[string]int{"created/": 2 * n, "revoked/delete": 2 * n})
+	if keys := keysWith(t, e.rdb, e.opts.Prefix); len(keys) != 1 || keys[0] != e.opts.Prefix+"events" {
+		t.Errorf("keys left: %v, want only the stream", keys)
 	}
 }
