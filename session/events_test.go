@@ -494,6 +494,7 @@ func TestEventsIndexFollowsSlides(t *testing.T) {
 // TestEventsDeleteAll: DeleteAll and DeleteMany report each session they
 // delete as revoked/delete, a user's and an anonymous one alike, and
 // leave no index or side record behind: only the event stream remains.
+// Stats counts no anonymous session's index as a user.
 func TestEventsDeleteAll(t *testing.T) {
 	const n = 5
 	e := newEnv(t, redistest.Shared(t).Client(t), session.Options{Events: true})
@@ -510,6 +511,10 @@ func TestEventsDeleteAll(t *testing.T) {
 				many = append(many, s.ID())
 			}
 		}
+	}
+	// Anonymous sessions' indexes are no users.
+	if stats, err := e.store.Stats(ctx); err != nil || stats.Users != n || stats.Sessions != 2*n {
+		t.Fatalf("Stats = %+v, %v; want %d users, %d sessions", stats, err, n, 2*n)
 	}
 	if k, err := e.store.DeleteMany(ctx, many); err != nil || k != 2 {
 		t.Fatalf("DeleteMany = %d, %v", k, err)
