@@ -222,7 +222,8 @@
 //     failover can roll it back: acknowledged events come again, and a
 //     group created just before may be missing on the new master, where
 //     Subscribe creates it again from the stream's oldest entry, so every
-//     event the stream holds comes again. Such a copy can arrive after
+//     event the stream holds comes again (TestEventsGroupLost destroys a
+//     group under its subscriber). Such a copy can arrive after
 //     later events of its session; distinct events keep their order.
 //
 // Subscribe returns on a Redis error (on a Cluster it reloads the slot map
