@@ -124,7 +124,9 @@ type Options struct {
 	// "Events" in the package documentation. It costs one XADD (and an
 	// HSET or HDEL of a side record) per write, and two small keys per
 	// anonymous session (an index of its own, so its timeout is reported).
-	// Default false: the write scripts run as before, with no stream.
+	// Default false: the write scripts run as before, with no stream. Every
+	// Store on one Prefix must agree: a store without events writes
+	// sessions whose side records the others' scripts and sweeps miss.
 	Events bool
 
 	// EventsMaxLen is the approximate length (XADD MAXLEN ~) each event
