@@ -232,6 +232,41 @@ func TestBrowserSessionsAndDashboard(t *testing.T) {
 		t.Fatalf("revoked laptop was not sent to sign in: %v", err)
 	}
 
+	// The laptop signs in again and signs out: the phone's next page says
+	// that another device of alice's was signed out (the demo hears it from
+	// the session events), where the revoke above, made by the phone
+	// itself, said nothing.
+	signIn(t, laptop, base, "alice")
+	err = chromedp.Do(laptop,
+		chromedp.Navigate(base+"/demo/"),
+		chromedp.WaitVisible(chromedp.ID("logout")),
+		chromedp.Click(chromedp.ID("logout")),
+		chromedp.WaitVisible(chromedp.ID("login")),
+	)
+	if err != nil {
+		t.Fatalf("laptop sign out: %v", err)
+	}
+	for {
+		if err := chromedp.Do(phone, chromedp.Navigate(base+"/demo/sessions")); err != nil {
+			t.Fatal(err)
+		}
+		notice, err := chromedp.Run(phone, chromedp.Evaluate[string](`(document.querySelector(".notice") || {}).textContent || ""`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(notice, "Another device of yours was signed out.") {
+			break
+		}
+		if notice != "" {
+			t.Fatalf("phone's notice: %q", notice)
+		}
+		select {
+		case <-phone.Done():
+			t.Fatal("the phone never showed that the laptop signed out")
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+
 	// The dashboard counts two live sessions: the phone's, and the anonymous
 	// one the laptop got when sent back to the sign-in form (its CSRF token
 	// lives in a session). One of them has a user.

@@ -238,7 +238,9 @@ func (s *Store) DeleteAll(ctx context.Context) (int, error) {
 					if i < 0 {
 						continue
 					}
-					cmd := scriptDelete.Cmd(ctx, true, []string{k, k[:i] + "}:u"}, []any{s.now(), k[i+len("}:s:"):]})
+					// With events on, the script gets the stream of the
+					// session's slot, so each deletion is a revoked event.
+					cmd := scriptDelete.Cmd(ctx, true, s.keys(tagOfIndex(k[:i+1]), k, k[:i]+"}:u"), []any{s.now(), k[i+len("}:s:"):]})
 					cmds = append(cmds, cmd)
 					_ = p.Process(ctx, repeatable.mark(cmd))
 				}

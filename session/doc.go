@@ -35,6 +35,10 @@
 //	<prefix>{<tag>}:s:<handle>   string: one session
 //	<prefix>{<tag>}:u            sorted set: the user's index, member <handle>, score = expiry (ms)
 //
+// and with Options.Events (see "Events"): "<prefix>{<tag>}:ue", the hash
+// of side records of a user's index; "<prefix>{<tag>}:a" and ":ae", the
+// index of an anonymous session and its side records; the event streams.
+//
 // tag is base64url of 16 bytes: HMAC-SHA256(Options.UserKey, userID) (or a
 // domain-separated SHA-256 without a key) for a user, 16 random bytes for
 // an anonymous session. A user ID never appears in a key, so no user ID can
@@ -150,10 +154,11 @@
 // # Events
 //
 // With Options.Events, subscribers in every application instance learn
-// that a session with a user was created, rotated, revoked (Delete,
-// DeleteMany, DeleteByUser, RevokeHandle, the MaxPerUser cap) or ended by
-// its idle or absolute timeout, with the session's user and handle, never
-// its ID (TestEventsEveryCause scans the streams for every ID):
+// that a session was created, rotated, revoked (Delete, DeleteMany,
+// DeleteAll, DeleteByUser, RevokeHandle, the MaxPerUser cap) or ended by
+// its idle or absolute timeout, with the session's user (empty for an
+// anonymous session) and handle, never its ID (TestEventsEveryCause scans
+// the streams for every ID; TestEventsDeleteAll):
 //
 //	store, _ := session.New(rdb, session.Options{Events: true})
 //	go store.Subscribe(ctx, session.EventOptions{Group: hostname}, func(ctx context.Context, ev session.Event) error {
@@ -169,12 +174,20 @@
 // the tag chosen to hash to that slot: TestKeySlot), and a subscriber
 // reads all 16384 in one pipeline per poll (one round trip per master,
 // 16384 commands: hence a default EventOptions.Poll of one second there);
-// elsewhere there is one stream, "<prefix>events". Anonymous sessions have
-// no events. Each stream is trimmed with XADD MAXLEN ~ Options.EventsMaxLen
+// elsewhere there is one stream, "<prefix>events". Each stream is trimmed
+// with XADD MAXLEN ~ Options.EventsMaxLen
 // (TestEventsTrimmedAndNamesChecked): a group that falls further behind
 // loses the oldest events. Events are opt-in: without them the scripts
 // write no stream and every operation keeps its one round trip
 // (TestEventsOptIn counts both).
+//
+// Anonymous sessions have every event a user's session has, with an empty
+// Event.UserID (TestEventsEveryCause counts them). For their timeouts to
+// be reported, each is indexed, with events on, alone in an index of its
+// own random tag, "<prefix>{<tag>}:a" with its side record "...:ae" (see
+// below): two small keys per anonymous session, written by the same
+// scripts, so no extra round trip. Stats does not count them as users
+// (TestEventsDeleteAll).
 //
 // Subscribe reads with a consumer group per EventOptions.Group (give each
 // instance its own: every group gets every event) and acknowledges an
@@ -182,32 +195,59 @@
 // per session (a session's events share one stream: TestEventsEveryCause
 // checks the order): an event whose handler failed, or whose subscriber
 // died before acknowledging it, comes again to the same Group and
-// Consumer (Event.ID tells copies apart). Apart from a failover (below),
-// those are the only duplicates:
+// Consumer. Apart from a failover (below), those are the only duplicates:
 // a write script re-sent by a retry finds its change made and emits
-// nothing. Events survive a server killed with SIGKILL and restarted with
-// AOF (appendfsync always; with the default everysec, up to a second of
-// writes, events included, can go: TestEventsSurviveRestart), and a
-// Sentinel failover with DurableReplicas (TestEventsSurviveFailover).
-// Without durable writes a failover can lose the last writes and their
-// events together, and roll back a group's acknowledgements (more
-// duplicates); a subscriber may have seen an event whose change the
-// failover then lost. Subscribe returns on a Redis error: subscribe again
-// (on a Cluster it reloads the slot map first).
-// A Manager's subscribers use its store: Manager.Store().Subscribe.
+// nothing. Event.ID and Event.Handle together tell copies apart (an ID
+// alone is unique only within one stream, and see below). Events survive
+// a server killed with SIGKILL and restarted with AOF (appendfsync always;
+// with the default everysec, up to a second of writes, events included,
+// can go: TestEventsSurviveRestart), a Sentinel failover with
+// DurableReplicas (TestEventsSurviveFailover), and a Cluster failover
+// (a master killed, its replica promoted) with DurableReplicas: N sessions
+// ended by each cause before the failover and N after give 2N events of
+// that cause, in order per session (TestEventsSurviveClusterFailover).
+//
+// What a failover does to events, on Sentinel and Cluster alike. Replication is
+// asynchronous: the new master has what the old one had sent it.
+//
+//   - An event is lost exactly when its change is: with DurableReplicas,
+//     only a write that failed with ErrNotDurable (outcome unknown) can be
+//     lost, and then with its event; without, the last writes before the
+//     failover (the replication lag) can be lost with their events. A
+//     subscriber may already have read such an event from the old master:
+//     it has seen an event whose change no longer exists.
+//   - The new master may then give a lost entry's ID to a new event: Event.ID
+//     repeats, with another Handle.
+//   - Group state (XGROUP CREATE, reads, XACK) is never WAITed for, so a
+//     failover can roll it back: acknowledged events come again, and a
+//     group created just before may be missing on the new master, where
+//     Subscribe creates it again from the stream's oldest entry, so every
+//     event the stream holds comes again (TestEventsGroupLost destroys a
+//     group under its subscriber). Such a copy can arrive after
+//     later events of its session; distinct events keep their order.
+//
+// Subscribe returns on a Redis error (on a Cluster it reloads the slot map
+// first): subscribe again. It checks ctx between Redis calls, so it
+// returns within one call of ctx's end (each call bounded by the client's
+// timeouts and retries). A Manager's Subscribe does the subscribing again
+// itself, logging each failure, until its owner ends ctx
+// (TestManagerSubscribe).
 //
 // Timeouts happen with no script running: Redis drops the key. With events
-// on, the user's index keeps a small side record per session (deadline and
-// user) and outlives its last session by Options.EventsGrace. Any script
-// that meets an index entry past its expiry, and the sweep (Cleanup, which
-// Subscribe runs every EventOptions.Sweep, 30 s by default), emits
-// "expired" with cause "idle" or "absolute" and removes the entry in the
-// same script, so each timeout is reported once. A timeout event arrives
-// within the sweep interval (plus one poll) after the timeout, as long as
-// the interval is below EventsGrace (TestEventsEveryCause sweeps with
-// Cleanup). A session whose key vanished before
-// its expiry (eviction, a DEL by hand) is reported by the sweep as
-// "revoked" with cause "vanished".
+// on, the session's index keeps a small side record per session (deadline
+// and user, in the hash "<index>e") and outlives its last session by
+// Options.EventsGrace; every write and touch of the session rewrites the
+// record and moves both keys' expiry (TestEventsIndexFollowsSlides). Any
+// script that meets an index entry past its expiry, and the sweep
+// (Cleanup, which Subscribe runs every EventOptions.Sweep, 30 s by
+// default), emits "expired" with cause "idle" or "absolute" and removes
+// the entry in the same script, so each timeout is reported once, a
+// rotated session's under its new handle. A timeout event arrives within
+// the sweep interval (plus one poll) after the timeout, as long as the
+// interval is below EventsGrace (TestEventsEveryCause sweeps with
+// Cleanup). A session whose key vanished before its expiry (eviction, a
+// DEL by hand) is reported by the sweep as "revoked" with cause
+// "vanished".
 //
 // # Stored data
 //

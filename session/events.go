@@ -44,11 +44,12 @@ const (
 	EventExpired EventKind = "expired"
 )
 
-// Event is one lifecycle event of a session with a user. It never carries
-// the session's ID (its token): Handle is the SHA-256 of the token, as
-// Info.Handle and ListByUser show it.
+// Event is one lifecycle event of a session. It never carries the
+// session's ID (its token): Handle is the SHA-256 of the token, as
+// Info.Handle and ListByUser show it. UserID is empty for an anonymous
+// session.
 type Event struct {
-	ID        string // stream entry ID: unique per stream, for deduplication
+	ID        string // stream entry ID: with Handle, tells copies apart (see Subscribe)
 	Kind      EventKind
 	Cause     string
 	UserID    string
@@ -68,7 +69,7 @@ func parseEvent(m redis.XMessage) (Event, error) {
 		return ev, fmt.Errorf("%w: event %s: unknown kind", ErrCorrupt, m.ID)
 	}
 	ms, err := strconv.ParseInt(str("t"), 10, 64)
-	if err != nil || ev.Handle == "" || ev.UserID == "" {
+	if err != nil || ev.Handle == "" {
 		return ev, fmt.Errorf("%w: event %s", ErrCorrupt, m.ID)
 	}
 	ev.At = time.UnixMilli(ms)
@@ -108,7 +109,7 @@ func (s *Store) streams() []string {
 	return out
 }
 
-// tagOfIndex returns the tag of an index key "<prefix>{<tag>}:u".
+// tagOfIndex returns the tag of a key "<prefix>{<tag>}...".
 func tagOfIndex(k string) string {
 	i := strings.IndexByte(k, '{')
 	j := strings.LastIndexByte(k, '}')
@@ -184,6 +185,8 @@ type EventOptions struct {
 	Sweep time.Duration
 }
 
+var errEventsOff = errors.New("session: subscribe: Options.Events is off")
+
 // ErrBadGroup reports an EventOptions.Group or Consumer that is not a
 // plain name.
 var ErrBadGroup = errors.New("session: bad event group or consumer name")
@@ -207,11 +210,20 @@ func validName(s string) bool {
 // order and a session's events all go to one stream (a Rotate keeps the
 // slot). An event is acknowledged (XACK) after fn returns nil; when fn
 // returns an error, or the reader dies first, the event is delivered again
-// (to a reader of the same Group and Consumer): fn may see an event twice,
-// and Event.ID tells the copies apart. fn is called from one goroutine.
+// (to a reader of the same Group and Consumer): fn may see an event twice;
+// copies have the same Event.ID and Handle. A failover can also roll back
+// the group's state on the new master (acknowledgements, even the group),
+// and lose the last writes with their events unless Options.DurableReplicas
+// is set: see "Events" in the package documentation. fn is called from one
+// goroutine.
+//
+// Subscribe checks ctx before each Redis call and each stream's batch, so
+// it returns within one Redis call of ctx's end; each call is bounded by
+// the client's timeouts and retries. It returns on the first Redis error:
+// subscribe again (Manager.Subscribe does).
 func (s *Store) Subscribe(ctx context.Context, opts EventOptions, fn func(context.Context, Event) error) error {
 	if !s.opts.Events {
-		return errors.New("session: subscribe: Options.Events is off")
+		return errEventsOff
 	}
 	if opts.Consumer == "" {
 		opts.Consumer = "c"
@@ -265,6 +277,9 @@ func (s *Store) subscribe(ctx context.Context, opts EventOptions, fn func(contex
 	}
 	nextSweep := time.Now()
 	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		if opts.Sweep > 0 && !time.Now().Before(nextSweep) {
 			if _, err := s.Cleanup(ctx); err != nil && ctx.Err() == nil {
 				return fmt.Errorf("session: subscribe: sweep: %w", err)
@@ -350,6 +365,11 @@ func (s *Store) readOnce(ctx context.Context, streams []string, have, pending []
 	for i, c := range cmds {
 		if c == nil {
 			continue
+		}
+		if err := ctx.Err(); err != nil {
+			// The events not handed to fn yet stay unacknowledged: the
+			// group's next reader gets them.
+			return got, err
 		}
 		res, err := c.Result()
 		switch {

@@ -70,8 +70,16 @@ func subscribe(t *testing.T, st *session.Store, opts session.EventOptions) *coll
 	}()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != context.Canceled {
-			t.Errorf("Subscribe returned %v", err)
+		// Subscribe leaves within the client's read timeout of ctx's end:
+		// a Subscribe still running a minute later is a hang, reported
+		// rather than waited for.
+		select {
+		case err := <-done:
+			if err != context.Canceled {
+				t.Errorf("Subscribe returned %v", err)
+			}
+		case <-time.After(time.Minute):
+			t.Errorf("Subscribe still running a minute after its context ended")
 		}
 	})
 	return c
@@ -90,6 +98,40 @@ func await(t *testing.T, c *collector, want map[string]int) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("events: got %v, want %v", got, want)
+}
+
+// checkOrder checks that each session's events come in order: created
+// (or rotated in), then at most one end.
+func checkOrder(t *testing.T, events []session.Event) {
+	t.Helper()
+	state := map[string]int{} // 0 unseen, 1 live, 2 ended
+	seen := map[string]bool{} // Event.ID per handle: a copy is skipped
+	for _, ev := range events {
+		if seen[ev.ID+" "+ev.Handle] {
+			continue
+		}
+		seen[ev.ID+" "+ev.Handle] = true
+		switch ev.Kind {
+		case session.EventCreated:
+			if state[ev.Handle] != 0 {
+				t.Errorf("created after another event of %s", ev.Handle)
+			}
+			state[ev.Handle] = 1
+		case session.EventRotated:
+			if state[ev.OldHandle] != 1 || state[ev.Handle] != 0 {
+				t.Errorf("rotated out of order: %s -> %s", ev.OldHandle, ev.Handle)
+			}
+			state[ev.OldHandle], state[ev.Handle] = 2, 1
+		default:
+			if state[ev.Handle] != 1 {
+				t.Errorf("%s/%s of %s that is not live", ev.Kind, ev.Cause, ev.Handle)
+			}
+			state[ev.Handle] = 2
+		}
+		if ev.At.IsZero() {
+			t.Errorf("event without time: %+v", ev)
+		}
+	}
 }
 
 // streamEntries reads every entry of every event stream under prefix.
@@ -112,7 +154,8 @@ func streamEntries(t *testing.T, rdb redis.UniversalClient, prefix string) []red
 
 // TestEventsEveryCause ends N sessions by each cause and expects exactly N
 // events of that cause (distinct handles), in order per session, with no
-// session ID anywhere in the streams.
+// session ID anywhere in the streams. Anonymous sessions have their events
+// too, with an empty user.
 func TestEventsEveryCause(t *testing.T) {
 	const n = 4
 	clock := newFakeClock()
@@ -131,20 +174,23 @@ func TestEventsEveryCause(t *testing.T) {
 			ids = append(ids, s.ID())
 			return s
 		}
-		// rotated, then deleted: n created, n rotated, n revoked/delete.
-		for range n {
-			s := create("rot", session.CreateOptions{})
-			id, err := st.Rotate(ctx, s.ID())
-			if err != nil {
-				t.Fatal(err)
-			}
-			ids = append(ids, id)
-			if ok, err := st.Delete(ctx, id); err != nil || !ok {
-				t.Fatalf("Delete = %v, %v", ok, err)
-			}
-			// Repeated: no second event.
-			if ok, err := st.Delete(ctx, id); err != nil || ok {
-				t.Fatalf("second Delete = %v, %v", ok, err)
+		// rotated, then deleted: n created, n rotated, n revoked/delete;
+		// the same for n anonymous sessions.
+		for _, user := range []string{"rot", ""} {
+			for range n {
+				s := create(user, session.CreateOptions{})
+				id, err := st.Rotate(ctx, s.ID())
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, id)
+				if ok, err := st.Delete(ctx, id); err != nil || !ok {
+					t.Fatalf("Delete = %v, %v", ok, err)
+				}
+				// Repeated: no second event.
+				if ok, err := st.Delete(ctx, id); err != nil || ok {
+					t.Fatalf("second Delete = %v, %v", ok, err)
+				}
 			}
 		}
 		// log out everywhere: n revoked/user.
@@ -159,50 +205,46 @@ func TestEventsEveryCause(t *testing.T) {
 			create("capped", session.CreateOptions{})
 			clock.Add(time.Millisecond) // distinct creation times: the oldest go
 		}
-		// timeouts, found by the sweep (Cleanup): n idle, n absolute.
-		for range n {
-			create("idle", session.CreateOptions{IdleTimeout: time.Minute})
-			create("abs", session.CreateOptions{AbsoluteTimeout: time.Minute})
+		// timeouts, found by the sweep (Cleanup): n idle, n absolute, and
+		// n idle after a Rotate (the new handle's timeout is reported);
+		// the same for anonymous sessions.
+		for _, users := range [][3]string{{"idle", "abs", "renewed"}, {"", "", ""}} {
+			for range n {
+				create(users[0], session.CreateOptions{IdleTimeout: time.Minute})
+				create(users[1], session.CreateOptions{AbsoluteTimeout: time.Minute})
+				s := create(users[2], session.CreateOptions{IdleTimeout: time.Minute})
+				id, err := st.Rotate(ctx, s.ID())
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, id)
+			}
 		}
 		clock.Add(2 * time.Minute)
 		if _, err := st.Cleanup(ctx); err != nil {
 			t.Fatal(err)
 		}
-		// Anonymous sessions have no events.
-		create("", session.CreateOptions{})
 		await(t, c, map[string]int{
-			"created/":         n + n + 2*n + 2*n,
-			"rotated/":         n,
-			"revoked/delete":   n,
+			"created/":         2*n + n + 2*n + 6*n,
+			"rotated/":         2*n + 2*n,
+			"revoked/delete":   2 * n,
 			"revoked/user":     n,
 			"revoked/limit":    n,
-			"expired/idle":     n,
-			"expired/absolute": n,
+			"expired/idle":     4 * n,
+			"expired/absolute": 2 * n,
 		})
-		// Order per session: created (or rotated in), then one end.
-		state := map[string]int{} // 0 unseen, 1 live, 2 ended
+		// Anonymous sessions: 4n created, 2n rotated, n deleted, 2n idle,
+		// n absolute, each with an empty user; every other event names one.
+		anon := 0
 		for _, ev := range c.all() {
-			switch ev.Kind {
-			case session.EventCreated:
-				if state[ev.Handle] != 0 {
-					t.Errorf("created after another event of %s", ev.Handle)
-				}
-				state[ev.Handle] = 1
-			case session.EventRotated:
-				if state[ev.OldHandle] != 1 || state[ev.Handle] != 0 {
-					t.Errorf("rotated out of order: %s -> %s", ev.OldHandle, ev.Handle)
-				}
-				state[ev.OldHandle], state[ev.Handle] = 2, 1
-			default:
-				if state[ev.Handle] != 1 {
-					t.Errorf("%s/%s of %s that is not live", ev.Kind, ev.Cause, ev.Handle)
-				}
-				state[ev.Handle] = 2
-			}
-			if ev.UserID == "" || ev.At.IsZero() {
-				t.Errorf("event without user or time: %+v", ev)
+			if ev.UserID == "" {
+				anon++
 			}
 		}
+		if anon != 10*n {
+			t.Errorf("%d events of anonymous sessions, want %d", anon, 10*n)
+		}
+		checkOrder(t, c.all())
 		// No token anywhere in the streams, and their length is bounded.
 		entries := streamEntries(t, e.rdb, e.opts.Prefix)
 		if len(entries) == 0 {
@@ -394,4 +436,132 @@ func TestEventsTrimmedAndNamesChecked(t *testing.T) {
 	if n, cmds := e.count.get(); n != 0 {
 		t.Errorf("bad names cost %d round trips %v", n, cmds)
 	}
+}
+
+// TestEventsIndexFollowsSlides: a touch that slides a session's expiry
+// moves its index and side record too, each to the new expiry plus
+// EventsGrace, so a sweep after the session's timeout still finds the
+// record that names its user and cause; for a user's session and an
+// anonymous one.
+func TestEventsIndexFollowsSlides(t *testing.T) {
+	clock := newFakeClock()
+	e := newEnv(t, redistest.Shared(t).Client(t), session.Options{Events: true, Clock: clock.Now, EventsGrace: time.Second})
+	ctx := context.Background()
+	for _, user := range []string{"slider", ""} {
+		s, err := e.store.Create(ctx, user, nil, session.CreateOptions{IdleTimeout: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		clock.Add(50 * time.Second)
+		if _, err := e.store.Get(ctx, s.ID()); err != nil { // the touch is due: it slides
+			t.Fatal(err)
+		}
+		expireTime := func(k string) int64 {
+			t.Helper()
+			v, err := e.rdb.Do(ctx, "PEXPIRETIME", k).Int64()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+		var sess int64
+		idx := map[string]int64{}
+		for _, k := range keysWith(t, e.rdb, e.opts.Prefix) {
+			switch {
+			case strings.Contains(k, ":s:"+s.Info().Handle):
+				sess = expireTime(k)
+			case strings.HasSuffix(k, ":u"), strings.HasSuffix(k, ":ue"), strings.HasSuffix(k, ":a"), strings.HasSuffix(k, ":ae"):
+				if strings.Contains(k, "{"+s.ID()[:21]) { // the tag: the token's first 16 bytes
+					idx[k[strings.LastIndexByte(k, ':'):]] = expireTime(k)
+				}
+			}
+		}
+		kinds := []string{":u", ":ue"}
+		if user == "" {
+			kinds = []string{":a", ":ae"}
+		}
+		if sess <= 0 || len(idx) != 2 {
+			t.Fatalf("user %q: session expires at %d, index keys %v", user, sess, idx)
+		}
+		for _, kind := range kinds {
+			if idx[kind] < sess+1000 {
+				t.Errorf("user %q: %s expires at %d, before the session's expiry %d plus the grace", user, kind, idx[kind], sess)
+			}
+		}
+	}
+}
+
+// TestEventsDeleteAll: DeleteAll and DeleteMany report each session they
+// delete as revoked/delete, a user's and an anonymous one alike, and
+// leave no index or side record behind: only the event stream remains.
+// Stats counts no anonymous session's index as a user.
+func TestEventsDeleteAll(t *testing.T) {
+	const n = 5
+	e := newEnv(t, redistest.Shared(t).Client(t), session.Options{Events: true})
+	ctx := context.Background()
+	c := subscribe(t, e.store, session.EventOptions{Group: "ops", From: session.FromOldest, Poll: 20 * time.Millisecond, Sweep: -1})
+	var many []string
+	for i := range n {
+		for _, user := range []string{fmt.Sprint("u", i), ""} {
+			s, err := e.store.Create(ctx, user, nil, session.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == 0 {
+				many = append(many, s.ID())
+			}
+		}
+	}
+	// Anonymous sessions' indexes are no users.
+	if stats, err := e.store.Stats(ctx); err != nil || stats.Users != n || stats.Sessions != 2*n {
+		t.Fatalf("Stats = %+v, %v; want %d users, %d sessions", stats, err, n, 2*n)
+	}
+	if k, err := e.store.DeleteMany(ctx, many); err != nil || k != 2 {
+		t.Fatalf("DeleteMany = %d, %v", k, err)
+	}
+	if k, err := e.store.DeleteAll(ctx); err != nil || k != 2*n-2 {
+		t.Fatalf("DeleteAll = %d, %v", k, err)
+	}
+	await(t, c, map[string]int{"created/": 2 * n, "revoked/delete": 2 * n})
+	if keys := keysWith(t, e.rdb, e.opts.Prefix); len(keys) != 1 || keys[0] != e.opts.Prefix+"events" {
+		t.Errorf("keys left: %v, want only the stream", keys)
+	}
+}
+
+// TestEventsGroupLost: a group that disappears from under its subscriber
+// (as on a new master that never got the XGROUP CREATE: a failover rolled
+// it back) is created again from the stream's oldest entry: every event
+// comes again, and none is lost.
+func TestEventsGroupLost(t *testing.T) {
+	const n = 5
+	e := newEnv(t, redistest.Shared(t).Client(t), session.Options{Events: true})
+	ctx := context.Background()
+	c := subscribe(t, e.store, session.EventOptions{Group: "app", Poll: 20 * time.Millisecond, Sweep: -1})
+	createN(t, e.store, "alice", 1) // the stream exists: the group is made at its end
+	waitFor(t, "the group", func() bool {
+		groups, _ := e.rdb.XInfoGroups(ctx, e.opts.Prefix+"events").Result()
+		return len(groups) == 1
+	})
+	hs := createN(t, e.store, "alice", n)
+	awaitHandles(t, c, hs)
+	if err := e.rdb.XGroupDestroy(ctx, e.opts.Prefix+"events", "app").Err(); err != nil {
+		t.Fatal(err)
+	}
+	hs = append(hs, createN(t, e.store, "bob", n)...)
+	awaitHandles(t, c, hs)
+	// The first n+1 events came again: copies, with the same ID and handle.
+	ids := map[string]int{}
+	for _, ev := range c.all() {
+		ids[ev.ID+" "+ev.Handle]++
+	}
+	twice := 0
+	for _, k := range ids {
+		if k == 2 {
+			twice++
+		}
+	}
+	if twice < n {
+		t.Errorf("%d events delivered twice, want at least %d (the group began again at the oldest)", twice, n)
+	}
+	checkOrder(t, c.all())
 }

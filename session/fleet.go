@@ -85,10 +85,11 @@ func (s *Store) Cleanup(ctx context.Context) (int, error) {
 		if err := scriptCleanup.Load(ctx, c).Err(); err != nil {
 			return err
 		}
-		return scanAll(ctx, c, pre+"{*}:u", "zset", func(keys []string) error {
+		// ":u": a user's index; ":a": an anonymous session's, with events on.
+		return scanAll(ctx, c, pre+"{*}:[ua]", "zset", func(keys []string) error {
 			cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
 				for _, k := range keys {
-					base := strings.TrimSuffix(k, ":u") + ":s:"
+					base := k[:len(k)-len(":u")] + ":s:"
 					scriptCleanup.EvalSha(ctx, p, s.keys(tagOfIndex(k), k), s.now(), base)
 				}
 				return nil

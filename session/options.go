@@ -119,11 +119,14 @@ type Options struct {
 	Tracer Tracer
 
 	// Events, when true, makes every write script append a lifecycle event
-	// (created, rotated, revoked, expired) of a session with a user to an
-	// event stream, in the same script as the change: see Store.Subscribe
-	// and "Events" in the package documentation. It costs one XADD (and an
-	// HSET or HDEL of a side record) per write. Default false: the write
-	// scripts run as before, with no stream.
+	// (created, rotated, revoked, expired) of the session to an event
+	// stream, in the same script as the change: see Store.Subscribe and
+	// "Events" in the package documentation. It costs one XADD (and an
+	// HSET or HDEL of a side record) per write, and two small keys per
+	// anonymous session (an index of its own, so its timeout is reported).
+	// Default false: the write scripts run as before, with no stream. Every
+	// Store on one Prefix must agree: a store without events writes
+	// sessions whose side records the others' scripts and sweeps miss.
 	Events bool
 
 	// EventsMaxLen is the approximate length (XADD MAXLEN ~) each event

@@ -26,9 +26,12 @@ end
 -- Events (Options.Events, events.go). With events on, ARGV[1] is
 -- "now,maxlen,grace" and the event stream is the key after the script's
 -- own keys; setup reads both. emit appends one event to the stream, in the
--- same script as the change it reports. Only sessions with a user have
--- events. The side hash idx..'e' keeps, per indexed handle,
--- "deadline,user", so a timeout found by trim names its user and cause.
+-- same script as the change it reports. Every session has events; an
+-- anonymous one's name an empty user. The side hash idx..'e' keeps, per
+-- indexed handle, "deadline,user", so a timeout found by trim names its user
+-- and cause. With events on, an anonymous session is indexed too, alone in
+-- the index "<prefix>{<tag>}:a" of its own random tag (ixof), so that the
+-- sweep reports its timeout as it does a user's.
 local EV, EVMAX, EVGRACE = nil, '0', 0
 
 local function setup(nkeys)
@@ -41,8 +44,18 @@ local function setup(nkeys)
 end
 
 local function emit(kind, cause, h, user, at, old)
-  if not EV or user == '' then return end
+  if not EV then return end
   redis.call('XADD', EV, 'MAXLEN', '~', EVMAX, '*', 'k', kind, 'c', cause, 'h', h, 'u', user, 't', fmt(at), 'o', old or '')
+end
+
+-- ixof returns the index of a session of user u, given its user index
+-- idx ("<prefix>{<tag>}:u"): idx for a user; for an anonymous session,
+-- with events on, "<prefix>{<tag>}:a" (same tag, so same slot), and nil
+-- without events (an anonymous session is not indexed).
+local function ixof(idx, u)
+  if u ~= '' then return idx end
+  if EV then return string.sub(idx, 1, -2) .. 'a' end
+  return nil
 end
 
 -- unindex removes h from the user's index (and its side record).
@@ -172,8 +185,11 @@ local function kill(k, idx, h, now, m)
     local exp = math.min(m.s + m.i, m.a)
     emit('expired', (m.a <= m.s + m.i) and 'absolute' or 'idle', h, m.u, exp)
   end
-  unindex(idx, h)
-  trim(idx, now)
+  local ix = ixof(idx, m.u)
+  if ix then
+    unindex(ix, h)
+    trim(ix, now)
+  end
 end
 
 -- live returns the metadata of a session that is alive, deleting it when it
@@ -191,10 +207,11 @@ end
 local function store(k, idx, h, m, exp, now)
   local raw = encode(m)
   redis.call('SET', k, raw, 'PXAT', fmt(exp))
-  if m.u ~= '' then
-    redis.call('ZADD', idx, fmt(exp), h)
-    if EV then redis.call('HSET', idx .. 'e', h, fmt(m.a) .. ',' .. m.u) end
-    trim(idx, now)
+  local ix = ixof(idx, m.u)
+  if ix then
+    redis.call('ZADD', ix, fmt(exp), h)
+    if EV then redis.call('HSET', ix .. 'e', h, fmt(m.a) .. ',' .. m.u) end
+    trim(ix, now)
   end
   return raw
 end
@@ -203,17 +220,29 @@ end
 -- deadline). It returns the expiry and the stored string. A slide only
 -- moves an expiry later, so the index needs no trim here: its TTL follows
 -- the latest member (PEXPIREAT GT), and members that expired are trimmed
--- by the next Create, ListByUser, DeleteByUser or Cleanup.
+-- by the next Create, ListByUser, DeleteByUser or Cleanup. With events on,
+-- the side record is written too (a Rotate's new handle has none yet, an
+-- Extend moves the deadline), and the index and side hash live on for the
+-- grace, as trim leaves them.
 local function slide(k, idx, h, m, now)
   m.s = now
   local exp = math.min(now + m.i, m.a)
   local raw = encode(m)
   redis.call('SET', k, raw, 'PXAT', fmt(exp))
-  if m.u ~= '' then
-    redis.call('ZADD', idx, fmt(exp), h)
-    -- GT leaves a key without TTL as it is: give a new index its first.
-    if redis.call('PEXPIREAT', idx, fmt(exp), 'GT') == 0 and redis.call('PTTL', idx) == -1 then
-      redis.call('PEXPIREAT', idx, fmt(exp))
+  local ix = ixof(idx, m.u)
+  if ix then
+    redis.call('ZADD', ix, fmt(exp), h)
+    local keys = {ix}
+    if EV then
+      redis.call('HSET', ix .. 'e', h, fmt(m.a) .. ',' .. m.u)
+      keys[2] = ix .. 'e'
+    end
+    local until_ = fmt(exp + EVGRACE)
+    for _, key in ipairs(keys) do
+      -- GT leaves a key without TTL as it is: give a new one its first.
+      if redis.call('PEXPIREAT', key, until_, 'GT') == 0 and redis.call('PTTL', key) == -1 then
+        redis.call('PEXPIREAT', key, until_)
+      end
     end
   end
   return exp, raw
@@ -330,7 +359,8 @@ m.v = m.v + 1
 -- anything removed the TTL.
 local exp = math.min(m.s + m.i, m.a)
 redis.call('SET', k, encode(m), 'PXAT', fmt(exp))
-if m.u ~= '' then trim(idx, now) end
+local ix = ixof(idx, m.u)
+if ix then trim(ix, now) end
 return {fmt(now), fmt(exp), m.v}
 `)
 
@@ -339,9 +369,13 @@ var scriptDelete = retry.NewScript(luaCommon + `
 local now = setup(2)
 local m = EV and meta(KEYS[1])
 local n = redis.call('DEL', KEYS[1])
-unindex(KEYS[2], ARGV[2])
+-- Without events m is not read: the user index is the one to clean (an
+-- anonymous session has none, and ZREM of a missing key is harmless).
+local ix = KEYS[2]
+if m then ix = ixof(KEYS[2], m.u) end
+unindex(ix, ARGV[2])
 if n == 1 and m then emit('revoked', 'delete', ARGV[2], m.u, now) end
-trim(KEYS[2], now)
+trim(ix, now)
 return n
 `)
 
@@ -375,7 +409,8 @@ end
 if dead(m, now) then kill(old, idx, ARGV[2], now, m) return nil end
 redis.call('RENAME', old, new)
 m.v = m.v + 1
-if m.u ~= '' then unindex(idx, ARGV[2]) end
+local ix = ixof(idx, m.u)
+if ix then unindex(ix, ARGV[2]) end
 local exp = slide(new, idx, ARGV[3], m, now)
 emit('rotated', '', ARGV[3], m.u, now, ARGV[2])
 return {fmt(now), fmt(exp)}

@@ -45,6 +45,7 @@ type app struct {
 	cache    *cache.Cache
 	slow     *cache.Typed[json.RawMessage] // the slow endpoint's answers, near tier in front
 	demo     bool
+	notices  *notices // the demo's "your other device was signed out"
 	registry *prometheus.Registry
 
 	snap      atomic.Pointer[[]byte] // latest snapshot as JSON
@@ -54,11 +55,14 @@ type app struct {
 	closeOnce sync.Once
 	stop      context.CancelFunc
 	done      chan struct{} // closed when the sampler has returned
+	evDone    chan struct{} // closed when the demo's event subscriber has returned
 }
 
 func newApp(client *rediskit.Client, logger *slog.Logger, errs *errorLog, demo bool) (*app, error) {
 	rdb := client.Redis()
-	store, err := session.New(rdb, session.Options{Prefix: "rediskit:demo:session:"})
+	// Events feed the demo's "your other device was signed out"; the cap
+	// (the oldest of eleven devices goes) is one of its causes.
+	store, err := session.New(rdb, session.Options{Prefix: "rediskit:demo:session:", Events: demo, MaxPerUser: 10})
 	if err != nil {
 		return nil, err
 	}
@@ -77,6 +81,8 @@ func newApp(client *rediskit.Client, logger *slog.Logger, errs *errorLog, demo b
 		registry: prometheus.NewRegistry(),
 		streams:  make(chan struct{}),
 		done:     make(chan struct{}),
+		evDone:   make(chan struct{}),
+		notices:  newNotices(),
 	}
 	a.manager = session.NewManager(store, session.ManagerOptions{
 		// serve speaks plain HTTP; put TLS in front to get Secure cookies.
@@ -94,14 +100,28 @@ func newApp(client *rediskit.Client, logger *slog.Logger, errs *errorLog, demo b
 	a.stop = cancel
 	a.sample(ctx, nil) // the first snapshot is there before the first request
 	go a.sampler(ctx)
+	go func() {
+		defer close(a.evDone)
+		if !demo {
+			return
+		}
+		// Until Close: Manager.Subscribe subscribes again after Redis
+		// errors (logged), and returns when ctx ends.
+		err := a.manager.Subscribe(ctx, session.EventOptions{Group: demoGroup()}, a.notices.add)
+		if ctx.Err() == nil {
+			a.logger.Error("demo: session events stopped", "err", err)
+			a.errs.add("session events: " + err.Error())
+		}
+	}()
 	return a, nil
 }
 
-// Close stops the sampler and releases the demo's store and cache.
+// Close stops the sampler and the event subscriber and releases the demo's store and cache.
 func (a *app) Close() {
 	a.stopStreams()
 	a.stop()
 	<-a.done
+	<-a.evDone
 	_ = a.cache.Close()
 	_ = a.sessions.Close()
 }

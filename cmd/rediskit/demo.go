@@ -36,6 +36,12 @@ const (
 	keyUser  = "user"
 	keyCSRF  = "csrf"
 	keyFlash = "flash"
+	// keySeen: until when (Unix ms) this device has shown the notices of
+	// the user's other devices; keyRevoked: the handles this device
+	// revoked itself (space-separated, the latest few), whose notices it
+	// does not show.
+	keySeen    = "notices_seen"
+	keyRevoked = "revoked_here"
 )
 
 // slowLoadTime is how long the demo's slow endpoint takes on a cache miss.
@@ -56,7 +62,8 @@ type demoPage struct {
 	User     string
 	CSRF     string
 	Flash    string
-	Current  string // handle of this request's session
+	Notices  []notice // the user's other devices signed out since the last page
+	Current  string   // handle of this request's session
 	Sessions []session.Info
 }
 
@@ -69,11 +76,29 @@ func (a *app) page(w http.ResponseWriter, r *http.Request, name string, p demoPa
 	}
 	if info, ok := a.manager.Info(ctx); ok {
 		p.Current = info.Handle
+		if p.User != "" {
+			p.Notices = a.unseenNotices(ctx, p.User, info)
+		}
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	if err := demoTmpl.ExecuteTemplate(w, name, p); err != nil {
 		a.logger.Error("demo template", "page", name, "err", err)
 	}
+}
+
+// unseenNotices returns the notices of the user's other devices signed out
+// since this device's session began and since it last showed one, and
+// marks them shown (saved with the session, before the page is written).
+func (a *app) unseenNotices(ctx context.Context, user string, info session.Info) []notice {
+	after := info.CreatedAt
+	if seen := time.UnixMilli(a.manager.GetInt64(ctx, keySeen)); seen.After(after) {
+		after = seen
+	}
+	list := a.notices.since(user, after, a.manager.GetString(ctx, keyRevoked))
+	if len(list) > 0 {
+		a.manager.Put(ctx, keySeen, list[len(list)-1].At.UnixMilli())
+	}
+	return list
 }
 
 func (a *app) demoHome(w http.ResponseWriter, r *http.Request) { a.page(w, r, "home.html", demoPage{}) }
@@ -127,10 +152,17 @@ func (a *app) demoRevoke(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/demo/", http.StatusSeeOther)
 		return
 	}
-	ok, err := a.sessions.RevokeHandle(ctx, user, r.PostFormValue("handle"))
+	handle := r.PostFormValue("handle")
+	ok, err := a.sessions.RevokeHandle(ctx, user, handle)
 	if err != nil {
 		a.fail(w, r, "revoke", err)
 		return
+	}
+	if ok {
+		// This device did it: it needs no notice of it.
+		mine := strings.Fields(a.manager.GetString(ctx, keyRevoked))
+		mine = append(mine[max(0, len(mine)-maxNoticesPerUser+1):], handle)
+		a.manager.Put(ctx, keyRevoked, strings.Join(mine, " "))
 	}
 	if info, cur := a.manager.Info(ctx); cur && info.Handle == r.PostFormValue("handle") {
 		// Revoking this very device is signing out.

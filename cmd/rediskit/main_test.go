@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -341,4 +343,49 @@ func forEachTopology(t *testing.T, f func(t *testing.T, rdb redis.UniversalClien
 		c := redistest.SharedCluster(t)
 		f(t, c.Client(t), "redis-cluster://"+strings.Join(c.Addrs(), ","))
 	})
+}
+
+// TestSessionsRevokeEmitsEvents: with --events, an operator's revoke is a
+// revoked event that the application's subscribers receive, as if the
+// application had revoked the session itself.
+func TestSessionsRevokeEmitsEvents(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	ctx := context.Background()
+	prefix := redistest.Prefix(t)
+	store, err := session.New(rdb, session.Options{Prefix: prefix, Events: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	var handles []string
+	for range 2 {
+		s, err := store.Create(ctx, "alice", nil, session.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		handles = append(handles, s.Info().Handle)
+	}
+	cli(t, nil, "sessions", "revoke", "--user", "alice", "--events", "--redis", "redis://"+srv.Addr, "--prefix", prefix).want(t, exitOK)
+	got := map[string]bool{}
+	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	err = store.Subscribe(sctx, session.EventOptions{Group: "app", From: session.FromOldest, Sweep: -1}, func(_ context.Context, ev session.Event) error {
+		if ev.Kind == session.EventRevoked && ev.Cause == "user" {
+			got[ev.Handle] = true
+		}
+		if len(got) == len(handles) {
+			cancel()
+		}
+		return nil
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Subscribe: %v; revoked events for %d of %d sessions", err, len(got), len(handles))
+	}
+	for _, h := range handles {
+		if !got[h] {
+			t.Errorf("no revoked event for %s", h)
+		}
+	}
 }

@@ -22,7 +22,7 @@ func runSessions(ctx context.Context, e *env, args []string) error {
            only says what would be revoked
   cleanup  prune per-user index entries of expired sessions, on every master
   stats    count sessions, users and index entries`,
-		"rediskit sessions list --user alice\nrediskit sessions list --all --json\nrediskit sessions revoke --user alice --json\nrediskit sessions revoke --id <session id>\nrediskit sessions revoke --all --dry-run\nrediskit sessions revoke --all --yes --json\nrediskit sessions cleanup --prefix myapp:session:")
+		"rediskit sessions list --user alice\nrediskit sessions list --all --json\nrediskit sessions revoke --user alice --json\nrediskit sessions revoke --id <session id>\nrediskit sessions revoke --all --dry-run\nrediskit sessions revoke --all --yes --json\nrediskit sessions cleanup --prefix myapp:session:\nrediskit sessions revoke --user alice --events --prefix rediskit:demo:session:")
 	url := redisFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	prefix := fs.String("prefix", "session:", "key `prefix` of the session store (session.Options.Prefix)")
@@ -32,6 +32,7 @@ func runSessions(ctx context.Context, e *env, args []string) error {
 	all := fs.Bool("all", false, "list or revoke: every session of every user")
 	yes := fs.Bool("yes", false, "revoke --all: do not ask for confirmation")
 	dry := fs.Bool("dry-run", false, "revoke --all: say what would be revoked, revoke nothing")
+	events := fs.Bool("events", false, "the store has session events on (session.Options.Events): revoke and cleanup then emit them, as the application's own store does")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -60,7 +61,7 @@ func runSessions(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer c.Close()
-	store, err := session.New(c.Redis(), session.Options{Prefix: *prefix})
+	store, err := session.New(c.Redis(), session.Options{Prefix: *prefix, Events: *events})
 	if err != nil {
 		return withCode(exitUsage, err)
 	}
