@@ -471,6 +471,13 @@ func awaitReplica(s *redistest.Sentinel) error {
 	if err := awaitLink(s.Replica); err != nil {
 		return fmt.Errorf("%w; deployment: %s", err, s.Describe(context.Background()))
 	}
+	// A link that is up does not mean the master streams to it yet: a
+	// failover in that window would lose writes from before it.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := s.Master.AwaitStreaming(ctx); err != nil {
+		return fmt.Errorf("%w; deployment: %s", err, s.Describe(context.Background()))
+	}
 	return nil
 }
 
