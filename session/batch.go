@@ -77,24 +77,25 @@ func (s *Store) GetMany(ctx context.Context, ids []string) ([]*Session, error) {
 // DeleteMany deletes the sessions named by ids (and their index entries)
 // in one pipeline of the Delete script: one round trip per node. It
 // returns how many existed. Malformed IDs are skipped. Like Delete it is
-// safe to repeat: a re-sent pipeline finds the sessions gone, and the
-// count is then what the last run found.
+// safe to repeat, and the count survives a re-send of the pipeline after
+// its replies were lost (see Delete).
 func (s *Store) DeleteMany(ctx context.Context, ids []string) (int, error) {
 	if s.isClosed() {
 		return 0, ErrClosed
 	}
-	type del struct{ tag, key, index, handle string }
+	type del struct{ tag, key, handle string }
 	var dels []del
 	for _, id := range ids {
 		p, err := parseToken(s.opts.Prefix, id)
 		if err != nil {
 			continue
 		}
-		dels = append(dels, del{p.tag, p.key, s.indexKey(p.tag), p.handle})
+		dels = append(dels, del{p.tag, p.key, p.handle})
 	}
 	if len(dels) == 0 {
 		return 0, nil
 	}
+	nonce := s.nonce() // one per call: a re-sent pipeline counts what it deleted
 	// run sends the deletes of which in one pipeline; each command carries
 	// its own error.
 	run := func(sha bool, which []int) []*redis.Cmd {
@@ -102,7 +103,7 @@ func (s *Store) DeleteMany(ctx context.Context, ids []string) (int, error) {
 		cmds := make([]*redis.Cmd, len(which))
 		for j, i := range which {
 			d := dels[i]
-			cmds[j] = scriptDelete.Cmd(ctx, sha, s.keys(d.tag, d.key, d.index), []any{s.now(), d.handle})
+			cmds[j] = scriptDelete.Cmd(ctx, sha, s.deleteKeys(d.tag, d.key, d.handle), []any{s.now(), d.handle, nonce})
 			_ = pipe.Process(ctx, repeatable.mark(cmds[j]))
 		}
 		_, _ = pipe.Exec(ctx)
@@ -240,7 +241,8 @@ func (s *Store) DeleteAll(ctx context.Context) (int, error) {
 					}
 					// With events on, the script gets the stream of the
 					// session's slot, so each deletion is a revoked event.
-					cmd := scriptDelete.Cmd(ctx, true, s.keys(tagOfIndex(k[:i+1]), k, k[:i]+"}:u"), []any{s.now(), k[i+len("}:s:"):]})
+					h := k[i+len("}:s:"):]
+					cmd := scriptDelete.Cmd(ctx, true, s.deleteKeys(tagOfIndex(k[:i+1]), k, h), []any{s.now(), h, ""})
 					cmds = append(cmds, cmd)
 					_ = p.Process(ctx, repeatable.mark(cmd))
 				}

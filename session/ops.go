@@ -213,7 +213,10 @@ func (s *Store) updateSealed(ctx context.Context, id string, set map[string]seal
 }
 
 // Delete removes a session and its index entry. Deleting a missing session
-// is not an error; the result says whether one existed.
+// is not an error; the result says whether one existed, also when the call
+// was re-sent after its reply was lost and the re-send found the session
+// gone: the deletion leaves a 10-second tombstone naming the call, which
+// the re-send recognises (TestLostReplyMatrix, session.Delete).
 func (s *Store) Delete(ctx context.Context, id string) (found bool, err error) {
 	ctx, sp := s.trace(ctx, opDelete)
 	defer func() { sp.SetBool(AttrFound, found); sp.Done(err) }()
@@ -224,7 +227,7 @@ func (s *Store) Delete(ctx context.Context, id string) (found bool, err error) {
 	if s.isClosed() {
 		return false, ErrClosed
 	}
-	n, err := s.write(ctx, scriptDelete, repeatable, s.keys(p.tag, p.key, s.indexKey(p.tag)), s.now(), p.handle).Int64()
+	n, err := s.write(ctx, scriptDelete, repeatable, s.deleteKeys(p.tag, p.key, p.handle), s.now(), p.handle, s.nonce()).Int64()
 	if err != nil {
 		return false, wrapWrite("delete", err)
 	}

@@ -364,11 +364,21 @@ if ix then trim(ix, now) end
 return {fmt(now), fmt(exp), m.v}
 `)
 
-// KEYS: session, index. ARGV: now, handle. Returns 1 if a session was deleted.
+// KEYS: session, index, tombstone. ARGV: now, handle, nonce (” for
+// none). Returns 1 if a session was deleted. With a nonce, a deletion
+// leaves a tombstone holding it for tombstoneMs, so that the same call,
+// re-sent after its reply was lost, still answers 1.
 var scriptDelete = retry.NewScript(luaCommon + `
-local now = setup(2)
+local now = setup(3)
 local m = EV and meta(KEYS[1])
 local n = redis.call('DEL', KEYS[1])
+if ARGV[3] ~= '' then
+  if n == 1 then
+    redis.call('SET', KEYS[3], ARGV[3], 'PX', ` + tombstoneMs + `)
+  elseif redis.call('GET', KEYS[3]) == ARGV[3] then
+    return 1
+  end
+end
 -- Without events m is not read: the user index is the one to clean (an
 -- anonymous session has none, and ZREM of a missing key is harmless).
 local ix = KEYS[2]

@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"strconv"
@@ -33,6 +34,9 @@ type Store struct {
 	evArg   string // ",maxlen,grace" of ARGV[1] with Options.Events
 	cluster bool   // event streams per slot (events.go)
 
+	noncePrefix string        // random, per Store (nonce)
+	nonceSeq    atomic.Uint64 // per call
+
 	closeOnce sync.Once
 	closed    chan struct{}
 }
@@ -59,6 +63,9 @@ func New(rdb redis.UniversalClient, opts Options) (*Store, error) {
 		return nil, errors.New("session: Options.DurableReplicas needs a standalone, failover or cluster client: a Ring's shards have no replicas")
 	}
 	s := &Store{rdb: rdb, opts: o, closed: make(chan struct{}), wall: time.Now}
+	var r [12]byte
+	_, _ = rand.Read(r[:]) // crypto/rand.Read never fails on supported platforms
+	s.noncePrefix = b64.EncodeToString(r[:]) + ":"
 	s.fastReads = o.TouchInterval > 0
 	if o.Events {
 		if _, ring := rdb.(*redis.Ring); ring {
@@ -146,6 +153,24 @@ func (s *Store) forEachNode(ctx context.Context, replicas bool, fn func(context.
 func (s *Store) base(tag string) string { return s.opts.Prefix + "{" + tag + "}:s:" }
 
 func (s *Store) indexKey(tag string) string { return s.opts.Prefix + "{" + tag + "}:u" }
+
+// deleteKeys returns the keys of the Delete script for the session key of
+// handle under tag: session, index, tombstone ("<prefix>{<tag>}:d:<handle>"),
+// and the event stream when events are on.
+func (s *Store) deleteKeys(tag, key, handle string) []string {
+	return s.keys(tag, key, s.indexKey(tag), s.opts.Prefix+"{"+tag+"}:d:"+handle)
+}
+
+// tombstoneMs is how long a deletion's tombstone lives: longer than any
+// re-send of the same call (the client's retries back off for well under a
+// second), short enough that tombstones cost little.
+const tombstoneMs = "10000"
+
+// nonce returns a value unique to one call of this Store across processes:
+// a random per-Store prefix and a counter.
+func (s *Store) nonce() string {
+	return s.noncePrefix + strconv.FormatUint(s.nonceSeq.Add(1), 36)
+}
 
 // The seam to Manager. Manager keeps a request's values sealed (record.go)
 // from Put to the save, so each is encoded once, and uses the Store through

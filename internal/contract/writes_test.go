@@ -240,7 +240,13 @@ var sessionWrites = []writeCase{
 	{name: "session.Delete", pattern: script,
 		setup: func(t *testing.T, ctx context.Context, f *fixture) any { return mustCreate(t, ctx, f.dstore, "u") },
 		run: func(ctx context.Context, f *fixture, st any) (any, error) {
-			return f.store.Delete(ctx, st.(*session.Session).ID())
+			// A re-send after the lost reply finds the session gone: the
+			// answer must still be "found" (the deletion's tombstone).
+			found, err := f.store.Delete(ctx, st.(*session.Session).ID())
+			if err == nil && !found {
+				return nil, errors.New("Delete of a live session answered not found")
+			}
+			return found, err
 		},
 		check: func(t *testing.T, ctx context.Context, f *fixture, st, _ any) {
 			mustBeGone(t, ctx, f.dstore, st.(*session.Session).ID())
