@@ -35,6 +35,7 @@
 //	<prefix>{<tag>}:s:<handle>   string: one session
 //	<prefix>{<tag>}:u            sorted set: the user's index, member <handle>, score = expiry (ms)
 //	<prefix>{<tag>}:d:<handle>   string, 10 s: the tombstone of a Delete (see Store.Delete)
+//	<prefix>{<tag>}:d:u:<call>   string, 10 s: the tombstone of a DeleteByUser or RevokeHandle
 //
 // and with Options.Events (see "Events"): "<prefix>{<tag>}:ue", the hash
 // of side records of a user's index; "<prefix>{<tag>}:a" and ":ae", the

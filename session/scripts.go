@@ -450,12 +450,15 @@ trim(idx, now)
 return out
 `)
 
-// KEYS: index. ARGV: now, base, user, handle (” = all).
-// Deletes the user's sessions (or the one with the handle) and returns how
-// many existed.
+// KEYS: index, this call's tombstone. ARGV: now, base, user, handle (” =
+// all). Deletes the user's sessions (or the one with the handle) and returns
+// how many existed. The count is kept in the call's tombstone for
+// tombstoneMs, so the same call re-sent after a lost reply answers it again.
 var scriptDeleteUser = retry.NewScript(luaCommon + `
-local now = setup(1)
+local now = setup(2)
 local idx, base, user, only = KEYS[1], ARGV[2], ARGV[3], ARGV[4]
+local done = redis.call('GET', KEYS[2])
+if done then return tonumber(done) end
 local members
 if only ~= '' then members = {only} else members = redis.call('ZRANGE', idx, 0, -1) end
 local n = 0
@@ -472,6 +475,7 @@ for _, h in ipairs(members) do
   end
 end
 trim(idx, now)
+if n > 0 then redis.call('SET', KEYS[2], n, 'PX', ` + tombstoneMs + `) end
 return n
 `)
 

@@ -43,7 +43,9 @@ func (s *Store) ListByUser(ctx context.Context, userID string) ([]Info, error) {
 }
 
 // DeleteByUser deletes every session of the user ("log out everywhere") in
-// one script and returns how many there were.
+// one script and returns how many there were, also when the call was
+// re-sent after its reply was lost (a 10-second tombstone keeps the count:
+// TestLostReplyMatrix, session.DeleteByUser).
 func (s *Store) DeleteByUser(ctx context.Context, userID string) (n int, err error) {
 	ctx, sp := s.trace(ctx, opDeleteByUser)
 	defer func() { sp.SetInt(AttrDeleted, n); sp.Done(err) }()
@@ -51,8 +53,8 @@ func (s *Store) DeleteByUser(ctx context.Context, userID string) (n int, err err
 }
 
 // RevokeHandle deletes the user's session with the given Info.Handle (from
-// ListByUser). It reports whether it existed; a handle of another user's
-// session is never deleted.
+// ListByUser). It reports whether it existed (after a re-send too, as
+// DeleteByUser); a handle of another user's session is never deleted.
 func (s *Store) RevokeHandle(ctx context.Context, userID, handle string) (bool, error) {
 	if len(handle) != 43 {
 		return false, fmt.Errorf("session: revoke handle: %w", ErrMalformedToken)
@@ -72,7 +74,8 @@ func (s *Store) deleteUser(ctx context.Context, op, userID, handle string) (int,
 		return 0, ErrClosed
 	}
 	tag := b64.EncodeToString(s.userTag(userID))
-	n, err := s.write(ctx, scriptDeleteUser, repeatable, s.keys(tag, s.indexKey(tag)), s.now(), s.base(tag), userID, handle).Int64()
+	tomb := s.opts.Prefix + "{" + tag + "}:d:u:" + s.nonce() // this call's
+	n, err := s.write(ctx, scriptDeleteUser, repeatable, s.keys(tag, s.indexKey(tag), tomb), s.now(), s.base(tag), userID, handle).Int64()
 	if err != nil {
 		return 0, wrapWrite(op, err)
 	}

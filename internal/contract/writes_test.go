@@ -3,6 +3,7 @@ package contract_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -256,7 +257,15 @@ var sessionWrites = []writeCase{
 			mustCreate(t, ctx, f.dstore, "all")
 			return mustCreate(t, ctx, f.dstore, "all")
 		},
-		run: func(ctx context.Context, f *fixture, _ any) (any, error) { return f.store.DeleteByUser(ctx, "all") },
+		run: func(ctx context.Context, f *fixture, _ any) (any, error) {
+			// A re-send after the lost reply must still count both (the
+			// call's tombstone).
+			n, err := f.store.DeleteByUser(ctx, "all")
+			if err == nil && n != 2 {
+				return nil, fmt.Errorf("DeleteByUser of 2 sessions answered %d", n)
+			}
+			return n, err
+		},
 		check: func(t *testing.T, ctx context.Context, f *fixture, st, _ any) {
 			if n := countUser(t, ctx, f.dstore, "all"); n != 0 {
 				t.Fatalf("%d sessions left after DeleteByUser", n)
@@ -268,7 +277,11 @@ var sessionWrites = []writeCase{
 			return [2]*session.Session{mustCreate(t, ctx, f.dstore, "rev"), keep}
 		},
 		run: func(ctx context.Context, f *fixture, st any) (any, error) {
-			return f.store.RevokeHandle(ctx, "rev", st.([2]*session.Session)[0].Info().Handle)
+			found, err := f.store.RevokeHandle(ctx, "rev", st.([2]*session.Session)[0].Info().Handle)
+			if err == nil && !found {
+				return nil, errors.New("RevokeHandle of a live session answered not found")
+			}
+			return found, err
 		},
 		check: func(t *testing.T, ctx context.Context, f *fixture, st, _ any) {
 			pair := st.([2]*session.Session)
