@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -349,9 +350,20 @@ func freshnessReader(addr string, w io.Writer) error {
 	if s := os.Getenv("NEAR_READER_PAUSE"); s != "" {
 		pause, _ = time.ParseDuration(s)
 	}
+	// The pauses are kernel sleeps on this goroutine's own thread, with the
+	// thread's timer slack (50 µs by default) cut to 1 µs, so a pause lasts
+	// about what it says.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	_, _, _ = syscall.Syscall(syscall.SYS_PRCTL, 29 /* PR_SET_TIMERSLACK */, 1000, 0)
 	for {
 		if pause > 0 {
-			time.Sleep(pause)
+			// A kernel sleep, not time.Sleep: when this process has
+			// nothing else to run, the Go scheduler may wait for a timer
+			// in the network poller, with a granularity of 1 ms, and
+			// every such wait showed up as a 1 ms freshness tail.
+			ts := syscall.NsecToTimespec(int64(pause))
+			_ = syscall.Nanosleep(&ts, nil)
 		}
 		hits := c.NearStats().Hits
 		began := time.Now().UnixNano()
