@@ -140,8 +140,7 @@ func (s *Store) Get(ctx context.Context, id string) (_ *Session, err error) {
 			}
 		}
 	}
-	res, err := scriptGet.RunRepeatable(ctx, s.exec, s.keys(p.tag, p.key, s.indexKey(p.tag)),
-		s.now(), p.handle, s.opts.TouchInterval.Milliseconds(), s.opts.IdleTimeout.Milliseconds()).Slice()
+	res, err := s.touch(ctx, p)
 	if err != nil {
 		return nil, wrapRedis("get", err)
 	}
@@ -158,6 +157,22 @@ func (s *Store) Get(ctx context.Context, id string) (_ *Session, err error) {
 		return nil, fmt.Errorf("session: get: %w", err)
 	}
 	return sess, nil
+}
+
+// touch runs the touch script for p: scriptTouch, and scriptGet for what
+// it hands back (events on, a session to kill or to convert).
+func (s *Store) touch(ctx context.Context, p parsed) ([]any, error) {
+	touchMs, idleMs := s.opts.TouchInterval.Milliseconds(), s.opts.IdleTimeout.Milliseconds()
+	if !s.opts.Events {
+		v, err := scriptTouch.RunRepeatable(ctx, s.exec, []string{p.key, s.indexKey(p.tag)}, s.now(), p.handle, touchMs, idleMs).Result()
+		if err != nil {
+			return nil, err
+		}
+		if res, ok := v.([]any); ok {
+			return res, nil
+		}
+	}
+	return scriptGet.RunRepeatable(ctx, s.exec, s.keys(p.tag, p.key, s.indexKey(p.tag)), s.now(), p.handle, touchMs, idleMs).Slice()
 }
 
 // Update applies changes to a live session, keeping its expiry: an Update
