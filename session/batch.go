@@ -77,8 +77,8 @@ func (s *Store) GetMany(ctx context.Context, ids []string) ([]*Session, error) {
 // DeleteMany deletes the sessions named by ids (and their index entries)
 // in one pipeline of the Delete script: one round trip per node. It
 // returns how many existed. Malformed IDs are skipped. Like Delete it is
-// safe to repeat, and the count survives a re-send of the pipeline after
-// its replies were lost (see Delete).
+// safe to repeat, and each deletion leaves Delete's tombstone for the
+// call, so a re-sent pipeline counts what the first run removed.
 func (s *Store) DeleteMany(ctx context.Context, ids []string) (int, error) {
 	if s.isClosed() {
 		return 0, ErrClosed
