@@ -471,15 +471,7 @@ func TestTagInvalidationStrictRace(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for k, v := range got {
-			g, ok := done.Load(string(v))
-			if !ok {
-				t.Fatalf("%s holds %q, a write that never registered", k, v)
-			}
-			if g.(int64) < last {
-				t.Fatalf("%s holds %q, registered before invalidation %d removed its marks (seen at %d)", k, v, last, g)
-			}
-		}
+		assertWrittenSince(t, got, &done, last, "registered")
 		if refused.Load() == 0 {
 			t.Fatal("no write registered while an invalidation was in progress: the test did not reach the window")
 		}

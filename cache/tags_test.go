@@ -267,15 +267,7 @@ func TestTagInvalidationRace(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for k, v := range got {
-			g, ok := done.Load(string(v))
-			if !ok {
-				t.Fatalf("%s holds %q, a write that never returned", k, v)
-			}
-			if g.(int64) < last {
-				t.Fatalf("%s holds %q, which returned in generation %d, before invalidation %d was called", k, v, g, last)
-			}
-		}
+		assertWrittenSince(t, got, &done, last, "returned")
 	})
 }
 
@@ -492,4 +484,21 @@ func TestInvalidateTagsInBatches(t *testing.T) {
 			t.Fatalf("%d values left", len(got))
 		}
 	})
+}
+
+// assertWrittenSince fails when a value in got comes from a write that done
+// (value -> the generation in which the write returned or registered, as
+// what says) does not know, or that came before generation last, the
+// invalidation's.
+func assertWrittenSince(t *testing.T, got map[string][]byte, done *sync.Map, last int64, what string) {
+	t.Helper()
+	for k, v := range got {
+		g, ok := done.Load(string(v))
+		if !ok {
+			t.Fatalf("%s holds %q, a write that never %s", k, v, what)
+		}
+		if g.(int64) < last {
+			t.Fatalf("%s holds %q, which %s in generation %d, before invalidation %d", k, v, what, g, last)
+		}
+	}
 }
