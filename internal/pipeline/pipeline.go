@@ -66,11 +66,16 @@ type Exec struct {
 	// goroutines. noAP: the client has none (or refused one).
 	ap   atomic.Pointer[redis.AutoPipeliner]
 	noAP atomic.Bool
-	busy atomic.Int32
 	// warm counts down the lone commands that still go through the
 	// AutoPipeliner after commands last overlapped: concurrent callers
 	// whose in-flight count dips to one between batches stay on one path.
+	// Read-mostly under load, like the fields above.
 	warm atomic.Int32
+	// busy, written by every command, has a cache line of its own, so its
+	// writes do not evict the read-mostly fields from the other cores.
+	_    [64]byte
+	busy atomic.Int32
+	_    [60]byte
 }
 
 // New returns an Exec over rdb. A Ring has no AutoPipeliner (go-redis
