@@ -30,7 +30,12 @@ type Cache struct {
 	// is LeaseTTL in ms, boxed once.
 	channelArg, leaseMsArg any
 
+	// st is written by every read (hits, misses): cache lines of its own,
+	// so those writes do not evict the read-mostly fields above, which
+	// every read uses, from the other cores.
+	_  [64]byte
 	st counters
+	_  [64]byte
 
 	life       lifecycle // every goroutine the Cache starts
 	flights    sync.Map  // stored key -> *flight running in this process
