@@ -87,7 +87,7 @@ func TestClusterGrowShrink(t *testing.T) {
 			go func() { defer close(invDone); inv.Run(invCtx, 2) }()
 			defer func() { stopInv(); <-invDone; _ = invCache.Close(); _ = nearC.Close() }()
 
-			for i := 1; i <= cycles && sleep(ctx, pick(time.Second, 10*time.Second)); i++ {
+			for i := 1; i <= cycles && loadtest.Sleep(ctx, pick(time.Second, 10*time.Second)); i++ {
 				n := " " + strconv.Itoa(i)
 				// The load goes on while a fault is on: this one spans the
 				// cycle, checks included. Failures count against the
@@ -132,7 +132,7 @@ func TestClusterGrowShrink(t *testing.T) {
 
 				// Shrink even when the load has ended: the audits expect
 				// the original masters.
-				sleep(ctx, pick(time.Second, 10*time.Second))
+				loadtest.Sleep(ctx, pick(time.Second, 10*time.Second))
 				start = time.Now()
 				name = "shrink 6 → 3 masters" + n
 				end = d.Fault(name)
@@ -227,7 +227,7 @@ func checkNewMasters(client *rediskit.Client, nearC *cache.Cache, prefix string,
 			note("health lists %d nodes up and stats %d masters, the new ones included", len(up), len(listed))
 			break
 		}
-		if !sleep(ctx, 200*time.Millisecond) {
+		if !loadtest.Sleep(ctx, 200*time.Millisecond) {
 			return fmt.Errorf("health (up: %v) or stats (%v) never listed the new masters %v", up, listed, want)
 		}
 	}
@@ -267,7 +267,7 @@ func checkNewMasters(client *rediskit.Client, nearC *cache.Cache, prefix string,
 			if err == nil && v == "old" && nearC.NearStats().Hits > before {
 				break
 			}
-			if !sleep(ctx, 50*time.Millisecond) {
+			if !loadtest.Sleep(ctx, 50*time.Millisecond) {
 				return fmt.Errorf("near tier never served %s (on new master %s) locally: %+v", key, s.Addr, nearC.NearStats())
 			}
 		}
@@ -280,7 +280,7 @@ func checkNewMasters(client *rediskit.Client, nearC *cache.Cache, prefix string,
 			if err == nil && v == "new" && nearC.NearStats().Invalidations > inv {
 				break
 			}
-			if !sleep(ctx, 20*time.Millisecond) {
+			if !loadtest.Sleep(ctx, 20*time.Millisecond) {
 				return fmt.Errorf("near tier kept %s (on new master %s) after another client wrote it: %q, %v; %+v",
 					key, s.Addr, v, err, nearC.NearStats())
 			}

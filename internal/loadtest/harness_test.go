@@ -366,18 +366,6 @@ func direct(addr string) func() redis.UniversalClient {
 	return func() redis.UniversalClient { return redis.NewClient(&redis.Options{Addr: addr}) }
 }
 
-// sleep waits for d or until ctx ends; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
 // counterOf returns a breaker-transition callback counting transitions into
 // each state.
 func counterOf(counts *[3]atomic.Int64) func(from, to rediskit.BreakerState) {

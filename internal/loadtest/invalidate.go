@@ -56,7 +56,7 @@ func (v *Invalidator) Run(ctx context.Context, readers int) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := r; sleepCtx(ctx, 5*time.Millisecond); i++ {
+			for i := r; Sleep(ctx, 5*time.Millisecond); i++ {
 				k := &v.keys[i%len(v.keys)]
 				octx, cancel := context.WithTimeout(ctx, 2*time.Second)
 				_, err := v.c.GetOrSet(octx, k.name, v.ttl, func(context.Context) ([]byte, error) {
@@ -70,7 +70,7 @@ func (v *Invalidator) Run(ctx context.Context, readers int) {
 			}
 		}()
 	}
-	for i := 0; sleepCtx(ctx, 10*time.Millisecond); i++ {
+	for i := 0; Sleep(ctx, 10*time.Millisecond); i++ {
 		k := &v.keys[(i*7)%len(v.keys)]
 		k.mu.Lock()
 		nv := k.ver.Add(1)
@@ -88,7 +88,8 @@ func (v *Invalidator) Run(ctx context.Context, readers int) {
 	wg.Wait()
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) bool {
+// Sleep waits for d or until ctx ends; it reports whether d passed.
+func Sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

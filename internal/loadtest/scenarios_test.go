@@ -34,10 +34,10 @@ func TestStandaloneKillRestart(t *testing.T) {
 		rate: pick(400, 1000), dur: pick(5500*time.Millisecond, 3*time.Minute),
 		losesData: true,
 		fault: func(ctx context.Context, d *loadtest.Driver) error {
-			for i := 1; i <= kills && sleep(ctx, every-down); i++ {
+			for i := 1; i <= kills && loadtest.Sleep(ctx, every-down); i++ {
 				end := d.Fault("kill " + strconv.Itoa(i))
 				srv.Kill()
-				sleep(context.Background(), down) // the server stays down even if the run ends
+				loadtest.Sleep(context.Background(), down) // the server stays down even if the run ends
 				err := srv.Server.Restart()
 				end()
 				if err != nil {
@@ -72,12 +72,12 @@ func TestPausedServerBreaker(t *testing.T) {
 			}
 		},
 		fault: func(ctx context.Context, d *loadtest.Driver) error {
-			for i := 1; i <= pauses && sleep(ctx, pick(time.Second, 15*time.Second)); i++ {
+			for i := 1; i <= pauses && loadtest.Sleep(ctx, pick(time.Second, 15*time.Second)); i++ {
 				end := d.Fault("pause " + strconv.Itoa(i))
 				srv.Pause()
 				paused.Store(true)
 				tl.add("SIGSTOP")
-				sleep(context.Background(), 3*time.Second)
+				loadtest.Sleep(context.Background(), 3*time.Second)
 				paused.Store(false)
 				srv.Resume()
 				tl.add("SIGCONT")
@@ -156,34 +156,34 @@ func TestProxyFaults(t *testing.T) {
 			defer proxy.SetBlackHole(false)
 			for i := 1; i <= cycles; i++ {
 				n := " " + strconv.Itoa(i)
-				if !sleep(ctx, gap) {
+				if !loadtest.Sleep(ctx, gap) {
 					return nil
 				}
 				end := d.Fault("latency 100 ms then 700 ms" + n)
 				proxy.SetDelay(100 * time.Millisecond)
-				sleep(ctx, 1500*time.Millisecond)
+				loadtest.Sleep(ctx, 1500*time.Millisecond)
 				proxy.SetDelay(700 * time.Millisecond) // above the 500 ms read timeout
-				sleep(ctx, time.Second)
+				loadtest.Sleep(ctx, time.Second)
 				proxy.SetDelay(0)
 				end()
-				if !sleep(ctx, gap) {
+				if !loadtest.Sleep(ctx, gap) {
 					return nil
 				}
 				end = d.Fault("3 connection resets" + n)
 				for j := 0; j < 3; j++ {
 					proxy.CutAll()
-					sleep(ctx, 300*time.Millisecond)
+					loadtest.Sleep(ctx, 300*time.Millisecond)
 				}
 				end()
-				if !sleep(ctx, gap) {
+				if !loadtest.Sleep(ctx, gap) {
 					return nil
 				}
 				end = d.Fault("black hole 1.5 s" + n)
 				proxy.SetBlackHole(true)
-				sleep(ctx, 1500*time.Millisecond)
+				loadtest.Sleep(ctx, 1500*time.Millisecond)
 				proxy.SetBlackHole(false)
 				end()
-				sleep(ctx, gap)
+				loadtest.Sleep(ctx, gap)
 			}
 			return nil
 		},
@@ -241,7 +241,7 @@ func sentinelFailover(t *testing.T, durable bool) {
 			watching := make(chan struct{})
 			go func() { defer close(watching); w.run(ctx) }()
 			defer func() { <-ctx.Done(); <-watching }() // the timeline covers the whole run
-			for i := 1; i <= kills && sleep(ctx, pick(time.Second, 20*time.Second)); i++ {
+			for i := 1; i <= kills && loadtest.Sleep(ctx, pick(time.Second, 20*time.Second)); i++ {
 				old := s.Master
 				lag, err := measureLag(ctx, s.Master, s.Replica)
 				if err != nil {
@@ -440,7 +440,7 @@ func awaitNewMaster(ctx context.Context, s *redistest.Sentinel, old string) erro
 				}
 			}
 		}
-		if !sleep(ctx, 50*time.Millisecond) {
+		if !loadtest.Sleep(ctx, 50*time.Millisecond) {
 			return fmt.Errorf("no new master within 30 s of killing %s: %w; deployment: %s",
 				old, ctx.Err(), s.Describe(context.Background()))
 		}
@@ -457,7 +457,7 @@ func awaitLink(srv *redistest.Server) error {
 		if str, ok := info.(string); err == nil && ok && strings.Contains(str, "master_link_status:up") {
 			return nil
 		}
-		if !sleep(ctx, 100*time.Millisecond) {
+		if !loadtest.Sleep(ctx, 100*time.Millisecond) {
 			return fmt.Errorf("replica %s never synced within 30 s: %w; now: %s",
 				srv.Addr, ctx.Err(), redistest.State(context.Background(), srv))
 		}
@@ -514,7 +514,7 @@ func TestCluster(t *testing.T) {
 			rate: pick(400, 1000), dur: pick(4*time.Second, 2*time.Minute),
 			fault: func(ctx context.Context, d *loadtest.Driver) error {
 				from, to := c.Masters[0], c.Masters[1]
-				for i := 1; i <= rounds && sleep(ctx, pick(time.Second, 10*time.Second)); i++ {
+				for i := 1; i <= rounds && loadtest.Sleep(ctx, pick(time.Second, 10*time.Second)); i++ {
 					end := d.Fault("reshard 1000 slots " + strconv.Itoa(i))
 					err := reshard(context.Background(), from, to, 1000) // never interrupted half-way
 					end()
@@ -540,7 +540,7 @@ func TestCluster(t *testing.T) {
 			rate: pick(400, 1000), dur: pick(6500*time.Millisecond, time.Minute),
 			losesData: true,
 			fault: func(ctx context.Context, d *loadtest.Driver) error {
-				if !sleep(ctx, pick(time.Second, 20*time.Second)) {
+				if !loadtest.Sleep(ctx, pick(time.Second, 20*time.Second)) {
 					return nil
 				}
 				victim := c.Masters[2]
@@ -580,7 +580,7 @@ func awaitPromotion(c *redistest.Cluster, deadID string) error {
 		if ok {
 			return nil
 		}
-		if !sleep(ctx, 100*time.Millisecond) {
+		if !loadtest.Sleep(ctx, 100*time.Millisecond) {
 			return fmt.Errorf("cluster not ok after a master was killed: %w", ctx.Err())
 		}
 	}
@@ -646,10 +646,10 @@ func TestAOFNothingLost(t *testing.T) {
 		rate: pick(400, 1000), dur: pick(4*time.Second, 2*time.Minute),
 		fault: func(ctx context.Context, d *loadtest.Driver) error {
 			every, kills := pick(2*time.Second, 20*time.Second), pick(1, 5)
-			for i := 1; i <= kills && sleep(ctx, every); i++ {
+			for i := 1; i <= kills && loadtest.Sleep(ctx, every); i++ {
 				end := d.Fault("kill " + strconv.Itoa(i))
 				srv.Kill()
-				sleep(context.Background(), 500*time.Millisecond)
+				loadtest.Sleep(context.Background(), 500*time.Millisecond)
 				err := srv.Server.Restart()
 				end()
 				if err != nil {

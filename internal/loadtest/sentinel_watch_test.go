@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/rediskit/rediskit"
+	"github.com/rediskit/rediskit/internal/loadtest"
 	"github.com/rediskit/rediskit/internal/redistest"
 )
 
@@ -57,7 +58,7 @@ func (w *watch) noteAt(at time.Time, ev string) {
 func (w *watch) run(ctx context.Context) {
 	for {
 		w.sample(ctx)
-		if !sleep(ctx, 100*time.Millisecond) {
+		if !loadtest.Sleep(ctx, 100*time.Millisecond) {
 			return
 		}
 	}
