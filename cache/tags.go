@@ -487,19 +487,7 @@ func (c *Cache) msetTagged(ctx context.Context, items map[string][]byte, ttl tim
 		sets[i] = c.writeTagged(w.rk, w.slot, enc, epochs, nil, w.b, w.ttlMs, nowMs)
 	}
 	defer c.near.invalidate(keys...)
-	var failed map[string]error
-	for i, cmd := range c.pipeScripts(ctx, sets) {
-		if err := cmd.Err(); err != nil {
-			if failed == nil {
-				failed = make(map[string]error)
-			}
-			failed[keys[i]] = retry.Ambiguous("set", err)
-		}
-	}
-	if failed != nil {
-		return &BatchError{Op: "mset", Errs: failed}
-	}
-	return nil
+	return msetErrors(keys, c.pipeScripts(ctx, sets))
 }
 
 // SetTagged stores v under key with tags; see Cache.SetTagged.
@@ -515,13 +503,9 @@ func (t *Typed[T]) SetTagged(ctx context.Context, key string, v T, ttl time.Dura
 
 // MSetTagged stores every value of items with tags; see Cache.MSetTagged.
 func (t *Typed[T]) MSetTagged(ctx context.Context, items map[string]T, ttl time.Duration, tags ...string) error {
-	raw := make(map[string][]byte, len(items))
-	for k, v := range items {
-		p, err := t.codec.Marshal(v)
-		if err != nil {
-			return fmt.Errorf("cache: mset %q: encode: %w", k, err)
-		}
-		raw[k] = p
+	raw, err := t.marshalAll(items)
+	if err != nil {
+		return err
 	}
 	if len(tags) == 0 {
 		return t.c.mset(ctx, raw, ttl, t.codec.ID())

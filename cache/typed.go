@@ -146,15 +146,24 @@ func (t *Typed[T]) MGet(ctx context.Context, keys []string) (out map[string]T, e
 
 // MSet stores every value of items for ttl; see Cache.MSet.
 func (t *Typed[T]) MSet(ctx context.Context, items map[string]T, ttl time.Duration) error {
+	raw, err := t.marshalAll(items)
+	if err != nil {
+		return err
+	}
+	return t.c.mset(ctx, raw, ttl, t.codec.ID())
+}
+
+// marshalAll encodes every value of items with the codec.
+func (t *Typed[T]) marshalAll(items map[string]T) (map[string][]byte, error) {
 	raw := make(map[string][]byte, len(items))
 	for k, v := range items {
 		p, err := t.codec.Marshal(v)
 		if err != nil {
-			return fmt.Errorf("cache: mset %q: encode: %w", k, err)
+			return nil, fmt.Errorf("cache: mset %q: encode: %w", k, err)
 		}
 		raw[k] = p
 	}
-	return t.c.mset(ctx, raw, ttl, t.codec.ID())
+	return raw, nil
 }
 
 // GetOrSet returns the value under key or loads, stores and returns it, with
