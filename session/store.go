@@ -158,8 +158,12 @@ func (s *Store) indexKey(tag string) string { return s.opts.Prefix + "{" + tag +
 // handle under tag: session, index, tombstone ("<prefix>{<tag>}:d:<handle>"),
 // and the event stream when events are on.
 func (s *Store) deleteKeys(tag, key, handle string) []string {
-	return s.keys(tag, key, s.indexKey(tag), s.opts.Prefix+"{"+tag+"}:d:"+handle)
+	return s.keys(tag, key, s.indexKey(tag), s.tombKey(tag, handle))
 }
+
+// tombKey is a tombstone, "<prefix>{<tag>}:d:<name>": a deleted session's
+// handle, or "u:<nonce>" for a DeleteByUser or RevokeHandle call.
+func (s *Store) tombKey(tag, name string) string { return s.opts.Prefix + "{" + tag + "}:d:" + name }
 
 // tombstoneMs is how long a deletion's tombstone lives: longer than any
 // re-send of the same call (the client's retries back off for well under a

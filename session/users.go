@@ -74,7 +74,7 @@ func (s *Store) deleteUser(ctx context.Context, op, userID, handle string) (int,
 		return 0, ErrClosed
 	}
 	tag := b64.EncodeToString(s.userTag(userID))
-	tomb := s.opts.Prefix + "{" + tag + "}:d:u:" + s.nonce() // this call's
+	tomb := s.tombKey(tag, "u:"+s.nonce()) // this call's
 	n, err := s.write(ctx, scriptDeleteUser, repeatable, s.keys(tag, s.indexKey(tag), tomb), s.now(), s.base(tag), userID, handle).Int64()
 	if err != nil {
 		return 0, wrapWrite(op, err)
