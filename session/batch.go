@@ -78,10 +78,8 @@ func (s *Store) GetMany(ctx context.Context, ids []string) ([]*Session, error) {
 // in one pipeline of the Delete script: one round trip per node. It
 // returns how many existed. Malformed IDs are skipped. Like Delete it is
 // safe to repeat; each deletion leaves Delete's tombstone, under one nonce
-// for the call. Unlike Delete's, its count after a lost reply is not
-// covered by TestLostReplyMatrix: the proxy there cannot lose one pipeline
-// reply and have go-redis re-send that pipeline, so the count then is only
-// as good as the re-send.
+// for the call. That its count survives a re-sent pipeline is not tested:
+// TestLostReplyMatrix covers Delete, DeleteByUser and RevokeHandle only.
 func (s *Store) DeleteMany(ctx context.Context, ids []string) (int, error) {
 	if s.isClosed() {
 		return 0, ErrClosed
