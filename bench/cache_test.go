@@ -39,6 +39,7 @@ import (
 	"github.com/redis/rueidis/rueidisaside"
 
 	"github.com/rediskit/rediskit/cache"
+	"github.com/rediskit/rediskit/internal/pipeline"
 )
 
 var cacheConcurrency = []int{1, 16, 128}
@@ -48,7 +49,7 @@ var value100 = []byte("012345678901234567890123456789012345678901234567890123456
 // newBenchClient returns a fresh go-redis client with a command counter; the
 // pool is sized for 128 goroutines so no library waits on it.
 func newBenchClient(b *testing.B) (*redis.Client, *cmdCounter) {
-	rdb := redis.NewClient(&redis.Options{Addr: benchAddr, PoolSize: 128})
+	rdb := redis.NewClient(&redis.Options{Addr: benchAddr, PoolSize: 128, AutoPipelineOptions: benchAP})
 	b.Cleanup(func() { _ = rdb.Close() })
 	cnt := &cmdCounter{}
 	rdb.AddHook(cnt)
@@ -56,9 +57,15 @@ func newBenchClient(b *testing.B) (*redis.Client, *cmdCounter) {
 }
 
 // autoPipeliner returns rdb's AutoPipeliner: the one go-redis keeps per
-// client, which rediskit's Pipelining uses too. Closing rdb stops it.
+// client, which rediskit's Pipelining uses too, with the settings rediskit
+// asks for on a plain client (pipeline.Options), or benchAP's when set.
+// Closing rdb stops it.
 func autoPipeliner(b *testing.B, rdb *redis.Client) *redis.AutoPipeliner {
-	ap, err := rdb.AutoPipeline()
+	opts := benchAP
+	if opts == nil {
+		opts = pipeline.Options()
+	}
+	ap, err := rdb.AutoPipelineWithOptions(opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -162,6 +169,22 @@ type cacheRow struct {
 }
 
 func BenchmarkCacheGetHit(b *testing.B) {
+	for _, g := range cacheConcurrency {
+		for _, row := range hitRows() {
+			b.Run(fmt.Sprintf("g=%d/%s", g, row.name), func(b *testing.B) { row.run(b, g) })
+		}
+	}
+}
+
+// run measures the row at g goroutines.
+func (row cacheRow) run(b *testing.B, g int) {
+	cnt, op := row.setup(b)
+	runConcurrent(b, g, cnt, op)
+}
+
+// hitRows are the rows of BenchmarkCacheGetHit: every library reads one of
+// hitKeys stored keys.
+func hitRows() []cacheRow {
 	ctx := context.Background()
 	var rows []cacheRow
 	for _, m := range rediskitModes {
@@ -220,14 +243,7 @@ func BenchmarkCacheGetHit(b *testing.B) {
 			return rc.Do(ctx, rc.B().Get().Key("bare:"+strconv.Itoa(i%hitKeys)).Build()).Error()
 		}
 	}})
-	for _, g := range cacheConcurrency {
-		for _, row := range rows {
-			b.Run(fmt.Sprintf("g=%d/%s", g, row.name), func(b *testing.B) {
-				cnt, op := row.setup(b)
-				runConcurrent(b, g, cnt, op)
-			})
-		}
-	}
+	return rows
 }
 
 // newRueidis returns a rueidis client with its defaults: it pipelines
@@ -291,6 +307,27 @@ type missRow struct {
 }
 
 func BenchmarkCacheGetOrSetMiss(b *testing.B) {
+	for _, g := range cacheConcurrency {
+		for _, row := range missRows() {
+			b.Run(fmt.Sprintf("g=%d/%s", g, row.name), func(b *testing.B) { row.run(b, g) })
+		}
+	}
+}
+
+// run measures the row at g goroutines. Every library starts on an empty
+// server: the keys earlier runs left (and their expiry) must not slow the
+// next one.
+func (row missRow) run(b *testing.B, g int) {
+	flushBench(b)
+	cnt, op := row.setup(b)
+	run := strconv.FormatInt(missRun.Add(1), 10)
+	runConcurrent(b, g, cnt, func(ctx context.Context, i int) error {
+		return op(ctx, "miss:"+run+":"+strconv.Itoa(i))
+	})
+}
+
+// missRows are the rows of BenchmarkCacheGetOrSetMiss.
+func missRows() []missRow {
 	load := func(ctx context.Context) ([]byte, error) { return value100, nil }
 	var rows []missRow
 	for _, m := range rediskitModes {
@@ -326,20 +363,7 @@ func BenchmarkCacheGetOrSetMiss(b *testing.B) {
 			return err
 		}
 	}})
-	for _, g := range cacheConcurrency {
-		for _, row := range rows {
-			b.Run(fmt.Sprintf("g=%d/%s", g, row.name), func(b *testing.B) {
-				// Every library starts on an empty server: the keys earlier
-				// runs left (and their expiry) must not slow the next one.
-				flushBench(b)
-				cnt, op := row.setup(b)
-				run := strconv.FormatInt(missRun.Add(1), 10)
-				runConcurrent(b, g, cnt, func(ctx context.Context, i int) error {
-					return op(ctx, "miss:"+run+":"+strconv.Itoa(i))
-				})
-			})
-		}
-	}
+	return rows
 }
 
 // newAside returns a rueidisaside client with its defaults (client-side

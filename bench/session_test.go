@@ -66,7 +66,7 @@ func (c *cmdCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 }
 
 func newClient(b *testing.B) (*redis.Client, *cmdCounter) {
-	rdb := redis.NewClient(&redis.Options{Addr: benchAddr, PoolSize: 2 * clients})
+	rdb := redis.NewClient(&redis.Options{Addr: benchAddr, PoolSize: 2 * clients, AutoPipelineOptions: benchAP})
 	b.Cleanup(func() { _ = rdb.Close() })
 	c := &cmdCounter{}
 	rdb.AddHook(c)

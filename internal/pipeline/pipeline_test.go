@@ -174,6 +174,65 @@ func TestModes(t *testing.T) {
 	}
 }
 
+// TestAutoPipelinerSettings: on a plain client rediskit's AutoPipeliner is
+// go-redis's blocking default with MaxBatchSize BatchTarget, and it is the
+// client's own (the client hands the same one to the user); a client built
+// with its own AutoPipelineOptions, or whose AutoPipeliner the user made
+// first, keeps its settings.
+func TestAutoPipelinerSettings(t *testing.T) {
+	srv := redistest.Shared(t)
+	want := *redis.DefaultBlockingAutoPipelineOptions()
+	want.MaxBatchSize = pipeline.BatchTarget
+	mine := &redis.AutoPipelineOptions{MaxBatchSize: 7, MaxConcurrentBatches: 1}
+	for _, tc := range []struct {
+		name      string
+		opts      *redis.AutoPipelineOptions
+		userFirst bool
+		batch     int
+	}{
+		{"plain client", nil, false, pipeline.BatchTarget},
+		{"client with its own settings", mine, false, 7},
+		{"AutoPipeliner made by the user first", nil, true, redis.DefaultBlockingAutoPipelineOptions().MaxBatchSize},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, AutoPipelineOptions: tc.opts})
+			t.Cleanup(func() { rdb.Close() })
+			var users *redis.AutoPipeliner
+			if tc.userFirst {
+				var err error
+				if users, err = rdb.AutoPipeline(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e, err := pipeline.New(rdb, pipeline.Always)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ap := e.AutoPipeliner()
+			if got := ap.Config().MaxBatchSize; got != tc.batch {
+				t.Errorf("MaxBatchSize = %d, want %d", got, tc.batch)
+			}
+			if tc.batch == pipeline.BatchTarget {
+				got := ap.Config()
+				if got.MaxBatchBytes != want.MaxBatchBytes || got.MaxConcurrentBatches != want.MaxConcurrentBatches ||
+					got.Unordered || got.FullDuplex || got.MaxFlushDelay != want.MaxFlushDelay || got.NumShards != want.NumShards {
+					t.Errorf("settings = %+v, want %+v", got, want)
+				}
+			}
+			if again, err := rdb.AutoPipeline(); err != nil || again != ap {
+				t.Errorf("client's AutoPipeliner = %p, %v; want rediskit's %p", again, err, ap)
+			}
+			if users != nil && users != ap {
+				t.Errorf("rediskit made a second AutoPipeliner beside the user's")
+			}
+			ctx := context.Background()
+			if err := ap.Set(ctx, redistest.Prefix(t)+"k", "v", 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
 // BenchmarkAdaptive compares the three modes on GET at 1, 16 and 128
 // callers (b.SetParallelism over GOMAXPROCS). Run it with
 //
