@@ -38,20 +38,24 @@ func FuzzParseToken(f *testing.F) {
 	})
 }
 
-// FuzzCookieHeader: whatever Cookie header a client sends, the manager
-// extracts either nothing or a well-formed token, and never panics.
+// FuzzCookieHeader: whatever Cookie header lines a client sends (one per
+// "\n" of the input), the manager finds exactly the cookie r.Cookie finds,
+// and never panics.
 func FuzzCookieHeader(f *testing.F) {
 	good, _, _ := newToken("", make([]byte, tagLen))
 	for _, s := range []string{"", "session=" + good, "session=" + good + "; other=1", "session=\"" + good + "\"",
-		"session=", "session=a; session=" + good, "=;;;", "session=" + good[:10] + "{}", "SESSION=" + good} {
+		"session=", "session=a; session=" + good, "=;;;", "session=" + good[:10] + "{}", "SESSION=" + good,
+		"session=\"a\\\"; session=" + good, "x=1\nsession=" + good, " session = " + good + " ;", "session=\"",
+		strings.Repeat("a=1;", 70) + "session=" + good} {
 		f.Add(s)
 	}
-	m := &Manager{opts: ManagerOptions{Cookie: CookieOptions{Name: "session"}}}
+	m := &Manager{opts: ManagerOptions{Cookie: CookieOptions{Name: "session"}}, scan: true}
 	f.Fuzz(func(t *testing.T, header string) {
-		r := &http.Request{Header: http.Header{"Cookie": {header}}}
-		tok, present := m.tokenFromRequest(r)
-		if tok != "" && (!present || !ValidToken(tok)) {
-			t.Fatalf("extracted invalid token %q from %q", tok, header)
+		r := &http.Request{Header: http.Header{"Cookie": strings.Split(header, "\n")}}
+		v, present := m.cookieValue(r)
+		c, err := r.Cookie("session")
+		if present != (err == nil) || present && v != c.Value {
+			t.Fatalf("%q: value %q, present %v; r.Cookie: %v, %v", header, v, present, c, err)
 		}
 	})
 }

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/textproto"
+	"strings"
 
 	"github.com/rediskit/rediskit/retry"
 )
@@ -60,6 +62,9 @@ type Manager struct {
 	store *Store
 	opts  ManagerOptions
 	key   *ctxKey
+	// scan: the cookie name is a valid token, so cookieValue may look for
+	// it in place of r.Cookie.
+	scan bool
 }
 
 type ctxKey struct{ name string }
@@ -88,7 +93,7 @@ func NewManager(store *Store, opts ManagerOptions) *Manager {
 	if opts.ClientIP == nil {
 		opts.ClientIP = remoteHost
 	}
-	return &Manager{store: store, opts: opts, key: &ctxKey{name: c.Name}}
+	return &Manager{store: store, opts: opts, key: &ctxKey{name: c.Name}, scan: isCookieName(c.Name)}
 }
 
 // Store returns the store the manager reads and writes.
@@ -114,17 +119,70 @@ func remoteHost(r *http.Request) string {
 	return host
 }
 
-// tokenFromRequest returns the well-formed token of the request's cookie.
-// present reports whether the request carried the cookie at all.
-func (m *Manager) tokenFromRequest(r *http.Request) (tok string, present bool) {
-	c, err := r.Cookie(m.opts.Cookie.Name)
-	if err != nil {
-		return "", false
+// cookieValue returns the value of the request's first cookie named as the
+// manager's, as r.Cookie does, without building every cookie of the header
+// (FuzzCookieHeader checks that the two agree). Headers of more than
+// scanCookies cookies, and cookie names that are not tokens, go to
+// r.Cookie, which applies net/http's own limits to them.
+func (m *Manager) cookieValue(r *http.Request) (string, bool) {
+	lines := r.Header["Cookie"]
+	n := 0
+	for _, line := range lines {
+		n += strings.Count(line, ";") + 1
 	}
-	if !ValidToken(c.Value) {
-		return "", true
+	if !m.scan || n > scanCookies {
+		c, err := r.Cookie(m.opts.Cookie.Name)
+		if err != nil {
+			return "", false
+		}
+		return c.Value, true
 	}
-	return c.Value, true
+	for _, line := range lines {
+		for line != "" {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			name, val, _ := strings.Cut(textproto.TrimString(part), "=")
+			if textproto.TrimString(name) != m.opts.Cookie.Name {
+				continue
+			}
+			if len(val) > 1 && val[0] == '"' && val[len(val)-1] == '"' {
+				val = val[1 : len(val)-1]
+			}
+			if cookieValueOK(val) {
+				return val, true
+			}
+		}
+	}
+	return "", false
+}
+
+// scanCookies bounds the cookies cookieValue reads itself: net/http's own
+// bound (GODEBUG httpcookiemaxnum) is far above it.
+const scanCookies = 64
+
+// cookieValueOK reports whether net/http accepts v as a cookie's value.
+func cookieValueOK(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if b := v[i]; b < 0x20 || b >= 0x7f || b == '"' || b == ';' || b == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// isCookieName reports whether name is an HTTP token, as net/http requires
+// of a cookie's name.
+func isCookieName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		b := name[i]
+		if !('a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", b) >= 0) {
+			return false
+		}
+	}
+	return true
 }
 
 // LoadAndSave is the middleware. It answers through ErrorHandler (and does
@@ -136,14 +194,14 @@ func (m *Manager) LoadAndSave(next http.Handler) http.Handler {
 		r, sp := m.traceRequest(r) // the request's Get and save are its children
 		defer func() { sp.Done(nil) }()
 		st := &state{Context: r.Context(), m: m, r: r, header: w.Header(), persist: m.opts.Cookie.Persist}
-		tok, present := m.tokenFromRequest(r)
-		if tok != "" {
-			sess, err := m.store.Get(r.Context(), tok)
+		// The store parses the token: a malformed one is a cookie to drop.
+		if tok, present := m.cookieValue(r); present {
+			err := m.store.get(r.Context(), tok, &st.snap)
 			switch {
 			case err == nil:
 				sp.SetBool(AttrFound, true)
-				st.load(sess)
-			case errors.Is(err, ErrNotFound):
+				st.load()
+			case errors.Is(err, ErrNotFound) || errors.Is(err, ErrMalformedToken):
 				st.clearCookie = true
 			default:
 				m.opts.Logger.LogAttrs(r.Context(), slog.LevelError, "session: load failed",
@@ -152,8 +210,6 @@ func (m *Manager) LoadAndSave(next http.Handler) http.Handler {
 				sp.Done(err)
 				return
 			}
-		} else if present {
-			st.clearCookie = true
 		}
 		// The state is the request's context (it answers Value(m.key) with
 		// itself) and holds its writer: one allocation for both.

@@ -107,15 +107,25 @@ func (s *Store) createSealed(ctx context.Context, userID string, values map[stri
 // session past a timeout by the store's clock) runs the touch script
 // after it: two round trips, once per TouchInterval per session. See
 // "Reads and touches" in the package documentation.
-func (s *Store) Get(ctx context.Context, id string) (_ *Session, err error) {
+func (s *Store) Get(ctx context.Context, id string) (*Session, error) {
+	sess := new(Session)
+	if err := s.get(ctx, id, sess); err != nil {
+		return nil, err
+	}
+	return sess, nil
+}
+
+// get is Get into dst, which the Manager keeps in its request state: a
+// request loads its session without allocating one.
+func (s *Store) get(ctx context.Context, id string, dst *Session) (err error) {
 	ctx, sp := s.trace(ctx, opGet)
 	defer func() { sp.Done(err) }()
 	p, err := parseToken(s.opts.Prefix, id)
 	if err != nil {
-		return nil, fmt.Errorf("session: get: %w", err)
+		return fmt.Errorf("session: get: %w", err)
 	}
 	if s.isClosed() {
-		return nil, ErrClosed
+		return ErrClosed
 	}
 	if s.fastReads {
 		cmd := redis.NewStringCmd(ctx, "get", p.key)
@@ -124,39 +134,37 @@ func (s *Store) Get(ctx context.Context, id string) (_ *Session, err error) {
 		switch {
 		case err == nil:
 		case err == redis.Nil:
-			return nil, fmt.Errorf("session: get: %w", ErrNotFound)
+			return fmt.Errorf("session: get: %w", ErrNotFound)
 		case redis.HasErrorPrefix(err, "WRONGTYPE"):
 			// Stored by the first version: the script converts it.
 		default:
-			return nil, wrapRedis("get", err)
+			return wrapRedis("get", err)
 		}
 		if err == nil {
-			sess, err := s.load(id, p.handle, raw)
-			if err != nil {
-				return nil, fmt.Errorf("session: get: %w", err)
+			if err := s.loadInto(dst, id, p.handle, raw); err != nil {
+				return fmt.Errorf("session: get: %w", err)
 			}
-			if !s.touchDue(&sess.info) {
-				return sess, nil
+			if !s.touchDue(&dst.info) {
+				return nil
 			}
 		}
 	}
 	res, err := s.touch(ctx, p)
 	if err != nil {
-		return nil, wrapRedis("get", err)
+		return wrapRedis("get", err)
 	}
 	if len(res) != 2 {
-		return nil, fmt.Errorf("session: get: %w: unexpected reply", ErrCorrupt)
+		return fmt.Errorf("session: get: %w: unexpected reply", ErrCorrupt)
 	}
 	raw, _ := res[0].(string)
 	if raw == "" {
-		return nil, fmt.Errorf("session: get: %w: unexpected reply", ErrCorrupt)
+		return fmt.Errorf("session: get: %w: unexpected reply", ErrCorrupt)
 	}
 	s.observe(res[1])
-	sess, err := s.load(id, p.handle, raw)
-	if err != nil {
-		return nil, fmt.Errorf("session: get: %w", err)
+	if err := s.loadInto(dst, id, p.handle, raw); err != nil {
+		return fmt.Errorf("session: get: %w", err)
 	}
-	return sess, nil
+	return nil
 }
 
 // touch runs the touch script for p: scriptTouch, and scriptGet for what

@@ -30,10 +30,11 @@ type state struct {
 	id     string // "" until the session exists in Redis
 	userID string
 	info   Info
-	// loaded is the session as Get read it, read in place until the
+	// snap is the session as Get read it (into the state: no allocation
+	// of its own); its values, snap.rec, are read in place until the
 	// first change; values is nil until then, and from then on holds
 	// every value.
-	loaded record
+	snap   Session
 	values map[string]entry
 	// dirty holds the keys changed in this request: set if present in
 	// values, deleted otherwise. nil until the first change.
@@ -64,12 +65,13 @@ func (m *Manager) state(ctx context.Context) *state {
 	return st
 }
 
-func (st *state) load(s *Session) {
+// load takes the session that Get read into st.snap.
+func (st *state) load() {
+	s := &st.snap
 	st.id = s.id
 	st.userID = s.info.UserID
 	st.info = s.info
 	st.persist = s.info.Persist || st.m.opts.Cookie.Persist
-	st.loaded = s.rec
 }
 
 // lookup returns the value under key.
@@ -78,7 +80,7 @@ func (st *state) lookup(key string) (entry, bool) {
 		e, ok := st.values[key]
 		return e, ok
 	}
-	v, ok := st.loaded.value(key)
+	v, ok := st.snap.rec.value(key)
 	return entry{v: v}, ok
 }
 
@@ -86,9 +88,9 @@ func (st *state) lookup(key string) (entry, bool) {
 // nothing): the loaded hash is copied into values at the first change.
 func (st *state) change(key string) map[string]entry {
 	if st.values == nil {
-		st.values = make(map[string]entry, len(st.loaded.vals))
-		st.loaded.eachValue(func(k string, v sealed) { st.values[k] = entry{v: v} })
-		st.loaded = record{}
+		st.values = make(map[string]entry, len(st.snap.rec.vals))
+		st.snap.rec.eachValue(func(k string, v sealed) { st.values[k] = entry{v: v} })
+		st.snap.rec = record{}
 	}
 	if key != "" {
 		if st.dirty == nil {
@@ -190,7 +192,7 @@ func (st *state) createLocked(ctx context.Context, userID string) error {
 
 func (st *state) resetLocked() {
 	st.id, st.userID, st.info = "", "", Info{}
-	st.loaded, st.values, st.dirty = record{}, nil, nil
+	st.snap.rec, st.values, st.dirty = record{}, nil, nil
 	st.persistDirty = false
 	st.setCookie, st.clearCookie = false, true
 }

@@ -217,16 +217,25 @@ func (s *Store) encodeAll(data map[string]any) (map[string]sealed, error) {
 
 // load builds the Session named by id from its stored form.
 func (s *Store) load(id, handle, raw string) (*Session, error) {
-	sess := &Session{id: id, codec: s.opts.Codec}
-	rec, err := parseRecordInto(raw, sess.buf[:0])
-	if err != nil {
+	sess := new(Session)
+	if err := s.loadInto(sess, id, handle, raw); err != nil {
 		return nil, err
 	}
-	if sess.info, sess.version, err = rec.decode(handle); err != nil {
-		return nil, err
-	}
-	sess.rec = rec
 	return sess, nil
+}
+
+// loadInto is load into dst, which it overwrites.
+func (s *Store) loadInto(dst *Session, id, handle, raw string) error {
+	*dst = Session{id: id, codec: s.opts.Codec}
+	rec, err := parseRecordInto(raw, dst.buf[:0])
+	if err != nil {
+		return err
+	}
+	if dst.info, dst.version, err = rec.decode(handle); err != nil {
+		return err
+	}
+	dst.rec = rec
+	return nil
 }
 
 func boolArg(b bool) string {

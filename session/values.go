@@ -223,7 +223,7 @@ func (m *Manager) Keys(ctx context.Context) []string {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.values == nil {
-		return st.loaded.keys()
+		return st.snap.rec.keys()
 	}
 	keys := make([]string, 0, len(st.values))
 	for k := range st.values {
