@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -87,5 +88,23 @@ func FuzzFastJSON(f *testing.F) {
 		check(i64, ok, new(int64))
 		b, ok := fastJSON[bool](JSONCodec{}, v)
 		check(b, ok, new(bool))
+	})
+}
+
+// FuzzCutDec: cutDec, which reads the numbers of a stored session, splits
+// and parses exactly as strings.Cut and strconv.ParseInt would.
+func FuzzCutDec(f *testing.F) {
+	for _, s := range []string{"12,rest", "-5,", "+7,x", "0,", ",", "12", "", "1a,", "99999999999999999999,",
+		"9223372036854775807,", "-9223372036854775808,", "-,", "007:abc", "1234567890123456789,"} {
+		f.Add(s, byte(','), 30)
+	}
+	f.Fuzz(func(t *testing.T, s string, sep byte, max int) {
+		n, rest, ok := cutDec(s, sep, max)
+		num, after, found := strings.Cut(s, string([]byte{sep}))
+		v, err := strconv.ParseInt(num, 10, 64)
+		want := found && len(num) > 0 && len(num) <= max && err == nil
+		if ok != want || ok && (n != v || rest != after) {
+			t.Fatalf("cutDec(%q, %q, %d) = %d, %q, %v; want %d, %q, %v", s, sep, max, n, rest, ok, v, after, want)
+		}
 	})
 }

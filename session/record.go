@@ -128,17 +128,47 @@ func parseRecordInto(raw string, vals []field) (record, error) {
 	return r, nil
 }
 
-// cutNetstring splits "len:bytes rest" into bytes and rest.
+// cutNetstring splits "len:bytes rest" into bytes and rest. len has at
+// most 10 characters.
 func cutNetstring(s string) (v, rest string, ok bool) {
-	j := strings.IndexByte(s, ':')
-	if j <= 0 || j > 10 {
+	n, rest, ok := cutDec(s, ':', 10)
+	if !ok || n < 0 || n > int64(len(rest)) {
 		return "", "", false
 	}
-	n, err := strconv.Atoi(s[:j])
-	if err != nil || n < 0 || n > len(s)-j-1 {
-		return "", "", false
+	return rest[:n], rest[n:], true
+}
+
+// cutDec splits "number<sep>rest" at the first sep within max+1 bytes and
+// parses the number as strconv.ParseInt(number, 10, 64) does (an optional
+// sign, then digits), without its generality: reading a session parses
+// nine of them (FuzzCutDec checks the two agree).
+func cutDec(s string, sep byte, max int) (n int64, rest string, ok bool) {
+	j := 0
+	for j < len(s) && s[j] != sep {
+		j++
 	}
-	return s[j+1 : j+1+n], s[j+1+n:], true
+	if j == 0 || j == len(s) || j > max {
+		return 0, "", false
+	}
+	d, neg := s[:j], false
+	if d[0] == '+' || d[0] == '-' {
+		d, neg = d[1:], d[0] == '-'
+	}
+	if len(d) == 0 || len(d) > 18 { // 18 digits cannot overflow
+		v, err := strconv.ParseInt(s[:j], 10, 64)
+		return v, s[j+1:], err == nil
+	}
+	for i := 0; i < len(d); i++ {
+		c := d[i] - '0'
+		if c > 9 {
+			return 0, "", false
+		}
+		n = n*10 + int64(c)
+	}
+	if neg {
+		n = -n
+	}
+	return n, s[j+1:], true
 }
 
 // appendNetstring appends v as a netstring.
@@ -229,15 +259,11 @@ func parseMeta(m string, info *Info) (int64, error) {
 	var n [5]int64
 	rest := m
 	for i := range n {
-		j := strings.IndexByte(rest, ',')
-		if j < 0 {
+		v, r, ok := cutDec(rest, ',', len(rest))
+		if !ok {
 			return 0, fmt.Errorf("%w: metadata", ErrCorrupt)
 		}
-		v, err := strconv.ParseInt(rest[:j], 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("%w: metadata", ErrCorrupt)
-		}
-		n[i], rest = v, rest[j+1:]
+		n[i], rest = v, r
 	}
 	if rest != "0" && rest != "1" {
 		return 0, fmt.Errorf("%w: metadata", ErrCorrupt)
