@@ -79,7 +79,13 @@ type Options struct {
 	// closes it: Close leaves it, and every other user of it, working
 	// (TestSharedClientLifecycle). Whoever closes it early breaks every user
 	// of the client; closing the client closes it. A *redis.Ring has none:
-	// adaptive runs as off there, and New refuses PipelineAlways.
+	// adaptive runs as off there, and New refuses PipelineAlways. When a
+	// Cache is the first to ask a *redis.Client that carries no
+	// AutoPipelineOptions for its AutoPipeliner, it asks for go-redis's
+	// blocking defaults with a batch target of 16 commands instead of 300,
+	// and go-redis hands that one to every user of the client; a client with
+	// settings of its own, or whose AutoPipeliner exists, keeps them
+	// (TestAutoPipelinerSettings in internal/pipeline; bench/PIPELINE.md).
 	Pipelining Pipelining
 
 	// Deprecated: AutoPipeline true means Pipelining: PipelineAlways.

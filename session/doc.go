@@ -345,5 +345,11 @@
 // failed batch whole, except the commands marked Once, so the guarantees
 // above hold through it (TestLostReplyMatrix). go-redis has no AutoPipeliner
 // for a Ring: adaptive runs as off there and New refuses PipelineAlways.
+// When a store is the first to ask a *redis.Client that carries no
+// AutoPipelineOptions for its AutoPipeliner, it asks for go-redis's blocking
+// defaults with a batch target of 16 commands instead of 300, which go-redis
+// then hands to every user of the client; a client with settings of its own,
+// or whose AutoPipeliner exists, keeps them (TestAutoPipelinerSettings in
+// internal/pipeline; bench/PIPELINE.md has the figures).
 // bench/SESSIONS.md has the throughput of each mode.
 package session

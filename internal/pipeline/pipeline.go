@@ -150,9 +150,9 @@ func (e *Exec) Process(ctx context.Context, cmd redis.Cmder) error {
 // only when the last arrives: the CPU idles while the batch is in flight,
 // and the connection while the callers run. A target of 16 sends a batch as
 // soon as 16 are queued, and the rest queue behind it. On this project's
-// machine that gained 16-30 % at 64-128 callers across the session request,
-// the cache hit and the GetOrSet miss (bench/README.md, "AutoPipeliner
-// settings"), and no row lost.
+// machine that gained most at 64-128 callers that work between commands
+// (the session request, the GetOrSet miss), for rediskit and for the peers
+// on the same client (BenchmarkAutoPipelineSettings, bench/PIPELINE.md).
 const BatchTarget = 16
 
 // Options returns the AutoPipeliner settings rediskit asks for: go-redis's

@@ -7,7 +7,9 @@
 //
 // A name part "g=N" becomes a column of -metric per N (the -extra metrics
 // are shown for the largest N); without one, a row shows -metric and
-// -extra. Rows keep the order of their first run.
+// -extra. Rows keep the order of their first run. Lines without -metric
+// are left out, so rows reporting req/s and rows reporting ops/s in one
+// output make two tables.
 package main
 
 import (
@@ -57,6 +59,9 @@ func run(in io.Reader, out io.Writer, metric string, extras []string) error {
 		f := strings.Fields(sc.Text())
 		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
 			continue
+		}
+		if !slices.Contains(f, metric) {
+			continue // another table's line: one command's output can feed several
 		}
 		parts := strings.Split(procSx.ReplaceAllString(f[0], ""), "/")
 		k := key{g: -1}

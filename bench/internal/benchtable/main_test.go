@@ -14,6 +14,7 @@ BenchmarkX/g=16/a/pooled-2  10  5 ns/op  1000 ops/s  6 allocs/op
 BenchmarkX/g=1/a/pooled-2   10  5 ns/op  200 ops/s  3 allocs/op
 BenchmarkX/g=16/a/pooled-2  10  5 ns/op  1200 ops/s  5 allocs/op
 BenchmarkX/g=1/b-2          10  5 ns/op  7 ops/s  1 allocs/op
+BenchmarkX/c-2              10  5 ns/op  9 req/s  1 allocs/op
 `
 	var out strings.Builder
 	if err := run(strings.NewReader(in), &out, "ops/s", []string{"allocs/op"}); err != nil {
