@@ -22,28 +22,6 @@ var benchAP *redis.AutoPipelineOptions
 // MaxBatchSize 300) and once on the settings rediskit asks for
 // (pipeline.Options, MaxBatchSize pipeline.BatchTarget).
 func BenchmarkAutoPipelineSettings(b *testing.B) {
-	pick := func(rows []cacheRow, names ...string) []cacheRow {
-		var out []cacheRow
-		for _, n := range names {
-			for _, r := range rows {
-				if r.name == n {
-					out = append(out, r)
-				}
-			}
-		}
-		return out
-	}
-	pickMiss := func(rows []missRow, names ...string) []missRow {
-		var out []missRow
-		for _, n := range names {
-			for _, r := range rows {
-				if r.name == n {
-					out = append(out, r)
-				}
-			}
-		}
-		return out
-	}
 	settings := []struct {
 		name string
 		opts *redis.AutoPipelineOptions
@@ -71,8 +49,24 @@ func BenchmarkAutoPipelineSettings(b *testing.B) {
 		for _, row := range pick(hitRows(), "rediskit/adaptive", "go-redis-cache/autopipelined", "eko-gocache/autopipelined") {
 			both(fmt.Sprintf("get-hit/g=%d/%s", g, row.name), func(b *testing.B) { row.run(b, g) })
 		}
-		for _, row := range pickMiss(missRows(), "rediskit/adaptive", "go-redis-cache-Once/autopipelined") {
+		for _, row := range pick(missRows(), "rediskit/adaptive", "go-redis-cache-Once/autopipelined") {
 			both(fmt.Sprintf("getorset-miss/g=%d/%s", g, row.name), func(b *testing.B) { row.run(b, g) })
 		}
 	}
 }
+
+// pick returns the rows named, in the order named.
+func pick[R interface{ rowName() string }](rows []R, names ...string) []R {
+	var out []R
+	for _, n := range names {
+		for _, r := range rows {
+			if r.rowName() == n {
+				out = append(out, r)
+			}
+		}
+	}
+	return out
+}
+
+func (row cacheRow) rowName() string { return row.name }
+func (row missRow) rowName() string  { return row.name }
