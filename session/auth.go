@@ -34,7 +34,7 @@ func (m *Manager) RenewToken(ctx context.Context) error {
 		return err
 	}
 	st.id, st.setCookie, st.clearCookie = id, true, false
-	st.info.Handle = hashToken(id)
+	st.snap.info.Handle = hashToken(id)
 	return nil
 }
 

@@ -237,7 +237,7 @@ func (w *writer) commit() bool {
 	if err := w.st.save(); err != nil {
 		w.failed = true
 		w.st.m.opts.Logger.LogAttrs(w.st.r.Context(), slog.LevelError, "session: save failed",
-			slog.String("handle", w.st.info.Handle), slog.String("error", err.Error()))
+			slog.String("handle", w.st.snap.info.Handle), slog.String("error", err.Error()))
 		w.st.m.opts.ErrorHandler(w.ResponseWriter, w.st.r, err)
 		return false
 	}

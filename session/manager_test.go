@@ -383,3 +383,32 @@ func TestManagerValues(t *testing.T) {
 		}
 	})
 }
+
+// TestManagerDeadSessionReadsEmpty: a session whose idle timeout has passed
+// by the store's clock while its key still lives in Redis is read once (the
+// GET finds it), then killed by the touch; the request must then see an
+// empty session (no user, no values) and drop the cookie, not the dead
+// session's values.
+func TestManagerDeadSessionReadsEmpty(t *testing.T) {
+	clock := newFakeClock()
+	opts := session.Options{IdleTimeout: time.Hour, TouchInterval: time.Minute, Clock: clock.Now}
+	forEachTopology(t, opts, func(t *testing.T, e *env) {
+		m := session.NewManager(e.store, session.ManagerOptions{})
+		srv := httptest.NewTLSServer(app(m))
+		defer srv.Close()
+		a := newClient(t, srv)
+		a.do("POST", "/login", url.Values{"user": {"alice"}})
+		a.do("POST", "/incr", url.Values{"k": {"n"}})
+		if _, body := a.do("GET", "/get?k=n", nil); body != "alice:1" {
+			t.Fatalf("live session reads %q, want alice:1", body)
+		}
+		clock.Add(2 * time.Hour)
+		res, body := a.do("GET", "/get?k=n", nil)
+		if body != ":0" {
+			t.Errorf("dead session reads %q, want :0", body)
+		}
+		if !strings.Contains(res.Header.Get("Set-Cookie"), "Max-Age=0") {
+			t.Errorf("dead session's cookie kept: Set-Cookie %q", res.Header.Get("Set-Cookie"))
+		}
+	})
+}

@@ -116,10 +116,17 @@ func (s *Store) Get(ctx context.Context, id string) (*Session, error) {
 }
 
 // get is Get into dst, which the Manager keeps in its request state: a
-// request loads its session without allocating one.
+// request loads its session without allocating one. On an error dst is
+// left empty, even when a first read had filled it and the touch then
+// found the session dead (TestManagerDeadSessionReadsEmpty).
 func (s *Store) get(ctx context.Context, id string, dst *Session) (err error) {
 	ctx, sp := s.trace(ctx, opGet)
-	defer func() { sp.Done(err) }()
+	defer func() {
+		if err != nil {
+			*dst = Session{}
+		}
+		sp.Done(err)
+	}()
 	p, err := parseToken(s.opts.Prefix, id)
 	if err != nil {
 		return fmt.Errorf("session: get: %w", err)

@@ -29,11 +29,11 @@ type state struct {
 	r      *http.Request
 	id     string // "" until the session exists in Redis
 	userID string
-	info   Info
 	// snap is the session as Get read it (into the state: no allocation
-	// of its own); its values, snap.rec, are read in place until the
-	// first change; values is nil until then, and from then on holds
-	// every value.
+	// of its own). snap.info is the request's session metadata from then
+	// on (Login replaces it); its values, snap.rec, are read in place
+	// until the first change; values is nil until then, and from then on
+	// holds every value.
 	snap   Session
 	values map[string]entry
 	// dirty holds the keys changed in this request: set if present in
@@ -70,7 +70,6 @@ func (st *state) load() {
 	s := &st.snap
 	st.id = s.id
 	st.userID = s.info.UserID
-	st.info = s.info
 	st.persist = s.info.Persist || st.m.opts.Cookie.Persist
 }
 
@@ -137,7 +136,7 @@ func (st *state) save() error {
 				// Deleted elsewhere during this request ("log out
 				// everywhere"): the change is dropped, never resurrected.
 				st.m.opts.Logger.LogAttrs(ctx, slog.LevelInfo, "session: ended during the request; changes dropped",
-					slog.String("handle", st.info.Handle))
+					slog.String("handle", st.snap.info.Handle))
 				st.resetLocked()
 			case err != nil:
 				return err
@@ -151,8 +150,8 @@ func (st *state) save() error {
 	case st.setCookie && st.id != "":
 		c := st.m.cookie(st.id)
 		if st.persist {
-			c.Expires = st.info.Deadline.UTC()
-			c.MaxAge = max(1, int(time.Until(st.info.Deadline).Seconds()))
+			c.Expires = st.snap.info.Deadline.UTC()
+			c.MaxAge = max(1, int(time.Until(st.snap.info.Deadline).Seconds()))
 		}
 		addCookie(h, c)
 	case st.clearCookie:
@@ -183,7 +182,7 @@ func (st *state) createLocked(ctx context.Context, userID string) error {
 	if err != nil {
 		return err
 	}
-	st.id, st.userID, st.info = s.id, userID, s.info
+	st.id, st.userID, st.snap.info = s.id, userID, s.info
 	st.setCookie, st.clearCookie = true, false
 	st.dirty = nil
 	st.persistDirty = false
@@ -191,7 +190,7 @@ func (st *state) createLocked(ctx context.Context, userID string) error {
 }
 
 func (st *state) resetLocked() {
-	st.id, st.userID, st.info = "", "", Info{}
+	st.id, st.userID, st.snap.info = "", "", Info{}
 	st.snap.rec, st.values, st.dirty = record{}, nil, nil
 	st.persistDirty = false
 	st.setCookie, st.clearCookie = false, true

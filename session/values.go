@@ -247,5 +247,5 @@ func (m *Manager) Info(ctx context.Context) (info Info, ok bool) {
 	st := m.state(ctx)
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	return st.info, st.id != ""
+	return st.snap.info, st.id != ""
 }
