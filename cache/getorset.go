@@ -38,14 +38,8 @@ type LoaderFunc[T any] func(ctx context.Context) (T, error)
 // retry.ErrUnavailable too. A hit is one command (SET NX GET of a lease
 // marker, which returns the value when there is one); a miss is two: that
 // command, then the conditional write.
-func (c *Cache) GetOrSet(ctx context.Context, key string, ttl time.Duration, loader LoaderFunc[[]byte]) (_ []byte, err error) {
-	ctx, sp := c.trace(ctx, opGetOrSet)
-	defer func() { sp.Done(err) }()
-	e, err := c.getOrLoad(ctx, key, ttl, codecRaw, loader, nil)
-	if err != nil {
-		return nil, err
-	}
-	return e.payload, nil
+func (c *Cache) GetOrSet(ctx context.Context, key string, ttl time.Duration, loader LoaderFunc[[]byte]) ([]byte, error) {
+	return c.GetOrSetTagged(ctx, key, ttl, loader) // no tags: loadTags adds nothing
 }
 
 // GetOrSetTagged is GetOrSet, the value it loads (or the "not found" it

@@ -43,22 +43,8 @@ type batchLoad func(ctx context.Context, keys []string) (vals map[string][]byte,
 // reported in a *BatchError (Op "getorsetmany"); the map holds the others.
 // With FailOpen, keys whose lease command failed are loaded in the same
 // loader call without being stored.
-func (c *Cache) GetOrSetMany(ctx context.Context, keys []string, ttl time.Duration, loader BatchLoaderFunc[[]byte]) (out map[string][]byte, err error) {
-	ctx, sp := c.trace(ctx, opGetOrSetMany)
-	defer func() { sp.SetInt(AttrKeys, len(keys)); sp.SetInt(AttrHits, len(out)); sp.Done(err) }()
-	if loader == nil {
-		return nil, errors.New("cache: get or set many: nil loader")
-	}
-	load := func(ctx context.Context, keys []string) (map[string][]byte, map[string]error, error) {
-		m, err := loader(ctx, keys)
-		return m, nil, err
-	}
-	res, err := c.getOrLoadMany(ctx, keys, ttl, codecRaw, load, nil)
-	out = make(map[string][]byte, len(res))
-	for k, e := range res {
-		out[k] = e.payload
-	}
-	return out, err
+func (c *Cache) GetOrSetMany(ctx context.Context, keys []string, ttl time.Duration, loader BatchLoaderFunc[[]byte]) (map[string][]byte, error) {
+	return c.GetOrSetManyTagged(ctx, keys, ttl, loader) // no tags: loadTags adds nothing
 }
 
 // GetOrSetManyTagged is GetOrSetMany, every value it loads (or "not found"
@@ -425,13 +411,8 @@ func (c *Cache) callBatchLoader(base, vals context.Context, load batchLoad, keys
 // published there, as GetOrSet does. A value that does not encode fails its
 // key alone; a stored value that does not decode is deleted and its key
 // asked again once.
-func (t *Typed[T]) GetOrSetMany(ctx context.Context, keys []string, ttl time.Duration, loader BatchLoaderFunc[T]) (out map[string]T, err error) {
-	ctx, sp := t.c.trace(ctx, opGetOrSetMany)
-	defer func() { sp.SetInt(AttrKeys, len(keys)); sp.SetInt(AttrHits, len(out)); sp.Done(err) }()
-	if loader == nil {
-		return nil, errors.New("cache: get or set many: nil loader")
-	}
-	return t.getOrSetMany(ctx, keys, ttl, loader, nil)
+func (t *Typed[T]) GetOrSetMany(ctx context.Context, keys []string, ttl time.Duration, loader BatchLoaderFunc[T]) (map[string]T, error) {
+	return t.GetOrSetManyTagged(ctx, keys, ttl, loader)
 }
 
 // GetOrSetManyTagged is GetOrSetMany, every value it loads stored with

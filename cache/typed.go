@@ -169,10 +169,8 @@ func (t *Typed[T]) marshalAll(items map[string]T) (map[string][]byte, error) {
 // GetOrSet returns the value under key or loads, stores and returns it, with
 // the stampede protection and freshness controls of Cache.GetOrSet. A stored
 // value that does not decode is deleted and reloaded once.
-func (t *Typed[T]) GetOrSet(ctx context.Context, key string, ttl time.Duration, loader LoaderFunc[T]) (_ T, err error) {
-	ctx, sp := t.c.trace(ctx, opGetOrSet)
-	defer func() { sp.Done(err) }()
-	return t.getOrSet(ctx, sp, key, ttl, loader, nil)
+func (t *Typed[T]) GetOrSet(ctx context.Context, key string, ttl time.Duration, loader LoaderFunc[T]) (T, error) {
+	return t.GetOrSetTagged(ctx, key, ttl, loader)
 }
 
 // GetOrSetTagged is GetOrSet, the value it loads stored with tags; see
