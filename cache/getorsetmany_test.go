@@ -51,22 +51,13 @@ func echoLoader(calls *[][]string, mu *sync.Mutex, skip func(string) bool) Batch
 func TestGetOrSetManyRoundTrips(t *testing.T) {
 	forEachTopology(t, func(t *testing.T, tp topo) {
 		ctx := ctxT(t)
-		c := newCache(t, tp.rdb, Options{})
-		keys := manyKeys("k", 100)
-		// Warm the cluster client's slot map and command info.
-		if _, err := c.MGet(ctx, keys[:3]); err != nil {
-			t.Fatal(err)
-		}
-		var calls [][]string
-		var mu sync.Mutex
-		loader := echoLoader(&calls, &mu, nil)
-		tp.cnt.reset()
+		c, keys, calls, loader := batchSetup(t, tp)
 		got, err := c.GetOrSetMany(ctx, append(keys, keys[:10]...), time.Minute, loader) // duplicates asked once
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(calls) != 1 || len(calls[0]) != 100 {
-			t.Fatalf("loader calls %d (first with %d keys), want 1 with 100", len(calls), len(calls[0]))
+		if len(*calls) != 1 || len((*calls)[0]) != 100 {
+			t.Fatalf("loader calls %d (first with %d keys), want 1 with 100", len(*calls), len((*calls)[0]))
 		}
 		checkAll(t, got, keys)
 		cmds, trips, perNode, names := tp.cnt.snapshot()
@@ -80,8 +71,8 @@ func TestGetOrSetManyRoundTrips(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(calls) != 1 {
-			t.Fatalf("warm batch called the loader: %v", calls[1:])
+		if len(*calls) != 1 {
+			t.Fatalf("warm batch called the loader: %v", (*calls)[1:])
 		}
 		checkAll(t, got, keys)
 		cmds, trips, perNode, _ = tp.cnt.snapshot()
@@ -491,4 +482,19 @@ func BenchmarkGetOrSetMany(b *testing.B) {
 			})
 		}
 	}
+}
+
+// batchSetup returns a cache with the cluster client's slot map and command
+// info warmed (an MGet of 3 of its 100 keys), the keys, the echo loader
+// and the batches it was called with, the command counter reset.
+func batchSetup(t *testing.T, tp topo) (*Cache, []string, *[][]string, BatchLoaderFunc[[]byte]) {
+	c := newCache(t, tp.rdb, Options{})
+	keys := manyKeys("k", 100)
+	if _, err := c.MGet(ctxT(t), keys[:3]); err != nil {
+		t.Fatal(err)
+	}
+	calls := new([][]string)
+	loader := echoLoader(calls, new(sync.Mutex), nil)
+	tp.cnt.reset()
+	return c, keys, calls, loader
 }

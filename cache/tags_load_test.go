@@ -151,15 +151,7 @@ func TestGetOrSetTaggedCommands(t *testing.T) {
 func TestGetOrSetManyTaggedRoundTrips(t *testing.T) {
 	forEachTopology(t, func(t *testing.T, tp topo) {
 		ctx := ctxT(t)
-		c := newCache(t, tp.rdb, Options{})
-		keys := manyKeys("k", 100)
-		if _, err := c.MGet(ctx, keys[:3]); err != nil {
-			t.Fatal(err)
-		}
-		var calls [][]string
-		var mu sync.Mutex
-		loader := echoLoader(&calls, &mu, nil)
-		tp.cnt.reset()
+		c, keys, calls, loader := batchSetup(t, tp)
 		got, err := c.GetOrSetManyTagged(ctx, keys, time.Minute, loader, "b")
 		if err != nil {
 			t.Fatal(err)
@@ -192,8 +184,8 @@ func TestGetOrSetManyTaggedRoundTrips(t *testing.T) {
 		}
 		checkAll(t, got, keys)
 		cmds, trips, perNode, _ = tp.cnt.snapshot()
-		if cmds != 100 || len(calls) != 1 {
-			t.Fatalf("warm batch: %d commands, %d loader calls; want 100, 1", cmds, len(calls))
+		if cmds != 100 || len(*calls) != 1 {
+			t.Fatalf("warm batch: %d commands, %d loader calls; want 100, 1", cmds, len(*calls))
 		}
 		checkTrips(t, tp, "warm tagged GetOrSetMany", trips, perNode, 1)
 		if n, err := c.InvalidateTags(ctx, "b"); err != nil || n != 100 {
