@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/rediskit/rediskit/internal/pipeline"
+	"github.com/rediskit/rediskit/internal/unique"
 	"github.com/rediskit/rediskit/retry"
 )
 
@@ -45,8 +45,7 @@ type Cache struct {
 
 	near *near // nil without Options.Near
 
-	tokenPrefix string
-	tokenSeq    atomic.Uint64
+	tokens *unique.Source // lease owners (newToken)
 }
 
 // New returns a Cache storing values in rdb under the namespace of opt. It
@@ -62,10 +61,10 @@ func New(rdb redis.UniversalClient, opt Options) (*Cache, error) {
 		return nil, err
 	}
 	c := &Cache{
-		rdb:         rdb,
-		opt:         o,
-		ns:          o.Prefix + ":v" + strconv.FormatUint(uint64(o.Version), 10) + ":",
-		tokenPrefix: randomPrefix(),
+		rdb:    rdb,
+		opt:    o,
+		ns:     o.Prefix + ":v" + strconv.FormatUint(uint64(o.Version), 10) + ":",
+		tokens: unique.New(),
 	}
 	base := c.ns[:len(c.ns)-1]
 	c.leaseNS = base + "#lease{"

@@ -245,7 +245,7 @@ func (c *Cache) acquireMarkers(ctx context.Context, rks []string) (olds []string
 	if len(rks) == 0 {
 		return
 	}
-	marker = c.appendToken(appendHeader(make([]byte, 0, headerLen+len(c.tokenPrefix)+13), valueHeader{Lease: true}))
+	marker = c.newMarker()
 	cmds := make([]*redis.StringCmd, len(rks))
 	_, _ = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, k := range rks {

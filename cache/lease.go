@@ -2,14 +2,12 @@ package cache
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/rediskit/rediskit/internal/unique"
 	"github.com/rediskit/rediskit/retry"
 )
 
@@ -117,7 +115,7 @@ type lease struct {
 // another load's marker), or acquired = true and our marker, the proof of
 // the lease.
 func (c *Cache) acquireMarker(ctx context.Context, rk string) (old string, acquired bool, marker []byte, err error) {
-	marker = c.appendToken(appendHeader(make([]byte, 0, headerLen+len(c.tokenPrefix)+13), valueHeader{Lease: true}))
+	marker = c.newMarker()
 	// SET NX GET is not idempotent in general; with our unique marker it
 	// is (a re-sent SET finds our own marker), so it is sent Repeatable
 	// and a rediskit.Client's hook may re-send it to a definite answer.
@@ -228,16 +226,12 @@ func (c *Cache) releaseQuietly(l lease) {
 // newToken returns a lease owner token unique across processes: a random
 // per-Cache prefix (128 bits from crypto/rand) and a counter. Lease tokens
 // name an owner; they guard no data, so they need not be secret.
-func (c *Cache) newToken() []byte { return c.appendToken(nil) }
+func (c *Cache) newToken() []byte { return c.tokens.Append(nil) }
 
-func (c *Cache) appendToken(b []byte) []byte {
-	return strconv.AppendUint(append(b, c.tokenPrefix...), c.tokenSeq.Add(1), 36)
-}
-
-func randomPrefix() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
-	return hex.EncodeToString(b[:]) + ":"
+// newMarker returns a lease marker: a value header flagged Lease and a
+// fresh owner token, the proof of a lease stored in the value key.
+func (c *Cache) newMarker() []byte {
+	return c.tokens.Append(appendHeader(make([]byte, 0, headerLen+unique.MaxLen), valueHeader{Lease: true}))
 }
 
 // store commits value for ttl under lease l, with the tags of tl (nil for

@@ -2,7 +2,6 @@ package session
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"strconv"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/rediskit/rediskit/internal/pipeline"
+	"github.com/rediskit/rediskit/internal/unique"
 )
 
 // Store keeps sessions in Redis. It is safe for concurrent use. Each method
@@ -34,8 +34,7 @@ type Store struct {
 	evArg   string // ",maxlen,grace" of ARGV[1] with Options.Events
 	cluster bool   // event streams per slot (events.go)
 
-	noncePrefix string        // random, per Store (nonce)
-	nonceSeq    atomic.Uint64 // per call
+	nonces *unique.Source // per call (nonce)
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -62,10 +61,7 @@ func New(rdb redis.UniversalClient, opts Options) (*Store, error) {
 	if _, ring := rdb.(*redis.Ring); ring && o.DurableReplicas > 0 {
 		return nil, errors.New("session: Options.DurableReplicas needs a standalone, failover or cluster client: a Ring's shards have no replicas")
 	}
-	s := &Store{rdb: rdb, opts: o, closed: make(chan struct{}), wall: time.Now}
-	var r [12]byte
-	_, _ = rand.Read(r[:]) // crypto/rand.Read never fails on supported platforms
-	s.noncePrefix = b64.EncodeToString(r[:]) + ":"
+	s := &Store{rdb: rdb, opts: o, closed: make(chan struct{}), wall: time.Now, nonces: unique.New()}
 	s.fastReads = o.TouchInterval > 0
 	if o.Events {
 		if _, ring := rdb.(*redis.Ring); ring {
@@ -172,9 +168,7 @@ const tombstoneMs = "10000"
 
 // nonce returns a value unique to one call of this Store across processes:
 // a random per-Store prefix and a counter.
-func (s *Store) nonce() string {
-	return s.noncePrefix + strconv.FormatUint(s.nonceSeq.Add(1), 36)
-}
+func (s *Store) nonce() string { return s.nonces.Next() }
 
 // The seam to Manager. Manager keeps a request's values sealed (record.go)
 // from Put to the save, so each is encoded once, and uses the Store through
