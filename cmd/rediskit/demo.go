@@ -164,7 +164,7 @@ func (a *app) demoRevoke(w http.ResponseWriter, r *http.Request) {
 		mine = append(mine[max(0, len(mine)-maxNoticesPerUser+1):], handle)
 		a.manager.Put(ctx, keyRevoked, strings.Join(mine, " "))
 	}
-	if info, cur := a.manager.Info(ctx); cur && info.Handle == r.PostFormValue("handle") {
+	if info, cur := a.manager.Info(ctx); cur && info.Handle == handle {
 		// Revoking this very device is signing out.
 		_ = a.manager.Destroy(ctx)
 		http.Redirect(w, r, "/demo/", http.StatusSeeOther)
