@@ -32,7 +32,11 @@ const startTimeout = 10 * time.Second
 func Binary(name string) (string, error) {
 	path, err := exec.LookPath(name)
 	if err != nil {
-		return "", fmt.Errorf("%s not found on PATH (install it: apt-get install -y redis-server)", name)
+		how := "apt-get install -y redis-server"
+		if name == "valkey-server" {
+			how = ".ci/install-valkey"
+		}
+		return "", fmt.Errorf("%s not found on PATH (install it: %s)", name, how)
 	}
 	return path, nil
 }

@@ -26,7 +26,21 @@ import (
 // "true": CI must never pass by skipping every test.
 func Binary(t testing.TB) string {
 	t.Helper()
-	path, err := redisproc.Binary("redis-server")
+	return binary(t, "redis-server")
+}
+
+// ValkeyBinary returns the path of valkey-server, as Binary does for
+// redis-server. Valkey stands for the servers newer than Redis 7.0 whose
+// commands rediskit uses when they are there (SET … IFEQ); .ci/install-valkey
+// builds it.
+func ValkeyBinary(t testing.TB) string {
+	t.Helper()
+	return binary(t, "valkey-server")
+}
+
+func binary(t testing.TB, name string) string {
+	t.Helper()
+	path, err := redisproc.Binary(name)
 	if err != nil {
 		missing(t, err)
 	}
@@ -65,7 +79,18 @@ type Server struct {
 // persistence, and stops it when the test ends.
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
-	cfg := redisproc.Config{Bin: Binary(t), Dir: t.TempDir()}
+	return start(t, Binary(t), opts)
+}
+
+// StartValkey is Start with valkey-server (see ValkeyBinary).
+func StartValkey(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	return start(t, ValkeyBinary(t), opts)
+}
+
+func start(t testing.TB, bin string, opts []Option) *Server {
+	t.Helper()
+	cfg := redisproc.Config{Bin: bin, Dir: t.TempDir()}
 	for _, o := range opts {
 		o(&cfg)
 	}

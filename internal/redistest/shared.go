@@ -31,6 +31,12 @@ type shared[T any] struct {
 
 func (s *shared[T]) get(t testing.TB, start func(dir string) (T, error)) T {
 	t.Helper()
+	return s.getBin(t, "redis-server", start)
+}
+
+// getBin is get for a fixture of the server binary bin.
+func (s *shared[T]) getBin(t testing.TB, bin string, start func(dir string) (T, error)) T {
+	t.Helper()
 	s.once.Do(func() {
 		dir, err := os.MkdirTemp("", "redistest-")
 		if err != nil {
@@ -41,7 +47,7 @@ func (s *shared[T]) get(t testing.TB, start func(dir string) (T, error)) T {
 		s.val, s.err = start(dir)
 	})
 	if s.err != nil {
-		if _, lookErr := redisproc.Binary("redis-server"); lookErr != nil {
+		if _, lookErr := redisproc.Binary(bin); lookErr != nil {
 			missing(t, lookErr)
 		}
 		t.Fatalf("redistest: shared fixture: %v", s.err)
@@ -62,6 +68,7 @@ func (d *dirSet) Add(dir string) {
 
 var (
 	sharedServer   shared[*Server]
+	sharedValkey   shared[*Server]
 	sharedCluster  shared[*Cluster]
 	sharedSentinel shared[*Sentinel]
 	sharedDirs     dirSet
@@ -82,6 +89,21 @@ func Shared(t testing.TB) *Server {
 	t.Helper()
 	return sharedServer.get(t, func(dir string) (*Server, error) {
 		s, err := redisproc.Start(redisproc.Config{Dir: dir})
+		if err != nil {
+			return nil, err
+		}
+		return &Server{s}, nil
+	})
+}
+
+// SharedValkey returns a standalone valkey-server shared by every test of
+// the binary, as Shared. Without valkey-server on PATH the test skips
+// loudly, or fails under CI=true (see ValkeyBinary).
+func SharedValkey(t testing.TB) *Server {
+	t.Helper()
+	bin := ValkeyBinary(t)
+	return sharedValkey.getBin(t, "valkey-server", func(dir string) (*Server, error) {
+		s, err := redisproc.Start(redisproc.Config{Bin: bin, Dir: dir})
 		if err != nil {
 			return nil, err
 		}
