@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -38,7 +39,7 @@ type Cache struct {
 	_  [64]byte
 
 	life       lifecycle // every goroutine the Cache starts
-	flights    sync.Map  // stored key -> *flight running in this process
+	flights    flightMap // the flights running in this process
 	refreshing sync.Map  // stored key -> struct{}: a refresh runs here
 
 	hub hub
@@ -46,6 +47,8 @@ type Cache struct {
 	near *near // nil without Options.Near
 
 	tokens *unique.Source // lease owners (newToken)
+
+	condSet atomic.Int32 // whether SET takes IFEQ: condUnknown, condYes, condNo
 }
 
 // New returns a Cache storing values in rdb under the namespace of opt. It
@@ -75,6 +78,7 @@ func New(rdb redis.UniversalClient, opt Options) (*Cache, error) {
 		return nil, &OptionError{Field: "Pipelining", Value: strconv.Quote(o.Pipelining.String()), Reason: err.Error(), Err: err}
 	}
 	c.life.init()
+	c.flights.init()
 	c.hub.init()
 	if o.Near != nil {
 		if c.near, err = newNear(rdb, c.ns, &c.life, *o.Near); err != nil {
@@ -104,13 +108,18 @@ func (c *Cache) Close() error {
 }
 
 // Preload loads the Lua scripts of the Cache on every master, so the first
-// GetOrSet miss and Incr take one round trip instead of two. Optional.
+// GetOrSet miss and Incr take one round trip instead of two, and learns
+// whether the server's SET takes IFEQ, which the commit of a miss then uses
+// (see "Round trips" in doc.go). Optional.
 func (c *Cache) Preload(ctx context.Context) error {
 	for _, s := range []retry.Script{scriptAcquire, scriptWatch, scriptCommit, scriptRelease, scriptIncr,
 		scriptTagRegister, scriptWriteTagged, scriptTagBump, scriptTagPurge} {
 		if err := s.Load(ctx, c.rdb).Err(); err != nil {
 			return fmt.Errorf("cache: preload scripts: %w", err)
 		}
+	}
+	if err := c.probeIfEq(ctx); err != nil {
+		return fmt.Errorf("cache: preload: %w", err)
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
 	"github.com/rediskit/rediskit/internal/redistest"
@@ -569,13 +570,22 @@ func TestLoadTimeoutBoundsTheLoader(t *testing.T) {
 	})
 }
 
-// TestMissCommands: an uncontended miss runs SET NX GET, then the commit
-// script's GET and SET on the server — no PUBLISH, as nobody waits; a miss
-// that another process (a second Cache) waits for publishes exactly one
-// event, which wakes it (its poll is an hour). Counted by the server
-// (INFO commandstats), scripts' inner commands included.
+// TestMissCommands: an uncontended miss runs SET NX GET, then the commit —
+// on Redis 7.0 the commit script's GET and SET, on a server whose SET takes
+// IFEQ (Valkey 9) one SET … IFEQ and no script — and no PUBLISH, as nobody
+// waits; a miss that another process (a second Cache) waits for publishes
+// exactly one event, which wakes it (its poll is an hour). Counted by the
+// server (INFO commandstats), scripts' inner commands included.
 func TestMissCommands(t *testing.T) {
-	srv := redistest.Start(t)
+	t.Run("redis", func(t *testing.T) {
+		testMissCommands(t, redistest.Start(t), map[string]int64{"set": 2, "evalsha": 1, "get": 1})
+	})
+	t.Run("valkey", func(t *testing.T) {
+		testMissCommands(t, redistest.StartValkey(t), map[string]int64{"set": 2, "evalsha": 0, "get": 0})
+	})
+}
+
+func testMissCommands(t *testing.T, srv *redistest.Server, want map[string]int64) {
 	rdb := srv.Client(t)
 	ctx := ctxT(t)
 	a := newCache(t, rdb, Options{LeasePoll: time.Hour})
@@ -583,23 +593,7 @@ func TestMissCommands(t *testing.T) {
 	if err := a.Preload(ctx); err != nil {
 		t.Fatal(err)
 	}
-	calls := func() map[string]int64 {
-		t.Helper()
-		info, err := rdb.Info(ctx, "commandstats").Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := map[string]int64{}
-		for _, line := range strings.Split(info, "\n") {
-			name, rest, ok := strings.Cut(strings.TrimSpace(line), ":calls=")
-			if !ok {
-				continue
-			}
-			n, _ := strconv.ParseInt(rest[:strings.IndexByte(rest, ',')], 10, 64)
-			out[strings.TrimPrefix(name, "cmdstat_")] = n
-		}
-		return out
-	}
+	calls := func() map[string]int64 { t.Helper(); return commandCalls(t, rdb) }
 	if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -608,7 +602,6 @@ func TestMissCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := calls()
-	want := map[string]int64{"set": 2, "evalsha": 1, "get": 1}
 	for cmd, w := range want {
 		if got[cmd] != w {
 			t.Errorf("uncontended miss: %s ran %d times, want %d (all: %v)", cmd, got[cmd], w, got)
@@ -616,6 +609,11 @@ func TestMissCommands(t *testing.T) {
 	}
 	if got["publish"] != 0 {
 		t.Errorf("uncontended miss published %d events, want none", got["publish"])
+	}
+	if v, err := rdb.Get(ctx, a.key("k")).Bytes(); err != nil {
+		t.Fatal(err)
+	} else if e, err := a.decode(v, codecRaw); err != nil || e.h.Lease || !strings.HasPrefix(string(e.payload), "value-") {
+		t.Fatalf("stored %q (%v), want the loaded value", v, err)
 	}
 
 	// Contended: b waits for a's load.
@@ -650,5 +648,81 @@ func TestMissCommands(t *testing.T) {
 	}
 	if p := calls()["publish"]; p != 1 {
 		t.Errorf("contended miss published %d events, want 1", p)
+	}
+}
+
+// commandCalls returns the server's command counts (INFO commandstats) by
+// command name.
+func commandCalls(t *testing.T, rdb *redis.Client) map[string]int64 {
+	t.Helper()
+	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int64{}
+	for _, line := range strings.Split(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":calls=")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.ParseInt(rest[:strings.IndexByte(rest, ',')], 10, 64)
+		out[strings.TrimPrefix(name, "cmdstat_")] = n
+	}
+	return out
+}
+
+// TestCommitLearnsIfEq: without Preload, the first commit of a Cache tries
+// SET … IFEQ. Redis 7.0 refuses it with a syntax error, and that commit and
+// every later one run the script: the value is stored either way, and the
+// refused command is sent once in the Cache's life. Valkey takes it, and no
+// commit runs the script.
+func TestCommitLearnsIfEq(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		start       func(testing.TB, ...redistest.Option) *redistest.Server
+		failed, sha int64 // refused SETs and script runs, over three misses
+	}{
+		// Three commits by script; the first EVALSHA meets NOSCRIPT (no
+		// Preload) and is sent again as EVAL.
+		{"redis", redistest.Start, 1, 4},
+		{"valkey", redistest.StartValkey, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := tc.start(t)
+			rdb := srv.Client(t)
+			ctx := ctxT(t)
+			c, err := New(rdb, Options{Prefix: redistest.Prefix(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = c.Close() })
+			for _, k := range []string{"a", "b", "c"} {
+				v, err := c.GetOrSet(ctx, k, time.Minute, func(context.Context) ([]byte, error) { return []byte("v-" + k), nil })
+				if err != nil || string(v) != "v-"+k {
+					t.Fatalf("GetOrSet(%s) = %q, %v", k, v, err)
+				}
+				if got, ok, err := c.Get(ctx, k); err != nil || !ok || string(got) != "v-"+k {
+					t.Fatalf("Get(%s) = %q, %v, %v: the load was not stored", k, got, ok, err)
+				}
+			}
+			info, err := rdb.Info(ctx, "commandstats").Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			calls := commandCalls(t, rdb)
+			if sha := calls["evalsha"] + calls["eval"]; sha != tc.sha {
+				t.Errorf("scripts ran %d times over three misses, want %d", sha, tc.sha)
+			}
+			failed := int64(0)
+			for _, line := range strings.Split(info, "\n") {
+				if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_set:"); ok {
+					_, f, _ := strings.Cut(rest, "failed_calls=")
+					failed, _ = strconv.ParseInt(strings.TrimRight(f, "\r"), 10, 64)
+				}
+			}
+			if failed != tc.failed {
+				t.Errorf("%d SETs refused, want %d (%s)", failed, tc.failed, info)
+			}
+		})
 	}
 }

@@ -104,7 +104,7 @@ func (c *counter) snapshot() (cmds, trips int, perNode map[string]int, names []s
 // topo is one deployment a test runs on, with a client carrying a counting
 // hook.
 type topo struct {
-	name    string // "standalone", "cluster" or "sentinel"
+	name    string // "standalone", "valkey", "cluster" or "sentinel"
 	rdb     redis.UniversalClient
 	cnt     *counter
 	cluster bool
@@ -117,10 +117,10 @@ type topo struct {
 	client func(t testing.TB) redis.UniversalClient
 }
 
-// forEachTopology runs f on the shared standalone server, the shared
-// 3-master cluster and the shared Sentinel deployment (a failover client:
-// master, replica, sentinel), each with a fresh client carrying a counting
-// hook. The Sentinel deployment is a standalone master behind a failover
+// forEachTopology runs f on the shared standalone server, a shared
+// standalone Valkey 9 server, the shared 3-master cluster and the shared
+// Sentinel deployment (a failover client: master, replica, sentinel), each
+// with a fresh client carrying a counting hook. The Sentinel deployment is a standalone master behind a failover
 // client, so a test's standalone expectations hold there too.
 func forEachTopology(t *testing.T, f func(t *testing.T, tp topo)) {
 	t.Run("standalone", func(t *testing.T) {
@@ -129,6 +129,16 @@ func forEachTopology(t *testing.T, f func(t *testing.T, tp topo)) {
 		rdb := srv.Client(t)
 		rdb.AddHook(nodeHook{c: cnt, addr: srv.Addr})
 		f(t, topo{name: "standalone", rdb: rdb, cnt: cnt, addrs: []string{srv.Addr}, masters: 1,
+			client: func(t testing.TB) redis.UniversalClient { return srv.Client(t) }})
+	})
+	// Valkey 9 has SET … IFEQ, which Redis 7.0 lacks: the commit of a miss
+	// is then a plain command instead of a script (commitIfEq).
+	t.Run("valkey", func(t *testing.T) {
+		srv := redistest.SharedValkey(t)
+		cnt := &counter{trips: map[string]int{}}
+		rdb := srv.Client(t)
+		rdb.AddHook(nodeHook{c: cnt, addr: srv.Addr})
+		f(t, topo{name: "valkey", rdb: rdb, cnt: cnt, addrs: []string{srv.Addr}, masters: 1,
 			client: func(t testing.TB) redis.UniversalClient { return srv.Client(t) }})
 	})
 	t.Run("cluster", func(t *testing.T) {

@@ -233,11 +233,16 @@ var lostReplyCases = []struct {
 	}},
 	{"GetOrSetCommit", Options{}, func(t *testing.T, e *lostReplyEnv) {
 		// The commit only writes while the lease holds our token, and takes
-		// it: a re-send finds it gone and writes nothing.
+		// it: a re-send finds it gone and writes nothing. On a server with
+		// SET … IFEQ the commit is that command (commitIfEq).
 		var loads atomic.Int64
 		var v []byte
 		var err error
-		e.fault(t, scriptCommit.Hash(), func() { v, err = e.c.GetOrSet(ctxT(t), "k", time.Minute, countingLoader(&loads, 0)) })
+		commit := scriptCommit.Hash()
+		if e.c.condSet.Load() == condYes {
+			commit = "\r\nifeq\r\n"
+		}
+		e.fault(t, commit, func() { v, err = e.c.GetOrSet(ctxT(t), "k", time.Minute, countingLoader(&loads, 0)) })
 		if err != nil || string(v) != "value-1" || loads.Load() != 1 {
 			t.Fatalf("GetOrSet = %q, %v with %d loads; want value-1 from one load", v, err, loads.Load())
 		}
@@ -332,6 +337,8 @@ func lostReplyDeployments(t *testing.T) []lostReplyDeployment {
 		clTo[a] = p.Addr
 		clProxies = append(clProxies, p)
 	}
+	vk := redistest.SharedValkey(t) // SET … IFEQ commits a miss (commitIfEq)
+	vpx := redistest.NewProxy(t, vk.Addr)
 	rpx := redistest.NewProxy(t, srv.Addr) // a Ring of one shard, on the standalone server
 	retryOff := func(retries bool) int {
 		if retries {
@@ -346,6 +353,9 @@ func lostReplyDeployments(t *testing.T) []lostReplyDeployment {
 	return []lostReplyDeployment{
 		{"Client", []*redistest.Proxy{px}, srv.Client(t), nil, func(retries bool) redis.UniversalClient {
 			return closeAtEnd(redis.NewClient(&redis.Options{Addr: px.Addr, ReadTimeout: lostReplyReadTimeout, MaxRetries: retryOff(retries)}))
+		}},
+		{"ClientValkey", []*redistest.Proxy{vpx}, vk.Client(t), nil, func(retries bool) redis.UniversalClient {
+			return closeAtEnd(redis.NewClient(&redis.Options{Addr: vpx.Addr, ReadTimeout: lostReplyReadTimeout, MaxRetries: retryOff(retries)}))
 		}},
 		{"FailoverClient", []*redistest.Proxy{spx}, s.Client(t), nil, func(retries bool) redis.UniversalClient {
 			return closeAtEnd(redis.NewFailoverClient(&redis.FailoverOptions{

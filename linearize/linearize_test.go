@@ -248,9 +248,14 @@ func TestLinearizableNoFaults(t *testing.T) {
 // TestLinearizableProxyFaults runs the clients through a proxy that cuts
 // every connection (RST), delays replies and swallows all traffic for a
 // while, at random, so requests are lost before and after the server ran
-// them.
+// them. It runs on Redis 7.0 and on Valkey 9, whose SET … IFEQ commits a
+// GetOrSet miss without a script.
 func TestLinearizableProxyFaults(t *testing.T) {
-	srv := redistest.Start(t)
+	t.Run("redis", func(t *testing.T) { testProxyFaults(t, redistest.Start(t)) })
+	t.Run("valkey", func(t *testing.T) { testProxyFaults(t, redistest.StartValkey(t)) })
+}
+
+func testProxyFaults(t *testing.T, srv *redistest.Server) {
 	p := redistest.NewProxy(t, srv.Addr)
 	rep := run{duration: scaled(4 * time.Second), clients: 4, client: standalone(p.Addr),
 		fault: func(ctx context.Context, rng *rand.Rand, _ *world) int {
