@@ -98,11 +98,11 @@ func (c *Cache) getOrLoad(ctx context.Context, key string, ttl time.Duration, co
 	}
 	rk := c.key(key)
 	// A load of this key already running here: join it, no command at all.
-	if f, ok := c.flights.Load(rk); ok {
+	if f, ok := c.flights.load(rk); ok {
 		c.st.misses.Add(1)
 		c.st.dedupLoads.Add(1)
 		c.traceBool(ctx, AttrHit, false)
-		return c.await(ctx, f.(*flight))
+		return c.await(ctx, f)
 	}
 	old, acquired, marker, err := c.acquireMarker(ctx, rk)
 	if err != nil {
@@ -244,22 +244,29 @@ func (c *Cache) startFlight(ctx context.Context, nf *flight) (*flight, error) {
 // launch is startFlight; async false runs a flight it starts on the
 // caller's goroutine.
 func (c *Cache) launch(nf *flight, async bool) (*flight, error) {
-	nf.done = make(chan struct{})
-	running := nf
-	started, err := c.life.enter(func() bool {
-		f, loaded := c.flights.LoadOrStore(nf.rk, nf)
-		running = f.(*flight)
-		return !loaded
-	})
+	running, err := c.claim(nf)
 	switch {
-	case err != nil:
-		return nil, err
-	case !started:
-		return running, nil
+	case err != nil, running != nf:
+		return running, err
 	case !async:
 		c.runFlight(nf)
 	default:
 		go c.runFlight(nf)
+	}
+	return nf, nil
+}
+
+// claim registers nf as the flight of its key and reserves the goroutine
+// that runs it (which must call c.life.exit), or returns the flight running
+// for the key already, reserving nothing; ErrClosed after Close.
+func (c *Cache) claim(nf *flight) (*flight, error) {
+	nf.done = make(chan struct{})
+	if err := c.life.enter(); err != nil {
+		return nil, err
+	}
+	if f, loaded := c.flights.loadOrStore(nf); loaded {
+		c.life.exit()
+		return f, nil
 	}
 	return nf, nil
 }
@@ -282,7 +289,7 @@ func (c *Cache) runFlight(f *flight) {
 	}
 	// A caller arriving after the delete starts a new flight, whose SET NX
 	// GET re-reads the value this one stored.
-	c.flights.CompareAndDelete(f.rk, f)
+	c.flights.remove(f)
 	f.e, f.err = e, err
 	close(f.done)
 }
@@ -527,11 +534,11 @@ func (c *Cache) degrade(ctx context.Context, key, rk string, codec byte, loader 
 // the lease. The loader sees the values of vals, the context of the caller
 // served the stale value.
 func (c *Cache) refresh(vals context.Context, rk, key string, ttl time.Duration, codec byte, loader LoaderFunc[[]byte], tags []string) {
-	started, _ := c.life.enter(func() bool {
-		_, busy := c.refreshing.LoadOrStore(rk, struct{}{})
-		return !busy
-	})
-	if !started {
+	if c.life.enter() != nil {
+		return
+	}
+	if _, busy := c.refreshing.LoadOrStore(rk, struct{}{}); busy {
+		c.life.exit()
 		return
 	}
 	go func() {

@@ -97,9 +97,9 @@ func (c *Cache) getOrLoadMany(ctx context.Context, keys []string, ttl time.Durat
 			continue
 		}
 		seen[k] = struct{}{}
-		if f, ok := c.flights.Load(c.key(k)); ok {
+		if f, ok := c.flights.load(c.key(k)); ok {
 			c.st.dedupLoads.Add(1)
-			pending[k] = f.(*flight)
+			pending[k] = f
 			continue
 		}
 		toRead = append(toRead, k)
@@ -167,20 +167,14 @@ func (c *Cache) getOrLoadMany(ctx context.Context, keys []string, ttl time.Durat
 	// this process join them, then load them all on one goroutine.
 	mine := owned[:0]
 	for _, f := range owned {
-		f.done = make(chan struct{})
-		running := f
-		started, err := c.life.enter(func() bool {
-			r, loaded := c.flights.LoadOrStore(f.rk, f)
-			running = r.(*flight)
-			return !loaded
-		})
+		running, err := c.claim(f)
 		switch {
 		case err != nil:
 			if f.kind == flightFill {
 				c.releaseQuietly(f.lease)
 			}
 			failed[f.key] = err
-		case !started:
+		case running != f:
 			// A local load started meanwhile (it may wait for this very
 			// lease): hand the lease back and join it.
 			if f.kind == flightFill {
@@ -328,7 +322,7 @@ func (c *Cache) runBatch(vals context.Context, fs []*flight, ttl time.Duration, 
 	}
 	c.settleMany(settle)
 	for _, f := range fs {
-		c.flights.CompareAndDelete(f.rk, f)
+		c.flights.remove(f)
 		close(f.done)
 		c.life.exit()
 	}

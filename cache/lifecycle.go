@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 )
 
 // lifecycle owns every goroutine a Cache starts: loads, refreshes, the
@@ -17,39 +18,43 @@ type lifecycle struct {
 	// and lost replies" in doc.go).
 	settle context.Context
 
-	mu     sync.Mutex
-	closed bool
-	wg     sync.WaitGroup
+	// owned counts the goroutines entered and not yet exited, plus
+	// closedBit once close began; idle is closed when close began and the
+	// count is zero. Atomic, not a mutex: every GetOrSet miss enters.
+	owned    atomic.Int64
+	idle     chan struct{}
+	idleOnce sync.Once
 }
+
+const closedBit = 1 << 62
 
 func (l *lifecycle) init() {
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.settle = context.WithoutCancel(l.ctx)
+	l.idle = make(chan struct{})
 }
 
-// enter reserves one goroutine, which must call exit when it ends. It
-// returns ErrClosed after close. claim, if set, runs first under the same
-// lock, so no close slips between it and the reservation; when it returns
-// false nothing is reserved (started is false, err nil).
-func (l *lifecycle) enter(claim func() bool) (started bool, err error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
-		return false, ErrClosed
+// enter reserves one goroutine, which must call exit when it ends (or when
+// the caller decides not to start it). It returns ErrClosed after close:
+// a reservation made before close began is waited for by close.
+func (l *lifecycle) enter() error {
+	if l.owned.Add(1)&closedBit != 0 {
+		l.exit()
+		return ErrClosed
 	}
-	if claim != nil && !claim() {
-		return false, nil
-	}
-	l.wg.Add(1)
-	return true, nil
+	return nil
 }
 
-func (l *lifecycle) exit() { l.wg.Done() }
+func (l *lifecycle) exit() {
+	if l.owned.Add(-1) == closedBit {
+		l.idleOnce.Do(func() { close(l.idle) })
+	}
+}
 
 // goOwned runs fn on an owned goroutine. It returns false without running fn
 // after close.
 func (l *lifecycle) goOwned(fn func()) bool {
-	if ok, _ := l.enter(nil); !ok {
+	if l.enter() != nil {
 		return false
 	}
 	go func() {
@@ -63,13 +68,12 @@ func (l *lifecycle) goOwned(fn func()) bool {
 // what does not watch ctx) and waits for every owned goroutine. It is
 // idempotent; a second call only waits.
 func (l *lifecycle) close(stopping func()) {
-	l.mu.Lock()
-	was := l.closed
-	l.closed = true
-	l.mu.Unlock()
-	if !was {
+	if prev := l.owned.Or(closedBit); prev&closedBit == 0 {
 		l.cancel()
 		stopping()
+		if prev == 0 {
+			l.idleOnce.Do(func() { close(l.idle) })
+		}
 	}
-	l.wg.Wait()
+	<-l.idle
 }
