@@ -28,6 +28,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -98,28 +99,67 @@ var statsClient = sync.OnceValue(func() *redis.Client {
 	return redis.NewClient(&redis.Options{Addr: benchAddr, PoolSize: 1})
 })
 
-// serverCommands returns the number of commands the server has processed.
-func serverCommands(b *testing.B) int64 {
-	info, err := statsClient().Info(context.Background(), "stats").Result()
+// usage is what the server and this process have done so far: the
+// commands the server ran and the CPU time each used.
+type usage struct {
+	cmds           int64
+	srvCPU, cliCPU time.Duration
+}
+
+func readUsage(b *testing.B) usage {
+	info, err := statsClient().Info(context.Background(), "stats", "cpu").Result()
 	if err != nil {
 		b.Fatal(err)
 	}
+	var u usage
+	found := 0
 	for line := range strings.Lines(info) {
-		if v, ok := strings.CutPrefix(line, "total_commands_processed:"); ok {
-			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-			if err != nil {
-				b.Fatal(err)
-			}
-			return n
+		name, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok {
+			continue
 		}
+		switch name {
+		case "total_commands_processed":
+			u.cmds, err = strconv.ParseInt(v, 10, 64)
+		case "used_cpu_sys", "used_cpu_user":
+			var sec float64
+			sec, err = strconv.ParseFloat(v, 64)
+			u.srvCPU += time.Duration(sec * float64(time.Second))
+		default:
+			continue
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		found++
 	}
-	b.Fatal("INFO stats has no total_commands_processed")
-	return 0
+	if found != 3 {
+		b.Fatalf("INFO stats cpu: found %d of total_commands_processed, used_cpu_sys, used_cpu_user", found)
+	}
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	u.cliCPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return u
+}
+
+// report reports what happened since u, per op of b: the commands the
+// server ran and the CPU time of the server and of this process (the
+// benchmark's own goroutines included, the same for every row).
+func (u usage) report(b *testing.B) {
+	now := readUsage(b)
+	n := float64(b.N)
+	// -1: the INFO that read u is counted in the second reading.
+	b.ReportMetric(float64(now.cmds-u.cmds-1)/n, "srv-cmds/op")
+	b.ReportMetric(float64((now.srvCPU-u.srvCPU).Microseconds())/n, "srv-µs/op")
+	b.ReportMetric(float64((now.cliCPU-u.cliCPU).Microseconds())/n, "cli-µs/op")
 }
 
 // runConcurrent runs b.N calls of op over g goroutines and reports ops/s,
-// the commands sent per op (counted by cnt, if not nil) and the commands
-// the server ran per op.
+// the commands sent per op (counted by cnt, if not nil), the commands the
+// server ran per op and the CPU time per op of the server and of this
+// process.
 func runConcurrent(b *testing.B, g int, cnt *cmdCounter, op func(ctx context.Context, i int) error) {
 	ctx := context.Background()
 	var next atomic.Int64
@@ -129,7 +169,7 @@ func runConcurrent(b *testing.B, g int, cnt *cmdCounter, op func(ctx context.Con
 	if cnt != nil {
 		cnt.n.Store(0)
 	}
-	before := serverCommands(b)
+	before := readUsage(b)
 	b.ResetTimer()
 	for range g {
 		wg.Go(func() {
@@ -150,13 +190,11 @@ func runConcurrent(b *testing.B, g int, cnt *cmdCounter, op func(ctx context.Con
 	if err, _ := failed.Load().(error); err != nil {
 		b.Fatal(err)
 	}
-	// -1: the INFO that read "before" is counted in the second reading.
-	cmds := serverCommands(b) - before - 1
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
 	if cnt != nil {
 		b.ReportMetric(float64(cnt.n.Load())/float64(b.N), "cmds/op")
 	}
-	b.ReportMetric(float64(cmds)/float64(b.N), "srv-cmds/op")
+	before.report(b)
 }
 
 const hitKeys = 1000

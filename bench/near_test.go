@@ -39,12 +39,12 @@ var nearValue = strings.Repeat("x", 100)
 // runParallel runs op over g goroutines with testing's RunParallel (its
 // counter is batched, so it does not become the bottleneck of a
 // nanosecond-scale operation) and reports ops/s and the commands the server
-// ran per op (0 when every read is served locally).
+// ran per op (0 when every read is served locally), with the CPU time.
 func runParallel(b *testing.B, g int, op func(ctx context.Context, i int) error) {
 	ctx := context.Background()
 	b.SetParallelism(max(1, g/runtime.GOMAXPROCS(0)))
 	b.ReportAllocs()
-	before := serverCommands(b)
+	before := readUsage(b)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
@@ -58,8 +58,7 @@ func runParallel(b *testing.B, g int, op func(ctx context.Context, i int) error)
 	})
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
-	// -1: the INFO that read "before" is counted in the second reading.
-	b.ReportMetric(float64(serverCommands(b)-before-1)/float64(b.N), "srv-cmds/op")
+	before.report(b)
 }
 
 func nearKeyNames(prefix string) []string {
