@@ -4,8 +4,9 @@
 // It works with any redis.UniversalClient (go-redis v9): a standalone or
 // Sentinel *redis.Client, a *redis.ClusterClient or a *redis.Ring, against
 // Redis 7.0 or later (GetOrSet uses SET with both NX and GET). Every test
-// suite of the package runs on a standalone server, a 3-master cluster and a
-// Sentinel deployment through a failover client (forEachTopology in
+// suite of the package runs on a standalone server, a 3-master cluster, a
+// Sentinel deployment through a failover client, all Redis 7.0, and a
+// standalone Valkey 9 server, whose SET takes IFEQ (forEachTopology in
 // helpers_test.go). The guarantees below are the Cache's own, whatever the
 // client's options: see "Writes and lost replies" and "Clients and
 // lifecycles".
@@ -43,7 +44,15 @@
 // stored (TestDeleteDuringLoadIsNotUndone). A loader error or panic reaches
 // every waiter (ErrRemoteLoad in other processes). A GetOrSet hit costs one
 // command, a miss two: the lease command and the commit
-// (TestGetOrSetMissIsTwoCommandsHitIsOne). The protocol is written once,
+// (TestGetOrSetMissIsTwoCommandsHitIsOne). The commit stores the value only
+// while the key holds the load's lease marker. On Redis 7.0 that
+// compare-and-set is a Lua script; on a server whose SET takes IFEQ (Valkey
+// 8.1 and later, Redis 8.4 and later) it is that one plain command, and the
+// script runs only when a waiter flagged the lease or the lease was lost.
+// The Cache learns which server it has at run time: Preload asks, otherwise
+// its first commit tries, and a syntax error keeps it on the script for
+// good (TestMissCommands, TestCommitLearnsIfEq). GetOrSetMany and tagged
+// loads commit by script on every server. The protocol is written once,
 // above its scripts in lease.go.
 //
 // # Batches of loads

@@ -29,9 +29,12 @@ import (
 //	commit   only if the lease (the marker in the value key, or the lease
 //	         key) still holds our proof: SET value, DEL the lease key, and
 //	         PUBLISH the event if a waiter flagged the lease — an uncontended
-//	         miss publishes nothing (TestMissCommands). Otherwise nothing — a Delete removed the lease, or it
-//	         expired and another process took over: the load's result goes to
-//	         its callers but is not stored. A tagged load registers its
+//	         miss publishes nothing (TestMissCommands). Otherwise nothing —
+//	         a Delete removed the lease, or it expired and another process
+//	         took over: the load's result goes to its callers but is not
+//	         stored. Where SET takes IFEQ, a marker lease commits with
+//	         SET … IFEQ <marker> first (commitIfEq), and the script runs
+//	         only when that stored nothing. A tagged load registers its
 //	         tags between the lease and the loader, and commits with
 //	         scriptWriteTagged, which also drops the lease (evReleased)
 //	         when an invalidation refuses the write (tags.go).
