@@ -123,24 +123,20 @@ type topo struct {
 // with a fresh client carrying a counting hook. The Sentinel deployment is a standalone master behind a failover
 // client, so a test's standalone expectations hold there too.
 func forEachTopology(t *testing.T, f func(t *testing.T, tp topo)) {
-	t.Run("standalone", func(t *testing.T) {
-		srv := redistest.Shared(t)
-		cnt := &counter{trips: map[string]int{}}
-		rdb := srv.Client(t)
-		rdb.AddHook(nodeHook{c: cnt, addr: srv.Addr})
-		f(t, topo{name: "standalone", rdb: rdb, cnt: cnt, addrs: []string{srv.Addr}, masters: 1,
-			client: func(t testing.TB) redis.UniversalClient { return srv.Client(t) }})
-	})
+	single := func(name string, shared func(testing.TB) *redistest.Server) {
+		t.Run(name, func(t *testing.T) {
+			srv := shared(t)
+			cnt := &counter{trips: map[string]int{}}
+			rdb := srv.Client(t)
+			rdb.AddHook(nodeHook{c: cnt, addr: srv.Addr})
+			f(t, topo{name: name, rdb: rdb, cnt: cnt, addrs: []string{srv.Addr}, masters: 1,
+				client: func(t testing.TB) redis.UniversalClient { return srv.Client(t) }})
+		})
+	}
+	single("standalone", redistest.Shared)
 	// Valkey 9 has SET … IFEQ, which Redis 7.0 lacks: the commit of a miss
 	// is then a plain command instead of a script (commitIfEq).
-	t.Run("valkey", func(t *testing.T) {
-		srv := redistest.SharedValkey(t)
-		cnt := &counter{trips: map[string]int{}}
-		rdb := srv.Client(t)
-		rdb.AddHook(nodeHook{c: cnt, addr: srv.Addr})
-		f(t, topo{name: "valkey", rdb: rdb, cnt: cnt, addrs: []string{srv.Addr}, masters: 1,
-			client: func(t testing.TB) redis.UniversalClient { return srv.Client(t) }})
-	})
+	single("valkey", redistest.SharedValkey)
 	t.Run("cluster", func(t *testing.T) {
 		cl := redistest.SharedCluster(t)
 		cnt := &counter{trips: map[string]int{}}
