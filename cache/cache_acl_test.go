@@ -15,9 +15,9 @@ import (
 )
 
 // TestCacheAsLeastPrivilegeUser runs the cache's operations as the ACL user
-// of docs/ACL.md, on a fresh standalone server, on the shared cluster and on
-// the shared Sentinel deployment: they all pass, and what the rule leaves out
-// is refused.
+// of docs/ACL.md, on a fresh standalone server (Redis 7.0, and Valkey 9), on
+// the shared cluster and on the shared Sentinel deployment: they all pass,
+// and what the rule leaves out is refused.
 func TestCacheAsLeastPrivilegeUser(t *testing.T) {
 	const password = "acl-test-password"
 	run := func(t *testing.T, rdb redis.UniversalClient, prefix string) {
@@ -130,14 +130,18 @@ func TestCacheAsLeastPrivilegeUser(t *testing.T) {
 			t.Errorf("GetOrSet in a namespace the user may not touch = %v, want an error", err)
 		}
 	}
-	t.Run("standalone", func(t *testing.T) {
-		srv := redistest.Start(t)
-		prefix := strings.TrimSuffix(redistest.Prefix(t), ":")
-		if err := security.Apply(context.Background(), srv.Do, "app", password, security.Scope{CachePrefix: prefix}); err != nil {
-			t.Fatal(err)
-		}
-		run(t, srv.Client(t, func(o *redis.Options) { o.Username, o.Password = "app", password }), prefix)
-	})
+	single := func(name string, start func(testing.TB, ...redistest.Option) *redistest.Server) {
+		t.Run(name, func(t *testing.T) {
+			srv := start(t)
+			prefix := strings.TrimSuffix(redistest.Prefix(t), ":")
+			if err := security.Apply(context.Background(), srv.Do, "app", password, security.Scope{CachePrefix: prefix}); err != nil {
+				t.Fatal(err)
+			}
+			run(t, srv.Client(t, func(o *redis.Options) { o.Username, o.Password = "app", password }), prefix)
+		})
+	}
+	single("standalone", redistest.Start)
+	single("valkey", redistest.StartValkey) // the IFEQ commit and its probe, under the same rule
 	t.Run("cluster", func(t *testing.T) {
 		cl := redistest.SharedCluster(t)
 		prefix := strings.TrimSuffix(redistest.Prefix(t), ":")
