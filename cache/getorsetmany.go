@@ -348,8 +348,61 @@ type settleCmd struct {
 }
 
 // settleMany runs cmds in one pipeline per master; failures are not the
-// callers' concern (see fill): a lease left behind expires.
-func (c *Cache) settleMany(cmds []settleCmd) { c.pipeScripts(c.life.settle, cmds) }
+// callers' concern (see fill): a lease left behind expires. Where SET takes
+// IFEQ the marker commits go first as that command (commitManyIfEq).
+func (c *Cache) settleMany(cmds []settleCmd) {
+	c.pipeScripts(c.life.settle, c.commitManyIfEq(c.life.settle, cmds))
+}
+
+// commitManyIfEq sends, on a server known to take SET … IFEQ, the commits
+// among cmds of marker leases (settleStore's scriptCommit with one key) as
+// SET … IFEQ, in one pipeline per master, as commitIfEq does for one. It
+// returns what is left for the scripts: the other commands, and the commits
+// that stored nothing (a flagged marker, a lost lease) or met a syntax error.
+func (c *Cache) commitManyIfEq(ctx context.Context, cmds []settleCmd) []settleCmd {
+	if c.condSet.Load() != condYes {
+		return cmds
+	}
+	var sets []*redis.StatusCmd
+	var at []int // sets[j] is the commit cmds[at[j]]
+	for i, sc := range cmds {
+		if sc.s.Script != scriptCommit.Script || len(sc.keys) != 1 {
+			continue
+		}
+		// The arguments settleStore gives scriptCommit: proof, value, ttl ms.
+		proof, _ := sc.args[0].([]byte)
+		value, _ := sc.args[1].([]byte)
+		ms, _ := sc.args[2].(int64)
+		sets = append(sets, setIfEq(ctx, sc.keys[0], value, time.Duration(ms)*time.Millisecond, proof))
+		at = append(at, i)
+	}
+	if len(sets) == 0 {
+		return cmds
+	}
+	_, _ = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, s := range sets {
+			_ = p.Process(ctx, retry.Repeatable(s))
+		}
+		return nil
+	})
+	settled := make(map[int]bool, len(sets))
+	for j, s := range sets {
+		switch err := s.Err(); {
+		case errors.Is(err, redis.Nil):
+		case isSyntaxError(err):
+			c.condSet.Store(condNo)
+		default: // stored, or failed as a commit script would: the lease expires
+			settled[at[j]] = true
+		}
+	}
+	rest := make([]settleCmd, 0, len(cmds)-len(settled))
+	for i, sc := range cmds {
+		if !settled[i] {
+			rest = append(rest, sc)
+		}
+	}
+	return rest
+}
 
 // pipeScripts runs cmds in one pipeline (one round trip per master), sent
 // Repeatable, then by EVAL those that met NOSCRIPT. It returns each

@@ -65,6 +65,13 @@ func TestGetOrSetManyRoundTrips(t *testing.T) {
 			t.Fatalf("cold batch: %d commands (%v), want 100 SET NX GET + 100 commits", cmds, names)
 		}
 		checkTrips(t, tp, "cold GetOrSetMany", trips, perNode, 2)
+		if tp.name == "valkey" { // SET … IFEQ commits: no script at all
+			for _, n := range names {
+				if n != "set" {
+					t.Fatalf("cold batch on Valkey sent %q (all: %v), want only SETs", n, names)
+				}
+			}
+		}
 
 		tp.cnt.reset()
 		got, err = c.GetOrSetMany(ctx, keys, time.Minute, loader)
