@@ -74,7 +74,7 @@ func BenchmarkGetParallel_Bare(b *testing.B) {
 func BenchmarkHooks_NoNetwork(b *testing.B) {
 	c := &Client{retry: retry.NewHook(retry.Policy{}), drained: make(chan struct{})}
 	noop := func(context.Context, redis.Cmder) error { return nil }
-	chain := statsHook{c}.ProcessHook(c.retry.ProcessHook(breakerHook{newBreaker(5, 0, nil)}.ProcessHook(noop)))
+	chain := statsHook{c}.ProcessHook(c.retry.ProcessHook(breakerHook{b: newBreaker(5, 0, nil)}.ProcessHook(noop)))
 	ctx := context.Background()
 	cmd := redis.NewStringCmd(ctx, "get", "k")
 	b.ReportAllocs()

@@ -151,7 +151,34 @@ func (b *breaker) transition(from, to BreakerState) {
 // The half-open probe marks its context so that its own handshake passes:
 // otherwise the breaker, with the probe in flight, would refuse it, and the
 // probe would fail without ever reaching Redis.
-type breakerHook struct{ b *breaker }
+//
+// A pipeline never carries the probe. An auto-pipelined batch carries
+// several callers, go-redis answers all of them only when the whole batch
+// is done, and the batches behind it wait for it. So a half-open pipeline
+// is refused at once, every command failing fast as while open, and the
+// probe is a PING of the hook's own (ping, on the node's client), sent in
+// the background: no caller waits on a server that may still be down
+// (TestPausedServerBreaker, TestHalfOpenBatchFailsFast). A single command
+// outside a pipeline is its own probe.
+type breakerHook struct {
+	b    *breaker
+	ping func(context.Context) error
+}
+
+// probeAsync runs the half-open probe as a PING on its own goroutine and
+// reports its outcome.
+func (h breakerHook) probeAsync() {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+		defer cancel()
+		ctx = context.WithValue(retry.WithNoRetry(ctx), probeKey{}, true)
+		h.b.report(true, h.ping(ctx))
+	}()
+}
+
+// probeTimeout bounds a background probe that the client's own read
+// timeout does not end first.
+const probeTimeout = 10 * time.Second
 
 // probeKey marks the context of the half-open probe.
 type probeKey struct{}
@@ -191,17 +218,14 @@ func (h breakerHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 			return err
 		}
 		if probe {
-			ctx = context.WithValue(ctx, probeKey{}, true)
-			if len(cmds) > 1 {
-				// An auto-pipelined batch carries several callers: only the
-				// first is the probe; the others fail fast as while open,
-				// so one caller, not a batch, waits on a server that may
-				// still be down (TestPausedServerBreaker).
-				for _, c := range cmds[1:] {
+			if h.ping != nil {
+				for _, c := range cmds {
 					c.SetErr(ErrCircuitOpen)
 				}
-				cmds = cmds[:1]
+				h.probeAsync()
+				return ErrCircuitOpen
 			}
+			ctx = context.WithValue(ctx, probeKey{}, true)
 		}
 		err = next(ctx, cmds)
 		h.b.report(probe, pipelineFailure(cmds, err))

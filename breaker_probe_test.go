@@ -72,3 +72,76 @@ func TestBreakerProbeAgainstPausedServer(t *testing.T) {
 		t.Fatalf("state %v history %q after SIGCONT", c.BreakerState(), history())
 	}
 }
+
+// A half-open pipeline (an auto-pipelined batch carries several callers,
+// and the batches behind it wait for it) fails at once, every command with
+// ErrCircuitOpen, and the probe is the hook's own PING in the background:
+// against a paused server it times out and the breaker re-opens without a
+// caller waiting; once the server answers, a later batch's background PING
+// closes the breaker.
+func TestHalfOpenBatchFailsFast(t *testing.T) {
+	ctx := context.Background()
+	s := redistest.Start(t)
+	var tr transitions
+	history := tr.String
+	const readTimeout = 300 * time.Millisecond
+	c := open(t, Config{
+		Addr:                s.Addr,
+		ReadTimeout:         readTimeout,
+		BreakerThreshold:    1,
+		BreakerCooldown:     100 * time.Millisecond,
+		HealthCheckInterval: -1,
+		Retry:               retry.Policy{MaxAttempts: 1},
+		OnBreakerChange:     tr.record,
+	})
+	rdb := c.Redis()
+	key := redistest.Prefix(t) + "k"
+	batch := func() (time.Duration, []error) {
+		start := time.Now()
+		cmds, _ := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for range 3 {
+				p.Get(ctx, key)
+			}
+			return nil
+		})
+		errs := make([]error, len(cmds))
+		for i, cmd := range cmds {
+			errs[i] = cmd.Err()
+		}
+		return time.Since(start), errs
+	}
+	if _, errs := batch(); !errors.Is(errs[0], redis.Nil) {
+		t.Fatal(errs)
+	}
+
+	s.Pause()
+	t.Cleanup(s.Resume) // runs before the server's own cleanup stops it
+	if _, errs := batch(); !retry.IsUnavailable(errs[0]) || errors.Is(errs[0], ErrCircuitOpen) {
+		t.Fatalf("batch with the server paused: %v, want a timeout", errs)
+	}
+	if c.BreakerState() != BreakerOpen {
+		t.Fatalf("state %v history %q, want open", c.BreakerState(), history())
+	}
+	time.Sleep(150 * time.Millisecond) // past the cool-down: the next batch finds it half-open
+	took, errs := batch()
+	for i, err := range errs {
+		if !errors.Is(err, ErrCircuitOpen) {
+			t.Fatalf("half-open batch, command %d: %v, want ErrCircuitOpen", i, err)
+		}
+	}
+	if took >= readTimeout {
+		t.Fatalf("half-open batch took %v, want less than the read timeout %v: its callers waited on the probe", took, readTimeout)
+	}
+	eventually(t, 5*time.Second, "the background probe failing against the paused server", func() bool {
+		return strings.HasSuffix(history(), "open>half-open half-open>open")
+	})
+
+	s.Resume()
+	eventually(t, 5*time.Second, "a background probe closing the breaker after SIGCONT", func() bool {
+		_, _ = batch()
+		return c.BreakerState() == BreakerClosed
+	})
+	if _, errs := batch(); !errors.Is(errs[0], redis.Nil) {
+		t.Fatalf("batch after the breaker closed: %v", errs)
+	}
+}

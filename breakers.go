@@ -37,11 +37,16 @@ func newBreakers(cfg Config) *breakers {
 func (s *breakers) install(rdb redis.UniversalClient) {
 	if cc, ok := rdb.(*redis.ClusterClient); ok {
 		cc.OnNewNode(func(node *redis.Client) {
-			node.AddHook(breakerHook{s.forAddr(node.Options().Addr)})
+			node.AddHook(breakerHook{s.forAddr(node.Options().Addr), pinger(node)})
 		})
 		return
 	}
-	rdb.AddHook(breakerHook{s.forAddr("")})
+	rdb.AddHook(breakerHook{s.forAddr(""), pinger(rdb)})
+}
+
+// pinger returns a PING of rdb, the probe of a half-open batch.
+func pinger(rdb redis.UniversalClient) func(context.Context) error {
+	return func(ctx context.Context) error { return rdb.Ping(ctx).Err() }
 }
 
 // forAddr returns the breaker of a node, creating it on first use. A node

@@ -27,7 +27,11 @@
 //   - the circuit breaker: after Config.BreakerThreshold consecutive
 //     infrastructure failures every call fails at once with ErrCircuitOpen
 //     (which matches retry.ErrUnavailable) for Config.BreakerCooldown; then
-//     one probe call decides between closing and re-opening. On a Cluster
+//     one probe decides between closing and re-opening: a lone command is
+//     its own probe, while a pipeline (an auto-pipelined batch among them)
+//     fails at once and the breaker sends a PING of its own, so no batch of
+//     callers waits on a server that may still be down
+//     (TestHalfOpenBatchFailsFast). On a Cluster
 //     each node has its own breaker, and a failed node makes the client
 //     re-read the slot map at once (go-redis alone waits up to a minute), so
 //     a promoted replica takes over its master's slots within a retry.

@@ -246,8 +246,8 @@ func probe(ctx context.Context, rdb redis.Cmdable, addr string) NodeHealth {
 // the report is stale or missing (checker off, or just started) Health runs
 // a check now, bounded by ctx; concurrent callers share it. On standalone
 // and Sentinel the check goes through the circuit breaker: while it is open
-// the report says down, and once the cool-down has passed the check itself
-// is the probe that can close it.
+// the report says down, and once the cool-down has passed the check (a
+// pipeline) starts the breaker's background probe, which can close it.
 func (c *Client) Health(ctx context.Context) Health {
 	if rep, ok := c.health.cached(); ok {
 		return rep
