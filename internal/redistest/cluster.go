@@ -119,7 +119,36 @@ func startCluster(dir string, cfg clusterConfig) (*Cluster, error) {
 	if err := c.waitOK(ctx); err != nil {
 		return c, fmt.Errorf("%w\n%s", err, c.logTails())
 	}
+	if err := c.waitReplicasKnown(ctx); err != nil {
+		return c, fmt.Errorf("%w\n%s", err, c.logTails())
+	}
 	return c, nil
+}
+
+// waitReplicasKnown waits until every node lists every replica as one in
+// CLUSTER NODES. A replica's role reaches the other nodes by gossip, after
+// its own link to its master is up (which waitOK checks): a test that asks
+// any node for the replica of a master must find it.
+func (c *Cluster) waitReplicasKnown(ctx context.Context) error {
+	for {
+		ok := true
+		for _, s := range c.nodes() {
+			out, err := s.Do(ctx, "CLUSTER", "NODES")
+			str, _ := out.(string)
+			if err != nil || strings.Count(str, "slave ") < len(c.Replicas) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("redistest: replicas not known to every node: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // startNode starts one more cluster-enabled node, not yet part of the
