@@ -21,18 +21,7 @@ import (
 // answers again.
 func TestBreakerProbeAgainstPausedServer(t *testing.T) {
 	ctx := context.Background()
-	s := redistest.Start(t)
-	var tr transitions
-	history := tr.String
-	c := open(t, Config{
-		Addr:                s.Addr,
-		ReadTimeout:         200 * time.Millisecond,
-		BreakerThreshold:    2,
-		BreakerCooldown:     200 * time.Millisecond,
-		HealthCheckInterval: -1,
-		Retry:               retry.Policy{MaxAttempts: 1},
-		OnBreakerChange:     tr.record,
-	})
+	s, c, history := breakerOnOwnServer(t, 200*time.Millisecond, 2, 200*time.Millisecond)
 	rdb := c.Redis()
 	key := redistest.Prefix(t) + "k"
 	if err := rdb.Get(ctx, key).Err(); !errors.Is(err, redis.Nil) {
@@ -81,19 +70,8 @@ func TestBreakerProbeAgainstPausedServer(t *testing.T) {
 // closes the breaker.
 func TestHalfOpenBatchFailsFast(t *testing.T) {
 	ctx := context.Background()
-	s := redistest.Start(t)
-	var tr transitions
-	history := tr.String
 	const readTimeout = 300 * time.Millisecond
-	c := open(t, Config{
-		Addr:                s.Addr,
-		ReadTimeout:         readTimeout,
-		BreakerThreshold:    1,
-		BreakerCooldown:     100 * time.Millisecond,
-		HealthCheckInterval: -1,
-		Retry:               retry.Policy{MaxAttempts: 1},
-		OnBreakerChange:     tr.record,
-	})
+	s, c, history := breakerOnOwnServer(t, readTimeout, 1, 100*time.Millisecond)
 	rdb := c.Redis()
 	key := redistest.Prefix(t) + "k"
 	batch := func() (time.Duration, []error) {
@@ -144,4 +122,22 @@ func TestHalfOpenBatchFailsFast(t *testing.T) {
 	if _, errs := batch(); !errors.Is(errs[0], redis.Nil) {
 		t.Fatalf("batch after the breaker closed: %v", errs)
 	}
+}
+
+// breakerOnOwnServer returns a server of the test's own (to pause), a client
+// of it with the given breaker, one attempt per call and no health checks,
+// and the history of the breaker's transitions.
+func breakerOnOwnServer(t *testing.T, readTimeout time.Duration, threshold int, cooldown time.Duration) (*redistest.Server, *Client, func() string) {
+	s := redistest.Start(t)
+	tr := &transitions{}
+	c := open(t, Config{
+		Addr:                s.Addr,
+		ReadTimeout:         readTimeout,
+		BreakerThreshold:    threshold,
+		BreakerCooldown:     cooldown,
+		HealthCheckInterval: -1,
+		Retry:               retry.Policy{MaxAttempts: 1},
+		OnBreakerChange:     tr.record,
+	})
+	return s, c, tr.String
 }

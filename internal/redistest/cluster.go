@@ -130,12 +130,21 @@ func startCluster(dir string, cfg clusterConfig) (*Cluster, error) {
 // its own link to its master is up (which waitOK checks): a test that asks
 // any node for the replica of a master must find it.
 func (c *Cluster) waitReplicasKnown(ctx context.Context) error {
+	return c.untilEveryNode(ctx, "replicas not known to every node", func(s *Server) bool {
+		out, err := s.Do(ctx, "CLUSTER", "NODES")
+		str, _ := out.(string)
+		return err == nil && strings.Count(str, "slave ") >= len(c.Replicas)
+	})
+}
+
+// untilEveryNode polls every 50 ms until ready holds for every running
+// node, or ctx ends (the error names what was awaited).
+func (c *Cluster) untilEveryNode(ctx context.Context, what string, ready func(*Server) bool) error {
+	nodes := c.nodes()
 	for {
 		ok := true
-		for _, s := range c.nodes() {
-			out, err := s.Do(ctx, "CLUSTER", "NODES")
-			str, _ := out.(string)
-			if err != nil || strings.Count(str, "slave ") < len(c.Replicas) {
+		for _, s := range nodes {
+			if s.Running() && !ready(s) {
 				ok = false
 				break
 			}
@@ -145,7 +154,7 @@ func (c *Cluster) waitReplicasKnown(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("redistest: replicas not known to every node: %w", ctx.Err())
+			return fmt.Errorf("redistest: %s: %w", what, ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -200,36 +209,17 @@ func (c *Cluster) nodes() []*Server {
 // and every running replica is in sync with its master, so that it can take
 // over at once.
 func (c *Cluster) waitOK(ctx context.Context) error {
-	nodes := c.nodes()
-	for {
-		ok := true
-		for _, s := range nodes {
-			if !s.Running() {
-				continue
-			}
-			info, err := s.Do(ctx, "CLUSTER", "INFO")
-			str, _ := info.(string)
-			if err != nil || !strings.Contains(str, "cluster_state:ok") ||
-				!strings.Contains(str, "cluster_known_nodes:"+strconv.Itoa(len(nodes))) {
-				ok = false
-				break
-			}
-			repl, err := s.Do(ctx, "INFO", "replication")
-			str, _ = repl.(string)
-			if err != nil || strings.Contains(str, "role:slave") && !strings.Contains(str, "master_link_status:up") {
-				ok = false
-				break
-			}
+	known := "cluster_known_nodes:" + strconv.Itoa(len(c.nodes()))
+	return c.untilEveryNode(ctx, "cluster not ok", func(s *Server) bool {
+		info, err := s.Do(ctx, "CLUSTER", "INFO")
+		str, _ := info.(string)
+		if err != nil || !strings.Contains(str, "cluster_state:ok") || !strings.Contains(str, known) {
+			return false
 		}
-		if ok {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("redistest: cluster not ok: %w", ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+		repl, err := s.Do(ctx, "INFO", "replication")
+		str, _ = repl.(string)
+		return err == nil && (!strings.Contains(str, "role:slave") || strings.Contains(str, "master_link_status:up"))
+	})
 }
 
 // WaitOK waits up to 30 s until every running node reports cluster_state:ok,
