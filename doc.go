@@ -31,7 +31,8 @@
 //     its own probe, while a pipeline (an auto-pipelined batch among them)
 //     fails at once and the breaker sends a PING of its own, so no batch of
 //     callers waits on a server that may still be down
-//     (TestHalfOpenBatchFailsFast). On a Cluster
+//     (TestHalfOpenBatchFailsFast, on a standalone server; a Cluster node's
+//     breaker pings that node the same way). On a Cluster
 //     each node has its own breaker, and a failed node makes the client
 //     re-read the slot map at once (go-redis alone waits up to a minute), so
 //     a promoted replica takes over its master's slots within a retry.

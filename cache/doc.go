@@ -51,7 +51,9 @@
 // script runs only when a waiter flagged the lease or the lease was lost.
 // The Cache learns which server it has at run time: Preload asks, otherwise
 // its first commit tries, and a syntax error keeps it on the script for
-// good (TestMissCommands, TestCommitLearnsIfEq). GetOrSetMany commits the
+// good (TestMissCommands, TestCommitLearnsIfEq). That path is tested on a
+// standalone Valkey server only: the cluster and Sentinel suites run Redis
+// 7.0, where the commit is the script. GetOrSetMany commits the
 // same way, in one pipeline per master (TestGetOrSetManyRoundTrips); tagged
 // loads commit by script on every server. The protocol is written once,
 // above its scripts in lease.go.

@@ -387,11 +387,7 @@ func (c *Cache) commitManyIfEq(ctx context.Context, cmds []settleCmd) []settleCm
 	})
 	settled := make(map[int]bool, len(sets))
 	for j, s := range sets {
-		switch err := s.Err(); {
-		case errors.Is(err, redis.Nil):
-		case isSyntaxError(err):
-			c.condSet.Store(condNo)
-		default: // stored, or failed as a commit script would: the lease expires
+		if c.ifEqSettled(s.Err()) {
 			settled[at[j]] = true
 		}
 	}

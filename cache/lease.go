@@ -214,7 +214,14 @@ func (c *Cache) commitIfEq(ctx context.Context, l lease, value []byte, ttl time.
 	// Safe to re-send: once the value is stored the marker is gone, so a
 	// second run changes nothing.
 	_ = c.reader.Process(ctx, retry.Repeatable(cmd))
-	err := cmd.Err()
+	return c.ifEqSettled(cmd.Err())
+}
+
+// ifEqSettled reads the answer err of a SET … IFEQ commit: whether it
+// settled the lease (stored the value, or failed as a commit script would,
+// and the lease expires), or the script must run. It records whether the
+// server takes IFEQ.
+func (c *Cache) ifEqSettled(err error) bool {
 	switch {
 	case err == nil:
 		c.condSet.CompareAndSwap(condUnknown, condYes)
@@ -226,7 +233,7 @@ func (c *Cache) commitIfEq(ctx context.Context, l lease, value []byte, ttl time.
 		c.condSet.Store(condNo)
 		return false
 	}
-	return true // as a failed commit script: the lease expires
+	return true
 }
 
 // setIfEq returns SET key value [PX ttl] IFEQ cmp.
