@@ -80,35 +80,37 @@ func BenchmarkCacheBatch(b *testing.B) {
 			}
 		}})
 	}
-	for _, kind := range []string{"miss", "hit"} {
-		for _, g := range []int{1, 16} {
-			for _, row := range rows {
-				b.Run(fmt.Sprintf("%s/g=%d/%s", kind, g, row.name), func(b *testing.B) {
-					flushBench(b)
-					cnt, do := row.setup(b)
-					run := strconv.FormatInt(batchRun.Add(1), 10)
-					keysOf := func(i int) []string {
-						keys := make([]string, batchSize)
-						for j := range keys {
-							keys[j] = "batch:" + run + ":" + strconv.Itoa(i) + ":" + strconv.Itoa(j)
+	for range rounds() {
+		for _, kind := range []string{"miss", "hit"} {
+			for _, g := range []int{1, 16} {
+				for _, row := range rows {
+					b.Run(fmt.Sprintf("%s/g=%d/%s", kind, g, row.name), func(b *testing.B) {
+						flushBench(b)
+						cnt, do := row.setup(b)
+						run := strconv.FormatInt(batchRun.Add(1), 10)
+						keysOf := func(i int) []string {
+							keys := make([]string, batchSize)
+							for j := range keys {
+								keys[j] = "batch:" + run + ":" + strconv.Itoa(i) + ":" + strconv.Itoa(j)
+							}
+							return keys
 						}
-						return keys
-					}
-					var loads atomic.Int64
-					if kind == "hit" {
-						// Every op reads the same batch, stored before the timer starts.
-						keys := keysOf(0)
-						if err := do(context.Background(), keys, &loads); err != nil {
-							b.Fatal(err)
+						var loads atomic.Int64
+						if kind == "hit" {
+							// Every op reads the same batch, stored before the timer starts.
+							keys := keysOf(0)
+							if err := do(context.Background(), keys, &loads); err != nil {
+								b.Fatal(err)
+							}
+							loads.Store(0)
+							runConcurrent(b, g, cnt, func(ctx context.Context, _ int) error { return do(ctx, keys, &loads) })
+						} else {
+							runConcurrent(b, g, cnt, func(ctx context.Context, i int) error { return do(ctx, keysOf(i), &loads) })
 						}
-						loads.Store(0)
-						runConcurrent(b, g, cnt, func(ctx context.Context, _ int) error { return do(ctx, keys, &loads) })
-					} else {
-						runConcurrent(b, g, cnt, func(ctx context.Context, i int) error { return do(ctx, keysOf(i), &loads) })
-					}
-					b.ReportMetric(float64(b.N*batchSize)/b.Elapsed().Seconds(), "keys/s")
-					b.ReportMetric(float64(loads.Load())/float64(b.N), "loader-calls/op")
-				})
+						b.ReportMetric(float64(b.N*batchSize)/b.Elapsed().Seconds(), "keys/s")
+						b.ReportMetric(float64(loads.Load())/float64(b.N), "loader-calls/op")
+					})
+				}
 			}
 		}
 	}

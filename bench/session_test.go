@@ -152,26 +152,28 @@ func login(b *testing.B, h http.Handler) *http.Cookie {
 // how it slides the expiry; rediskit slides it with its touch script once
 // per TouchInterval.
 func BenchmarkSessionRequest(b *testing.B) {
-	for _, m := range sessionModes {
-		b.Run("rediskit/"+m.name, func(b *testing.B) {
-			h, cookies, count := rediskitHandler(b, m.mode, 0)
-			runRequests(b, h, cookies, count)
-		})
+	for range rounds() {
+		for _, m := range sessionModes {
+			b.Run("rediskit/"+m.name, func(b *testing.B) {
+				h, cookies, count := rediskitHandler(b, m.mode, 0)
+				runRequests(b, h, cookies, count)
+			})
+		}
+		// Sliding the expiry on every request, as scs's "-slide" rows do:
+		// TouchInterval -1 runs the touch script on every Get.
+		for _, m := range sessionModes {
+			b.Run("rediskit-slide/"+m.name, func(b *testing.B) {
+				h, cookies, count := rediskitHandler(b, m.mode, -1)
+				runRequests(b, h, cookies, count)
+			})
+		}
+		b.Run("scs-goredisstore/pooled", func(b *testing.B) { benchSCS(b, false, false) })
+		b.Run("scs-cmdablestore/autopipelined", func(b *testing.B) { benchSCS(b, true, false) })
+		b.Run("scs-goredisstore-slide/pooled", func(b *testing.B) { benchSCS(b, false, true) })
+		b.Run("scs-cmdablestore-slide/autopipelined", func(b *testing.B) { benchSCS(b, true, true) })
+		b.Run("gorilla-redisstore/pooled", func(b *testing.B) { benchGorilla(b, false) })
+		b.Run("gorilla-redisstore/autopipelined", func(b *testing.B) { benchGorilla(b, true) })
 	}
-	// Sliding the expiry on every request, as scs's "-slide" rows do:
-	// TouchInterval -1 runs the touch script on every Get.
-	for _, m := range sessionModes {
-		b.Run("rediskit-slide/"+m.name, func(b *testing.B) {
-			h, cookies, count := rediskitHandler(b, m.mode, -1)
-			runRequests(b, h, cookies, count)
-		})
-	}
-	b.Run("scs-goredisstore/pooled", func(b *testing.B) { benchSCS(b, false, false) })
-	b.Run("scs-cmdablestore/autopipelined", func(b *testing.B) { benchSCS(b, true, false) })
-	b.Run("scs-goredisstore-slide/pooled", func(b *testing.B) { benchSCS(b, false, true) })
-	b.Run("scs-cmdablestore-slide/autopipelined", func(b *testing.B) { benchSCS(b, true, true) })
-	b.Run("gorilla-redisstore/pooled", func(b *testing.B) { benchGorilla(b, false) })
-	b.Run("gorilla-redisstore/autopipelined", func(b *testing.B) { benchGorilla(b, true) })
 }
 
 var sessionModes = []struct {
@@ -486,18 +488,20 @@ func BenchmarkSessionGet(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
 			b.ReportMetric(float64(count.n.Load())/float64(b.N), "redis-cmds/op")
 		}
-		b.Run(m.name+"/store-get", func(b *testing.B) {
-			run128(b, func() error { _, err := store.Get(ctx, id); return err })
-		})
-		b.Run(m.name+"/bare-get", func(b *testing.B) {
-			run128(b, func() error {
-				v, err := bare.Get(ctx, bareKey).Bytes()
-				if err == nil && len(v) != len(stored) {
-					err = fmt.Errorf("GET returned %d bytes, want %d", len(v), len(stored))
-				}
-				return err
+		for range rounds() {
+			b.Run(m.name+"/store-get", func(b *testing.B) {
+				run128(b, func() error { _, err := store.Get(ctx, id); return err })
 			})
-		})
+			b.Run(m.name+"/bare-get", func(b *testing.B) {
+				run128(b, func() error {
+					v, err := bare.Get(ctx, bareKey).Bytes()
+					if err == nil && len(v) != len(stored) {
+						err = fmt.Errorf("GET returned %d bytes, want %d", len(v), len(stored))
+					}
+					return err
+				})
+			})
+		}
 	}
 }
 

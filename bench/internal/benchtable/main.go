@@ -5,11 +5,22 @@
 //	go test -run '^$' -bench 'CacheGetHit' -benchtime 1s -count 3 | tee out.txt
 //	go run ./internal/benchtable -metric ops/s -extra cmds/op,srv-cmds/op,allocs/op < out.txt
 //
+// A row's runs are its lines: -count's, or BENCH_ROUNDS's "row#01",
+// "row#02" (go test's names for a sub-benchmark's second and third run).
 // A name part "g=N" becomes a column of -metric per N (the -extra metrics
 // are shown for the largest N); without one, a row shows -metric and
 // -extra. Rows keep the order of their first run. Lines without -metric
 // are left out, so rows reporting req/s and rows reporting ops/s in one
 // output make two tables.
+//
+// -ratio "a:b,c:d" adds a table of row a's -metric over row b's, per
+// concurrency: the ratio of their first runs, of their second runs and so
+// on, and the median of those. A round is meaningful when the runs
+// alternate, as they do with BENCH_ROUNDS (go test's -count repeats one
+// row before it starts the next):
+//
+//	BENCH_ROUNDS=5 go test -run '^$' -bench 'CacheGetOrSetMiss' |
+//		go run ./internal/benchtable -ratio 'rediskit/adaptive:go-redis-cache-Once/pooled'
 package main
 
 import (
@@ -26,7 +37,7 @@ import (
 
 var (
 	gPart  = regexp.MustCompile(`^g=(\d+)$`)
-	procSx = regexp.MustCompile(`-\d+$`)
+	procSx = regexp.MustCompile(`(#\d+)?-\d+$`) // "#01": a row's second run in one process
 )
 
 type key struct {
@@ -37,18 +48,30 @@ type key struct {
 func main() {
 	metric := flag.String("metric", "ops/s", "the metric shown per concurrency")
 	extra := flag.String("extra", "allocs/op", "comma-separated metrics shown once per row")
+	ratio := flag.String("ratio", "", `comma-separated "row:row" pairs whose -metric ratio is shown per round`)
 	flag.Parse()
 	var extras []string
 	if *extra != "" {
 		extras = strings.Split(*extra, ",")
 	}
-	if err := run(os.Stdin, os.Stdout, *metric, extras); err != nil {
+	var pairs [][2]string
+	if *ratio != "" {
+		for p := range strings.SplitSeq(*ratio, ",") {
+			a, b, ok := strings.Cut(p, ":")
+			if !ok || a == "" || b == "" {
+				fmt.Fprintf(os.Stderr, "benchtable: -ratio %q: want row:row\n", p)
+				os.Exit(2)
+			}
+			pairs = append(pairs, [2]string{a, b})
+		}
+	}
+	if err := run(os.Stdin, os.Stdout, *metric, extras, pairs...); err != nil {
 		fmt.Fprintln(os.Stderr, "benchtable:", err)
 		os.Exit(1)
 	}
 }
 
-func run(in io.Reader, out io.Writer, metric string, extras []string) error {
+func run(in io.Reader, out io.Writer, metric string, extras []string, ratios ...[2]string) error {
 	vals := map[key]map[string][]float64{}
 	var rows []string
 	seenRow := map[string]bool{}
@@ -125,7 +148,55 @@ func run(in io.Reader, out io.Writer, metric string, extras []string) error {
 		}
 		fmt.Fprintf(out, "| %s |\n", strings.Join(cells, " | "))
 	}
+	if len(ratios) == 0 {
+		return nil
+	}
+	head, align = []string{"ratio of " + metric}, []string{"---"}
+	for _, g := range cols {
+		h := "rounds"
+		if g >= 0 {
+			h = fmt.Sprintf("g=%d", g)
+		}
+		head, align = append(head, h), append(align, "---:")
+	}
+	fmt.Fprintf(out, "\n| %s |\n|%s|\n", strings.Join(head, " | "), strings.Join(align, "|"))
+	for _, p := range ratios {
+		if !seenRow[p[0]] || !seenRow[p[1]] {
+			return fmt.Errorf("-ratio %s:%s: no such row", p[0], p[1])
+		}
+		cells := []string{p[0] + " / " + p[1]}
+		for _, g := range cols {
+			cells = append(cells, ratioCell(vals[key{p[0], g}][metric], vals[key{p[1], g}][metric]))
+		}
+		fmt.Fprintf(out, "| %s |\n", strings.Join(cells, " | "))
+	}
 	return nil
+}
+
+// ratioCell is the median of a[i]/b[i] over the rounds both ran, then
+// each round's ratio: "0.84 (0.80, 0.91, 0.84)".
+func ratioCell(a, b []float64) string {
+	n := min(len(a), len(b))
+	if n == 0 {
+		return "n/a"
+	}
+	rs := make([]float64, n)
+	each := make([]string, n)
+	for i := range n {
+		rs[i] = a[i] / b[i]
+		each[i] = strconv.FormatFloat(rs[i], 'f', 2, 64)
+	}
+	return strconv.FormatFloat(median(rs), 'f', 2, 64) + " (" + strings.Join(each, ", ") + ")"
+}
+
+// median is the median of vs.
+func median(vs []float64) float64 {
+	s := slices.Clone(vs)
+	slices.Sort(s)
+	if len(s)%2 == 0 {
+		return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return s[len(s)/2]
 }
 
 // cell is the median of vs, formatted; "n/a" for none.
@@ -133,12 +204,7 @@ func cell(vs []float64) string {
 	if len(vs) == 0 {
 		return "n/a"
 	}
-	s := slices.Clone(vs)
-	slices.Sort(s)
-	m := s[len(s)/2]
-	if len(s)%2 == 0 {
-		m = (s[len(s)/2-1] + s[len(s)/2]) / 2
-	}
+	m := median(vs)
 	if m >= 100 {
 		return group(strconv.FormatFloat(m, 'f', 0, 64))
 	}

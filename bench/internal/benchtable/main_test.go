@@ -29,3 +29,33 @@ BenchmarkX/c-2              10  5 ns/op  9 req/s  1 allocs/op
 		t.Errorf("got\n%s\nwant\n%s", out.String(), want)
 	}
 }
+
+func TestRatioRounds(t *testing.T) {
+	// Two rounds of two rows, alternating as a -count 1 loop prints them.
+	in := `BenchmarkX/g=1/a-2  10  5 ns/op  100 ops/s
+BenchmarkX/g=1/b-2  10  5 ns/op  200 ops/s
+BenchmarkX/g=1/a#01-2  10  5 ns/op  300 ops/s
+BenchmarkX/g=1/b-2  10  5 ns/op  200 ops/s
+BenchmarkX/g=1/a-2  10  5 ns/op  200 ops/s
+BenchmarkX/g=1/b-2  10  5 ns/op  100 ops/s
+`
+	var out strings.Builder
+	if err := run(strings.NewReader(in), &out, "ops/s", nil, [2]string{"a", "b"}); err != nil {
+		t.Fatal(err)
+	}
+	want := `| row | ops/s g=1 |
+|---|---:|
+| a | 200 |
+| b | 200 |
+
+| ratio of ops/s | g=1 |
+|---|---:|
+| a / b | 1.50 (0.50, 1.50, 2.00) |
+`
+	if out.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", out.String(), want)
+	}
+	if err := run(strings.NewReader(in), &out, "ops/s", nil, [2]string{"a", "c"}); err == nil {
+		t.Error("a ratio to a missing row: no error")
+	}
+}
