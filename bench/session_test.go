@@ -81,6 +81,7 @@ func runRequests(b *testing.B, h http.Handler, cookies []*http.Cookie, count *cm
 	count.n.Store(0)
 	b.SetParallelism((clients + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
 	b.ReportAllocs()
+	before := readUsage(b)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		// The harness allocates one shallow copy of a prepared request per
@@ -103,6 +104,7 @@ func runRequests(b *testing.B, h http.Handler, cookies []*http.Cookie, count *cm
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 	b.ReportMetric(float64(count.n.Load())/float64(b.N), "redis-cmds/req")
+	before.report(b)
 }
 
 // reusedWriter is a ResponseWriter the harness reuses: it keeps the status

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -655,30 +654,7 @@ func testMissCommands(t *testing.T, srv *redistest.Server, want map[string]int64
 // command name.
 func commandCalls(t *testing.T, rdb *redis.Client) map[string]int64 {
 	t.Helper()
-	return commandStat(t, rdb, "calls")
-}
-
-// commandStat returns one field of INFO commandstats ("calls",
-// "failed_calls", ...) by command name.
-func commandStat(t *testing.T, rdb *redis.Client, field string) map[string]int64 {
-	t.Helper()
-	info, err := rdb.Info(context.Background(), "commandstats").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]int64{}
-	for _, line := range strings.Split(info, "\n") {
-		name, stats, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if !ok || !strings.HasPrefix(name, "cmdstat_") {
-			continue
-		}
-		for _, kv := range strings.Split(stats, ",") {
-			if k, v, _ := strings.Cut(kv, "="); k == field {
-				out[strings.TrimPrefix(name, "cmdstat_")], _ = strconv.ParseInt(v, 10, 64)
-			}
-		}
-	}
-	return out
+	return redistest.CommandStat(t, rdb, "calls")
 }
 
 // TestCommitLearnsIfEq: without Preload, the first commit of a Cache tries
@@ -719,7 +695,7 @@ func TestCommitLearnsIfEq(t *testing.T) {
 			if sha := calls["evalsha"] + calls["eval"]; sha != tc.sha {
 				t.Errorf("scripts ran %d times over three misses, want %d", sha, tc.sha)
 			}
-			if failed := commandStat(t, rdb, "failed_calls")["set"]; failed != tc.failed {
+			if failed := redistest.CommandStat(t, rdb, "failed_calls")["set"]; failed != tc.failed {
 				t.Errorf("%d SETs refused, want %d (all calls: %v)", failed, tc.failed, calls)
 			}
 		})

@@ -160,16 +160,29 @@ func (s *Store) get(ctx context.Context, id string, dst *Session) (err error) {
 	if err != nil {
 		return wrapRedis("get", err)
 	}
-	if len(res) != 2 {
-		return fmt.Errorf("session: get: %w: unexpected reply", ErrCorrupt)
+	if err := s.loadTouched(dst, id, p.handle, res); err != nil {
+		return fmt.Errorf("session: get: %w", err)
+	}
+	return nil
+}
+
+// loadTouched loads the reply of a touch into dst: {the stored string,
+// now}, or {the stored string before the touch, now, 1} when scriptTouch
+// moved last-seen to now in place.
+func (s *Store) loadTouched(dst *Session, id, handle string, res []any) error {
+	if len(res) != 2 && len(res) != 3 {
+		return fmt.Errorf("%w: unexpected reply", ErrCorrupt)
 	}
 	raw, _ := res[0].(string)
 	if raw == "" {
-		return fmt.Errorf("session: get: %w: unexpected reply", ErrCorrupt)
+		return fmt.Errorf("%w: unexpected reply", ErrCorrupt)
 	}
 	s.observe(res[1])
-	if err := s.loadInto(dst, id, p.handle, raw); err != nil {
-		return fmt.Errorf("session: get: %w", err)
+	if err := s.loadInto(dst, id, handle, raw); err != nil {
+		return err
+	}
+	if len(res) == 3 {
+		dst.info.seen(msArg(res[1]))
 	}
 	return nil
 }

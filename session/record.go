@@ -269,15 +269,20 @@ func parseMeta(m string, info *Info) (int64, error) {
 		return 0, fmt.Errorf("%w: metadata", ErrCorrupt)
 	}
 	info.CreatedAt = time.UnixMilli(n[0])
-	info.LastSeen = time.UnixMilli(n[1])
 	info.IdleTimeout = time.Duration(n[2]) * time.Millisecond
 	info.Deadline = time.UnixMilli(n[3])
-	info.ExpiresAt = info.LastSeen.Add(info.IdleTimeout)
+	info.seen(time.UnixMilli(n[1]))
+	info.Persist = rest == "1"
+	return n[4], nil
+}
+
+// seen sets LastSeen to t and ExpiresAt to what follows from it.
+func (info *Info) seen(t time.Time) {
+	info.LastSeen = t
+	info.ExpiresAt = t.Add(info.IdleTimeout)
 	if info.Deadline.Before(info.ExpiresAt) {
 		info.ExpiresAt = info.Deadline
 	}
-	info.Persist = rest == "1"
-	return n[4], nil
 }
 
 // packDevice stores IP and user agent in one string: len(ip) ":" ip ua.

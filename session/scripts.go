@@ -325,6 +325,14 @@ return {raw, fmt(now)}
 // sends to scriptGet. Like scriptGet it writes nothing for a missing
 // session, so a touch never brings one back.
 //
+// Where scriptGet rewrites the whole session to move its last-seen, this
+// overwrites those digits in place (SETRANGE; they keep their width until
+// the year 2286) and replies {the stored string before, now, 1}, which Get
+// corrects (Store.loadTouched): building the new string in Lua cost the
+// server as much as the rest of the touch's writes (BenchmarkTouchScripts:
+// 7.0 µs a touch with a user, 8.1 before). A rule without SETRANGE
+// (TestTouchWithoutSetrange) gets the whole rewrite.
+//
 // KEYS: session, index. ARGV: now (0: the server's TIME), handle, the
 // store's touch interval ms, the store's idle timeout ms.
 var scriptTouch = retry.NewScript(scriptTouchSrc)
@@ -347,15 +355,22 @@ if now >= a or now >= s + i then return 0 end
 if now - s >= math.floor(tonumber(ARGV[3]) * i / tonumber(ARGV[4])) then
   local exp = string.format('%d', math.min(now + i, a))
   local nows = string.format('%d', now)
-  raw = '\2' .. c .. ',' .. nows .. string.sub(raw, 2 + #c + 1 + #ss)
-  redis.call('SET', KEYS[1], raw, 'PXAT', exp)
-  nl = nl + #nows - #ss
+  local moved = #nows == #ss and redis.pcall('SETRANGE', KEYS[1], 1 + #c + 1, nows)
+  if moved and type(moved) ~= 'table' then
+    redis.call('PEXPIREAT', KEYS[1], exp)
+  else
+    moved = nil
+    raw = '\2' .. c .. ',' .. nows .. string.sub(raw, 2 + #c + 1 + #ss)
+    redis.call('SET', KEYS[1], raw, 'PXAT', exp)
+    nl = nl + #nows - #ss
+  end
   if string.sub(raw, nl + 1, nl + 2) ~= '0:' then
     redis.call('ZADD', KEYS[2], exp, ARGV[2])
     if redis.call('PEXPIREAT', KEYS[2], exp, 'GT') == 0 and redis.call('PTTL', KEYS[2]) == -1 then
       redis.call('PEXPIREAT', KEYS[2], exp)
     end
   end
+  if moved then return {raw, nows, 1} end
 end
 return {raw, string.format('%d', now)}
 `

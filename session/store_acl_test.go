@@ -148,3 +148,55 @@ func TestStoreAsLeastPrivilegeUser(t *testing.T) {
 		}
 	})
 }
+
+// TestTouchWithoutSetrange slides a session on every Get as a user whose
+// rule predates SETRANGE in docs/ACL.md: the touch then rewrites the whole
+// session instead of moving last-seen in place, and Get still works and
+// slides. With SETRANGE granted the touch moves it in place.
+func TestTouchWithoutSetrange(t *testing.T) {
+	for _, granted := range []bool{true, false} {
+		t.Run(map[bool]string{true: "granted", false: "refused"}[granted], func(t *testing.T) {
+			ctx := context.Background()
+			srv := redistest.Start(t)
+			prefix := redistest.Prefix(t)
+			if err := security.Apply(ctx, srv.Do, "app", "pw", security.Scope{SessionPrefix: prefix}); err != nil {
+				t.Fatal(err)
+			}
+			if !granted {
+				if _, err := srv.Do(ctx, "ACL", "SETUSER", "app", "-setrange"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rdb := srv.Client(t, func(o *redis.Options) { o.Username, o.Password = "app", "pw" })
+			clock := time.Now().Truncate(time.Millisecond)
+			st, err := session.New(rdb, session.Options{Prefix: prefix, TouchInterval: -1, Clock: func() time.Time { return clock }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			s, err := st.Create(ctx, "alice", map[string]any{"n": 1}, session.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			clock = clock.Add(10 * time.Minute)
+			got, err := st.Get(ctx, s.ID())
+			if err != nil {
+				t.Fatalf("Get: %v", err)
+			}
+			again, err := st.Get(ctx, s.ID()) // the clock stands still: no touch, a read of what is stored
+			if err != nil {
+				t.Fatalf("second Get: %v", err)
+			}
+			for _, info := range []session.Info{got.Info(), again.Info()} {
+				if !info.LastSeen.Equal(clock) || !info.ExpiresAt.Equal(clock.Add(info.IdleTimeout)) {
+					t.Errorf("LastSeen %v, ExpiresAt %v; want %v and %v later", info.LastSeen, info.ExpiresAt, clock, info.IdleTimeout)
+				}
+			}
+			// The ACL user may run INFO; the touch is the only SETRANGE.
+			calls := redistest.CommandStat(t, rdb, "calls")["setrange"]
+			if (calls > 0) != granted {
+				t.Errorf("SETRANGE ran %d times with it granted: %v", calls, granted)
+			}
+		})
+	}
+}

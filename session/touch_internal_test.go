@@ -16,6 +16,7 @@ import (
 // touchState is what a touch leaves behind for one session.
 type touchState struct {
 	reply      string // the script's reply
+	read       string // the session Get makes of the reply: its Info and values
 	raw        string // the stored session
 	ttl        time.Duration
 	score      float64 // its index entry (0: none)
@@ -24,9 +25,11 @@ type touchState struct {
 }
 
 // TestTouchScriptMatchesGet runs scriptTouch and scriptGet on the same
-// stored sessions at the same instant and wants the same reply and the same
-// session, expiry and index afterwards; where scriptTouch hands a session
-// back (0), scriptGet must be the one that acts.
+// stored sessions at the same instant and wants Get to read the same
+// session from their replies, and the same stored session, expiry and index
+// afterwards; where scriptTouch hands a session back (0), scriptGet must be
+// the one that acts. scriptTouch moves last-seen in place and replies with
+// the stored string from before, which Get then corrects ("moved").
 func TestTouchScriptMatchesGet(t *testing.T) {
 	ctx := context.Background()
 	rdb := redistest.Shared(t).Client(t)
@@ -49,14 +52,15 @@ func TestTouchScriptMatchesGet(t *testing.T) {
 		sess    *Session
 		at      time.Duration // after t0
 		handsOn bool          // scriptTouch returns 0
+		moved   bool          // scriptTouch moves last-seen in place
 	}{
-		{"user, touch due", mk("alice", CreateOptions{IP: "192.0.2.1", UserAgent: "ua"}), 10 * time.Minute, false},
-		{"user, touch not due", mk("bob", CreateOptions{}), 30 * time.Second, false},
-		{"anonymous, touch due", mk("", CreateOptions{}), 10 * time.Minute, false},
-		{"own idle timeout", mk("carol", CreateOptions{IdleTimeout: 5 * time.Minute}), 2 * time.Minute, false},
-		{"expiry capped by the deadline", mk("dave", CreateOptions{IdleTimeout: 110 * time.Minute}), 100 * time.Minute, false},
-		{"past the idle timeout", mk("erin", CreateOptions{}), 31 * time.Minute, true},
-		{"past the deadline", mk("frank", CreateOptions{}), 121 * time.Minute, true},
+		{"user, touch due", mk("alice", CreateOptions{IP: "192.0.2.1", UserAgent: "ua"}), 10 * time.Minute, false, true},
+		{"user, touch not due", mk("bob", CreateOptions{}), 30 * time.Second, false, false},
+		{"anonymous, touch due", mk("", CreateOptions{}), 10 * time.Minute, false, true},
+		{"own idle timeout", mk("carol", CreateOptions{IdleTimeout: 5 * time.Minute}), 2 * time.Minute, false, true},
+		{"expiry capped by the deadline", mk("dave", CreateOptions{IdleTimeout: 110 * time.Minute}), 100 * time.Minute, false, true},
+		{"past the idle timeout", mk("erin", CreateOptions{}), 31 * time.Minute, true, false},
+		{"past the deadline", mk("frank", CreateOptions{}), 121 * time.Minute, true, false},
 	}
 	// Keep every session alive up to its case's instant, as use would.
 	for _, c := range cases {
@@ -84,6 +88,13 @@ func TestTouchScriptMatchesGet(t *testing.T) {
 				return out, err
 			}
 			out.reply = fmt.Sprint(v)
+			if res, ok := v.([]any); ok {
+				var sess Session
+				if err := st.loadTouched(&sess, c.sess.ID(), p.handle, res); err != nil {
+					t.Fatal(err)
+				}
+				out.read = fmt.Sprint(sess.info, sess.version, sess.rec.vals)
+			}
 			out.raw, _ = rdb.Get(ctx, key).Result()
 			out.ttl, _ = rdb.PTTL(ctx, key).Result()
 			out.score, _ = rdb.ZScore(ctx, idx, p.handle).Result()
@@ -109,7 +120,10 @@ func TestTouchScriptMatchesGet(t *testing.T) {
 			// PTTL is relative to the server's clock, the expiry to now:
 			// compare them to within the time between the two runs.
 			near := func(a, b time.Duration) bool { return (a - b).Abs() < time.Second }
-			if touched.reply != got.reply || touched.raw != got.raw || !near(touched.ttl, got.ttl) ||
+			if moved := touched.reply != got.reply; moved != c.moved {
+				t.Errorf("scriptTouch replied %s, scriptGet %s; want them to differ: %v", touched.reply, got.reply, c.moved)
+			}
+			if touched.read != got.read || touched.raw != got.raw || !near(touched.ttl, got.ttl) ||
 				touched.score != got.score || !near(touched.indexTTL, got.indexTTL) || touched.indexCount != got.indexCount {
 				t.Fatalf("scriptTouch left\n%+v\nscriptGet\n%+v", touched, got)
 			}

@@ -40,8 +40,8 @@ var Commands = []CommandGroup{
 		"info", "memory|usage", "scan"}},
 	{"Lua: one round trip per operation; Preload", []string{
 		"evalsha", "eval", "script|load"}},
-	{"session store (GET read path and its scripts; HGETALL, TYPE and PTTL convert a first-version hash)", []string{
-		"time", "get", "set", "type", "hgetall", "pttl", "exists", "del", "rename",
+	{"session store (GET read path and its scripts; HGETALL, TYPE and PTTL convert a first-version hash; SETRANGE slides a session in place, and a rule without it only makes that slower)", []string{
+		"time", "get", "set", "setrange", "type", "hgetall", "pttl", "exists", "del", "rename",
 		"pexpireat", "zadd", "zrem", "zrange", "zremrangebyscore", "zcard"}},
 	{"cache (reads, writes, counters, leases, lease events)", []string{
 		"get", "set", "mget", "unlink", "incrby", "pexpire", "pttl",
