@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -699,5 +700,87 @@ func TestCommitLearnsIfEq(t *testing.T) {
 				t.Errorf("%d SETs refused, want %d (all calls: %v)", failed, tc.failed, calls)
 			}
 		})
+	}
+}
+
+// TestGetOrSetReadsFirstUnderLoad: while reads mostly hit and commands
+// overlap, GetOrSet reads with a plain GET and takes a lease only for what
+// that GET does not answer; a lone caller keeps the lease command (SET NX
+// PX GET), whose miss is one round trip shorter. Either way every value is
+// loaded once and stored, and a miss found by the GET still takes the
+// lease.
+func TestGetOrSetReadsFirstUnderLoad(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	ctx := ctxT(t)
+	c, err := New(rdb, Options{Prefix: redistest.Prefix(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	const keys, workers, rounds = 100, 16, 64
+	for i := range keys {
+		if err := c.Set(ctx, strconv.Itoa(i), []byte("v"+strconv.Itoa(i)), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var loads atomic.Int64
+	load := func(k string) LoaderFunc[[]byte] {
+		return func(context.Context) ([]byte, error) { loads.Add(1); return []byte("v" + k), nil }
+	}
+	// run does n GetOrSets of keys from first on, from workers goroutines
+	// at once, and checks every answer.
+	run := func(workers, n, first int) {
+		t.Helper()
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Go(func() {
+				for i := range n {
+					k := strconv.Itoa(first + (w*n+i)%keys)
+					if v, err := c.GetOrSet(ctx, k, time.Hour, load(k)); err != nil || string(v) != "v"+k {
+						t.Errorf("GetOrSet(%s) = %q, %v", k, v, err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+	resetStat := func() {
+		if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Hits from 16 goroutines: once a sample shows them, GETs.
+	resetStat()
+	run(workers, rounds, 0)
+	calls := commandCalls(t, rdb)
+	if total := int64(workers * rounds); calls["get"] < total/2 || calls["get"]+calls["set"] != total {
+		t.Errorf("%d hits from %d goroutines: %d GET, %d SET; want most of them GETs", total, workers, calls["get"], calls["set"])
+	}
+	// Hits from one goroutine: the lease command, after the lone commands
+	// that stay on the overlapping path (warm).
+	resetStat()
+	run(1, 1024, 0)
+	if calls := commandCalls(t, rdb); calls["set"] < 900 {
+		t.Errorf("1024 hits from one goroutine: %d SET, %d GET; want the lease command", calls["set"], calls["get"])
+	}
+	// Misses under load, while the last sample still says hits: the GET
+	// finds nothing, and the lease path loads each key once and stores it.
+	run(workers, 1, 0) // overlapping again, read-first on
+	resetStat()
+	run(workers, keys/workers, 1000)
+	if n := loads.Load(); n != keys/workers*workers {
+		t.Errorf("%d loads of %d new keys", n, keys/workers*workers)
+	}
+	for i := range keys / workers * workers {
+		k := strconv.Itoa(1000 + i)
+		if v, ok, err := c.Get(ctx, k); err != nil || !ok || string(v) != "v"+k {
+			t.Errorf("Get(%s) = %q, %v, %v: the load was not stored", k, v, ok, err)
+		}
+	}
+	if calls := commandCalls(t, rdb); calls["get"] == 0 {
+		t.Errorf("no GET in the misses right after hits: the read-first path was not tried (%v)", calls)
 	}
 }

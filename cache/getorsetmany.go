@@ -255,7 +255,7 @@ func (c *Cache) acquireMarkers(ctx context.Context, rks []string) (olds []string
 			acquired[i] = true
 		case err != nil:
 			errs[i] = err
-		case old == string(marker), old == string(marker)+"+": // our own SET, re-sent
+		case ownMarker(old, marker): // our own SET, re-sent
 			acquired[i] = true
 		default:
 			olds[i] = old

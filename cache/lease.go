@@ -131,10 +131,18 @@ func (c *Cache) acquireMarker(ctx context.Context, rk string) (old string, acqui
 		return "", true, marker, nil
 	case err != nil:
 		return "", false, marker, err // the marker, for lostAcquire
-	case old == string(marker), old == string(marker)+"+": // our own SET, re-sent
+	case ownMarker(old, marker): // our own SET, re-sent
 		return "", true, marker, nil
 	}
 	return old, false, nil, nil
+}
+
+// ownMarker reports whether old is marker, flagged ("+") or not: a re-sent
+// SET NX GET that found its own first attempt. It allocates nothing, as the
+// hit path of GetOrSet, which reads with that SET, must not.
+func ownMarker(old string, marker []byte) bool {
+	n := len(marker)
+	return (len(old) == n || len(old) == n+1 && old[n] == '+') && old[:n] == string(marker)
 }
 
 // watchMarker flags the lease marker seen under rk as waited for, if it is

@@ -18,6 +18,28 @@ type counters struct {
 	hits, misses, loads, dedupLoads, loaderErrors atomic.Uint64
 	staleServed, leaseWaits, decodeFailures       atomic.Uint64
 	loadNanos                                     atomic.Int64
+
+	// win samples the hit ratio for GetOrSet's read-first choice.
+	win struct {
+		n            atomic.Uint32
+		hits, misses atomic.Uint64 // hits and misses when the window began
+		readFirst    atomic.Bool
+	}
+}
+
+// hitWindow is how many GetOrSets a hit-ratio sample spans.
+const hitWindow = 256
+
+// sample counts one GetOrSet; every hitWindow of them it sets readFirst
+// when at least 7 reads in 8 hit since the last sample (Get's count too).
+// Two callers closing one window at once only make one sample shorter.
+func (s *counters) sample() {
+	if s.win.n.Add(1)%hitWindow != 0 {
+		return
+	}
+	h, m := s.hits.Load(), s.misses.Load()
+	dh, dm := h-s.win.hits.Swap(h), m-s.win.misses.Swap(m)
+	s.win.readFirst.Store(dh > 0 && dh >= 7*dm)
 }
 
 // Stats is a snapshot of a Cache's statistics. The counters are this

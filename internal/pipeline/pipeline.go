@@ -141,6 +141,15 @@ func (e *Exec) Process(ctx context.Context, cmd redis.Cmder) error {
 	return e.rdb.Process(ctx, cmd)
 }
 
+// Overlapping reports whether this Exec's next command rides an
+// auto-pipelined batch: always with Always; with Adaptive while a command
+// is in flight or commands overlapped lately (the lone commands that follow
+// still go through the AutoPipeliner); never with Off. Under that load the
+// server's time per command sets the pace of every batch.
+func (e *Exec) Overlapping() bool {
+	return e.mode == Always || e.busy.Load() > 0 || e.warm.Load() > 0
+}
+
 // BatchTarget is the batch size rediskit asks of an AutoPipeliner it
 // creates: go-redis's blocking default, DefaultBlockingAutoPipelineOptions,
 // otherwise unchanged, holds a flush until 300 commands are queued or every
