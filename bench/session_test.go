@@ -10,8 +10,9 @@ package bench
 // same payload, and reports req/s, allocations and Redis commands per request
 // (counted by a go-redis hook, which sees pooled and auto-pipelined commands
 // alike). Row names say the client: "pooled", "autopipelined" (the client's
-// AutoPipeliner), "adaptive" (rediskit's default: pooled while one command is
-// in flight, the AutoPipeliner above).
+// AutoPipeliner), "adaptive" (rediskit's default: the AutoPipeliner while
+// commands overlap, a lone command on the path measured faster for lone
+// commands).
 
 import (
 	"context"

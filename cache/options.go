@@ -124,8 +124,10 @@ type Options struct {
 type Pipelining int
 
 const (
-	// PipelineAdaptive: pooled while one command is in flight, through the
-	// client's AutoPipeliner above. The default.
+	// PipelineAdaptive: through the client's AutoPipeliner while commands
+	// overlap; a lone command on whichever of the two paths has been faster
+	// for lone commands, timing one in 32 on each (pooled at first). The
+	// default.
 	PipelineAdaptive = Pipelining(pipeline.Adaptive)
 	// PipelineAlways: every read and lease command through the
 	// AutoPipeliner.

@@ -2,20 +2,26 @@
 // pooled connections or through the AutoPipeliner that go-redis keeps for
 // the client, choosing per command by how many the caller has in flight.
 //
-// Neither path is best everywhere. On this project's 2-core machine the
-// AutoPipeliner runs a lone caller at about 0.6-0.7x the pooled client (the
-// hand-off to its flusher goroutine and back costs more than it saves when
-// there is nothing to batch with) and 128 concurrent callers at about 5x
-// (bench/CACHE.md and bench/SESSIONS.md: BenchmarkCacheGetHit and
-// BenchmarkSessionRequest, rows "pooled", "autopipelined" and "adaptive").
-// Adaptive takes the pooled path while at most one command of this Exec is
-// in flight and the AutoPipeliner as soon as there are more, and for the
-// next 64 commands after the last overlap, so concurrent callers whose
-// in-flight count dips to one between batches stay on one path: a lone
-// caller never pays the hand-off, and concurrent callers share round trips.
-// A command marked retry.Once always goes pooled in Adaptive mode
-// (TestAdaptive). The AutoPipeliner (and its goroutines) is fetched from
-// the client only when two commands first overlap.
+// Neither path is best everywhere. With several commands in flight the
+// AutoPipeliner shares round trips: 128 concurrent callers run at about 5x
+// the pooled client (bench/CACHE.md and bench/SESSIONS.md:
+// BenchmarkCacheGetHit and BenchmarkSessionRequest, rows "pooled",
+// "autopipelined" and "adaptive"). With one, which path is faster is the
+// machine's and the Go runtime's: the issue that asked for this package
+// measured the AutoPipeliner at 0.6x the pooled client for a lone caller
+// (go-redis's default settings), the first machine of bench/ measured the
+// two alike, and the current one the AutoPipeliner 10-25 % faster on an idle
+// machine and 40 % slower beside another busy process.
+//
+// Adaptive takes the AutoPipeliner as soon as two commands of this Exec
+// are in flight, and for the next 64 commands after the last overlap, so
+// concurrent callers whose in-flight count dips to one between batches stay
+// on one path. A lone command takes the path measured faster for lone
+// commands, pooled at first (lone: one in 32 is timed on each path). A
+// command marked retry.Once always goes pooled in Adaptive mode
+// (TestAdaptive). The AutoPipeliner (and its goroutines, which are the
+// client's) is fetched from the client when two commands first overlap or
+// the 32nd lone command tries it (TestLonePath).
 //
 // Both paths run the client's hooks and honour retry.Once and
 // retry.Repeatable marks (go-redis checks NoRetry in its pipeline retry
@@ -25,6 +31,7 @@ package pipeline
 import (
 	"context"
 	"sync/atomic"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -33,7 +40,8 @@ import (
 type Mode int
 
 const (
-	// Adaptive: pooled while one command is in flight, auto-pipelined above.
+	// Adaptive: auto-pipelined while commands overlap; a lone command on
+	// the path measured faster for lone commands (pooled at first).
 	Adaptive Mode = iota
 	// Always: every command through the AutoPipeliner.
 	Always
@@ -76,6 +84,11 @@ type Exec struct {
 	_    [64]byte
 	busy atomic.Int32
 	_    [60]byte
+	// lone path: see lone. loneN counts lone commands; loneNs holds the
+	// running mean latency of a lone command on each path (0: none yet).
+	loneN  atomic.Uint32
+	loneNs [2]atomic.Int64 // pooled, auto-pipelined
+	loneAP atomic.Bool     // lone commands go through the AutoPipeliner
 }
 
 // New returns an Exec over rdb. A Ring has no AutoPipeliner (go-redis
@@ -133,12 +146,87 @@ func (e *Exec) Process(ctx context.Context, cmd redis.Cmder) error {
 	} else if e.warm.Load() > 0 {
 		n = 1 + e.warm.Add(-1) // still warm: as if others were in flight
 	}
-	if n > 1 && !noRetry(cmd) {
+	switch {
+	case noRetry(cmd):
+	case n > 1:
 		if ap := e.pipeliner(); ap != nil {
 			return ap.Process(ctx, cmd)
 		}
+	default:
+		return e.lone(ctx, cmd)
 	}
 	return e.rdb.Process(ctx, cmd)
+}
+
+// lone sends a command with no other of this Exec in flight down the path
+// that has been faster for such commands: pooled at first. Which one that
+// is depends on the machine and the Go runtime, not on rediskit: on this
+// project's machine the AutoPipeliner answered a lone GET in 40-48 µs and
+// the pooled client in 55-61 µs (go-redis v9.23, Go 1.26), where the
+// machine of the earlier runs measured them alike. So one lone command in
+// loneSample is timed on each path, the first of them sent down the other
+// one, and lone commands follow the lower running mean (chooseAP). The
+// cost: one lone command in loneSample rides the slower path.
+func (e *Exec) lone(ctx context.Context, cmd redis.Cmder) error {
+	k := e.loneN.Add(1) % loneSample
+	useAP := e.loneAP.Load() != (k == 0) // k == 0: try the other path
+	var ap *redis.AutoPipeliner
+	if useAP {
+		if ap = e.pipeliner(); ap == nil {
+			useAP = false
+		}
+	}
+	send := e.rdb.Process
+	if useAP {
+		send = ap.Process
+	}
+	if k != 0 && k != loneSample/2 {
+		return send(ctx, cmd)
+	}
+	start := time.Now()
+	err := send(ctx, cmd)
+	if err == nil || err == redis.Nil {
+		e.observe(useAP, time.Since(start))
+	}
+	return err
+}
+
+// loneSample: one lone command in loneSample is timed on each path.
+const loneSample = 32
+
+// observe adds a lone command's latency d on one path to that path's
+// running mean and picks the path for the next lone commands.
+func (e *Exec) observe(ap bool, d time.Duration) {
+	i := 0
+	if ap {
+		i = 1
+	}
+	e.loneNs[i].Store(ewma(e.loneNs[i].Load(), int64(d)))
+	p, a := e.loneNs[0].Load(), e.loneNs[1].Load()
+	if p > 0 && a > 0 {
+		e.loneAP.Store(chooseAP(e.loneAP.Load(), p, a))
+	}
+}
+
+// ewma is the running mean after sample x (ns), weighing x 1/8; a sample
+// above 4x the mean counts as 4x, so one reply that waited out a timeout
+// does not swing the choice. 0 is no mean yet.
+func ewma(mean, x int64) int64 {
+	if mean == 0 {
+		return max(x, 1)
+	}
+	return max(mean+(min(x, 4*mean)-mean)/8, 1)
+}
+
+// chooseAP reports whether lone commands go through the AutoPipeliner,
+// given the current choice and the mean latencies of the pooled and the
+// auto-pipelined path: a path must be 5 % faster to win the choice, so that
+// noise between two alike does not flip it back and forth.
+func chooseAP(cur bool, pooled, ap int64) bool {
+	if cur {
+		return ap*100 < pooled*105
+	}
+	return ap*100 < pooled*95
 }
 
 // Overlapping reports whether this Exec's next command rides an

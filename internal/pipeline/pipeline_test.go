@@ -289,3 +289,71 @@ func runCallers(b *testing.B, n int, op func()) {
 	wg.Wait()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
 }
+
+// TestLonePath: a lone caller's commands take the path measured faster: one
+// in 32 is timed on each path, the first of them on the other path, and
+// every reply lands where it belongs on either. Which path wins is the
+// machine's; TestChooseLonePath checks the choice from given latencies.
+func TestLonePath(t *testing.T) {
+	srv := redistest.Shared(t)
+	ctx := context.Background()
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { rdb.Close() })
+	p := &paths{}
+	rdb.AddHook(p)
+	e, err := pipeline.New(rdb, pipeline.Adaptive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := redistest.Prefix(t)
+	for i := range 640 {
+		if err := rdb.Set(ctx, fmt.Sprint(prefix, i), i, time.Minute).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.pooled.Store(0)
+	for i := range 640 {
+		cmd := redis.NewStringCmd(ctx, "get", fmt.Sprint(prefix, i))
+		if err := e.Process(ctx, cmd); err != nil || cmd.Val() != fmt.Sprint(i) {
+			t.Fatalf("get %d = %q, %v", i, cmd.Val(), err)
+		}
+	}
+	// go-redis dispatches a batch of one without a pipeline, so the hooks
+	// see every command alone; each was sent once.
+	if pooled, piped := p.sent(); pooled+piped != 640 {
+		t.Errorf("640 lone commands: %d sent alone, %d in pipelines", pooled, piped)
+	}
+	if e.AutoPipeliner() == nil {
+		t.Error("the AutoPipeliner was never tried")
+	}
+	if pooledNs, apNs := pipeline.LoneMeans(e); pooledNs <= 0 || apNs <= 0 {
+		t.Errorf("mean lone latency: pooled %d ns, auto-pipelined %d ns; want both paths timed", pooledNs, apNs)
+	}
+}
+
+// TestChooseLonePath: the running means and the choice, from given
+// latencies: a path must be 5 % faster to take over, and a reply that
+// waited out a timeout moves a mean by at most half of it.
+func TestChooseLonePath(t *testing.T) {
+	for _, tc := range []struct {
+		cur        bool
+		pooled, ap int64
+		want       bool
+	}{
+		{false, 100, 96, false}, {false, 100, 94, true},
+		{true, 100, 104, true}, {true, 100, 106, false},
+	} {
+		if got := pipeline.ChooseAP(tc.cur, tc.pooled, tc.ap); got != tc.want {
+			t.Errorf("chooseAP(%v, pooled %d, ap %d) = %v, want %v", tc.cur, tc.pooled, tc.ap, got, tc.want)
+		}
+	}
+	if got := pipeline.EWMA(0, 50); got != 50 {
+		t.Errorf("first sample: mean %d, want 50", got)
+	}
+	if got := pipeline.EWMA(80, 160); got != 90 {
+		t.Errorf("mean 80, sample 160: %d, want 90", got)
+	}
+	if got := pipeline.EWMA(80, 1_000_000_000); got != 110 { // counted as 320
+		t.Errorf("mean 80, a 1 s sample: %d, want 110", got)
+	}
+}
