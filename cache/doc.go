@@ -44,7 +44,13 @@
 // stored (TestDeleteDuringLoadIsNotUndone). A loader error or panic reaches
 // every waiter (ErrRemoteLoad in other processes). A GetOrSet hit costs one
 // command, a miss two: the lease command and the commit
-// (TestGetOrSetMissIsTwoCommandsHitIsOne). The commit stores the value only
+// (TestGetOrSetMissIsTwoCommandsHitIsOne). The lease command (SET NX PX GET)
+// reads the value too, but it costs the server more than a GET; so while at
+// least 7 reads in 8 hit (sampled over every 256 GetOrSets) and commands
+// overlap, GetOrSet reads with a GET first and takes the lease only when
+// that finds no fresh value, a miss then costing one round trip more; a
+// lone caller keeps the two-round-trip miss (TestGetOrSetReadsFirstUnderLoad).
+// The commit stores the value only
 // while the key holds the load's lease marker. On Redis 7.0 that
 // compare-and-set is a Lua script; on a server whose SET takes IFEQ (Valkey
 // 8.1 and later, Redis 8.4 and later) it is that one plain command, and the

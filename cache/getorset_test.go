@@ -710,14 +710,9 @@ func TestCommitLearnsIfEq(t *testing.T) {
 // loaded once and stored, and a miss found by the GET still takes the
 // lease.
 func TestGetOrSetReadsFirstUnderLoad(t *testing.T) {
-	srv := redistest.Start(t)
-	rdb := srv.Client(t)
+	rdb := redistest.Start(t).Client(t) // its command counts are the test's alone
 	ctx := ctxT(t)
-	c, err := New(rdb, Options{Prefix: redistest.Prefix(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
+	c := newCache(t, rdb, Options{})
 	const keys, workers, rounds = 100, 16, 64
 	for i := range keys {
 		if err := c.Set(ctx, strconv.Itoa(i), []byte("v"+strconv.Itoa(i)), time.Hour); err != nil {

@@ -10,8 +10,9 @@
 // machine's and the Go runtime's: the issue that asked for this package
 // measured the AutoPipeliner at 0.6x the pooled client for a lone caller
 // (go-redis's default settings), the first machine of bench/ measured the
-// two alike, and the current one the AutoPipeliner 10-25 % faster on an idle
-// machine and 40 % slower beside another busy process.
+// two alike, and the current one the AutoPipeliner about 12 % faster when
+// idle and 43 % slower beside another benchmark process (bench/CACHE.md,
+// "Get hit").
 //
 // Adaptive takes the AutoPipeliner as soon as two commands of this Exec
 // are in flight, and for the next 64 commands after the last overlap, so
@@ -160,10 +161,10 @@ func (e *Exec) Process(ctx context.Context, cmd redis.Cmder) error {
 
 // lone sends a command with no other of this Exec in flight down the path
 // that has been faster for such commands: pooled at first. Which one that
-// is depends on the machine and the Go runtime, not on rediskit: on this
-// project's machine the AutoPipeliner answered a lone GET in 40-48 µs and
-// the pooled client in 55-61 µs (go-redis v9.23, Go 1.26), where the
-// machine of the earlier runs measured them alike. So one lone command in
+// is depends on the machine, its load and the Go runtime, not on rediskit:
+// on this project's machine, idle, the AutoPipeliner answered lone GETs
+// faster than the pooled client, and beside another busy process slower
+// (bench/CACHE.md, BenchmarkCacheGetHit at g=1). So one lone command in
 // loneSample is timed on each path, the first of them sent down the other
 // one, and lone commands follow the lower running mean (chooseAP). The
 // cost: one lone command in loneSample rides the slower path.

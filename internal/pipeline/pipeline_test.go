@@ -51,6 +51,21 @@ func (p *paths) sent() (pooled, piped uint64) {
 	return uint64(p.pooled.Load()), uint64(p.piped.Load())
 }
 
+// newExec returns an Exec in mode on a new client of addr, the client, and
+// the counts of what the client sends.
+func newExec(t *testing.T, addr string, mode pipeline.Mode) (*pipeline.Exec, *redis.Client, *paths) {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { rdb.Close() })
+	p := &paths{}
+	rdb.AddHook(p)
+	e, err := pipeline.New(rdb, mode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, rdb, p
+}
+
 // TestAdaptive: a lone caller goes pooled; callers that overlap (a proxy
 // holds every reply 50 ms, so eight callers are surely in flight together)
 // share the AutoPipeliner; a command marked retry.Once goes pooled even
@@ -59,20 +74,14 @@ func TestAdaptive(t *testing.T) {
 	srv := redistest.Shared(t)
 	ctx := context.Background()
 	proxy := redistest.NewProxy(t, srv.Addr)
-	rdb := redis.NewClient(&redis.Options{Addr: proxy.Addr})
-	t.Cleanup(func() { rdb.Close() })
+	e, rdb, p := newExec(t, proxy.Addr, pipeline.Adaptive)
 	prefix := redistest.Prefix(t)
 	for i := range 8 {
 		if err := rdb.Set(ctx, fmt.Sprint(prefix, i), i, time.Minute).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	p := &paths{}
-	rdb.AddHook(p)
-	e, err := pipeline.New(rdb, pipeline.Adaptive)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p.pooled.Store(0)
 	get := func(i int) {
 		t.Helper()
 		cmd := redis.NewStringCmd(ctx, "get", fmt.Sprint(prefix, i))
@@ -144,14 +153,7 @@ func TestModes(t *testing.T) {
 		// batched: the 8 overlapping pings share pipelines.
 		fetchedAtNew, batched bool
 	}{{pipeline.Off, false, false}, {pipeline.Always, true, true}, {pipeline.Adaptive, false, true}} {
-		rdb := redis.NewClient(&redis.Options{Addr: proxy.Addr})
-		t.Cleanup(func() { rdb.Close() })
-		p := &paths{}
-		rdb.AddHook(p)
-		e, err := pipeline.New(rdb, tc.mode)
-		if err != nil {
-			t.Fatal(err)
-		}
+		e, _, p := newExec(t, proxy.Addr, tc.mode)
 		if got := e.AutoPipeliner() != nil; got != tc.fetchedAtNew {
 			t.Errorf("%v: AutoPipeliner fetched at New: %v, want %v", tc.mode, got, tc.fetchedAtNew)
 		}
@@ -295,16 +297,8 @@ func runCallers(b *testing.B, n int, op func()) {
 // every reply lands where it belongs on either. Which path wins is the
 // machine's; TestChooseLonePath checks the choice from given latencies.
 func TestLonePath(t *testing.T) {
-	srv := redistest.Shared(t)
 	ctx := context.Background()
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
-	t.Cleanup(func() { rdb.Close() })
-	p := &paths{}
-	rdb.AddHook(p)
-	e, err := pipeline.New(rdb, pipeline.Adaptive)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, rdb, p := newExec(t, redistest.Shared(t).Addr, pipeline.Adaptive)
 	prefix := redistest.Prefix(t)
 	for i := range 640 {
 		if err := rdb.Set(ctx, fmt.Sprint(prefix, i), i, time.Minute).Err(); err != nil {

@@ -2,7 +2,7 @@
 // into the Markdown tables of bench/*.md: one row per benchmark, each cell
 // the median of the runs.
 //
-//	go test -run '^$' -bench 'CacheGetHit' -benchtime 1s -count 3 | tee out.txt
+//	BENCH_ROUNDS=3 go test -run '^$' -bench 'CacheGetHit' -benchtime 1s | tee out.txt
 //	go run ./internal/benchtable -metric ops/s -extra cmds/op,srv-cmds/op,allocs/op < out.txt
 //
 // A row's runs are its lines: -count's, or BENCH_ROUNDS's "row#01",
