@@ -177,16 +177,18 @@ func (e *Exec) lone(ctx context.Context, cmd redis.Cmder) error {
 			useAP = false
 		}
 	}
-	send := e.rdb.Process
+	timed := k == 0 || k == loneSample/2
+	var start time.Time
+	if timed {
+		start = time.Now()
+	}
+	var err error
 	if useAP {
-		send = ap.Process
+		err = ap.Process(ctx, cmd)
+	} else {
+		err = e.rdb.Process(ctx, cmd)
 	}
-	if k != 0 && k != loneSample/2 {
-		return send(ctx, cmd)
-	}
-	start := time.Now()
-	err := send(ctx, cmd)
-	if err == nil || err == redis.Nil {
+	if timed && (err == nil || err == redis.Nil) {
 		e.observe(useAP, time.Since(start))
 	}
 	return err
