@@ -363,8 +363,8 @@ func (c *Cache) commitManyIfEq(ctx context.Context, cmds []settleCmd) []settleCm
 	if c.condSet.Load() != condYes {
 		return cmds
 	}
-	var sets []*redis.StatusCmd
-	var at []int // sets[j] is the commit cmds[at[j]]
+	sets := make([]*redis.StatusCmd, len(cmds)) // cmds[i] as SET … IFEQ; nil: not a marker commit
+	n := 0
 	for i, sc := range cmds {
 		if sc.s.Script != scriptCommit.Script || len(sc.keys) != 1 {
 			continue
@@ -373,27 +373,23 @@ func (c *Cache) commitManyIfEq(ctx context.Context, cmds []settleCmd) []settleCm
 		proof, _ := sc.args[0].([]byte)
 		value, _ := sc.args[1].([]byte)
 		ms, _ := sc.args[2].(int64)
-		sets = append(sets, setIfEq(ctx, sc.keys[0], value, time.Duration(ms)*time.Millisecond, proof))
-		at = append(at, i)
+		sets[i] = setIfEq(ctx, sc.keys[0], value, time.Duration(ms)*time.Millisecond, proof)
+		n++
 	}
-	if len(sets) == 0 {
+	if n == 0 {
 		return cmds
 	}
 	_, _ = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, s := range sets {
-			_ = p.Process(ctx, retry.Repeatable(s))
+			if s != nil {
+				_ = p.Process(ctx, retry.Repeatable(s))
+			}
 		}
 		return nil
 	})
-	settled := make(map[int]bool, len(sets))
-	for j, s := range sets {
-		if c.ifEqSettled(s.Err()) {
-			settled[at[j]] = true
-		}
-	}
-	rest := make([]settleCmd, 0, len(cmds)-len(settled))
+	var rest []settleCmd
 	for i, sc := range cmds {
-		if !settled[i] {
+		if sets[i] == nil || !c.ifEqSettled(sets[i].Err()) {
 			rest = append(rest, sc)
 		}
 	}

@@ -3,7 +3,6 @@ package cache
 import (
 	"context"
 	"errors"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -237,7 +236,7 @@ func (c *Cache) ifEqSettled(err error) bool {
 	case errors.Is(err, redis.Nil): // not set: the marker is not ours as we stored it
 		c.condSet.CompareAndSwap(condUnknown, condYes)
 		return false
-	case isSyntaxError(err):
+	case redis.HasErrorPrefix(err, "syntax error"): // a server without IFEQ
 		c.condSet.Store(condNo)
 		return false
 	}
@@ -252,13 +251,6 @@ func setIfEq(ctx context.Context, key string, value []byte, ttl time.Duration, c
 	return redis.NewStatusCmd(ctx, "set", key, value, "ifeq", cmp)
 }
 
-// isSyntaxError reports whether err is the server refusing a command's
-// arguments: how a server without IFEQ answers it.
-func isSyntaxError(err error) bool {
-	re, ok := err.(redis.Error) // go-redis returns server errors unwrapped
-	return ok && strings.HasPrefix(re.Error(), "ERR syntax error")
-}
-
 // probeIfEq learns whether the server takes SET … IFEQ (see commitIfEq),
 // with a conditional SET of a key no user key can name, which IFEQ never
 // creates.
@@ -266,14 +258,10 @@ func (c *Cache) probeIfEq(ctx context.Context) error {
 	cmd := setIfEq(ctx, c.leaseNS+"}ifeq-probe", nil, 0, []byte("x"))
 	_ = c.rdb.Process(ctx, cmd)
 	err := cmd.Err()
-	switch {
-	case isSyntaxError(err):
-		c.condSet.Store(condNo)
-	case err == nil, errors.Is(err, redis.Nil):
-		c.condSet.Store(condYes)
-	default:
-		return err
+	if err != nil && !errors.Is(err, redis.Nil) && !redis.HasErrorPrefix(err, "syntax error") {
+		return err // not an answer about IFEQ
 	}
+	c.ifEqSettled(err)
 	return nil
 }
 

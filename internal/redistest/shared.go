@@ -87,13 +87,7 @@ func stopShared() {
 // Tests keep apart by key prefix (see Prefix); none may flush it.
 func Shared(t testing.TB) *Server {
 	t.Helper()
-	return sharedServer.get(t, func(dir string) (*Server, error) {
-		s, err := redisproc.Start(redisproc.Config{Dir: dir})
-		if err != nil {
-			return nil, err
-		}
-		return &Server{s}, nil
-	})
+	return sharedStandalone(t, &sharedServer, "redis-server")
 }
 
 // SharedValkey returns a standalone valkey-server shared by every test of
@@ -101,13 +95,23 @@ func Shared(t testing.TB) *Server {
 // loudly, or fails under CI=true (see ValkeyBinary).
 func SharedValkey(t testing.TB) *Server {
 	t.Helper()
-	bin := ValkeyBinary(t)
-	return sharedValkey.getBin(t, "valkey-server", func(dir string) (*Server, error) {
-		s, err := redisproc.Start(redisproc.Config{Bin: bin, Dir: dir})
+	return sharedStandalone(t, &sharedValkey, "valkey-server")
+}
+
+// sharedStandalone returns the standalone server of s, started from the
+// binary name by its first caller.
+func sharedStandalone(t testing.TB, s *shared[*Server], name string) *Server {
+	t.Helper()
+	return s.getBin(t, name, func(dir string) (*Server, error) {
+		bin, err := redisproc.Binary(name)
 		if err != nil {
 			return nil, err
 		}
-		return &Server{s}, nil
+		p, err := redisproc.Start(redisproc.Config{Bin: bin, Dir: dir})
+		if err != nil {
+			return nil, err
+		}
+		return &Server{p}, nil
 	})
 }
 
