@@ -49,7 +49,13 @@
 // least 7 reads in 8 hit (sampled over every 256 GetOrSets) and commands
 // overlap, GetOrSet reads with a GET first and takes the lease only when
 // that finds no fresh value, a miss then costing one round trip more; a
-// lone caller keeps the two-round-trip miss (TestGetOrSetReadsFirstUnderLoad).
+// lone caller keeps the two-round-trip miss (TestGetOrSetReadsFirstUnderLoad,
+// on standalone Redis, where it counts the server's commands). On that path
+// a hit, a miss, a cached "not found" and a stale value within
+// StaleWhileRevalidate are answered as the lease command answers them, on
+// every deployment (TestReadFirstAnswersAsTheLeaseDoes). Tagged GetOrSets
+// take the same path, untested there: an invalidation deletes its tags'
+// values, which the GET then misses as the lease command would.
 // The commit stores the value only
 // while the key holds the load's lease marker. On Redis 7.0 that
 // compare-and-set is a Lua script; on a server whose SET takes IFEQ (Valkey

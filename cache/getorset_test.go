@@ -779,3 +779,59 @@ func TestGetOrSetReadsFirstUnderLoad(t *testing.T) {
 		t.Errorf("no GET in the misses right after hits: the read-first path was not tried (%v)", calls)
 	}
 }
+
+// TestReadFirstAnswersAsTheLeaseDoes runs GetOrSet with its read-first path
+// on (forced; PipelineAlways counts every command as overlapping) on every
+// deployment: a hit is one GET and no loader; a missing key is loaded once
+// and stored; a cached "not found" is ErrNotFound without the loader; a
+// value past its TTL but within StaleWhileRevalidate is served and
+// refreshed once.
+func TestReadFirstAnswersAsTheLeaseDoes(t *testing.T) {
+	forEachTopology(t, func(t *testing.T, tp topo) {
+		ctx := ctxT(t)
+		c := newCache(t, tp.rdb, Options{Pipelining: PipelineAlways, NegativeTTL: time.Minute, StaleWhileRevalidate: time.Minute})
+		c.st.win.readFirst.Store(true)
+		var loads atomic.Int64
+		load := func(v string, err error) LoaderFunc[[]byte] {
+			return func(context.Context) ([]byte, error) { loads.Add(1); return []byte(v), err }
+		}
+		if err := c.Set(ctx, "hit", []byte("stored"), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		tp.cnt.reset()
+		if v, err := c.GetOrSet(ctx, "hit", time.Minute, load("loaded", nil)); err != nil || string(v) != "stored" {
+			t.Fatalf("hit = %q, %v", v, err)
+		}
+		if _, _, _, names := tp.cnt.snapshot(); len(names) != 1 || names[0] != "get" || loads.Load() != 0 {
+			t.Errorf("hit sent %v and called the loader %d times; want one get, no load", names, loads.Load())
+		}
+		if v, err := c.GetOrSet(ctx, "miss", time.Minute, load("loaded", nil)); err != nil || string(v) != "loaded" || loads.Load() != 1 {
+			t.Fatalf("miss = %q, %v after %d loads", v, err, loads.Load())
+		}
+		if v, ok, err := c.Get(ctx, "miss"); err != nil || !ok || string(v) != "loaded" {
+			t.Fatalf("Get after the miss = %q, %v, %v: not stored", v, ok, err)
+		}
+		for i := range 2 { // the first loads "not found", the second reads it
+			if _, err := c.GetOrSet(ctx, "absent", time.Minute, load("", ErrNotFound)); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("absent, call %d: %v, want ErrNotFound", i+1, err)
+			}
+		}
+		if loads.Load() != 2 {
+			t.Fatalf("%d loads after the absent key twice, want 2", loads.Load())
+		}
+		if err := c.Set(ctx, "stale", []byte("old"), 20*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+		if v, err := c.GetOrSet(ctx, "stale", time.Minute, load("new", nil)); err != nil || string(v) != "old" {
+			t.Fatalf("stale within StaleWhileRevalidate = %q, %v; want the old value served", v, err)
+		}
+		waitFor(t, "the refresh", func() bool {
+			v, ok, err := c.Get(ctx, "stale")
+			return err == nil && ok && string(v) == "new"
+		})
+		if loads.Load() != 3 {
+			t.Errorf("%d loads in all, want 3", loads.Load())
+		}
+	})
+}
