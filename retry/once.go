@@ -96,10 +96,16 @@ type Processor interface {
 type Script struct {
 	*redis.Script
 	src string
+	// sha and text are the hash and the source as command arguments,
+	// boxed once: every run would otherwise allocate one.
+	sha, text any
 }
 
 // NewScript returns the script with source src.
-func NewScript(src string) Script { return Script{redis.NewScript(src), src} }
+func NewScript(src string) Script {
+	rs := redis.NewScript(src)
+	return Script{Script: rs, src: src, sha: rs.Hash(), text: src}
+}
 
 // RunOnce runs the script by EVALSHA, and by EVAL when the server does not
 // have it cached (NOSCRIPT proves the first attempt did not run), each sent
@@ -131,9 +137,9 @@ func (s Script) run(ctx context.Context, c Processor, mark func(redis.Cmder) red
 func (s Script) Cmd(ctx context.Context, sha bool, keys []string, args []any) *redis.Cmd {
 	a := make([]any, 0, 3+len(keys)+len(args))
 	if sha {
-		a = append(a, "evalsha", s.Hash())
+		a = append(a, "evalsha", s.sha)
 	} else {
-		a = append(a, "eval", s.src)
+		a = append(a, "eval", s.text)
 	}
 	a = append(a, len(keys))
 	for _, k := range keys {

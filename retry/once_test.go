@@ -3,6 +3,7 @@ package retry_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -215,5 +216,26 @@ func TestRedirectIsTransient(t *testing.T) {
 			t.Fatalf("MOVED: infrastructure %v, not applied %v, unavailable %v", retry.IsInfrastructure(err), retry.NotApplied(err), retry.IsUnavailable(err))
 		}
 		return
+	}
+}
+
+// TestScriptCmdAllocs: building a script's command allocates the argument
+// slice and the command, not the hash or the source, which every run of the
+// script sends (boxed once by NewScript; 3 and 4 allocations before).
+func TestScriptCmdAllocs(t *testing.T) {
+	s := retry.NewScript(`return 1`)
+	ctx, keys, args := context.Background(), []string{"k"}, []any{"1"}
+	for _, sha := range []bool{true, false} {
+		if n := testing.AllocsPerRun(1000, func() { _ = s.Cmd(ctx, sha, keys, args) }); n != 2 {
+			t.Errorf("Cmd(sha=%v) allocates %v times, want 2", sha, n)
+		}
+		want := []any{"evalsha", s.Hash(), int64(1), "k", "1"}
+		if !sha {
+			want[0], want[1] = "eval", `return 1`
+		}
+		got := s.Cmd(ctx, sha, keys, args).Args()
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("Cmd(sha=%v) args = %v, want %v", sha, got, want)
+		}
 	}
 }
