@@ -3,9 +3,13 @@ package cache
 import (
 	"context"
 	"errors"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rediskit/rediskit/internal/redistest"
 )
 
 type ctxKey struct{}
@@ -158,4 +162,52 @@ func TestLoadCtxValuesFromCaller(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the Cache's cancellation did not reach the derived context")
 	}
+}
+
+// TestFlightGoroutine: a miss on a context that can be cancelled runs its
+// flight on a goroutine of the Cache's, so that the caller can leave at its
+// deadline while the load goes on; on a context that can never end the
+// caller runs the flight itself, as it would wait for it anyway
+// (BenchmarkCacheGetOrSetMiss's rediskit-uncancellable row measures what
+// the hand-off costs). Either way the value is stored before GetOrSet
+// returns.
+func TestFlightGoroutine(t *testing.T) {
+	c := newCache(t, redistest.Shared(t).Client(t), Options{})
+	cancellable, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, tc := range []struct {
+		name   string
+		ctx    context.Context
+		caller bool
+	}{
+		{"background", context.Background(), true},
+		{"cancellable", cancellable, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := goroutineID()
+			var loaderID string
+			v, err := c.GetOrSet(tc.ctx, tc.name, time.Minute, func(context.Context) ([]byte, error) {
+				loaderID = goroutineID()
+				return []byte("v"), nil
+			})
+			if err != nil || string(v) != "v" {
+				t.Fatalf("GetOrSet = %q, %v", v, err)
+			}
+			if onCaller := loaderID == id; onCaller != tc.caller {
+				t.Errorf("the loader ran on the caller's goroutine: %v, want %v", onCaller, tc.caller)
+			}
+			if got, hit, err := c.Get(context.Background(), tc.name); err != nil || !hit || string(got) != "v" {
+				t.Errorf("Get right after GetOrSet = %q, %v, %v; want the stored value", got, hit, err)
+			}
+		})
+	}
+}
+
+// goroutineID is the number in the first line of the calling goroutine's
+// stack trace ("goroutine 7 [running]:").
+func goroutineID() string {
+	var buf [64]byte
+	line := string(buf[:runtime.Stack(buf[:], false)])
+	line, _, _ = strings.Cut(strings.TrimPrefix(line, "goroutine "), " ")
+	return line
 }
