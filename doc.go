@@ -32,7 +32,12 @@
 //     fails at once and the breaker sends a PING of its own, so no batch of
 //     callers waits on a server that may still be down
 //     (TestHalfOpenBatchFailsFast, on a standalone server; a Cluster node's
-//     breaker pings that node the same way). On a Cluster
+//     breaker pings that node the same way). The one wait left while open:
+//     a command handed to the AutoPipeliner queues behind the batch already
+//     in flight, which the breaker cannot recall, so when that batch was sent
+//     before the breaker opened the command waits for it to end (within the
+//     read timeout) and then fails at once (TestPausedServerBreaker bounds
+//     those waits below the read timeout). On a Cluster
 //     each node has its own breaker, and a failed node makes the client
 //     re-read the slot map at once (go-redis alone waits up to a minute), so
 //     a promoted replica takes over its master's slots within a retry.
