@@ -95,16 +95,15 @@ type Processor interface {
 // twice.
 type Script struct {
 	*redis.Script
-	src string
-	// sha and text are the hash and the source as command arguments,
-	// boxed once: every run would otherwise allocate one.
-	sha, text any
+	// sha and src are the hash and the source as command arguments, boxed
+	// once: every run would otherwise allocate one.
+	sha, src any
 }
 
 // NewScript returns the script with source src.
 func NewScript(src string) Script {
 	rs := redis.NewScript(src)
-	return Script{Script: rs, src: src, sha: rs.Hash(), text: src}
+	return Script{Script: rs, sha: rs.Hash(), src: src}
 }
 
 // RunOnce runs the script by EVALSHA, and by EVAL when the server does not
@@ -139,7 +138,7 @@ func (s Script) Cmd(ctx context.Context, sha bool, keys []string, args []any) *r
 	if sha {
 		a = append(a, "evalsha", s.sha)
 	} else {
-		a = append(a, "eval", s.text)
+		a = append(a, "eval", s.src)
 	}
 	a = append(a, len(keys))
 	for _, k := range keys {
