@@ -37,6 +37,11 @@
 // context.WithoutCancel does: the values of the caller that started the
 // flight when others join it, of the caller served a stale value for a
 // background refresh (TestLoaderSeesCallerValues, TestLoadCtxValuesFromCaller).
+// So that a caller can leave, the flight runs on a goroutine of the Cache's;
+// a caller whose context can never end (context.Background) runs it on its
+// own goroutine, since it would wait for it anyway (TestFlightGoroutine;
+// bench/CACHE.md measures what the hand-off costs). Either way the value is
+// stored before GetOrSet returns.
 // Across processes, a lease in Redis elects the loader; the others wait for
 // its result, woken by Pub/Sub, and take over when its owner dies and the
 // lease expires. Reads treat a running load's lease as a miss. A Delete
