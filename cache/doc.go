@@ -40,8 +40,9 @@
 // So that a caller can leave, the flight runs on a goroutine of the Cache's;
 // a caller whose context can never end (context.Background) runs it on its
 // own goroutine, since it would wait for it anyway (TestFlightGoroutine;
-// bench/CACHE.md measures what the hand-off costs). Either way the value is
-// stored before GetOrSet returns.
+// bench/CACHE.md measures what the hand-off costs). Either way a caller
+// that waits is answered after the commit: the value is in Redis by then,
+// unless a Delete took the lease during the load.
 // Across processes, a lease in Redis elects the loader; the others wait for
 // its result, woken by Pub/Sub, and take over when its owner dies and the
 // lease expires. Reads treat a running load's lease as a miss. A Delete

@@ -169,8 +169,8 @@ func TestLoadCtxValuesFromCaller(t *testing.T) {
 // deadline while the load goes on; on a context that can never end the
 // caller runs the flight itself, as it would wait for it anyway
 // (BenchmarkCacheGetOrSetMiss's rediskit-uncancellable row measures what
-// the hand-off costs). Either way the value is stored before GetOrSet
-// returns.
+// the hand-off costs). Either way the caller is answered after the commit,
+// so the value is in Redis when GetOrSet returns.
 func TestFlightGoroutine(t *testing.T) {
 	c := newCache(t, redistest.Shared(t).Client(t), Options{})
 	cancellable, cancel := context.WithCancel(context.Background())
