@@ -231,6 +231,7 @@ type kindStats struct {
 	attempted atomic.Int64
 	outcomes  [NumOutcomes]atomic.Int64
 	maxNs     atomic.Int64
+	openSlow  atomic.Int64 // started while the breaker was open, took ≥ ReadTimeout
 }
 
 type counter struct {
@@ -428,6 +429,7 @@ func (d *Driver) do(ctx context.Context, k Kind, rng *rand.Rand) {
 		storeMax(&d.openMaxNs, int64(lat))
 		if d.slow > 0 && lat >= d.slow {
 			d.openSlow.Add(1)
+			ks.openSlow.Add(1)
 		}
 	}
 	if out == Other {

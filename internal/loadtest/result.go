@@ -11,6 +11,8 @@ type KindResult struct {
 	Attempted  int64
 	Outcomes   [NumOutcomes]int64
 	MaxLatency time.Duration
+	// SlowWhileOpen counts this kind's share of Result.SlowWhileOpen.
+	SlowWhileOpen int64
 }
 
 // FaultResult is the recovery of one fault announced with Driver.Fault.
@@ -77,6 +79,7 @@ func (d *Driver) result(elapsed time.Duration) *Result {
 		kr := &r.Kinds[k]
 		kr.Attempted = ks.attempted.Load()
 		kr.MaxLatency = time.Duration(ks.maxNs.Load())
+		kr.SlowWhileOpen = ks.openSlow.Load()
 		r.Attempted += kr.Attempted
 		for o := range ks.outcomes {
 			kr.Outcomes[o] = ks.outcomes[o].Load()
@@ -210,7 +213,7 @@ func (r *Result) Markdown() string {
 	}
 	if r.BreakerOpens > 0 || r.StartedWhileOpen > 0 {
 		row("breaker opens / calls rejected", fmt.Sprintf("%d / %d", r.BreakerOpens, r.BreakerRejected))
-		row("ops started while open / of them ≥ ReadTimeout / longest", fmt.Sprintf("%d / %d / %s", r.StartedWhileOpen, r.SlowWhileOpen, ms(r.MaxLatencyWhileOpen)))
+		row("ops started while open / of them ≥ ReadTimeout / longest", fmt.Sprintf("%d / %d%s / %s", r.StartedWhileOpen, r.SlowWhileOpen, r.slowKinds(), ms(r.MaxLatencyWhileOpen)))
 	}
 	row("goroutines before → after", fmt.Sprintf("%d → %d", r.GoroutinesBefore, r.GoroutinesAfter))
 	row("heap before → after (after GC)", fmt.Sprintf("%s → %s", mib(r.HeapBefore), mib(r.HeapAfter)))
@@ -251,4 +254,19 @@ func (r *Result) Markdown() string {
 	}
 	b.WriteString("\n")
 	return b.String()
+}
+
+// slowKinds names the kinds of the calls counted in SlowWhileOpen, as
+// " (session.get 1, cache.getorset 2)", or "" when there are none.
+func (r *Result) slowKinds() string {
+	var parts []string
+	for k, kr := range r.Kinds {
+		if kr.SlowWhileOpen > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", Kind(k), kr.SlowWhileOpen))
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
 }
