@@ -93,6 +93,19 @@ func (b *breaker) allow() (probe bool, err error) {
 	return false, ErrCircuitOpen
 }
 
+// refuse is the gate of the client's auto-pipelined commands
+// (pipeline.SetGate): ErrCircuitOpen while allow would refuse every call,
+// counted as a rejection, without allow's move to half-open. A command it
+// lets through is admitted by the hooks when its batch leaves.
+func (b *breaker) refuse() error {
+	if b.threshold <= 0 || BreakerState(b.state.Load()) != BreakerOpen ||
+		time.Since(time.Unix(0, b.openedAt.Load())) >= b.cooldown {
+		return nil
+	}
+	b.rejected.Add(1)
+	return ErrCircuitOpen
+}
+
 // report records the outcome of an allowed call.
 func (b *breaker) report(probe bool, err error) {
 	if b.threshold <= 0 {

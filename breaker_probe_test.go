@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/rediskit/rediskit/internal/pipeline"
 	"github.com/rediskit/rediskit/internal/redistest"
 	"github.com/rediskit/rediskit/retry"
 )
@@ -140,4 +141,53 @@ func breakerOnOwnServer(t *testing.T, readTimeout time.Duration, threshold int, 
 		OnBreakerChange:     tr.record,
 	})
 	return s, c, tr.String
+}
+
+// TestOpenBreakerRefusesBeforeQueueing: while the breaker is open, a command
+// that session or cache hands to the AutoPipeliner is refused at once
+// (pipeline.SetGate), not after the batch in flight ahead of it, which a
+// paused server holds until its read timeout. The order of the replies
+// shows it: the refused command answers while that batch still waits.
+func TestOpenBreakerRefusesBeforeQueueing(t *testing.T) {
+	ctx := context.Background()
+	const readTimeout = 2 * time.Second
+	s, c, history := breakerOnOwnServer(t, readTimeout, 1, time.Minute)
+	exec, err := pipeline.New(c.Redis(), pipeline.Always)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := redistest.Prefix(t) + "k"
+	get := func() error { return exec.Process(ctx, redis.NewStringCmd(ctx, "get", key)) }
+	if err := get(); !errors.Is(err, redis.Nil) {
+		t.Fatal(err)
+	}
+
+	s.Pause()
+	t.Cleanup(s.Resume)
+	tripped := make(chan error, 1)
+	go func() { tripped <- c.Redis().Get(ctx, key).Err() }() // pooled: its timeout opens the breaker
+	time.Sleep(readTimeout / 2)
+	inFlight := make(chan error, 1)
+	go func() { inFlight <- get() }() // a batch the paused server holds for another second
+	if err := <-tripped; !retry.IsUnavailable(err) || errors.Is(err, ErrCircuitOpen) {
+		t.Fatalf("pooled GET on the paused server: %v, want a timeout", err)
+	}
+	if c.BreakerState() != BreakerOpen {
+		t.Fatalf("state %v history %q, want open", c.BreakerState(), history())
+	}
+	_, rejected := c.breakers.counts()
+	if err := get(); !errors.Is(err, ErrCircuitOpen) {
+		t.Fatalf("auto-pipelined GET while open: %v, want ErrCircuitOpen", err)
+	}
+	select {
+	case err := <-inFlight:
+		t.Fatalf("the batch in flight ended (%v) before the refused command answered: it waited for it", err)
+	default:
+	}
+	if _, got := c.breakers.counts(); got != rejected+1 {
+		t.Errorf("BreakerRejected %d, want %d: the refusal is counted", got, rejected+1)
+	}
+	if err := <-inFlight; !retry.IsUnavailable(err) {
+		t.Fatalf("the batch in flight: %v, want a timeout", err)
+	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/rediskit/rediskit/internal/pipeline"
 	"github.com/rediskit/rediskit/retry"
 )
 
@@ -73,6 +74,12 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 	c.rdb.AddHook(oomHook{}) // OOM error replies match ErrOutOfMemory
 	c.retry.Install(c.rdb)
 	c.breakers.install(c.rdb)
+	if _, cluster := c.rdb.(*redis.ClusterClient); !cluster {
+		// One breaker: the stores' auto-pipelined commands are refused
+		// before they queue behind a batch in flight. A Cluster's
+		// breakers are per node, and go-redis picks the node later.
+		pipeline.SetGate(c.rdb, c.breakers.forAddr("").refuse)
+	}
 	c.deadline = installDeadlines(c.rdb, cfg) // innermost: sees every attempt's raw outcome
 	if cc, ok := c.rdb.(*redis.ClusterClient); ok {
 		cc.AddHook(topologyHook{cc})
@@ -80,6 +87,7 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 
 	if err := c.verify(ctx); err != nil {
 		_ = c.rdb.Close()
+		pipeline.ClearGate(c.rdb)
 		redisLog.unregister(c)
 		return nil, err
 	}
@@ -122,6 +130,7 @@ func (c *Client) Close() error {
 		t.Stop()
 		c.health.stop()
 		c.closeErr = c.rdb.Close()
+		pipeline.ClearGate(c.rdb)
 		redisLog.unregister(c)
 	})
 	return c.closeErr

@@ -32,12 +32,17 @@
 //     fails at once and the breaker sends a PING of its own, so no batch of
 //     callers waits on a server that may still be down
 //     (TestHalfOpenBatchFailsFast, on a standalone server; a Cluster node's
-//     breaker pings that node the same way). The one wait left while open:
-//     a command handed to the AutoPipeliner queues behind the batch already
-//     in flight, which the breaker cannot recall, so when that batch was sent
-//     before the breaker opened the command waits for it to end (within the
-//     read timeout) and then fails at once (TestPausedServerBreaker bounds
-//     those waits below the read timeout). On a Cluster
+//     breaker pings that node the same way). The AutoPipeliner sends one
+//     batch at a time and the hooks see a batch only when it leaves, so a
+//     command that session or cache queues while the breaker is open would
+//     wait for the batch in flight ahead of it, up to a read timeout on a
+//     paused server. On a *redis.Client (standalone, Sentinel) they ask the
+//     breaker first and fail at once, counted in Stats.BreakerRejected
+//     (TestOpenBreakerRefusesBeforeQueueing). On a Cluster, and on Sentinel
+//     with replica reads (a cluster client), go-redis picks the node, and so
+//     the breaker, only when the batch leaves: there such a command still
+//     waits for the batch ahead of it, less than the read timeout, since
+//     that batch left before the breaker opened. On a Cluster
 //     each node has its own breaker, and a failed node makes the client
 //     re-read the slot map at once (go-redis alone waits up to a minute), so
 //     a promoted replica takes over its master's slots within a retry.

@@ -31,6 +31,7 @@ package pipeline
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -90,12 +91,15 @@ type Exec struct {
 	loneN  atomic.Uint32
 	loneNs [2]atomic.Int64 // pooled, auto-pipelined
 	loneAP atomic.Bool     // lone commands go through the AutoPipeliner
+	// gate, when the client has one (SetGate), refuses a command before it
+	// is handed to the AutoPipeliner.
+	gate func() error
 }
 
 // New returns an Exec over rdb. A Ring has no AutoPipeliner (go-redis
 // refuses one): Adaptive runs as Off there, and Always is an error.
 func New(rdb redis.UniversalClient, m Mode) (*Exec, error) {
-	e := &Exec{rdb: rdb, mode: m}
+	e := &Exec{rdb: rdb, mode: m, gate: gateOf(rdb)}
 	switch {
 	case m == Always:
 		ap, err := autoPipeliner(rdb)
@@ -111,6 +115,42 @@ func New(rdb redis.UniversalClient, m Mode) (*Exec, error) {
 		}
 	}
 	return e, nil
+}
+
+// queue hands cmd to the AutoPipeliner, unless the client's gate refuses
+// it now. The AutoPipeliner sends one batch at a time on its connection,
+// and the client's hooks see a batch only when it leaves: without the gate,
+// a command whose client's circuit breaker is open would wait for the batch
+// in flight ahead of it (as long as a read timeout on a paused server), and
+// only then be refused.
+func (e *Exec) queue(ctx context.Context, ap *redis.AutoPipeliner, cmd redis.Cmder) error {
+	if e.gate != nil {
+		if err := e.gate(); err != nil {
+			cmd.SetErr(err)
+			return err
+		}
+	}
+	return ap.Process(ctx, cmd)
+}
+
+// Gates: a client's owner may say that the client refuses commands right
+// now, before they are sent (rediskit.Client while its circuit breaker is
+// open). Every Exec made on that client afterwards asks before it queues a
+// command. A plain go-redis client has none.
+var gates sync.Map // redis.UniversalClient -> func() error
+
+// SetGate makes refuse the gate of rdb: a non-nil error refuses a command,
+// which fails with that error without being sent.
+func SetGate(rdb redis.UniversalClient, refuse func() error) { gates.Store(rdb, refuse) }
+
+// ClearGate removes the gate of rdb (the client is closed).
+func ClearGate(rdb redis.UniversalClient) { gates.Delete(rdb) }
+
+func gateOf(rdb redis.UniversalClient) func() error {
+	if f, ok := gates.Load(rdb); ok {
+		return f.(func() error)
+	}
+	return nil
 }
 
 // pipeliner returns the client's AutoPipeliner, or nil when it has none.
@@ -133,7 +173,7 @@ func (e *Exec) pipeliner() *redis.AutoPipeliner {
 // Process sends cmd down the path the mode and the current load choose.
 func (e *Exec) Process(ctx context.Context, cmd redis.Cmder) error {
 	if e.mode == Always {
-		return e.ap.Load().Process(ctx, cmd)
+		return e.queue(ctx, e.ap.Load(), cmd)
 	}
 	if e.noAP.Load() {
 		return e.rdb.Process(ctx, cmd)
@@ -151,7 +191,7 @@ func (e *Exec) Process(ctx context.Context, cmd redis.Cmder) error {
 	case noRetry(cmd):
 	case n > 1:
 		if ap := e.pipeliner(); ap != nil {
-			return ap.Process(ctx, cmd)
+			return e.queue(ctx, ap, cmd)
 		}
 	default:
 		return e.lone(ctx, cmd)
@@ -184,7 +224,7 @@ func (e *Exec) lone(ctx context.Context, cmd redis.Cmder) error {
 	}
 	var err error
 	if useAP {
-		err = ap.Process(ctx, cmd)
+		err = e.queue(ctx, ap, cmd)
 	} else {
 		err = e.rdb.Process(ctx, cmd)
 	}

@@ -2,6 +2,7 @@ package pipeline_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -349,5 +350,50 @@ func TestChooseLonePath(t *testing.T) {
 	}
 	if got := pipeline.EWMA(80, 1_000_000_000); got != 110 { // counted as 320
 		t.Errorf("mean 80, a 1 s sample: %d, want 110", got)
+	}
+}
+
+// TestGate: a command that an Exec would hand to the AutoPipeliner fails
+// with the client's gate's error, unsent, while the gate refuses; a lone
+// command on the pooled path is left to the client's own hooks; an Exec on
+// a client without a gate, or made after ClearGate, sends everything.
+func TestGate(t *testing.T) {
+	ctx := context.Background()
+	rdb := redistest.Shared(t).Client(t)
+	key := redistest.Prefix(t) + "k"
+	refused := errors.New("refused")
+	var refusing atomic.Bool
+	pipeline.SetGate(rdb, func() error {
+		if refusing.Load() {
+			return refused
+		}
+		return nil
+	})
+	always, err := pipeline.New(rdb, pipeline.Always)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, err := pipeline.New(rdb, pipeline.Off)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pipeline.ClearGate(rdb)
+	after, err := pipeline.New(rdb, pipeline.Always)
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(e *pipeline.Exec) error { return e.Process(ctx, redis.NewStringCmd(ctx, "get", key)) }
+	if err := get(always); !errors.Is(err, redis.Nil) {
+		t.Fatalf("gate open: %v, want redis.Nil", err)
+	}
+	refusing.Store(true)
+	if err := get(always); !errors.Is(err, refused) {
+		t.Fatalf("gate refusing, auto-pipelined: %v, want its error", err)
+	}
+	if err := get(off); !errors.Is(err, redis.Nil) {
+		t.Fatalf("gate refusing, pooled: %v, want the command sent", err)
+	}
+	if err := get(after); !errors.Is(err, redis.Nil) {
+		t.Fatalf("Exec made after ClearGate: %v, want the command sent", err)
 	}
 }
