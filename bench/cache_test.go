@@ -394,15 +394,10 @@ func missRows() []missRow {
 	// caller would wait for it anyway. The gap to the row above is what the
 	// hand-off to the flight's goroutine costs, which a cancellable caller
 	// pays so that it can leave at its deadline while the load goes on.
+	adaptive := rows[0] // rediskitModes[0]: the default
 	rows = append(rows, missRow{"rediskit-uncancellable/adaptive", func(b *testing.B) (*cmdCounter, func(context.Context, string) error) {
-		c, cnt := newBenchCache(b, "rkmissu", cache.PipelineAdaptive)
-		if err := c.Preload(context.Background()); err != nil {
-			b.Fatal(err)
-		}
-		return cnt, func(_ context.Context, key string) error {
-			_, err := c.GetOrSet(context.Background(), key, time.Minute, load)
-			return err
-		}
+		cnt, op := adaptive.setup(b)
+		return cnt, func(_ context.Context, key string) error { return op(context.Background(), key) }
 	}})
 	for _, m := range goredisModes {
 		rows = append(rows, missRow{"go-redis-cache-Once/" + m.name, func(b *testing.B) (*cmdCounter, func(context.Context, string) error) {
