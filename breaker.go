@@ -72,7 +72,7 @@ func (b *breaker) allow() (probe bool, err error) {
 	case BreakerClosed:
 		return false, nil
 	case BreakerOpen:
-		if time.Since(time.Unix(0, b.openedAt.Load())) < b.cooldown {
+		if b.cooling() {
 			b.rejected.Add(1)
 			return false, ErrCircuitOpen
 		}
@@ -98,12 +98,16 @@ func (b *breaker) allow() (probe bool, err error) {
 // counted as a rejection, without allow's move to half-open. A command it
 // lets through is admitted by the hooks when its batch leaves.
 func (b *breaker) refuse() error {
-	if b.threshold <= 0 || BreakerState(b.state.Load()) != BreakerOpen ||
-		time.Since(time.Unix(0, b.openedAt.Load())) >= b.cooldown {
+	if b.threshold <= 0 || BreakerState(b.state.Load()) != BreakerOpen || !b.cooling() {
 		return nil
 	}
 	b.rejected.Add(1)
 	return ErrCircuitOpen
+}
+
+// cooling reports whether an open breaker's cool-down still runs.
+func (b *breaker) cooling() bool {
+	return time.Since(time.Unix(0, b.openedAt.Load())) < b.cooldown
 }
 
 // report records the outcome of an allowed call.

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/rediskit/rediskit/internal/pipeline"
 )
 
 // breakers holds a client's circuit breakers: one for a standalone or
@@ -33,7 +35,11 @@ func newBreakers(cfg Config) *breakers {
 }
 
 // install puts the breaker hook on rdb: on the client itself, or on each
-// node of a Cluster.
+// node of a Cluster. A client's single breaker is also its gate
+// (pipeline.SetGate, cleared by Client.Close): the commands session and
+// cache would queue behind an auto-pipelined batch are refused before they
+// wait for it. A Cluster has none: go-redis picks the node, and so the
+// breaker, only when the batch leaves.
 func (s *breakers) install(rdb redis.UniversalClient) {
 	if cc, ok := rdb.(*redis.ClusterClient); ok {
 		cc.OnNewNode(func(node *redis.Client) {
@@ -41,7 +47,9 @@ func (s *breakers) install(rdb redis.UniversalClient) {
 		})
 		return
 	}
-	rdb.AddHook(breakerHook{s.forAddr(""), pinger(rdb)})
+	b := s.forAddr("")
+	rdb.AddHook(breakerHook{b, pinger(rdb)})
+	pipeline.SetGate(rdb, b.refuse)
 }
 
 // pinger returns a PING of rdb, the probe of a half-open batch.

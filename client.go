@@ -74,12 +74,6 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 	c.rdb.AddHook(oomHook{}) // OOM error replies match ErrOutOfMemory
 	c.retry.Install(c.rdb)
 	c.breakers.install(c.rdb)
-	if _, cluster := c.rdb.(*redis.ClusterClient); !cluster {
-		// One breaker: the stores' auto-pipelined commands are refused
-		// before they queue behind a batch in flight. A Cluster's
-		// breakers are per node, and go-redis picks the node later.
-		pipeline.SetGate(c.rdb, c.breakers.forAddr("").refuse)
-	}
 	c.deadline = installDeadlines(c.rdb, cfg) // innermost: sees every attempt's raw outcome
 	if cc, ok := c.rdb.(*redis.ClusterClient); ok {
 		cc.AddHook(topologyHook{cc})
