@@ -214,9 +214,9 @@ type Driver struct {
 	offered, shed atomic.Int64
 	kinds         [NumKinds]kindStats
 
-	// Calls started while the breaker was open, those of them that took at
-	// least the client's ReadTimeout, and the longest of them.
-	openStarted, openSlow, openMaxNs atomic.Int64
+	// Calls started while the breaker was open, and the longest of them
+	// (kindStats.openSlow counts those that took the read timeout).
+	openStarted, openMaxNs atomic.Int64
 
 	panics     atomic.Int64
 	mu         sync.Mutex // guards the fields below
@@ -428,7 +428,6 @@ func (d *Driver) do(ctx context.Context, k Kind, rng *rand.Rand) {
 		d.openStarted.Add(1)
 		storeMax(&d.openMaxNs, int64(lat))
 		if d.slow > 0 && lat >= d.slow {
-			d.openSlow.Add(1)
 			ks.openSlow.Add(1)
 		}
 	}

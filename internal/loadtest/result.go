@@ -80,6 +80,7 @@ func (d *Driver) result(elapsed time.Duration) *Result {
 		kr.Attempted = ks.attempted.Load()
 		kr.MaxLatency = time.Duration(ks.maxNs.Load())
 		kr.SlowWhileOpen = ks.openSlow.Load()
+		r.SlowWhileOpen += kr.SlowWhileOpen
 		r.Attempted += kr.Attempted
 		for o := range ks.outcomes {
 			kr.Outcomes[o] = ks.outcomes[o].Load()
@@ -88,7 +89,6 @@ func (d *Driver) result(elapsed time.Duration) *Result {
 	}
 	r.Succeeded = r.Outcomes[OK]
 	r.StartedWhileOpen = d.openStarted.Load()
-	r.SlowWhileOpen = d.openSlow.Load()
 	r.MaxLatencyWhileOpen = time.Duration(d.openMaxNs.Load())
 	r.Panics = d.panics.Load()
 
