@@ -369,19 +369,16 @@ func TestGate(t *testing.T) {
 		}
 		return nil
 	})
-	always, err := pipeline.New(rdb, pipeline.Always)
-	if err != nil {
-		t.Fatal(err)
+	exec := func(m pipeline.Mode) *pipeline.Exec {
+		e, err := pipeline.New(rdb, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
 	}
-	off, err := pipeline.New(rdb, pipeline.Off)
-	if err != nil {
-		t.Fatal(err)
-	}
+	always, off := exec(pipeline.Always), exec(pipeline.Off)
 	pipeline.ClearGate(rdb)
-	after, err := pipeline.New(rdb, pipeline.Always)
-	if err != nil {
-		t.Fatal(err)
-	}
+	after := exec(pipeline.Always)
 	get := func(e *pipeline.Exec) error { return e.Process(ctx, redis.NewStringCmd(ctx, "get", key)) }
 	if err := get(always); !errors.Is(err, redis.Nil) {
 		t.Fatalf("gate open: %v, want redis.Nil", err)
