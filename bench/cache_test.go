@@ -410,6 +410,36 @@ func missRows() []missRow {
 			}
 		}})
 	}
+	// The commands alone, with no library around them, on the same
+	// auto-pipelined client: what Once sends (GET, then SET PX), and
+	// what a rediskit miss sends (the lease, then the commit that stores
+	// the value only while the lease holds). The gap between the two is
+	// what the cross-process lease costs the server and the wire; the gap
+	// from each library to its row is the library's own work.
+	rows = append(rows, missRow{"go-redis-GET+SET/autopipelined", func(b *testing.B) (*cmdCounter, func(context.Context, string) error) {
+		rdb, cnt := newBenchClient(b)
+		ap := autoPipeliner(b, rdb)
+		return cnt, func(ctx context.Context, key string) error {
+			if err := ap.Get(ctx, key).Err(); !errors.Is(err, redis.Nil) {
+				return fmt.Errorf("GET of a new key: %v", err)
+			}
+			return ap.Set(ctx, key, value100, time.Minute).Err()
+		}
+	}})
+	rows = append(rows, missRow{"go-redis-lease+commit/autopipelined", func(b *testing.B) (*cmdCounter, func(context.Context, string) error) {
+		rdb, cnt := newBenchClient(b)
+		ap := autoPipeliner(b, rdb)
+		commit := leaseCommit(b, rdb)
+		return cnt, func(ctx context.Context, key string) error {
+			marker := "lease:" + key
+			// Process, not Do: go-redis runs Do outside the batches.
+			lease := redis.NewStringCmd(ctx, "set", key, marker, "px", 30000, "nx", "get")
+			if err := ap.Process(ctx, lease); !errors.Is(err, redis.Nil) {
+				return fmt.Errorf("lease of a new key: %v", err)
+			}
+			return commit(ctx, ap, key, marker)
+		}
+	}})
 	rows = append(rows, missRow{"rueidisaside/autopipelined", func(b *testing.B) (*cmdCounter, func(context.Context, string) error) {
 		ca := newAside(b)
 		return nil, func(ctx context.Context, key string) error {
@@ -421,6 +451,32 @@ func missRows() []missRow {
 		}
 	}})
 	return rows
+}
+
+// compareAndSet is the least a commit can do on a server whose SET has no
+// IFEQ: store the value only while the key holds the marker.
+var compareAndSet = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1`)
+
+// leaseCommit returns the bare commit of the go-redis-lease+commit row:
+// SET … IFEQ where the server takes it, as rediskit commits there, and
+// compareAndSet where it does not.
+func leaseCommit(b *testing.B, rdb *redis.Client) func(ctx context.Context, c redis.UniversalClient, key, marker string) error {
+	ctx := context.Background()
+	err := rdb.Do(ctx, "set", "bench:ifeq-probe", "x", "ifeq", "y").Err()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		if err := compareAndSet.Load(ctx, rdb).Err(); err != nil {
+			b.Fatal(err)
+		}
+		return func(ctx context.Context, c redis.UniversalClient, key, marker string) error {
+			return compareAndSet.EvalSha(ctx, c, []string{key}, marker, value100, 60000).Err()
+		}
+	}
+	return func(ctx context.Context, c redis.UniversalClient, key, marker string) error {
+		return c.Process(ctx, redis.NewStatusCmd(ctx, "set", key, value100, "px", 60000, "ifeq", marker))
+	}
 }
 
 // newAside returns a rueidisaside client with its defaults (client-side

@@ -170,6 +170,10 @@ func BenchmarkSessionRequest(b *testing.B) {
 				runRequests(b, h, cookies, count)
 			})
 		}
+		b.Run("go-redis-GET/autopipelined", func(b *testing.B) {
+			h, cookies, count := bareGetHandler(b)
+			runRequests(b, h, cookies, count)
+		})
 		b.Run("scs-goredisstore/pooled", func(b *testing.B) { benchSCS(b, false, false) })
 		b.Run("scs-cmdablestore/autopipelined", func(b *testing.B) { benchSCS(b, true, false) })
 		b.Run("scs-goredisstore-slide/pooled", func(b *testing.B) { benchSCS(b, false, true) })
@@ -218,6 +222,53 @@ func rediskitHandler(b *testing.B, mode session.Pipelining, touch time.Duration)
 		fmt.Fprintf(w, "%d %s", m.GetInt(ctx, "user_id"), m.GetString(ctx, "role"))
 	}))
 	return h, loginAll(b, h), count
+}
+
+// bareGetHandler is the least a session middleware over Redis does per
+// request, with no session logic at all: one GET on the auto-pipelined
+// client of a key named by the cookie, holding the bytes of a rediskit
+// session with the benchmark's payload, and a request copy whose context
+// carries them to the handler. It is the ceiling of every store that reads
+// a session with one command.
+func bareGetHandler(b *testing.B) (http.Handler, []*http.Cookie, *cmdCounter) {
+	ctx := context.Background()
+	rdb, count := newClient(b)
+	ap := autoPipeliner(b, rdb)
+	prefix := fmt.Sprintf("bare%d:", time.Now().UnixNano())
+	store, err := session.New(rdb, session.Options{Prefix: prefix})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	if _, err := store.Create(ctx, "bench-user", payload, session.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	stored := sessionBytes(b, rdb, prefix)
+	cookies := make([]*http.Cookie, clients)
+	for i := range cookies {
+		tok := fmt.Sprintf("%064d", i)
+		if err := rdb.Set(ctx, prefix+tok, stored, time.Hour).Err(); err != nil {
+			b.Fatal(err)
+		}
+		cookies[i] = &http.Cookie{Name: "session", Value: tok}
+	}
+	type bytesKey struct{}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Cookie"), "session=")
+		if !ok {
+			http.Error(w, "no cookie", 400)
+			return
+		}
+		v, err := ap.Get(r.Context(), prefix+tok).Bytes()
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		r = r.WithContext(context.WithValue(r.Context(), bytesKey{}, v))
+		fmt.Fprintf(w, "%d %s", len(r.Context().Value(bytesKey{}).([]byte)), "admin")
+	})
+	count.n.Store(0)
+	return h, cookies, count
 }
 
 func loginAll(b *testing.B, h http.Handler) []*http.Cookie {
