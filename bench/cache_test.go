@@ -416,30 +416,32 @@ func missRows() []missRow {
 	// the value only while the lease holds). The gap between the two is
 	// what the cross-process lease costs the server and the wire; the gap
 	// from each library to its row is the library's own work.
-	rows = append(rows, missRow{"go-redis-GET+SET/autopipelined", func(b *testing.B) (*cmdCounter, func(context.Context, string) error) {
-		rdb, cnt := newBenchClient(b)
-		ap := autoPipeliner(b, rdb)
-		return cnt, func(ctx context.Context, key string) error {
-			if err := ap.Get(ctx, key).Err(); !errors.Is(err, redis.Nil) {
-				return fmt.Errorf("GET of a new key: %v", err)
+	for _, m := range goredisModes {
+		rows = append(rows, missRow{"go-redis-GET+SET/" + m.name, func(b *testing.B) (*cmdCounter, func(context.Context, string) error) {
+			rdb, cnt := newBenchClient(b)
+			c := m.pick(b, rdb)
+			return cnt, func(ctx context.Context, key string) error {
+				if err := c.Get(ctx, key).Err(); !errors.Is(err, redis.Nil) {
+					return fmt.Errorf("GET of a new key: %v", err)
+				}
+				return c.Set(ctx, key, value100, time.Minute).Err()
 			}
-			return ap.Set(ctx, key, value100, time.Minute).Err()
-		}
-	}})
-	rows = append(rows, missRow{"go-redis-lease+commit/autopipelined", func(b *testing.B) (*cmdCounter, func(context.Context, string) error) {
-		rdb, cnt := newBenchClient(b)
-		ap := autoPipeliner(b, rdb)
-		commit := leaseCommit(b, rdb)
-		return cnt, func(ctx context.Context, key string) error {
-			marker := "lease:" + key
-			// Process, not Do: go-redis runs Do outside the batches.
-			lease := redis.NewStringCmd(ctx, "set", key, marker, "px", 30000, "nx", "get")
-			if err := ap.Process(ctx, lease); !errors.Is(err, redis.Nil) {
-				return fmt.Errorf("lease of a new key: %v", err)
+		}})
+		rows = append(rows, missRow{"go-redis-lease+commit/" + m.name, func(b *testing.B) (*cmdCounter, func(context.Context, string) error) {
+			rdb, cnt := newBenchClient(b)
+			c := m.pick(b, rdb)
+			commit := leaseCommit(b, rdb)
+			return cnt, func(ctx context.Context, key string) error {
+				marker := "lease:" + key
+				// Process, not Do: go-redis runs Do outside the batches.
+				lease := redis.NewStringCmd(ctx, "set", key, marker, "px", 30000, "nx", "get")
+				if err := c.Process(ctx, lease); !errors.Is(err, redis.Nil) {
+					return fmt.Errorf("lease of a new key: %v", err)
+				}
+				return commit(ctx, c, key, marker)
 			}
-			return commit(ctx, ap, key, marker)
-		}
-	}})
+		}})
+	}
 	rows = append(rows, missRow{"rueidisaside/autopipelined", func(b *testing.B) (*cmdCounter, func(context.Context, string) error) {
 		ca := newAside(b)
 		return nil, func(ctx context.Context, key string) error {
