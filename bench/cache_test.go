@@ -410,10 +410,10 @@ func missRows() []missRow {
 			}
 		}})
 	}
-	// The commands alone, with no library around them, on the same
-	// auto-pipelined client: what Once sends (GET, then SET PX), and
-	// what a rediskit miss sends (the lease, then the commit that stores
-	// the value only while the lease holds). The gap between the two is
+	// The commands alone, with no library around them, on each client:
+	// what Once sends (GET, then SET PX), and what a rediskit miss sends
+	// (the lease, then the commit that stores the value only while the
+	// lease holds). The gap between the two is
 	// what the cross-process lease costs the server and the wire; the gap
 	// from each library to its row is the library's own work.
 	for _, m := range goredisModes {

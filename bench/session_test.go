@@ -267,7 +267,6 @@ func bareGetHandler(b *testing.B) (http.Handler, []*http.Cookie, *cmdCounter) {
 		r = r.WithContext(context.WithValue(r.Context(), bytesKey{}, v))
 		fmt.Fprintf(w, "%d %s", len(r.Context().Value(bytesKey{}).([]byte)), "admin")
 	})
-	count.n.Store(0)
 	return h, cookies, count
 }
 
