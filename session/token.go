@@ -25,6 +25,9 @@ const (
 	TokenLen = rawTokenLen / 3 * 4
 )
 
+// b64Alphabet is base64url's alphabet (RFC 4648 §5), the one of b64.
+const b64Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
 var b64 = base64.RawURLEncoding
 
 // parsed is a syntactically valid token split into the parts the store
@@ -42,43 +45,59 @@ const (
 )
 
 // parseToken validates the shape of a session ID without touching Redis:
-// exactly TokenLen characters of the base64url alphabet that decode to 48
-// bytes. Anything else is ErrMalformedToken. The key is built with prefix.
+// exactly TokenLen characters of the base64url alphabet, which always
+// decode to 48 bytes. Anything else is ErrMalformedToken. The key is built
+// with prefix.
 func parseToken(prefix, tok string) (parsed, error) {
-	var src [TokenLen]byte
-	var raw [rawTokenLen]byte
-	if !decodeToken(tok, &src, &raw) {
+	if !tokenShape(tok) {
 		return parsed{}, ErrMalformedToken
 	}
-	return locate(prefix, raw[:tagLen], sha256.Sum256(src[:])), nil
+	var src [TokenLen]byte
+	copy(src[:], tok)
+	return locate(prefix, tok, sha256.Sum256(src[:])), nil
 }
 
-// decodeToken decodes tok into raw, copying it into src, and reports
-// whether it has a token's shape. RawURLEncoding accepts non-canonical
-// trailing bits only when the length is not a multiple of 4; 64 characters
-// has none, so decoding is 1:1 and two different strings can never name
-// the same session.
-func decodeToken(tok string, src *[TokenLen]byte, raw *[rawTokenLen]byte) bool {
+// b64Value is the value of each byte in the base64url alphabet, 0xff for a
+// byte outside it.
+var b64Value = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for i := range len(b64Alphabet) {
+		t[b64Alphabet[i]] = byte(i)
+	}
+	return t
+}()
+
+// tokenShape reports whether tok is TokenLen characters of the base64url
+// alphabet. 64 characters carry exactly 48 bytes, with no trailing bits,
+// so such a string is the one canonical encoding of its bytes and two
+// different strings never name the same session (FuzzParseToken checks
+// that this accepts exactly what decoding accepts).
+func tokenShape(tok string) bool {
 	if len(tok) != TokenLen {
 		return false
 	}
-	copy(src[:], tok)
-	n, err := b64.Decode(raw[:], src[:])
-	return err == nil && n == rawTokenLen
+	var bad byte
+	for i := range TokenLen {
+		bad |= b64Value[tok[i]]
+	}
+	return bad&0xc0 == 0
 }
 
-// locate builds the session key from the tag and the token's hash, in one
-// allocation.
-func locate(prefix string, tag []byte, sum [sha256.Size]byte) parsed {
-	var t [tagB64Len]byte
-	b64.Encode(t[:], tag)
+// locate builds the session key of the well-shaped token tok, whose hash
+// is sum, in one allocation. The tag's base64url is tok's first 21
+// characters and a 22nd holding the tag's last two bits: tok's 22nd with
+// the four bits that belong to the secret cleared.
+func locate(prefix, tok string, sum [sha256.Size]byte) parsed {
 	var h [handleB64Len]byte
 	b64.Encode(h[:], sum[:])
 	var b strings.Builder
 	b.Grow(len(prefix) + 1 + tagB64Len + 4 + handleB64Len)
 	b.WriteString(prefix)
 	b.WriteByte('{')
-	b.Write(t[:])
+	b.WriteString(tok[:tagB64Len-1])
+	b.WriteByte(b64Alphabet[b64Value[tok[tagB64Len-1]]&0x30])
 	b.WriteString("}:s:")
 	b.Write(h[:])
 	key := b.String()
@@ -101,7 +120,7 @@ func newToken(prefix string, tag []byte) (string, parsed, error) {
 		return "", parsed{}, fmt.Errorf("session: reading crypto/rand: %w", err)
 	}
 	tok := b64.EncodeToString(raw[:])
-	return tok, locate(prefix, raw[:tagLen], sha256.Sum256([]byte(tok))), nil
+	return tok, locate(prefix, tok, sha256.Sum256([]byte(tok))), nil
 }
 
 // userTag derives the 16-byte slot tag of a user. With a key it is
@@ -134,8 +153,4 @@ func anonTag() ([]byte, error) {
 
 // ValidToken reports whether tok has the shape of a session ID. It does not
 // say whether such a session exists.
-func ValidToken(tok string) bool {
-	var src [TokenLen]byte
-	var raw [rawTokenLen]byte
-	return decodeToken(tok, &src, &raw)
-}
+func ValidToken(tok string) bool { return tokenShape(tok) }
