@@ -162,13 +162,22 @@ const scanCookies = 64
 
 // cookieValueOK reports whether net/http accepts v as a cookie's value.
 func cookieValueOK(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if b := v[i]; b < 0x20 || b >= 0x7f || b == '"' || b == ';' || b == '\\' {
-			return false
+	var bad byte
+	for i := range len(v) { // no branch per byte: a session ID is 64 of them
+		bad |= cookieByteBad[v[i]]
+	}
+	return bad == 0
+}
+
+// cookieByteBad is 1 for the bytes net/http refuses in a cookie's value.
+var cookieByteBad = func() (t [256]byte) {
+	for i := range t {
+		if b := byte(i); b < 0x20 || b >= 0x7f || b == '"' || b == ';' || b == '\\' {
+			t[i] = 1
 		}
 	}
-	return true
-}
+	return t
+}()
 
 // isCookieName reports whether name is an HTTP token, as net/http requires
 // of a cookie's name.
@@ -237,7 +246,7 @@ func (w *writer) commit() bool {
 	if err := w.st.save(); err != nil {
 		w.failed = true
 		w.st.m.opts.Logger.LogAttrs(w.st.r.Context(), slog.LevelError, "session: save failed",
-			slog.String("handle", w.st.snap.info.Handle), slog.String("error", err.Error()))
+			slog.String("handle", w.st.snap.md.handle), slog.String("error", err.Error()))
 		w.st.m.opts.ErrorHandler(w.ResponseWriter, w.st.r, err)
 		return false
 	}
