@@ -34,7 +34,7 @@ func (m *Manager) RenewToken(ctx context.Context) error {
 		return err
 	}
 	st.id, st.setCookie, st.clearCookie = id, true, false
-	st.snap.info.Handle = hashToken(id)
+	st.snap.md.handle = hashToken(id)
 	return nil
 }
 
@@ -53,7 +53,7 @@ func (m *Manager) Login(ctx context.Context, userID string) error {
 		st.mu.Unlock()
 		return ErrCommitted
 	}
-	if st.id != "" && st.userID == userID {
+	if st.id != "" && st.snap.md.user == userID {
 		st.mu.Unlock()
 		return m.RenewToken(ctx)
 	}
@@ -97,10 +97,10 @@ func (m *Manager) LogoutEverywhere(ctx context.Context) (int, error) {
 	if st.committed {
 		return 0, ErrCommitted
 	}
-	if st.userID == "" {
+	if st.snap.md.user == "" {
 		return 0, errors.New("session: logout everywhere: anonymous session")
 	}
-	n, err := m.store.DeleteByUser(ctx, st.userID)
+	n, err := m.store.DeleteByUser(ctx, st.snap.md.user)
 	if err != nil {
 		return 0, err
 	}

@@ -54,7 +54,7 @@ func (s *Store) GetMany(ctx context.Context, ids []string) ([]*Session, error) {
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, wrapRedis("get many", err)
 	}
-	now := time.UnixMilli(s.localNow())
+	now := s.localNow()
 	var corrupt error
 	for _, r := range reads {
 		raw := r.get()
@@ -66,7 +66,7 @@ func (s *Store) GetMany(ctx context.Context, ids []string) ([]*Session, error) {
 			corrupt = fmt.Errorf("session: get many: session %d: %w", r.i, err)
 			continue
 		}
-		if !now.Before(sess.info.ExpiresAt) {
+		if now >= sess.md.expires {
 			continue // Redis has not expired it yet; the next write will
 		}
 		out[r.i] = sess
@@ -168,11 +168,12 @@ func (s *Store) Iterate(ctx context.Context, fn func(Info) error) error {
 				if err != nil {
 					continue // deleted meanwhile, or not ours
 				}
-				info, _, err := rec.decode(keys[i][strings.LastIndexByte(keys[i], ':')+1:])
-				if err != nil || !now.Before(info.ExpiresAt) {
+				var md metadata
+				_, err = rec.decode(keys[i][strings.LastIndexByte(keys[i], ':')+1:], &md)
+				if err != nil || !now.Before(time.UnixMilli(md.expires)) {
 					continue
 				}
-				if err := fn(info); err != nil {
+				if err := fn(md.info()); err != nil {
 					return errStop{err}
 				}
 			}

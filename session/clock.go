@@ -27,10 +27,10 @@ func (s *Store) now() any {
 // (and has not learnt the offset yet): the script runs, and its reply
 // teaches the offset, so such a clock cannot hold touches back until
 // sessions idle out in use.
-func (s *Store) touchDue(info *Info) bool {
+func (s *Store) touchDue(md *metadata) bool {
 	now := s.localNow()
-	age, every := now-info.LastSeen.UnixMilli(), s.touchEvery(info.IdleTimeout)
-	return age >= every || age < -every || now >= info.ExpiresAt.UnixMilli()
+	age, every := now-md.lastSeen, s.touchEvery(time.Duration(md.idle)*time.Millisecond)
+	return age >= every || age < -every || now >= md.expires
 }
 
 // touchEvery is the touch interval of a session with the given idle

@@ -68,13 +68,14 @@ func (s *Store) createSealed(ctx context.Context, userID string, values map[stri
 	rec := recordOf(userID, device, values)
 	sess := &Session{
 		id: tok, version: 1, rec: rec, codec: s.opts.Codec,
-		info: Info{Handle: p.handle, UserID: userID, IP: opts.IP, UserAgent: opts.UserAgent,
-			IdleTimeout: idle, Persist: opts.Persist},
+		md: metadata{handle: p.handle, user: userID, ip: opts.IP, ua: opts.UserAgent,
+			idle: idle.Milliseconds(), persist: opts.Persist},
 	}
 	// times fills in the session's times: from the script's reply, or
 	// estimated from the store's clock when the outcome is unknown.
 	times := func(now, exp, dl time.Time) *Session {
-		sess.info.CreatedAt, sess.info.LastSeen, sess.info.ExpiresAt, sess.info.Deadline = now, now, exp, dl
+		md := &sess.md
+		md.created, md.lastSeen, md.expires, md.deadline = now.UnixMilli(), now.UnixMilli(), exp.UnixMilli(), dl.UnixMilli()
 		return sess
 	}
 	res, err := s.write(ctx, scriptCreate, once, s.keys(p.tag, p.key, s.indexKey(p.tag)), args...).Slice()
@@ -151,7 +152,7 @@ func (s *Store) get(ctx context.Context, id string, dst *Session) (err error) {
 			if err := s.loadInto(dst, id, p.handle, raw); err != nil {
 				return fmt.Errorf("session: get: %w", err)
 			}
-			if !s.touchDue(&dst.info) {
+			if !s.touchDue(&dst.md) {
 				return nil
 			}
 		}
@@ -182,7 +183,7 @@ func (s *Store) loadTouched(dst *Session, id, handle string, res []any) error {
 		return err
 	}
 	if len(res) == 3 {
-		dst.info.seen(msArg(res[1]))
+		dst.md.seen(msArg(res[1]).UnixMilli())
 	}
 	return nil
 }

@@ -74,18 +74,25 @@ func (v sealed) decode(codec Codec, key string, dst any) error {
 	return nil
 }
 
-// field is one value of a session.
-type field struct {
-	key string
-	v   sealed
-}
+// loc locates a substring of a record's src.
+type loc struct{ off, n uint32 }
+
+// field is one value of a session: its key and its sealed value, located
+// in the record's src. Offsets, not strings: a Session keeps a buffer of
+// fields, which every request's state carries, and half the bytes are
+// half the garbage.
+type field struct{ k, v loc }
 
 // record is a session as stored: its metadata line, user and device, and
 // its values in stored order.
 type record struct {
+	src                string // the string the fields locate
 	meta, user, device string
 	vals               []field
 }
+
+// at returns the substring of src that l locates.
+func (r *record) at(l loc) string { return r.src[l.off : l.off+l.n] }
 
 // parseRecord reads a stored session. Every value's envelope is checked,
 // so a value that was not written by this package is ErrCorrupt at once,
@@ -95,7 +102,7 @@ func parseRecord(raw string) (record, error) { return parseRecordInto(raw, nil) 
 // parseRecordInto is parseRecord appending the values to vals (a buffer of
 // the caller's, so a small session costs no allocation of its own).
 func parseRecordInto(raw string, vals []field) (record, error) {
-	r := record{vals: vals}
+	r := record{src: raw, vals: vals}
 	if len(raw) == 0 || raw[0] != formatV2 {
 		return r, fmt.Errorf("%w: unknown session format", ErrCorrupt)
 	}
@@ -112,18 +119,22 @@ func parseRecordInto(raw string, vals []field) (record, error) {
 	if r.device, rest, ok = cutNetstring(rest); !ok {
 		return r, fmt.Errorf("%w: device info", ErrCorrupt)
 	}
+	// Where a substring just cut ends: raw holds at most 512 MB (a Redis
+	// string), so offsets fit in 32 bits.
+	end := func() uint32 { return uint32(len(raw) - len(rest)) }
 	for rest != "" {
 		var k, v string
 		if k, rest, ok = cutNetstring(rest); !ok {
 			return r, fmt.Errorf("%w: value name", ErrCorrupt)
 		}
+		ks := loc{end() - uint32(len(k)), uint32(len(k))}
 		if v, rest, ok = cutNetstring(rest); !ok {
 			return r, fmt.Errorf("%w: value %q", ErrCorrupt, k)
 		}
 		if err := sealed(v).check(); err != nil {
 			return r, fmt.Errorf("value %q: %w", k, err)
 		}
-		r.vals = append(r.vals, field{k, sealed(v)})
+		r.vals = append(r.vals, field{ks, loc{end() - uint32(len(v)), uint32(len(v))}})
 	}
 	return r, nil
 }
@@ -143,32 +154,32 @@ func cutNetstring(s string) (v, rest string, ok bool) {
 // sign, then digits), without its generality: reading a session parses
 // nine of them (FuzzCutDec checks the two agree).
 func cutDec(s string, sep byte, max int) (n int64, rest string, ok bool) {
-	j := 0
-	for j < len(s) && s[j] != sep {
-		j++
-	}
-	if j == 0 || j == len(s) || j > max {
-		return 0, "", false
-	}
-	d, neg := s[:j], false
-	if d[0] == '+' || d[0] == '-' {
-		d, neg = d[1:], d[0] == '-'
-	}
-	if len(d) == 0 || len(d) > 18 { // 18 digits cannot overflow
-		v, err := strconv.ParseInt(s[:j], 10, 64)
-		return v, s[j+1:], err == nil
-	}
-	for i := 0; i < len(d); i++ {
-		c := d[i] - '0'
-		if c > 9 {
+	i, neg := 0, false
+	for ; i < len(s) && s[i] != sep; i++ { // one pass: split and parse
+		switch c := s[i] - '0'; {
+		case c <= 9:
+			n = n*10 + int64(c)
+		case i == 0 && (s[0] == '+' || s[0] == '-'):
+			neg = s[0] == '-'
+		default:
 			return 0, "", false
 		}
-		n = n*10 + int64(c)
+	}
+	digits := i
+	if s != "" && (s[0] == '+' || s[0] == '-') {
+		digits--
+	}
+	if i == len(s) || i > max || digits <= 0 {
+		return 0, "", false
+	}
+	if digits > 18 { // 18 digits cannot overflow
+		v, err := strconv.ParseInt(s[:i], 10, 64)
+		return v, s[i+1:], err == nil
 	}
 	if neg {
 		n = -n
 	}
-	return n, s[j+1:], true
+	return n, s[i+1:], true
 }
 
 // appendNetstring appends v as a netstring.
@@ -196,53 +207,64 @@ func body(user, device string, values map[string]sealed) string {
 	return string(b)
 }
 
-// recordOf is the record of a session just created with values.
+// recordOf is the record of a session just created with values: its
+// src holds the keys and values one after the other.
 func recordOf(user, device string, values map[string]sealed) record {
+	n := 0
+	for k, v := range values {
+		n += len(k) + len(v)
+	}
+	src := make([]byte, 0, n)
 	r := record{user: user, device: device, vals: make([]field, 0, len(values))}
 	for k, v := range values {
-		r.vals = append(r.vals, field{k, v})
+		ks := loc{uint32(len(src)), uint32(len(k))}
+		src = append(src, k...)
+		r.vals = append(r.vals, field{ks, loc{uint32(len(src)), uint32(len(v))}})
+		src = append(src, v...)
 	}
+	r.src = string(src)
 	return r
 }
 
 // value returns the sealed value under key.
-func (r record) value(key string) (sealed, bool) {
+func (r *record) value(key string) (sealed, bool) {
 	for _, f := range r.vals {
-		if f.key == key {
-			return f.v, true
+		if r.at(f.k) == key {
+			return sealed(r.at(f.v)), true
 		}
 	}
 	return "", false
 }
 
 // eachValue calls fn with every value, in stored order.
-func (r record) eachValue(fn func(key string, v sealed)) {
+func (r *record) eachValue(fn func(key string, v sealed)) {
 	for _, f := range r.vals {
-		fn(f.key, f.v)
+		fn(r.at(f.k), sealed(r.at(f.v)))
 	}
 }
 
 // keys returns the names of the values, sorted.
-func (r record) keys() []string {
+func (r *record) keys() []string {
 	keys := make([]string, len(r.vals))
 	for i, f := range r.vals {
-		keys[i] = f.key
+		keys[i] = r.at(f.k)
 	}
 	sort.Strings(keys)
 	return keys
 }
 
-// decode reads the metadata of the session named by handle.
-func (r record) decode(handle string) (info Info, version int64, err error) {
-	info.Handle = handle
-	if version, err = parseMeta(r.meta, &info); err != nil {
-		return info, 0, err
+// decode reads the metadata of the session named by handle into md,
+// every field of which it sets, and returns the version.
+func (r *record) decode(handle string, md *metadata) (version int64, err error) {
+	md.handle = handle
+	if version, err = parseMeta(r.meta, md); err != nil {
+		return 0, err
 	}
-	info.UserID = r.user
-	if info.IP, info.UserAgent, err = unpackDevice(r.device); err != nil {
-		return info, 0, err
+	md.user = r.user
+	if md.ip, md.ua, err = unpackDevice(r.device); err != nil {
+		return 0, err
 	}
-	return info, version, nil
+	return version, nil
 }
 
 // appendValues appends the key/value pairs of values to script arguments.
@@ -254,8 +276,8 @@ func appendValues(args []any, values map[string]sealed) []any {
 }
 
 // parseMeta reads the metadata line "created,last-seen,idle,deadline,
-// version,persist" into info and returns the version.
-func parseMeta(m string, info *Info) (int64, error) {
+// version,persist" into md and returns the version.
+func parseMeta(m string, md *metadata) (int64, error) {
 	var n [5]int64
 	rest := m
 	for i := range n {
@@ -268,20 +290,35 @@ func parseMeta(m string, info *Info) (int64, error) {
 	if rest != "0" && rest != "1" {
 		return 0, fmt.Errorf("%w: metadata", ErrCorrupt)
 	}
-	info.CreatedAt = time.UnixMilli(n[0])
-	info.IdleTimeout = time.Duration(n[2]) * time.Millisecond
-	info.Deadline = time.UnixMilli(n[3])
-	info.seen(time.UnixMilli(n[1]))
-	info.Persist = rest == "1"
+	md.created, md.idle, md.deadline = n[0], n[2], n[3]
+	md.seen(n[1])
+	md.persist = rest == "1"
 	return n[4], nil
 }
 
-// seen sets LastSeen to t and ExpiresAt to what follows from it.
-func (info *Info) seen(t time.Time) {
-	info.LastSeen = t
-	info.ExpiresAt = t.Add(info.IdleTimeout)
-	if info.Deadline.Before(info.ExpiresAt) {
-		info.ExpiresAt = info.Deadline
+// metadata is a loaded session's Info as stored, times in Unix ms: a
+// Session holds no time.Time, and Info builds them when asked. A request's
+// state carries one, and every byte of it is allocated per request.
+type metadata struct {
+	handle, user, ip, ua string
+	// created, lastSeen, expires and deadline are Unix ms; idle is ms.
+	created, lastSeen, expires, deadline, idle int64
+	persist                                    bool
+}
+
+// seen sets last-seen to ms and the expiry that follows from it.
+func (md *metadata) seen(ms int64) {
+	md.lastSeen = ms
+	md.expires = min(ms+md.idle, md.deadline)
+}
+
+// info returns md as an Info.
+func (md *metadata) info() Info {
+	return Info{
+		Handle: md.handle, UserID: md.user, IP: md.ip, UserAgent: md.ua,
+		CreatedAt: time.UnixMilli(md.created), LastSeen: time.UnixMilli(md.lastSeen),
+		ExpiresAt: time.UnixMilli(md.expires), Deadline: time.UnixMilli(md.deadline),
+		IdleTimeout: time.Duration(md.idle) * time.Millisecond, Persist: md.persist,
 	}
 }
 

@@ -23,14 +23,13 @@ type state struct {
 	// Context is the request's: the state is the context handlers see,
 	// answering Value(m.key) with itself.
 	context.Context
-	w      writer
-	mu     sync.Mutex
-	m      *Manager
-	r      *http.Request
-	id     string // "" until the session exists in Redis
-	userID string
+	w  writer
+	mu sync.Mutex
+	m  *Manager
+	r  *http.Request
+	id string // "" until the session exists in Redis
 	// snap is the session as Get read it (into the state: no allocation
-	// of its own). snap.info is the request's session metadata from then
+	// of its own). snap.md is the request's session metadata from then
 	// on (Login replaces it); its values, snap.rec, are read in place
 	// until the first change; values is nil until then, and from then on
 	// holds every value.
@@ -69,8 +68,7 @@ func (m *Manager) state(ctx context.Context) *state {
 func (st *state) load() {
 	s := &st.snap
 	st.id = s.id
-	st.userID = s.info.UserID
-	st.persist = s.info.Persist || st.m.opts.Cookie.Persist
+	st.persist = s.md.persist || st.m.opts.Cookie.Persist
 }
 
 // lookup returns the value under key.
@@ -112,7 +110,7 @@ func (st *state) save() error {
 	ctx := st.r.Context()
 	if len(st.dirty) > 0 || st.persistDirty {
 		if st.id == "" {
-			if err := st.createLocked(ctx, st.userID); err != nil {
+			if err := st.createLocked(ctx, st.snap.md.user); err != nil {
 				return err
 			}
 		} else {
@@ -136,7 +134,7 @@ func (st *state) save() error {
 				// Deleted elsewhere during this request ("log out
 				// everywhere"): the change is dropped, never resurrected.
 				st.m.opts.Logger.LogAttrs(ctx, slog.LevelInfo, "session: ended during the request; changes dropped",
-					slog.String("handle", st.snap.info.Handle))
+					slog.String("handle", st.snap.md.handle))
 				st.resetLocked()
 			case err != nil:
 				return err
@@ -150,8 +148,9 @@ func (st *state) save() error {
 	case st.setCookie && st.id != "":
 		c := st.m.cookie(st.id)
 		if st.persist {
-			c.Expires = st.snap.info.Deadline.UTC()
-			c.MaxAge = max(1, int(time.Until(st.snap.info.Deadline).Seconds()))
+			dl := time.UnixMilli(st.snap.md.deadline)
+			c.Expires = dl.UTC()
+			c.MaxAge = max(1, int(time.Until(dl).Seconds()))
 		}
 		addCookie(h, c)
 	case st.clearCookie:
@@ -182,7 +181,7 @@ func (st *state) createLocked(ctx context.Context, userID string) error {
 	if err != nil {
 		return err
 	}
-	st.id, st.userID, st.snap.info = s.id, userID, s.info
+	st.id, st.snap.md = s.id, s.md
 	st.setCookie, st.clearCookie = true, false
 	st.dirty = nil
 	st.persistDirty = false
@@ -190,7 +189,7 @@ func (st *state) createLocked(ctx context.Context, userID string) error {
 }
 
 func (st *state) resetLocked() {
-	st.id, st.userID, st.snap.info = "", "", Info{}
+	st.id, st.snap.md = "", metadata{}
 	st.snap.rec, st.values, st.dirty = record{}, nil, nil
 	st.persistDirty = false
 	st.setCookie, st.clearCookie = false, true

@@ -34,7 +34,7 @@ type Info struct {
 // change the stored session with Store.Update.
 type Session struct {
 	id      string
-	info    Info
+	md      metadata
 	version int64
 	rec     record // as stored, every value's envelope checked
 	codec   Codec
@@ -45,7 +45,7 @@ type Session struct {
 func (s *Session) ID() string { return s.id }
 
 // Info returns the session's metadata.
-func (s *Session) Info() Info { return s.info }
+func (s *Session) Info() Info { return s.md.info() }
 
 // Version returns the stored version; every Update increments it. Pass it
 // as Changes.IfVersion for an optimistic update.
@@ -81,7 +81,7 @@ func (s *Session) Decode(key string, dst any) error {
 // so formatting a Session value hides the ID as well as a *Session.
 func (s Session) String() string {
 	return fmt.Sprintf("session.Session{handle:%s user:%q version:%d values:%d}",
-		s.info.Handle, s.info.UserID, s.version, len(s.rec.vals))
+		s.md.handle, s.md.user, s.version, len(s.rec.vals))
 }
 
 // GoString is String: %#v must not print the ID either.

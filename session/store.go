@@ -218,18 +218,16 @@ func (s *Store) load(id, handle, raw string) (*Session, error) {
 	return sess, nil
 }
 
-// loadInto is load into dst, which it overwrites.
-func (s *Store) loadInto(dst *Session, id, handle, raw string) error {
-	*dst = Session{id: id, codec: s.opts.Codec}
-	rec, err := parseRecordInto(raw, dst.buf[:0])
-	if err != nil {
+// loadInto is load into dst, every field of which it sets, one by one: a
+// copy of a whole Session would clear and copy its value buffer too. On an
+// error dst is half set; its callers clear it.
+func (s *Store) loadInto(dst *Session, id, handle, raw string) (err error) {
+	dst.id, dst.codec = id, s.opts.Codec
+	if dst.rec, err = parseRecordInto(raw, dst.buf[:0]); err != nil {
 		return err
 	}
-	if dst.info, dst.version, err = rec.decode(handle); err != nil {
-		return err
-	}
-	dst.rec = rec
-	return nil
+	dst.version, err = dst.rec.decode(handle, &dst.md)
+	return err
 }
 
 func boolArg(b bool) string {

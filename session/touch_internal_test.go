@@ -93,7 +93,9 @@ func TestTouchScriptMatchesGet(t *testing.T) {
 				if err := st.loadTouched(&sess, c.sess.ID(), p.handle, res); err != nil {
 					t.Fatal(err)
 				}
-				out.read = fmt.Sprint(sess.info, sess.version, sess.rec.vals)
+				var vals []string
+				sess.rec.eachValue(func(k string, v sealed) { vals = append(vals, k, string(v)) })
+				out.read = fmt.Sprint(sess.Info(), sess.version, vals)
 			}
 			out.raw, _ = rdb.Get(ctx, key).Result()
 			out.ttl, _ = rdb.PTTL(ctx, key).Result()

@@ -31,12 +31,12 @@ func (s *Store) ListByUser(ctx context.Context, userID string) ([]Info, error) {
 		handle, _ := f[0].(string)
 		m, _ := f[1].(string)
 		x, _ := f[2].(string)
-		info := Info{Handle: handle, UserID: userID}
-		if _, err := parseMeta(m, &info); err != nil {
+		md := metadata{handle: handle, user: userID}
+		if _, err := parseMeta(m, &md); err != nil {
 			continue // the script lists only parseable metadata
 		}
-		info.IP, info.UserAgent, _ = unpackDevice(x)
-		out = append(out, info)
+		md.ip, md.ua, _ = unpackDevice(x)
+		out = append(out, md.info())
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
 	return out, nil

@@ -238,7 +238,7 @@ func (m *Manager) UserID(ctx context.Context) string {
 	st := m.state(ctx)
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	return st.userID
+	return st.snap.md.user
 }
 
 // Info returns the metadata of the request's session; ok is false when the
@@ -247,5 +247,5 @@ func (m *Manager) Info(ctx context.Context) (info Info, ok bool) {
 	st := m.state(ctx)
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	return st.snap.info, st.id != ""
+	return st.snap.md.info(), st.id != ""
 }
