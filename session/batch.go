@@ -164,13 +164,9 @@ func (s *Store) Iterate(ctx context.Context, fn func(Info) error) error {
 				return err
 			}
 			for i, cmd := range cmds {
-				rec, err := parseRecord(cmd.(*redis.StringCmd).Val())
-				if err != nil {
-					continue // deleted meanwhile, or not ours
-				}
 				var md metadata
-				_, err = rec.decode(keys[i][strings.LastIndexByte(keys[i], ':')+1:], &md)
-				if err != nil || !now.Before(time.UnixMilli(md.expires)) {
+				_, _, err := parseRecord(cmd.(*redis.StringCmd).Val(), keys[i][strings.LastIndexByte(keys[i], ':')+1:], nil, &md)
+				if err != nil || !now.Before(time.UnixMilli(md.expires)) { // deleted meanwhile, or not ours
 					continue
 				}
 				if err := fn(md.info()); err != nil {

@@ -50,7 +50,20 @@ func (s *Store) localNow() int64 {
 	if s.opts.Clock != nil {
 		return s.opts.Clock().UnixMilli()
 	}
-	return s.wall().UnixMilli() + s.skew.Load()
+	return s.wall() + s.skew.Load()
+}
+
+// monoClock returns a local clock in Unix ms that reads only the monotonic
+// clock, from the wall time when it was made: one clock read where
+// time.Now makes two, and it runs on every Get. A step of the wall clock
+// since (or a suspend, which the monotonic clock does not count) is caught
+// like any other offset to Redis TIME: a session then looks touched in the
+// future or past its expiry, the touch script runs, and observe learns the
+// offset from its reply (TestLocalClockSkew).
+func monoClock() func() int64 {
+	start := time.Now()
+	ms := start.UnixMilli()
+	return func() int64 { return ms + time.Since(start).Milliseconds() }
 }
 
 // observe records the offset of Redis TIME (a script reply's "now") to
@@ -62,6 +75,6 @@ func (s *Store) observe(v any) {
 	}
 	str, _ := v.(string)
 	if ms, err := strconv.ParseInt(str, 10, 64); err == nil && ms > 0 {
-		s.skew.Store(ms - s.wall().UnixMilli())
+		s.skew.Store(ms - s.wall())
 	}
 }

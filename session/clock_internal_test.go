@@ -66,7 +66,7 @@ func TestLocalClockSkew(t *testing.T) {
 			if err := st.Preload(ctx); err != nil {
 				t.Fatal(err)
 			}
-			st.wall = func() time.Time { return time.Now().Add(skew) }
+			st.wall = func() int64 { return time.Now().Add(skew).UnixMilli() }
 			s, err := st.Create(ctx, "skewed", map[string]any{"a": 1}, CreateOptions{})
 			if err != nil {
 				t.Fatal(err)
@@ -85,5 +85,21 @@ func TestLocalClockSkew(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestMonoClock: the store's clock reads the wall time it started from
+// plus the monotonic time since, so it agrees with time.Now while the
+// wall clock is not stepped.
+func TestMonoClock(t *testing.T) {
+	clock := monoClock()
+	for range 3 {
+		before := time.Now().UnixMilli()
+		got := clock()
+		after := time.Now().UnixMilli()
+		if got < before-1 || got > after+1 {
+			t.Fatalf("monoClock() = %d, time.Now between %d and %d", got, before, after)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

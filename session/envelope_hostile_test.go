@@ -58,7 +58,8 @@ func FuzzStoredForm(f *testing.F) {
 	f.Add("\x021,1,1,1,1,0\n1:u2:0:1:k")
 	f.Add("\x02\n99999999999:x")
 	f.Fuzz(func(t *testing.T, raw string) {
-		r, err := parseRecord(raw)
+		var md metadata
+		r, _, err := parseRecord(raw, "", nil, &md)
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("parseRecord error %v does not wrap ErrCorrupt", err)

@@ -65,10 +65,10 @@ func (s *Store) createSealed(ctx context.Context, userID string, values map[stri
 	device := packDevice(opts.IP, opts.UserAgent)
 	args := []any{s.now(), p.handle, idle.Milliseconds(), abs.Milliseconds(), userID,
 		boolArg(opts.Persist), s.opts.MaxPerUser, refuse, s.base(p.tag), body(userID, device, values)}
-	rec := recordOf(userID, device, values)
+	rec := recordOf(values)
 	sess := &Session{
 		id: tok, version: 1, rec: rec, codec: s.opts.Codec,
-		md: metadata{handle: p.handle, user: userID, ip: opts.IP, ua: opts.UserAgent,
+		md: metadata{handle: p.handle, user: userID, device: device,
 			idle: idle.Milliseconds(), persist: opts.Persist},
 	}
 	// times fills in the session's times: from the script's reply, or

@@ -83,60 +83,62 @@ type loc struct{ off, n uint32 }
 // half the garbage.
 type field struct{ k, v loc }
 
-// record is a session as stored: its metadata line, user and device, and
-// its values in stored order.
+// record is the values of a session, in stored order.
 type record struct {
-	src                string // the string the fields locate
-	meta, user, device string
-	vals               []field
+	src  string // the string the fields locate
+	vals []field
 }
 
 // at returns the substring of src that l locates.
 func (r *record) at(l loc) string { return r.src[l.off : l.off+l.n] }
 
-// parseRecord reads a stored session. Every value's envelope is checked,
-// so a value that was not written by this package is ErrCorrupt at once,
-// not when decoded.
-func parseRecord(raw string) (record, error) { return parseRecordInto(raw, nil) }
-
-// parseRecordInto is parseRecord appending the values to vals (a buffer of
-// the caller's, so a small session costs no allocation of its own).
-func parseRecordInto(raw string, vals []field) (record, error) {
-	r := record{src: raw, vals: vals}
+// parseRecord reads the stored session raw, named by handle: its metadata
+// into md, its values into the record, appended to vals (a buffer of the
+// caller's, so a small session costs no allocation of its own). It returns
+// the version. Every value's envelope is checked, so a value that was not
+// written by this package is ErrCorrupt at once, not when decoded.
+func parseRecord(raw, handle string, vals []field, md *metadata) (r record, version int64, err error) {
+	r = record{src: raw, vals: vals}
 	if len(raw) == 0 || raw[0] != formatV2 {
-		return r, fmt.Errorf("%w: unknown session format", ErrCorrupt)
+		return r, 0, fmt.Errorf("%w: unknown session format", ErrCorrupt)
 	}
 	nl := strings.IndexByte(raw, '\n')
 	if nl < 0 {
-		return r, fmt.Errorf("%w: no metadata", ErrCorrupt)
+		return r, 0, fmt.Errorf("%w: no metadata", ErrCorrupt)
 	}
-	r.meta = raw[1:nl]
+	if version, err = parseMeta(raw[1:nl], md); err != nil {
+		return r, 0, err
+	}
 	rest := raw[nl+1:]
 	var ok bool
-	if r.user, rest, ok = cutNetstring(rest); !ok {
-		return r, fmt.Errorf("%w: user", ErrCorrupt)
+	if md.user, rest, ok = cutNetstring(rest); !ok {
+		return r, 0, fmt.Errorf("%w: user", ErrCorrupt)
 	}
-	if r.device, rest, ok = cutNetstring(rest); !ok {
-		return r, fmt.Errorf("%w: device info", ErrCorrupt)
+	if md.device, rest, ok = cutNetstring(rest); !ok {
+		return r, 0, fmt.Errorf("%w: device info", ErrCorrupt)
 	}
+	if _, _, err = unpackDevice(md.device); err != nil {
+		return r, 0, err
+	}
+	md.handle = handle
 	// Where a substring just cut ends: raw holds at most 512 MB (a Redis
 	// string), so offsets fit in 32 bits.
 	end := func() uint32 { return uint32(len(raw) - len(rest)) }
 	for rest != "" {
 		var k, v string
 		if k, rest, ok = cutNetstring(rest); !ok {
-			return r, fmt.Errorf("%w: value name", ErrCorrupt)
+			return r, 0, fmt.Errorf("%w: value name", ErrCorrupt)
 		}
 		ks := loc{end() - uint32(len(k)), uint32(len(k))}
 		if v, rest, ok = cutNetstring(rest); !ok {
-			return r, fmt.Errorf("%w: value %q", ErrCorrupt, k)
+			return r, 0, fmt.Errorf("%w: value %q", ErrCorrupt, k)
 		}
 		if err := sealed(v).check(); err != nil {
-			return r, fmt.Errorf("value %q: %w", k, err)
+			return r, 0, fmt.Errorf("value %q: %w", k, err)
 		}
 		r.vals = append(r.vals, field{ks, loc{end() - uint32(len(v)), uint32(len(v))}})
 	}
-	return r, nil
+	return r, version, nil
 }
 
 // cutNetstring splits "len:bytes rest" into bytes and rest. len has at
@@ -209,13 +211,13 @@ func body(user, device string, values map[string]sealed) string {
 
 // recordOf is the record of a session just created with values: its
 // src holds the keys and values one after the other.
-func recordOf(user, device string, values map[string]sealed) record {
+func recordOf(values map[string]sealed) record {
 	n := 0
 	for k, v := range values {
 		n += len(k) + len(v)
 	}
 	src := make([]byte, 0, n)
-	r := record{user: user, device: device, vals: make([]field, 0, len(values))}
+	r := record{vals: make([]field, 0, len(values))}
 	for k, v := range values {
 		ks := loc{uint32(len(src)), uint32(len(k))}
 		src = append(src, k...)
@@ -253,20 +255,6 @@ func (r *record) keys() []string {
 	return keys
 }
 
-// decode reads the metadata of the session named by handle into md,
-// every field of which it sets, and returns the version.
-func (r *record) decode(handle string, md *metadata) (version int64, err error) {
-	md.handle = handle
-	if version, err = parseMeta(r.meta, md); err != nil {
-		return 0, err
-	}
-	md.user = r.user
-	if md.ip, md.ua, err = unpackDevice(r.device); err != nil {
-		return 0, err
-	}
-	return version, nil
-}
-
 // appendValues appends the key/value pairs of values to script arguments.
 func appendValues(args []any, values map[string]sealed) []any {
 	for k, v := range values {
@@ -300,7 +288,8 @@ func parseMeta(m string, md *metadata) (int64, error) {
 // Session holds no time.Time, and Info builds them when asked. A request's
 // state carries one, and every byte of it is allocated per request.
 type metadata struct {
-	handle, user, ip, ua string
+	handle, user string
+	device       string // as stored: packDevice's
 	// created, lastSeen, expires and deadline are Unix ms; idle is ms.
 	created, lastSeen, expires, deadline, idle int64
 	persist                                    bool
@@ -314,8 +303,9 @@ func (md *metadata) seen(ms int64) {
 
 // info returns md as an Info.
 func (md *metadata) info() Info {
+	ip, ua, _ := unpackDevice(md.device) // checked when read
 	return Info{
-		Handle: md.handle, UserID: md.user, IP: md.ip, UserAgent: md.ua,
+		Handle: md.handle, UserID: md.user, IP: ip, UserAgent: ua,
 		CreatedAt: time.UnixMilli(md.created), LastSeen: time.UnixMilli(md.lastSeen),
 		ExpiresAt: time.UnixMilli(md.expires), Deadline: time.UnixMilli(md.deadline),
 		IdleTimeout: time.Duration(md.idle) * time.Millisecond, Persist: md.persist,

@@ -28,8 +28,8 @@ type Store struct {
 	// client may send reads to replicas, which could still hold a session
 	// its master already deleted.
 	fastReads bool
-	skew      atomic.Int64     // Redis TIME minus local time, ms (see observe)
-	wall      func() time.Time // the local clock: time.Now (tests skew it)
+	skew      atomic.Int64 // Redis TIME minus local time, ms (see observe)
+	wall      func() int64 // the local clock, Unix ms: monoClock (tests skew it)
 
 	evArg   string // ",maxlen,grace" of ARGV[1] with Options.Events
 	cluster bool   // event streams per slot (events.go)
@@ -61,7 +61,7 @@ func New(rdb redis.UniversalClient, opts Options) (*Store, error) {
 	if _, ring := rdb.(*redis.Ring); ring && o.DurableReplicas > 0 {
 		return nil, errors.New("session: Options.DurableReplicas needs a standalone, failover or cluster client: a Ring's shards have no replicas")
 	}
-	s := &Store{rdb: rdb, opts: o, closed: make(chan struct{}), wall: time.Now, nonces: unique.New()}
+	s := &Store{rdb: rdb, opts: o, closed: make(chan struct{}), wall: monoClock(), nonces: unique.New()}
 	s.fastReads = o.TouchInterval > 0
 	if o.Events {
 		if _, ring := rdb.(*redis.Ring); ring {
@@ -223,10 +223,7 @@ func (s *Store) load(id, handle, raw string) (*Session, error) {
 // error dst is half set; its callers clear it.
 func (s *Store) loadInto(dst *Session, id, handle, raw string) (err error) {
 	dst.id, dst.codec = id, s.opts.Codec
-	if dst.rec, err = parseRecordInto(raw, dst.buf[:0]); err != nil {
-		return err
-	}
-	dst.version, err = dst.rec.decode(handle, &dst.md)
+	dst.rec, dst.version, err = parseRecord(raw, handle, dst.buf[:0], &dst.md)
 	return err
 }
 

@@ -35,7 +35,7 @@ func (s *Store) ListByUser(ctx context.Context, userID string) ([]Info, error) {
 		if _, err := parseMeta(m, &md); err != nil {
 			continue // the script lists only parseable metadata
 		}
-		md.ip, md.ua, _ = unpackDevice(x)
+		md.device = x
 		out = append(out, md.info())
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
