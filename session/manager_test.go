@@ -412,3 +412,75 @@ func TestManagerDeadSessionReadsEmpty(t *testing.T) {
 		}
 	})
 }
+
+// TestManagerInfo: Info says nothing of a session not stored yet; once
+// stored, it gives the user, the handle, the device the request came
+// from and the times, in the request that logged in and in the next one,
+// which read it from Redis with Persist; Store.Get agrees.
+func TestManagerInfo(t *testing.T) {
+	forEachTopology(t, session.Options{}, func(t *testing.T, e *env) {
+		m := session.NewManager(e.store, session.ManagerOptions{})
+		type seen struct {
+			info session.Info
+			ok   bool
+		}
+		var got []seen
+		h := m.LoadAndSave(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == "POST" {
+				before, ok := m.Info(r.Context())
+				got = append(got, seen{before, ok})
+				if err := m.Login(r.Context(), "ada"); err != nil {
+					t.Error(err)
+				}
+				m.RememberMe(r.Context(), true)
+			}
+			info, ok := m.Info(r.Context())
+			got = append(got, seen{info, ok})
+		}))
+		start := time.Now().Add(-time.Second)
+		req := httptest.NewRequest("POST", "/", nil)
+		req.RemoteAddr = "192.0.2.7:1234"
+		req.Header.Set("User-Agent", "probe/1")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		var cookie *http.Cookie
+		for _, c := range w.Result().Cookies() {
+			if c.Name == "session" {
+				cookie = c
+			}
+		}
+		if cookie == nil {
+			t.Fatal("login set no cookie")
+		}
+		req = httptest.NewRequest("GET", "/", nil)
+		req.AddCookie(cookie)
+		h.ServeHTTP(httptest.NewRecorder(), req)
+
+		if len(got) != 3 {
+			t.Fatalf("%d Info calls recorded, want 3", len(got))
+		}
+		if (got[0] != seen{}) {
+			t.Errorf("before login: Info = %+v, %v; want the zero Info, false", got[0].info, got[0].ok)
+		}
+		s, err := e.store.Get(context.Background(), cookie.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, g := range got[1:] {
+			in := g.info
+			// RememberMe is saved with the response: the next request reads it.
+			if !g.ok || in.UserID != "ada" || in.Handle != s.Info().Handle || in.IP != "192.0.2.7" ||
+				in.UserAgent != "probe/1" || in.Persist != (i == 1) {
+				t.Errorf("request %d: Info = %+v, %v", i+1, in, g.ok)
+			}
+			if in.CreatedAt.Before(start) || in.LastSeen.Before(in.CreatedAt) || !in.Deadline.After(in.LastSeen) ||
+				in.ExpiresAt.After(in.Deadline) || !in.ExpiresAt.After(in.LastSeen) || in.IdleTimeout <= 0 {
+				t.Errorf("request %d: times %+v", i+1, in)
+			}
+			if !in.CreatedAt.Equal(s.Info().CreatedAt) || !in.Deadline.Equal(s.Info().Deadline) {
+				t.Errorf("request %d: created %v deadline %v; Store.Get says %v, %v",
+					i+1, in.CreatedAt, in.Deadline, s.Info().CreatedAt, s.Info().Deadline)
+			}
+		}
+	})
+}

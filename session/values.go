@@ -247,5 +247,8 @@ func (m *Manager) Info(ctx context.Context) (info Info, ok bool) {
 	st := m.state(ctx)
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	return st.snap.md.info(), st.id != ""
+	if st.id == "" {
+		return Info{}, false
+	}
+	return st.snap.md.info(), true
 }
