@@ -301,8 +301,12 @@ func (md *metadata) seen(ms int64) {
 	md.expires = min(ms+md.idle, md.deadline)
 }
 
-// info returns md as an Info.
+// info returns md as an Info; the zero metadata (no session) gives the
+// zero Info, with zero times.
 func (md *metadata) info() Info {
+	if *md == (metadata{}) {
+		return Info{}
+	}
 	ip, ua, _ := unpackDevice(md.device) // checked when read
 	return Info{
 		Handle: md.handle, UserID: md.user, IP: ip, UserAgent: ua,

@@ -977,3 +977,12 @@ func TestReplicaReadsUseTheScript(t *testing.T) {
 		t.Fatalf("Get on a ReadOnly cluster client: %d round trips %v, want one evalsha", n, cmds)
 	}
 }
+
+// TestZeroInfo: a Session that holds nothing (the zero value, or a request
+// before its session is stored) has the zero Info, with zero times.
+func TestZeroInfo(t *testing.T) {
+	var s session.Session
+	if info := s.Info(); info != (session.Info{}) || !info.CreatedAt.IsZero() {
+		t.Fatalf("zero Session: Info() = %+v", info)
+	}
+}
