@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -151,7 +150,7 @@ func (s *Store) Iterate(ctx context.Context, fn func(Info) error) error {
 		return ErrClosed
 	}
 	pre := escapeGlob(s.opts.Prefix)
-	now := time.UnixMilli(s.localNow())
+	now := s.localNow()
 	err := s.forEachMasterInOrder(ctx, func(ctx context.Context, c *redis.Client) error {
 		return scanAll(ctx, c, pre+"{*}:s:*", "string", func(keys []string) error {
 			cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -166,7 +165,7 @@ func (s *Store) Iterate(ctx context.Context, fn func(Info) error) error {
 			for i, cmd := range cmds {
 				var md metadata
 				_, _, err := parseRecord(cmd.(*redis.StringCmd).Val(), keys[i][strings.LastIndexByte(keys[i], ':')+1:], nil, &md)
-				if err != nil || !now.Before(time.UnixMilli(md.expires)) { // deleted meanwhile, or not ours
+				if err != nil || now >= md.expires { // deleted meanwhile, or not ours
 					continue
 				}
 				if err := fn(md.info()); err != nil {

@@ -25,10 +25,11 @@ const (
 	TokenLen = rawTokenLen / 3 * 4
 )
 
-// b64Alphabet is base64url's alphabet (RFC 4648 §5), the one of b64.
+// b64Alphabet is base64url's alphabet (RFC 4648 §5). b64 encodes with it,
+// and tokenShape and locate read it: one alphabet for all three.
 const b64Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
-var b64 = base64.RawURLEncoding
+var b64 = base64.NewEncoding(b64Alphabet).WithPadding(base64.NoPadding)
 
 // parsed is a syntactically valid token split into the parts the store
 // needs. tag and handle are substrings of key, so parsing a token costs one
