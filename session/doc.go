@@ -115,10 +115,11 @@
 // or Rotate never brings the session back.
 //
 // The local clock only decides when the touch is due. It reads the
-// monotonic clock from the wall time the store started at, and is corrected
-// by the offset to Redis TIME seen in script replies, so a drifting or
-// stepped clock shifts when touches happen by at most a round trip
-// (TestLocalClockSkew, TestMonoClock); expiry itself stays with Redis. A Get that arrives within a round trip of the session's idle
+// monotonic clock from the wall time the store started at, and is
+// corrected by the offset to Redis TIME seen in script replies, so a
+// drifting or stepped clock shifts when touches happen by at most a round
+// trip (TestLocalClockSkew, TestMonoClock); expiry itself stays with
+// Redis. A Get that arrives within a round trip of the session's idle
 // timeout may read the session and then find it ended when the touch runs:
 // it returns ErrNotFound, as a single script arriving a moment later would.
 //

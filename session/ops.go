@@ -73,9 +73,9 @@ func (s *Store) createSealed(ctx context.Context, userID string, values map[stri
 	}
 	// times fills in the session's times: from the script's reply, or
 	// estimated from the store's clock when the outcome is unknown.
-	times := func(now, exp, dl time.Time) *Session {
+	times := func(now, exp, dl int64) *Session {
 		md := &sess.md
-		md.created, md.lastSeen, md.expires, md.deadline = now.UnixMilli(), now.UnixMilli(), exp.UnixMilli(), dl.UnixMilli()
+		md.created, md.lastSeen, md.expires, md.deadline = now, now, exp, dl
 		return sess
 	}
 	res, err := s.write(ctx, scriptCreate, once, s.keys(p.tag, p.key, s.indexKey(p.tag)), args...).Slice()
@@ -84,8 +84,8 @@ func (s *Store) createSealed(ctx context.Context, userID string, values map[stri
 		if errors.Is(err, retry.ErrAmbiguous) {
 			// The caller learns the ID the session has if it was stored:
 			// Get(ID) settles it.
-			now := time.UnixMilli(s.localNow())
-			return times(now, now.Add(min(idle, abs)), now.Add(abs)), err
+			now := s.localNow()
+			return times(now, now+min(idle, abs).Milliseconds(), now+abs.Milliseconds()), err
 		}
 		return nil, err
 	}
@@ -93,7 +93,7 @@ func (s *Store) createSealed(ctx context.Context, userID string, values map[stri
 		return nil, fmt.Errorf("session: create: %w: unexpected reply", ErrCorrupt)
 	}
 	s.observe(res[0])
-	return times(msArg(res[0]), msArg(res[1]), msArg(res[2])), nil
+	return times(msOf(res[0]), msOf(res[1]), msOf(res[2])), nil
 }
 
 // Get loads a session and records the access: last-seen moves to now and
@@ -183,7 +183,7 @@ func (s *Store) loadTouched(dst *Session, id, handle string, res []any) error {
 		return err
 	}
 	if len(res) == 3 {
-		dst.md.seen(msArg(res[1]).UnixMilli())
+		dst.md.seen(msOf(res[1]))
 	}
 	return nil
 }

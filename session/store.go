@@ -234,8 +234,11 @@ func boolArg(b bool) string {
 	return "0"
 }
 
-func msArg(v any) time.Time {
+func msArg(v any) time.Time { return time.UnixMilli(msOf(v)) }
+
+// msOf is msArg in Unix ms, as a Session's metadata keeps times.
+func msOf(v any) int64 {
 	s, _ := v.(string)
 	ms, _ := strconv.ParseInt(s, 10, 64)
-	return time.UnixMilli(ms)
+	return ms
 }

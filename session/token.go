@@ -53,9 +53,7 @@ func parseToken(prefix, tok string) (parsed, error) {
 	if !tokenShape(tok) {
 		return parsed{}, ErrMalformedToken
 	}
-	var src [TokenLen]byte
-	copy(src[:], tok)
-	return locate(prefix, tok, sha256.Sum256(src[:])), nil
+	return locate(prefix, tok), nil
 }
 
 // b64Value is the value of each byte in the base64url alphabet, 0xff for a
@@ -86,11 +84,15 @@ func tokenShape(tok string) bool {
 	return bad&0xc0 == 0
 }
 
-// locate builds the session key of the well-shaped token tok, whose hash
-// is sum, in one allocation. The tag's base64url is tok's first 21
-// characters and a 22nd holding the tag's last two bits: tok's 22nd with
-// the four bits that belong to the secret cleared.
-func locate(prefix, tok string, sum [sha256.Size]byte) parsed {
+// locate builds the session key of the well-shaped token tok in one
+// allocation. The tag's base64url is tok's first 21 characters and a 22nd
+// holding the tag's last two bits: tok's 22nd with the four bits that
+// belong to the secret cleared. The handle is the base64url of tok's
+// SHA-256, hashed from a copy on the stack.
+func locate(prefix, tok string) parsed {
+	var src [TokenLen]byte
+	copy(src[:], tok)
+	sum := sha256.Sum256(src[:])
 	var h [handleB64Len]byte
 	b64.Encode(h[:], sum[:])
 	var b strings.Builder
@@ -121,7 +123,7 @@ func newToken(prefix string, tag []byte) (string, parsed, error) {
 		return "", parsed{}, fmt.Errorf("session: reading crypto/rand: %w", err)
 	}
 	tok := b64.EncodeToString(raw[:])
-	return tok, locate(prefix, tok, sha256.Sum256([]byte(tok))), nil
+	return tok, locate(prefix, tok), nil
 }
 
 // userTag derives the 16-byte slot tag of a user. With a key it is
