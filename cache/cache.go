@@ -49,6 +49,10 @@ type Cache struct {
 	tokens *unique.Source // lease owners (newToken)
 
 	condSet atomic.Int32 // whether SET takes IFEQ: condUnknown, condYes, condNo
+
+	// grouped: marker commits may go as a group (commitgroup.go).
+	grouped bool
+	group   commitGroup
 }
 
 // New returns a Cache storing values in rdb under the namespace of opt. It
@@ -77,6 +81,8 @@ func New(rdb redis.UniversalClient, opt Options) (*Cache, error) {
 	if c.reader, err = pipeline.New(rdb, pipeline.Mode(o.Pipelining)); err != nil {
 		return nil, &OptionError{Field: "Pipelining", Value: strconv.Quote(o.Pipelining.String()), Reason: err.Error(), Err: err}
 	}
+	_, single := rdb.(*redis.Client)
+	c.grouped = single && o.Tracer == nil && o.Pipelining != PipelineAlways
 	c.life.init()
 	c.flights.init()
 	c.hub.init()
@@ -112,7 +118,7 @@ func (c *Cache) Close() error {
 // whether the server's SET takes IFEQ, which the commit of a miss then uses
 // (see "Round trips" in doc.go). Optional.
 func (c *Cache) Preload(ctx context.Context) error {
-	for _, s := range []retry.Script{scriptAcquire, scriptWatch, scriptCommit, scriptRelease, scriptIncr,
+	for _, s := range []retry.Script{scriptAcquire, scriptWatch, scriptCommit, scriptCommitGroup, scriptRelease, scriptIncr,
 		scriptTagRegister, scriptWriteTagged, scriptTagBump, scriptTagPurge} {
 		if err := s.Load(ctx, c.rdb).Err(); err != nil {
 			return fmt.Errorf("cache: preload scripts: %w", err)

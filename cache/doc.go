@@ -71,7 +71,13 @@
 // its first commit tries, and a syntax error keeps it on the script for
 // good (TestMissCommands, TestCommitLearnsIfEq). That path is tested on a
 // standalone Valkey server only: the cluster and Sentinel suites run Redis
-// 7.0, where the commit is the script. GetOrSetMany commits the
+// 7.0, where the commit is the script. On a *redis.Client (standalone or
+// Sentinel) the script's commits group: while one is on the wire, the
+// commits that come meanwhile wait for it and then go as one call, which on
+// Redis 7.0 costs the server less than their separate calls, so under load
+// a miss sends fewer than two commands; a lone miss commits at once, alone
+// (TestCommitGroup; commitgroup.go says why the wire is the pooled
+// connections, and where grouping is off). GetOrSetMany commits the
 // same way, in one pipeline per master (TestGetOrSetManyRoundTrips); tagged
 // loads commit by script on every server. The protocol is written once,
 // above its scripts in lease.go.

@@ -33,7 +33,9 @@ import (
 //	         took over: the load's result goes to its callers but is not
 //	         stored. Where SET takes IFEQ, a marker lease commits with
 //	         SET … IFEQ <marker> first (commitIfEq), and the script runs
-//	         only when that stored nothing. A tagged load registers its
+//	         only when that stored nothing. On a *redis.Client the
+//	         script's commits group while one is on the wire
+//	         (commitgroup.go). A tagged load registers its
 //	         tags between the lease and the loader, and commits with
 //	         scriptWriteTagged, which also drops the lease (evReleased)
 //	         when an invalidation refuses the write (tags.go).
@@ -189,6 +191,10 @@ func (c *Cache) acquireLeaseKey(ctx context.Context, l lease, flag bool) (acquir
 func (c *Cache) commit(vals context.Context, l lease, value []byte, ttl time.Duration) {
 	ctx := c.traced(c.life.settle, vals)
 	if len(l.keys) == 1 && c.commitIfEq(ctx, l, value, ttl) {
+		return
+	}
+	if len(l.keys) == 1 && c.grouped {
+		c.groupCommit(l, value, ttl)
 		return
 	}
 	_ = scriptCommit.RunRepeatable(ctx, c.reader, l.keys, l.proof, value, ttl.Milliseconds(), c.channelArg, evArg(evStored)).Err()
