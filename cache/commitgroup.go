@@ -46,9 +46,12 @@ for i = 1, #KEYS do
 end
 return 0`)
 
-// maxGroup bounds the keys of one group call; a commit finding the waiting
-// group full goes alone.
-const maxGroup = 64
+// A group call carries at most maxGroup keys and maxGroupBytes of values;
+// a commit that would overfill the waiting group goes alone.
+const (
+	maxGroup      = 64
+	maxGroupBytes = 1 << 20
+)
 
 // commitGroup holds the commit on the wire and the group waiting for it.
 type commitGroup struct {
@@ -60,10 +63,11 @@ type commitGroup struct {
 // pendingGroup is commits waiting for the wire. The first to join leads
 // it: it sends the group when the wire is handed to it, and tells the rest.
 type pendingGroup struct {
-	keys []string
-	args []any
-	wire chan struct{} // closed when the wire is this group's
-	done chan struct{} // closed when the group's call returned
+	keys  []string
+	args  []any
+	bytes int           // of the values
+	wire  chan struct{} // closed when the wire is this group's
+	done  chan struct{} // closed when the group's call returned
 }
 
 // groupCommit commits the marker lease l (scriptCommit's work): alone when
@@ -79,7 +83,8 @@ func (c *Cache) groupCommit(l lease, value []byte, ttl time.Duration) {
 		c.commitAlone(l, value, ttl)
 		c.passWire()
 		return
-	case pg != nil && len(pg.keys) == maxGroup:
+	case len(value) > maxGroupBytes,
+		pg != nil && (len(pg.keys) == maxGroup || pg.bytes+len(value) > maxGroupBytes):
 		g.mu.Unlock()
 		c.commitAlone(l, value, ttl)
 		return
@@ -91,6 +96,7 @@ func (c *Cache) groupCommit(l lease, value []byte, ttl time.Duration) {
 	}
 	pg.keys = append(pg.keys, l.keys[0])
 	pg.args = append(pg.args, l.proof, value, ttl.Milliseconds())
+	pg.bytes += len(value)
 	g.mu.Unlock()
 	if !lead {
 		<-pg.done
