@@ -78,7 +78,8 @@
 // a miss sends fewer than two commands; a lone miss commits at once, alone
 // (TestCommitGroup; commitgroup.go says why the wire is the pooled
 // connections, and where grouping is off). GetOrSetMany commits the
-// same way, in one pipeline per master (TestGetOrSetManyRoundTrips); tagged
+// same way, in one pipeline per master, its marker commits as group calls
+// of up to 64 keys where commits group (TestGetOrSetManyRoundTrips); tagged
 // loads commit by script on every server. The protocol is written once,
 // above its scripts in lease.go.
 //

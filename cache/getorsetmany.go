@@ -349,9 +349,39 @@ type settleCmd struct {
 
 // settleMany runs cmds in one pipeline per master; failures are not the
 // callers' concern (see fill): a lease left behind expires. Where SET takes
-// IFEQ the marker commits go first as that command (commitManyIfEq).
+// IFEQ the marker commits go first as that command (commitManyIfEq); the
+// marker commits left go as group calls where the Cache groups commits
+// (groupCommits).
 func (c *Cache) settleMany(cmds []settleCmd) {
-	c.pipeScripts(c.life.settle, c.commitManyIfEq(c.life.settle, cmds))
+	c.pipeScripts(c.life.settle, c.groupCommits(c.commitManyIfEq(c.life.settle, cmds)))
+}
+
+// groupCommits replaces, on a Cache that groups commits (commitgroup.go),
+// the marker commits among cmds (settleStore's scriptCommit with one key)
+// by scriptCommitGroup calls of at most maxGroup keys and maxGroupBytes of
+// values.
+func (c *Cache) groupCommits(cmds []settleCmd) []settleCmd {
+	if !c.grouped {
+		return cmds
+	}
+	out := make([]settleCmd, 0, len(cmds))
+	g, bytes := -1, 0 // the group call being filled: its index in out
+	for _, sc := range cmds {
+		if sc.s.Script != scriptCommit.Script || len(sc.keys) != 1 {
+			out = append(out, sc)
+			continue
+		}
+		// The arguments settleStore gives scriptCommit: proof, value, ttl ms.
+		value, _ := sc.args[1].([]byte)
+		if g < 0 || len(out[g].keys) == maxGroup || bytes+len(value) > maxGroupBytes {
+			out = append(out, settleCmd{scriptCommitGroup, nil, []any{c.channelArg, evArg(evStored)}})
+			g, bytes = len(out)-1, 0
+		}
+		out[g].keys = append(out[g].keys, sc.keys[0])
+		out[g].args = append(out[g].args, sc.args[:3]...)
+		bytes += len(value)
+	}
+	return out
 }
 
 // commitManyIfEq sends, on a server known to take SET … IFEQ, the commits

@@ -250,6 +250,44 @@ var lostReplyCases = []struct {
 			t.Fatalf("server holds %q, %v; want value-1", s, ok)
 		}
 	}},
+	{"GetOrSetManyCommit", Options{}, func(t *testing.T, e *lostReplyEnv) {
+		// A batch's commits: SET … IFEQ where the server takes it, a group
+		// call where the Cache groups commits (groupCommits), otherwise one
+		// script per key; each compares the lease, so a re-send writes
+		// nothing. The keys share a slot, so one master gets the commits.
+		commit := scriptCommit.Hash()
+		switch {
+		case e.c.condSet.Load() == condYes:
+			commit = "\r\nifeq\r\n"
+		case e.c.grouped:
+			commit = scriptCommitGroup.Hash()
+		}
+		keys := []string{"{g}a", "{g}b"}
+		var loads atomic.Int64
+		var got map[string][]byte
+		var err error
+		e.fault(t, commit, func() {
+			got, err = e.c.GetOrSetMany(ctxT(t), keys, time.Minute, func(_ context.Context, ks []string) (map[string][]byte, error) {
+				loads.Add(1)
+				m := make(map[string][]byte, len(ks))
+				for _, k := range ks {
+					m[k] = []byte("loaded " + k)
+				}
+				return m, nil
+			})
+		})
+		if err != nil || loads.Load() != 1 {
+			t.Fatalf("GetOrSetMany: %v with %d loads; want one load", err, loads.Load())
+		}
+		for _, k := range keys {
+			if string(got[k]) != "loaded "+k {
+				t.Errorf("GetOrSetMany[%s] = %q, want its loaded value", k, got[k])
+			}
+			if s, ok := e.stored(t, k); !ok || s != "loaded "+k {
+				t.Errorf("server holds %q, %v for %s; want its loaded value", s, ok, k)
+			}
+		}
+	}},
 	{"GetOrSetRelease", Options{}, func(t *testing.T, e *lostReplyEnv) {
 		var err error
 		e.fault(t, scriptRelease.Hash(), func() {
