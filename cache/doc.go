@@ -75,7 +75,8 @@
 // Sentinel) the script's commits group: while one is on the wire, the
 // commits that come meanwhile wait for it and then go as one call, which on
 // Redis 7.0 costs the server less than their separate calls, so under load
-// a miss sends fewer than two commands; a lone miss commits at once, alone
+// a miss sends fewer than two commands (and its commit may wait for the
+// round trip of the one ahead of it); a lone miss commits at once, alone
 // (TestCommitGroup; commitgroup.go says why the wire is the pooled
 // connections, and where grouping is off). GetOrSetMany commits the
 // same way, in one pipeline per master, its marker commits as group calls
