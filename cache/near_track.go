@@ -299,8 +299,17 @@ func (t *tracker) stop() {
 }
 
 // onConnect arms tracking on a new connection of the tracker, redirected to
-// the connection itself.
+// the connection itself. It asks the node's role first, so that tracking is
+// never armed on a replica, not even for the moment before the connection
+// is dropped (TestNearRefusesTrackingANonMaster).
 func (t *tracker) onConnect(ctx context.Context, cn *redis.Conn) error {
+	info, infoErr := cn.Info(ctx, "server", "replication").Result()
+	if infoErr == nil && isFailover(t.n.rdb) && !strings.Contains(info, "role:master") {
+		// A Sentinel client's dialer follows the sentinels' answer, which
+		// can name a node that is no longer the master: tracking it would
+		// report none of the writes.
+		return errors.New("cache: near tier: the node reached is not a master")
+	}
 	id, err := cn.ClientID(ctx).Result()
 	if err == nil {
 		err = cn.Do(ctx, "CLIENT", "TRACKING", "ON", "REDIRECT", strconv.FormatInt(id, 10),
@@ -312,14 +321,7 @@ func (t *tracker) onConnect(ctx context.Context, cn *redis.Conn) error {
 		}
 		return fmt.Errorf("cache: near tier: arm tracking: %w", err)
 	}
-	info, err := cn.Info(ctx, "server", "replication").Result()
-	if err == nil && isFailover(t.n.rdb) && !strings.Contains(info, "role:master") {
-		// A Sentinel client's dialer follows the sentinels' answer, which
-		// can name a node that is no longer the master: tracking it would
-		// report none of the writes.
-		return errors.New("cache: near tier: the node reached is not a master")
-	}
-	if err == nil {
+	if infoErr == nil {
 		if r := runID(info); r != "" {
 			t.runID.Store(&r)
 		}
