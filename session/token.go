@@ -87,14 +87,10 @@ func tokenShape(tok string) bool {
 // locate builds the session key of the well-shaped token tok in one
 // allocation. The tag's base64url is tok's first 21 characters and a 22nd
 // holding the tag's last two bits: tok's 22nd with the four bits that
-// belong to the secret cleared. The handle is the base64url of tok's
-// SHA-256, hashed from a copy on the stack.
+// belong to the secret cleared. The key ends with tok's handle.
 func locate(prefix, tok string) parsed {
-	var src [TokenLen]byte
-	copy(src[:], tok)
-	sum := sha256.Sum256(src[:])
 	var h [handleB64Len]byte
-	b64.Encode(h[:], sum[:])
+	tokenHandle(&h, tok)
 	var b strings.Builder
 	b.Grow(len(prefix) + 1 + tagB64Len + 4 + handleB64Len)
 	b.WriteString(prefix)
@@ -108,10 +104,21 @@ func locate(prefix, tok string) parsed {
 	return parsed{key: key, tag: key[n+1 : n+1+tagB64Len], handle: key[len(key)-handleB64Len:]}
 }
 
-// hashToken is the key material stored in Redis in place of the token.
+// tokenHandle writes into h the handle of the well-shaped token tok, the
+// key material stored in Redis in place of the token: the base64url of its
+// SHA-256, hashed from a copy on the stack.
+func tokenHandle(h *[handleB64Len]byte, tok string) {
+	var src [TokenLen]byte
+	copy(src[:], tok)
+	sum := sha256.Sum256(src[:])
+	b64.Encode(h[:], sum[:])
+}
+
+// hashToken is tokenHandle as a string.
 func hashToken(tok string) string {
-	sum := sha256.Sum256([]byte(tok))
-	return b64.EncodeToString(sum[:])
+	var h [handleB64Len]byte
+	tokenHandle(&h, tok)
+	return string(h[:])
 }
 
 // newToken returns a fresh token for the given 16-byte tag, and its parts
