@@ -63,14 +63,36 @@ type commitGroup struct {
 	next    *pendingGroup // the commits waiting for the wire; nil: none
 }
 
+// groupCall is the keys and arguments of one scriptCommitGroup call.
+type groupCall struct {
+	keys  []string
+	args  []any
+	bytes int // of the values
+}
+
+func (c *Cache) newGroupCall() groupCall {
+	return groupCall{args: []any{c.channelArg, evArg(evStored)}}
+}
+
+// fits reports whether a commit of a value of n bytes may join g: an empty
+// call takes any value no larger than maxGroupBytes.
+func (g *groupCall) fits(n int) bool {
+	return len(g.keys) < maxGroup && g.bytes+n <= maxGroupBytes
+}
+
+// add adds the commit of value for ms (0 none) under the marker proof in key.
+func (g *groupCall) add(key string, proof, value []byte, ms int64) {
+	g.keys = append(g.keys, key)
+	g.args = append(g.args, proof, value, ms)
+	g.bytes += len(value)
+}
+
 // pendingGroup is commits waiting for the wire. The first to join leads
 // it: it sends the group when the wire is handed to it, and tells the rest.
 type pendingGroup struct {
-	keys  []string
-	args  []any
-	bytes int           // of the values
-	wire  chan struct{} // closed when the wire is this group's
-	done  chan struct{} // closed when the group's call returned
+	groupCall
+	wire chan struct{} // closed when the wire is this group's
+	done chan struct{} // closed when the group's call returned
 }
 
 // groupCommit commits the marker lease l (scriptCommit's work): alone when
@@ -86,20 +108,17 @@ func (c *Cache) groupCommit(l lease, value []byte, ttl time.Duration) {
 		c.commitAlone(l, value, ttl)
 		c.passWire()
 		return
-	case len(value) > maxGroupBytes,
-		pg != nil && (len(pg.keys) == maxGroup || pg.bytes+len(value) > maxGroupBytes):
+	case pg == nil && len(value) > maxGroupBytes, pg != nil && !pg.fits(len(value)):
 		g.mu.Unlock()
 		c.commitAlone(l, value, ttl)
 		return
 	}
 	lead := pg == nil
 	if lead {
-		pg = &pendingGroup{args: []any{c.channelArg, evArg(evStored)}, wire: make(chan struct{}), done: make(chan struct{})}
+		pg = &pendingGroup{groupCall: c.newGroupCall(), wire: make(chan struct{}), done: make(chan struct{})}
 		g.next = pg
 	}
-	pg.keys = append(pg.keys, l.keys[0])
-	pg.args = append(pg.args, l.proof, value, ttl.Milliseconds())
-	pg.bytes += len(value)
+	pg.add(l.keys[0], l.proof, value, ttl.Milliseconds())
 	g.mu.Unlock()
 	if !lead {
 		<-pg.done
@@ -109,14 +128,14 @@ func (c *Cache) groupCommit(l lease, value []byte, ttl time.Duration) {
 	g.mu.Lock()
 	g.next = nil // the group is closed: later commits form the next one
 	g.mu.Unlock()
-	_ = scriptCommitGroup.RunRepeatable(c.life.settle, c.rdb, pg.keys, pg.args...).Err()
+	_ = settleCmd{scriptCommitGroup, pg.keys, pg.args}.run(c.life.settle, c.rdb)
 	close(pg.done)
 	c.passWire()
 }
 
 // commitAlone runs scriptCommit for l on the pooled connections.
 func (c *Cache) commitAlone(l lease, value []byte, ttl time.Duration) {
-	_ = scriptCommit.RunRepeatable(c.life.settle, c.rdb, l.keys, l.proof, value, ttl.Milliseconds(), c.channelArg, evArg(evStored)).Err()
+	_ = c.commitCmd(l, value, ttl).run(c.life.settle, c.rdb)
 }
 
 // passWire hands the wire, which the caller holds, to the waiting group,

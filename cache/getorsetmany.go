@@ -333,7 +333,7 @@ func (c *Cache) runBatch(vals context.Context, fs []*flight, ttl time.Duration, 
 func (c *Cache) settleStore(l lease, b []byte, ttl time.Duration, tl *tagLoad, now time.Time) settleCmd {
 	switch {
 	case tl == nil:
-		return settleCmd{scriptCommit, l.keys, []any{l.proof, b, ttl.Milliseconds(), c.channelArg, evArg(evStored)}}
+		return c.commitCmd(l, b, ttl)
 	case !tl.ok:
 		return settleCmd{scriptRelease, l.keys, []any{l.proof, c.channelArg, evArg(evReleased)}}
 	}
@@ -347,6 +347,29 @@ type settleCmd struct {
 	args []any
 }
 
+// commitCmd is scriptCommit of value for ttl (0 none) under lease l.
+func (c *Cache) commitCmd(l lease, value []byte, ttl time.Duration) settleCmd {
+	return settleCmd{scriptCommit, l.keys, []any{l.proof, value, ttl.Milliseconds(), c.channelArg, evArg(evStored)}}
+}
+
+// markerCommit returns, when sc is the commit of a marker lease (commitCmd
+// with one key), its proof, value and ttl in ms.
+func (sc settleCmd) markerCommit() (proof, value []byte, ms int64, ok bool) {
+	if sc.s.Script != scriptCommit.Script || len(sc.keys) != 1 {
+		return nil, nil, 0, false
+	}
+	proof, _ = sc.args[0].([]byte)
+	value, _ = sc.args[1].([]byte)
+	ms, _ = sc.args[2].(int64)
+	return proof, value, ms, true
+}
+
+// run sends sc through p, Repeatable (every settle script is safe to
+// re-send), and returns its error.
+func (sc settleCmd) run(ctx context.Context, p retry.Processor) error {
+	return sc.s.RunRepeatable(ctx, p, sc.keys, sc.args...).Err()
+}
+
 // settleMany runs cmds in one pipeline per master; failures are not the
 // callers' concern (see fill): a lease left behind expires. Where SET takes
 // IFEQ the marker commits go first as that command (commitManyIfEq); the
@@ -357,29 +380,27 @@ func (c *Cache) settleMany(cmds []settleCmd) {
 }
 
 // groupCommits replaces, on a Cache that groups commits (commitgroup.go),
-// the marker commits among cmds (settleStore's scriptCommit with one key)
-// by scriptCommitGroup calls of at most maxGroup keys and maxGroupBytes of
-// values.
+// the marker commits among cmds by scriptCommitGroup calls, each as full
+// as groupCall.fits allows.
 func (c *Cache) groupCommits(cmds []settleCmd) []settleCmd {
 	if !c.grouped {
 		return cmds
 	}
-	out := make([]settleCmd, 0, len(cmds))
-	g, bytes := -1, 0 // the group call being filled: its index in out
+	var out []settleCmd
+	var calls []groupCall
 	for _, sc := range cmds {
-		if sc.s.Script != scriptCommit.Script || len(sc.keys) != 1 {
+		proof, value, ms, ok := sc.markerCommit()
+		if !ok {
 			out = append(out, sc)
 			continue
 		}
-		// The arguments settleStore gives scriptCommit: proof, value, ttl ms.
-		value, _ := sc.args[1].([]byte)
-		if g < 0 || len(out[g].keys) == maxGroup || bytes+len(value) > maxGroupBytes {
-			out = append(out, settleCmd{scriptCommitGroup, nil, []any{c.channelArg, evArg(evStored)}})
-			g, bytes = len(out)-1, 0
+		if len(calls) == 0 || !calls[len(calls)-1].fits(len(value)) {
+			calls = append(calls, c.newGroupCall())
 		}
-		out[g].keys = append(out[g].keys, sc.keys[0])
-		out[g].args = append(out[g].args, sc.args[:3]...)
-		bytes += len(value)
+		calls[len(calls)-1].add(sc.keys[0], proof, value, ms)
+	}
+	for _, g := range calls {
+		out = append(out, settleCmd{scriptCommitGroup, g.keys, g.args})
 	}
 	return out
 }
@@ -396,13 +417,10 @@ func (c *Cache) commitManyIfEq(ctx context.Context, cmds []settleCmd) []settleCm
 	sets := make([]*redis.StatusCmd, len(cmds)) // cmds[i] as SET … IFEQ; nil: not a marker commit
 	n := 0
 	for i, sc := range cmds {
-		if sc.s.Script != scriptCommit.Script || len(sc.keys) != 1 {
+		proof, value, ms, ok := sc.markerCommit()
+		if !ok {
 			continue
 		}
-		// The arguments settleStore gives scriptCommit: proof, value, ttl ms.
-		proof, _ := sc.args[0].([]byte)
-		value, _ := sc.args[1].([]byte)
-		ms, _ := sc.args[2].(int64)
 		sets[i] = setIfEq(ctx, sc.keys[0], value, time.Duration(ms)*time.Millisecond, proof)
 		n++
 	}

@@ -197,7 +197,7 @@ func (c *Cache) commit(vals context.Context, l lease, value []byte, ttl time.Dur
 		c.groupCommit(l, value, ttl)
 		return
 	}
-	_ = scriptCommit.RunRepeatable(ctx, c.reader, l.keys, l.proof, value, ttl.Milliseconds(), c.channelArg, evArg(evStored)).Err()
+	_ = c.commitCmd(l, value, ttl).run(ctx, c.reader)
 }
 
 // Conditional SET. A server whose SET takes IFEQ (Valkey 8.1 and later, Redis
@@ -334,6 +334,5 @@ func (c *Cache) store(vals context.Context, l lease, value []byte, ttl time.Dura
 		c.commit(vals, l, value, ttl)
 		return
 	}
-	cmd := c.settleStore(l, value, ttl, tl, time.Now())
-	_ = cmd.s.RunRepeatable(c.traced(c.life.settle, vals), c.reader, cmd.keys, cmd.args...).Err()
+	_ = c.settleStore(l, value, ttl, tl, time.Now()).run(c.traced(c.life.settle, vals), c.reader)
 }
