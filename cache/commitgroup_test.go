@@ -1,7 +1,10 @@
 package cache
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -182,3 +185,275 @@ func (noopTracer) Start(ctx context.Context, _, _ string) (context.Context, func
 }
 func (noopTracer) SetInt(context.Context, string, int)   {}
 func (noopTracer) SetBool(context.Context, string, bool) {}
+
+// groupCalls is a hook that records the size of every scriptCommitGroup
+// call, sent alone or in a pipeline.
+type groupCalls struct {
+	mu    sync.Mutex
+	sizes []groupSize
+}
+
+// groupSize is one group call: its keys and the bytes of its values.
+type groupSize struct{ keys, bytes int }
+
+func (h *groupCalls) record(cmd redis.Cmder) {
+	args := cmd.Args()
+	if cmd.Name() != "evalsha" || len(args) < 3 || args[1] != scriptCommitGroup.Hash() {
+		return
+	}
+	n, _ := args[2].(int)
+	s := groupSize{keys: n}
+	for i := 3 + n + 2 + 1; i < len(args); i += 3 { // past the keys, channel and event prefix: proof, value, ttl
+		if v, ok := args[i].([]byte); ok {
+			s.bytes += len(v)
+		}
+	}
+	h.mu.Lock()
+	h.sizes = append(h.sizes, s)
+	h.mu.Unlock()
+}
+
+func (h *groupCalls) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *groupCalls) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.record(cmd)
+		return next(ctx, cmd)
+	}
+}
+
+func (h *groupCalls) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, cmd := range cmds {
+			h.record(cmd)
+		}
+		return next(ctx, cmds)
+	}
+}
+
+func (h *groupCalls) take() []groupSize {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s := h.sizes
+	h.sizes = nil
+	return s
+}
+
+// TestGetOrSetManyGroupBounds: a cold batch's commits go as group calls
+// of at most maxGroup keys and maxGroupBytes of values; a value larger
+// than that goes in a call of its own. Every value is stored whole.
+func TestGetOrSetManyGroupBounds(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	h := &groupCalls{}
+	rdb.AddHook(h)
+	ctx := ctxT(t)
+	c := newCache(t, rdb, Options{})
+
+	keys := manyKeys("small", 2*maxGroup+2)
+	got, err := c.GetOrSetMany(ctx, keys, time.Minute, func(_ context.Context, keys []string) (map[string][]byte, error) {
+		m := make(map[string][]byte, len(keys))
+		for _, k := range keys {
+			m[k] = []byte("v-" + k)
+		}
+		return m, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAll(t, got, keys)
+	sizes := h.take()
+	if len(sizes) != 3 || sizes[0].keys+sizes[1].keys+sizes[2].keys != len(keys) {
+		t.Fatalf("group calls for %d cold keys: %v; want 3 of at most %d keys, covering all", len(keys), sizes, maxGroup)
+	}
+	for _, s := range sizes {
+		if s.keys > maxGroup {
+			t.Errorf("a group call of %d keys, more than %d", s.keys, maxGroup)
+		}
+	}
+
+	// Three values of 400 KiB need two calls whatever their order; one of
+	// 1.5 MiB goes alone. Random bytes: compression must not shrink them.
+	big := map[string][]byte{}
+	for i, n := range []int{400 << 10, 400 << 10, 400 << 10, 1536 << 10} {
+		v := make([]byte, n)
+		if _, err := rand.Read(v); err != nil {
+			t.Fatal(err)
+		}
+		big[fmt.Sprint("big", i)] = v
+	}
+	bigKeys := []string{"big0", "big1", "big2", "big3"}
+	got, err = c.GetOrSetMany(ctx, bigKeys, time.Minute, func(_ context.Context, keys []string) (map[string][]byte, error) {
+		m := make(map[string][]byte, len(keys))
+		for _, k := range keys {
+			m[k] = big[k]
+		}
+		return m, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sizes = h.take()
+	if len(sizes) != 3 {
+		t.Fatalf("group calls for 3 values of 400 KiB and one of 1.5 MiB: %v; want 3", sizes)
+	}
+	for _, s := range sizes {
+		if s.keys > 1 && s.bytes > maxGroupBytes {
+			t.Errorf("a group call of %d keys and %d bytes, more than %d", s.keys, s.bytes, maxGroupBytes)
+		}
+	}
+	for _, k := range bigKeys {
+		if !bytes.Equal(got[k], big[k]) {
+			t.Errorf("GetOrSetMany answered %d bytes for %s, want its %d", len(got[k]), k, len(big[k]))
+		}
+		if v, hit, err := c.Get(ctx, k); err != nil || !hit || !bytes.Equal(v, big[k]) {
+			t.Errorf("Get(%s) = %d bytes, %v, %v; want the stored %d", k, len(v), hit, err, len(big[k]))
+		}
+	}
+}
+
+// TestCommitGroupBounds: while a commit is on the wire, the commits that
+// wait for it hold at most maxGroup keys and maxGroupBytes of values; a
+// commit that would overfill the waiting group, or whose value alone is
+// larger, goes at once, alone.
+func TestCommitGroupBounds(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	h := &holdFirstCommit{held: make(chan struct{}), release: make(chan struct{})}
+	rdb.AddHook(h)
+	ctx := ctxT(t)
+	c := newCache(t, rdb, Options{})
+	release := sync.OnceFunc(func() { close(h.release) })
+	t.Cleanup(release) // before Close waits for the held commit
+
+	values := map[string][]byte{}
+	for key, n := range map[string]int{"huge": maxGroupBytes + 1, "mid0": 600 << 10, "mid1": 600 << 10} {
+		v := make([]byte, n) // random: compression must not shrink it
+		if _, err := rand.Read(v); err != nil {
+			t.Fatal(err)
+		}
+		values[key] = v
+	}
+	value := func(key string) []byte {
+		if v, ok := values[key]; ok {
+			return v
+		}
+		return []byte("loaded " + key)
+	}
+	answers := make(chan error, 2*maxGroup)
+	getOrSet := func(key string) {
+		go func() {
+			v, err := c.GetOrSet(ctx, key, time.Minute, func(context.Context) ([]byte, error) { return value(key), nil })
+			if err == nil && !bytes.Equal(v, value(key)) {
+				err = fmt.Errorf("GetOrSet(%s) = %d bytes, want its loaded %d", key, len(v), len(value(key)))
+			}
+			answers <- err
+		}()
+	}
+	// answered waits for n answers: the misses that commit alone are
+	// answered while the first commit is still held.
+	answered := func(n int, what string) {
+		t.Helper()
+		for range n {
+			select {
+			case err := <-answers:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-ctx.Done():
+				t.Fatalf("%s: not answered", what)
+			}
+		}
+	}
+	grouped := func(n int) {
+		t.Helper()
+		waitFor(t, fmt.Sprintf("%d commits to wait for the wire", n), func() bool {
+			c.group.mu.Lock()
+			defer c.group.mu.Unlock()
+			return c.group.next != nil && len(c.group.next.keys) == n
+		})
+	}
+	sentAlone := func(want int) {
+		t.Helper()
+		h.mu.Lock()
+		n := len(h.calls)
+		h.mu.Unlock()
+		if n != want {
+			t.Fatalf("%d commits sent while the wire was held, want %d", n, want)
+		}
+	}
+
+	getOrSet("first")
+	select {
+	case <-h.held:
+	case <-ctx.Done():
+		t.Fatal("the first commit never ran")
+	}
+	getOrSet("huge") // larger than a group: alone, though no group waits
+	answered(1, "a value larger than a group")
+	getOrSet("mid0")
+	grouped(1)
+	getOrSet("mid1") // 1.2 MiB with mid0: alone
+	answered(1, "a value that would overfill the group's bytes")
+	sentAlone(2)
+	for i := range maxGroup - 1 {
+		getOrSet(fmt.Sprint("k", i))
+	}
+	grouped(maxGroup)
+	const over = 6
+	for i := range over {
+		getOrSet(fmt.Sprint("over", i))
+	}
+	answered(over, "commits that would overfill the group's keys")
+	sentAlone(2 + over)
+
+	release()
+	answered(1+maxGroup, "the held commit and its group")
+	h.mu.Lock()
+	calls := h.calls[2+over:]
+	h.mu.Unlock()
+	if len(calls) != 1 || calls[0][1] != scriptCommitGroup.Hash() || fmt.Sprint(calls[0][2]) != fmt.Sprint(maxGroup) {
+		t.Fatalf("commits after the held one returned: %d; want one group call of %d keys", len(calls), maxGroup)
+	}
+	for _, key := range []string{"first", "huge", "mid0", "mid1", "k0", fmt.Sprint("k", maxGroup-2), "over0"} {
+		if v, hit, err := c.Get(ctx, key); err != nil || !hit || !bytes.Equal(v, value(key)) {
+			t.Errorf("Get(%s) = %d bytes, %v, %v; want the loaded value", key, len(v), hit, err)
+		}
+	}
+}
+
+// TestCommitGroupCallerLeaves: a caller whose commit waits in a group
+// behind a commit that does not return (a paused server) leaves at its
+// own deadline; its load goes on and is stored once the wire frees.
+func TestCommitGroupCallerLeaves(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	h := &holdFirstCommit{held: make(chan struct{}), release: make(chan struct{})}
+	rdb.AddHook(h)
+	ctx := ctxT(t)
+	c := newCache(t, rdb, Options{})
+	release := sync.OnceFunc(func() { close(h.release) })
+	t.Cleanup(release)
+
+	go func() {
+		_, _ = c.GetOrSet(ctx, "first", time.Minute, func(context.Context) ([]byte, error) { return []byte("v"), nil })
+	}()
+	select {
+	case <-h.held:
+	case <-ctx.Done():
+		t.Fatal("the first commit never ran")
+	}
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	_, err := c.GetOrSet(short, "k", time.Minute, func(context.Context) ([]byte, error) { return []byte("loaded k"), nil })
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("GetOrSet with its commit held in a group = %v, want its deadline", err)
+	}
+	waitFor(t, "the commit of the caller that left to wait in a group", func() bool {
+		c.group.mu.Lock()
+		defer c.group.mu.Unlock()
+		return c.group.next != nil && len(c.group.next.keys) == 1
+	})
+	release()
+	waitFor(t, "the load to be stored", func() bool {
+		v, hit, err := c.Get(ctx, "k")
+		return err == nil && hit && string(v) == "loaded k"
+	})
+}
