@@ -38,9 +38,12 @@
 // flight when others join it, of the caller served a stale value for a
 // background refresh (TestLoaderSeesCallerValues, TestLoadCtxValuesFromCaller).
 // So that a caller can leave, the flight runs on a goroutine of the Cache's;
-// a caller whose context can never end (context.Background) runs it on its
-// own goroutine, since it would wait for it anyway (TestFlightGoroutine;
-// bench/CACHE.md measures what the hand-off costs). Either way a caller
+// a caller whose context can never end (context.Background, or
+// context.WithoutCancel of its own) runs it on its own goroutine, since it
+// would wait for it anyway (TestFlightGoroutine). The hand-off costs most
+// at low concurrency on few cores: a quarter of a lone miss's throughput on
+// the benchmark machine's two (bench/CACHE.md, "What the hand-off costs at
+// 1 goroutine"). Either way a caller
 // that waits is answered after the commit: the value is in Redis by then,
 // unless a Delete took the lease during the load.
 // Across processes, a lease in Redis elects the loader; the others wait for

@@ -182,6 +182,9 @@ func TestFlightGoroutine(t *testing.T) {
 	}{
 		{"background", context.Background(), true},
 		{"cancellable", cancellable, false},
+		// A caller that need not leave before its load ends detaches its
+		// context and keeps the load on its own goroutine.
+		{"without cancel", context.WithoutCancel(cancellable), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			id := goroutineID()

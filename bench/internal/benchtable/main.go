@@ -208,7 +208,7 @@ func cell(vs []float64) string {
 	if m >= 100 {
 		return group(strconv.FormatFloat(m, 'f', 0, 64))
 	}
-	return strconv.FormatFloat(m, 'f', -1, 64)
+	return strconv.FormatFloat(m, 'g', 4, 64) // as the benchmarks print: 4 significant digits
 }
 
 // group puts thousands separators into a non-negative integer string.

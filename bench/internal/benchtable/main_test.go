@@ -59,3 +59,21 @@ BenchmarkX/g=1/b-2  10  5 ns/op  100 ops/s
 		t.Error("a ratio to a missing row: no error")
 	}
 }
+
+// TestCellDigits: a median below 100 keeps the benchmarks' four
+// significant digits, also when it is the mean of two rounds.
+func TestCellDigits(t *testing.T) {
+	for _, tc := range []struct {
+		vs   []float64
+		want string
+	}{
+		{[]float64{0.1, 0.2}, "0.15"}, // 0.15000000000000002 in float64
+		{[]float64{1.204}, "1.204"},
+		{[]float64{2}, "2"},
+		{[]float64{1234.6}, "1,235"},
+	} {
+		if got := cell(tc.vs); got != tc.want {
+			t.Errorf("cell(%v) = %q, want %q", tc.vs, got, tc.want)
+		}
+	}
+}
