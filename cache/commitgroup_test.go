@@ -54,17 +54,26 @@ func (h *holdFirstCommit) ProcessPipelineHook(next redis.ProcessPipelineHook) re
 	return next
 }
 
+// holdingCache returns a Cache on a server of its own whose first commit
+// h holds until release is called: at the latest at cleanup, before Close
+// waits for it.
+func holdingCache(t *testing.T) (c *Cache, rdb *redis.Client, h *holdFirstCommit, release func()) {
+	rdb = redistest.Start(t).Client(t)
+	h = &holdFirstCommit{held: make(chan struct{}), release: make(chan struct{})}
+	rdb.AddHook(h)
+	c = newCache(t, rdb, Options{})
+	release = sync.OnceFunc(func() { close(h.release) })
+	t.Cleanup(release)
+	return c, rdb, h, release
+}
+
 // TestCommitGroup: while a commit is on the wire, the commits of other
 // misses wait for it and go as one call, each still a compare-and-set on
 // its own lease: a key deleted while its commit waited is not written
 // back, and a lease a waiter flagged gets its event.
 func TestCommitGroup(t *testing.T) {
-	srv := redistest.Start(t)
-	rdb := srv.Client(t)
-	h := &holdFirstCommit{held: make(chan struct{}), release: make(chan struct{})}
-	rdb.AddHook(h)
+	c, rdb, h, release := holdingCache(t)
 	ctx := ctxT(t)
-	c := newCache(t, rdb, Options{})
 	if !c.grouped {
 		t.Fatal("a Cache on a *redis.Client with default options does not group commits")
 	}
@@ -117,7 +126,7 @@ func TestCommitGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	close(h.release)
+	release()
 	for range waiting + 1 {
 		a := <-answers
 		if a.err != nil || string(a.v) != "loaded "+a.key {
@@ -316,13 +325,8 @@ func TestGetOrSetManyGroupBounds(t *testing.T) {
 // commit that would overfill the waiting group, or whose value alone is
 // larger, goes at once, alone.
 func TestCommitGroupBounds(t *testing.T) {
-	rdb := redistest.Start(t).Client(t)
-	h := &holdFirstCommit{held: make(chan struct{}), release: make(chan struct{})}
-	rdb.AddHook(h)
+	c, _, h, release := holdingCache(t)
 	ctx := ctxT(t)
-	c := newCache(t, rdb, Options{})
-	release := sync.OnceFunc(func() { close(h.release) })
-	t.Cleanup(release) // before Close waits for the held commit
 
 	values := map[string][]byte{}
 	for key, n := range map[string]int{"huge": maxGroupBytes + 1, "mid0": 600 << 10, "mid1": 600 << 10} {
@@ -424,13 +428,8 @@ func TestCommitGroupBounds(t *testing.T) {
 // behind a commit that does not return (a paused server) leaves at its
 // own deadline; its load goes on and is stored once the wire frees.
 func TestCommitGroupCallerLeaves(t *testing.T) {
-	rdb := redistest.Start(t).Client(t)
-	h := &holdFirstCommit{held: make(chan struct{}), release: make(chan struct{})}
-	rdb.AddHook(h)
+	c, _, h, release := holdingCache(t)
 	ctx := ctxT(t)
-	c := newCache(t, rdb, Options{})
-	release := sync.OnceFunc(func() { close(h.release) })
-	t.Cleanup(release)
 
 	go func() {
 		_, _ = c.GetOrSet(ctx, "first", time.Minute, func(context.Context) ([]byte, error) { return []byte("v"), nil })
