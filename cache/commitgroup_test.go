@@ -54,17 +54,15 @@ func (h *holdFirstCommit) ProcessPipelineHook(next redis.ProcessPipelineHook) re
 	return next
 }
 
-// holdingCache returns a Cache on a server of its own whose first commit
-// h holds until release is called: at the latest at cleanup, before Close
-// waits for it.
-func holdingCache(t *testing.T) (c *Cache, rdb *redis.Client, h *holdFirstCommit, release func()) {
-	rdb = redistest.Start(t).Client(t)
+// holdingCache returns a Cache on rdb whose first commit h holds until
+// release is called: at the latest at cleanup, before Close waits for it.
+func holdingCache(t *testing.T, rdb *redis.Client) (c *Cache, h *holdFirstCommit, release func()) {
 	h = &holdFirstCommit{held: make(chan struct{}), release: make(chan struct{})}
 	rdb.AddHook(h)
 	c = newCache(t, rdb, Options{})
 	release = sync.OnceFunc(func() { close(h.release) })
 	t.Cleanup(release)
-	return c, rdb, h, release
+	return c, h, release
 }
 
 // TestCommitGroup: while a commit is on the wire, the commits of other
@@ -72,7 +70,8 @@ func holdingCache(t *testing.T) (c *Cache, rdb *redis.Client, h *holdFirstCommit
 // its own lease: a key deleted while its commit waited is not written
 // back, and a lease a waiter flagged gets its event.
 func TestCommitGroup(t *testing.T) {
-	c, rdb, h, release := holdingCache(t)
+	rdb := redistest.Start(t).Client(t)
+	c, h, release := holdingCache(t, rdb)
 	ctx := ctxT(t)
 	if !c.grouped {
 		t.Fatal("a Cache on a *redis.Client with default options does not group commits")
@@ -325,7 +324,7 @@ func TestGetOrSetManyGroupBounds(t *testing.T) {
 // commit that would overfill the waiting group, or whose value alone is
 // larger, goes at once, alone.
 func TestCommitGroupBounds(t *testing.T) {
-	c, _, h, release := holdingCache(t)
+	c, h, release := holdingCache(t, redistest.Start(t).Client(t))
 	ctx := ctxT(t)
 
 	values := map[string][]byte{}
@@ -428,7 +427,7 @@ func TestCommitGroupBounds(t *testing.T) {
 // behind a commit that does not return (a paused server) leaves at its
 // own deadline; its load goes on and is stored once the wire frees.
 func TestCommitGroupCallerLeaves(t *testing.T) {
-	c, _, h, release := holdingCache(t)
+	c, h, release := holdingCache(t, redistest.Start(t).Client(t))
 	ctx := ctxT(t)
 
 	go func() {
@@ -455,4 +454,76 @@ func TestCommitGroupCallerLeaves(t *testing.T) {
 		v, hit, err := c.Get(ctx, "k")
 		return err == nil && hit && string(v) == "loaded k"
 	})
+}
+
+// TestCommitGroupAcrossFailover: commits waiting for the wire while
+// Sentinel promotes the replica go to the new master (go-redis's failover
+// client drops its connections to the old one at the switch). The leases
+// they settle were replicated before the failover (WAIT), so each commit
+// finds its marker there and stores its value; a key deleted while its
+// commit waited is not written back.
+func TestCommitGroupAcrossFailover(t *testing.T) {
+	s := redistest.StartSentinel(t)
+	rdb := s.Client(t)
+	c, h, release := holdingCache(t, rdb)
+	ctx := ctxT(t)
+	if !c.grouped {
+		t.Fatal("a Cache on a failover client does not group commits")
+	}
+
+	answers := make(chan error, 4)
+	getOrSet := func(key string) {
+		go func() {
+			v, err := c.GetOrSet(ctx, key, time.Minute, func(context.Context) ([]byte, error) { return []byte("loaded " + key), nil })
+			if err == nil && string(v) != "loaded "+key {
+				err = fmt.Errorf("GetOrSet(%s) = %q, want its loaded value", key, v)
+			}
+			answers <- err
+		}()
+	}
+	getOrSet("first")
+	select {
+	case <-h.held:
+	case <-ctx.Done():
+		t.Fatal("the first commit never ran")
+	}
+	for _, key := range []string{"k0", "k1", "k2"} {
+		getOrSet(key)
+	}
+	waitFor(t, "three commits to wait for the wire", func() bool {
+		c.group.mu.Lock()
+		defer c.group.mu.Unlock()
+		return c.group.next != nil && len(c.group.next.keys) == 3
+	})
+	if err := c.Delete(ctx, "k1"); err != nil {
+		t.Fatal(err)
+	}
+	// The leases and the Delete reach the replica before it is promoted.
+	if n, err := rdb.Do(ctx, "WAIT", 1, 5000).Int(); err != nil || n != 1 {
+		t.Fatalf("WAIT 1: %d replicas, %v", n, err)
+	}
+	s.Failover(t)
+
+	release()
+	for range 4 {
+		select {
+		case err := <-answers:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-ctx.Done():
+			t.Fatal("the misses were not answered after the failover")
+		}
+	}
+	master := redis.NewClient(&redis.Options{Addr: s.Master.Addr})
+	defer master.Close()
+	for _, key := range []string{"first", "k0", "k2"} {
+		v, hit, err := c.Get(ctx, key)
+		if err != nil || !hit || string(v) != "loaded "+key {
+			t.Errorf("Get(%s) after the failover = %q, %v, %v; want the loaded value", key, v, hit, err)
+		}
+	}
+	if n, err := master.Exists(ctx, c.key("k1")).Result(); err != nil || n != 0 {
+		t.Errorf("k1, deleted while its commit waited: exists %d on the new master, %v; want not written back", n, err)
+	}
 }
