@@ -69,9 +69,9 @@ type Options struct {
 	// PipelineAlways sends every one of them through the AutoPipeliner,
 	// PipelineOff none. All of these commands are safe to repeat, as the
 	// auto-pipeliner may re-send a failed batch; MSet, Delete and Incr
-	// always use the client itself (Incr is sent once, and a command that
-	// must not be re-sent would stop the re-send of a whole batch, other
-	// callers' reads included). On a rediskit.Client an open breaker
+	// always use the client itself (Incr is sent once, and go-redis sends a
+	// batch mixing such a command with others as separate pipelines, one
+	// after the other: a round trip more for the callers batched with it). On a rediskit.Client an open breaker
 	// refuses auto-pipelined batches too.
 	//
 	// go-redis keeps one AutoPipeliner per client and hands the same one to

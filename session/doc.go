@@ -345,9 +345,10 @@
 // pooled at first): a lone request gets the lower latency the machine
 // offers, concurrent requests share round trips (still one command per
 // operation). Create and Update, marked
-// retry.Once, always go pooled in that mode, so they never stop go-redis
-// from re-sending a failed batch of other callers' reads (TestAdaptive in
-// internal/pipeline). PipelineAlways sends every command through the
+// retry.Once, always go pooled in that mode (TestAdaptive in
+// internal/pipeline): in a batch with other callers' reads, go-redis would
+// send the two kinds as separate pipelines, one after the other, a round
+// trip more for those callers (go-redis's splitRetryRuns). PipelineAlways sends every command through the
 // AutoPipeliner, PipelineOff none. The AutoPipeliner is shared by every user
 // of the client and belongs to the client: Store.Close leaves it open
 // (TestSharedClientLifecycles in internal/contract). go-redis re-sends a

@@ -319,8 +319,10 @@ func autoPipeliner(rdb redis.UniversalClient) (*redis.AutoPipeliner, error) {
 const warmOps = 64
 
 // noRetry reports a command marked retry.Once. Adaptive mode sends it
-// pooled: in a batch it would stop go-redis from re-sending the whole batch
-// after a network error, other callers' reads included.
+// pooled: go-redis (v9.23, autopipeline.go: splitRetryRuns) sends a batch
+// mixing commands that may and may not be re-sent as several pipelines,
+// one after the other, so the callers batched with it would wait a round
+// trip more.
 func noRetry(cmd redis.Cmder) bool { return cmd.NoRetry() }
 
 // AutoPipeliner returns the client's AutoPipeliner once the Exec has used
