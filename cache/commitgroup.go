@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"runtime"
 	"sync"
 	"time"
 
@@ -11,11 +12,12 @@ import (
 // call itself costs the server more than the GET and SET it runs: about
 // 3 µs of the 4.1 µs a commit takes, while one call committing 8 keys takes
 // 23 µs, 2.9 µs a key (INFO commandstats, bench/CACHE.md). So while one
-// commit is on the
-// wire, the commits that come meanwhile wait for it together and then go as
-// one scriptCommitGroup call: a lone miss commits alone at once, and under
-// load a miss sends fewer commands, its commit waiting at most for the
-// round trip of the one ahead of it (TestCommitGroup).
+// commit is on the wire, the commits that come meanwhile wait for it
+// together and then go as one scriptCommitGroup call, its commit waiting
+// at most for the round trip of the one ahead of it (TestCommitGroup). A
+// lone miss commits alone at once; while commands overlap, a commit that
+// finds the wire free first yields once, so that the commits arriving
+// with it share its call (gather, TestCommitGroupGathers).
 //
 // The wire is the client's pooled connections, never the AutoPipeliner:
 // go-redis's blocking AutoPipeliner holds a batch until every caller its
@@ -61,6 +63,9 @@ type commitGroup struct {
 	mu      sync.Mutex
 	sending bool          // a commit (alone or a group) is on the wire
 	next    *pendingGroup // the commits waiting for the wire; nil: none
+	// yield is what a commit that takes the free wire under load does
+	// before it sends: runtime.Gosched, which tests replace (nil).
+	yield func()
 }
 
 // groupCall is the keys and arguments of one scriptCommitGroup call.
@@ -80,6 +85,15 @@ func (g *groupCall) fits(n int) bool {
 	return len(g.keys) < maxGroup && g.bytes+n <= maxGroupBytes
 }
 
+// cmd is the call that commits g's keys: scriptCommitGroup, or for a
+// single key its scriptCommit, which costs the server less.
+func (g *groupCall) cmd() settleCmd {
+	if len(g.keys) == 1 { // args: channel, event prefix, proof, value, ttl
+		return settleCmd{scriptCommit, g.keys, []any{g.args[2], g.args[3], g.args[4], g.args[0], g.args[1]}}
+	}
+	return settleCmd{scriptCommitGroup, g.keys, g.args}
+}
+
 // add adds the commit of value for ms (0 none) under the marker proof in key.
 func (g *groupCall) add(key string, proof, value []byte, ms int64) {
 	g.keys = append(g.keys, key)
@@ -96,17 +110,21 @@ type pendingGroup struct {
 }
 
 // groupCommit commits the marker lease l (scriptCommit's work): alone when
-// the wire is free, otherwise with the commits waiting for it.
+// the wire is free and commands do not overlap, otherwise with the commits
+// waiting for the wire or gathering on it.
 func (c *Cache) groupCommit(l lease, value []byte, ttl time.Duration) {
 	g := &c.group
 	g.mu.Lock()
 	pg := g.next
 	switch {
-	case !g.sending:
+	case !g.sending && (len(value) > maxGroupBytes || !c.reader.Overlapping()):
 		g.sending = true
 		g.mu.Unlock()
 		c.commitAlone(l, value, ttl)
 		c.passWire()
+		return
+	case !g.sending:
+		c.gather(l, value, ttl) // unlocks g.mu
 		return
 	case pg == nil && len(value) > maxGroupBytes, pg != nil && !pg.fits(len(value)):
 		g.mu.Unlock()
@@ -125,10 +143,38 @@ func (c *Cache) groupCommit(l lease, value []byte, ttl time.Duration) {
 		return
 	}
 	<-pg.wire
+	c.sendGroup(pg)
+}
+
+// gather commits l, with g.mu held and the wire free while commands
+// overlap: it takes the wire, opens a group that commits arriving
+// meanwhile join, and yields the processor once before it sends. Under
+// load the flights woken by one batch of lease replies reach their commits
+// together; without the yield the first would go alone and the rest as a
+// second call (at 16 goroutines a call carried 6 keys, with the yield 8.6:
+// bench/CACHE.md, "Gathering the first commit"). TestCommitGroupGathers.
+func (c *Cache) gather(l lease, value []byte, ttl time.Duration) {
+	g := &c.group
+	g.sending = true
+	pg := &pendingGroup{groupCall: c.newGroupCall(), done: make(chan struct{})}
+	pg.add(l.keys[0], l.proof, value, ttl.Milliseconds())
+	g.next = pg
+	g.mu.Unlock()
+	if g.yield != nil {
+		g.yield()
+	} else {
+		runtime.Gosched()
+	}
+	c.sendGroup(pg)
+}
+
+// sendGroup closes pg, which holds the wire, sends it and hands the wire on.
+func (c *Cache) sendGroup(pg *pendingGroup) {
+	g := &c.group
 	g.mu.Lock()
 	g.next = nil // the group is closed: later commits form the next one
 	g.mu.Unlock()
-	_ = settleCmd{scriptCommitGroup, pg.keys, pg.args}.run(c.life.settle, c.rdb)
+	_ = pg.cmd().run(c.life.settle, c.rdb)
 	close(pg.done)
 	c.passWire()
 }

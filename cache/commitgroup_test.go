@@ -194,8 +194,9 @@ func (noopTracer) Start(ctx context.Context, _, _ string) (context.Context, func
 func (noopTracer) SetInt(context.Context, string, int)   {}
 func (noopTracer) SetBool(context.Context, string, bool) {}
 
-// groupCalls is a hook that records the size of every scriptCommitGroup
-// call, sent alone or in a pipeline.
+// groupCalls is a hook that records the size of every commit call
+// (scriptCommitGroup, or scriptCommit for one key), sent alone or in a
+// pipeline.
 type groupCalls struct {
 	mu    sync.Mutex
 	sizes []groupSize
@@ -206,15 +207,24 @@ type groupSize struct{ keys, bytes int }
 
 func (h *groupCalls) record(cmd redis.Cmder) {
 	args := cmd.Args()
-	if cmd.Name() != "evalsha" || len(args) < 3 || args[1] != scriptCommitGroup.Hash() {
+	if cmd.Name() != "evalsha" || len(args) < 3 {
 		return
 	}
-	n, _ := args[2].(int)
-	s := groupSize{keys: n}
-	for i := 3 + n + 2 + 1; i < len(args); i += 3 { // past the keys, channel and event prefix: proof, value, ttl
-		if v, ok := args[i].([]byte); ok {
-			s.bytes += len(v)
+	var s groupSize
+	switch args[1] {
+	case scriptCommit.Hash(): // a call of one key: key, proof, value, …
+		v, _ := args[5].([]byte)
+		s = groupSize{keys: 1, bytes: len(v)}
+	case scriptCommitGroup.Hash():
+		n, _ := args[2].(int)
+		s.keys = n
+		for i := 3 + n + 2 + 1; i < len(args); i += 3 { // past the keys, channel and event prefix: proof, value, ttl
+			if v, ok := args[i].([]byte); ok {
+				s.bytes += len(v)
+			}
 		}
+	default:
+		return
 	}
 	h.mu.Lock()
 	h.sizes = append(h.sizes, s)
@@ -525,5 +535,76 @@ func TestCommitGroupAcrossFailover(t *testing.T) {
 	}
 	if n, err := master.Exists(ctx, c.key("k1")).Result(); err != nil || n != 0 {
 		t.Errorf("k1, deleted while its commit waited: exists %d on the new master, %v; want not written back", n, err)
+	}
+}
+
+// TestCommitGroupGathers: while commands overlap, a commit that finds the
+// wire free does not go alone at once: it yields, and the commits that
+// arrive meanwhile go in its call. The test's yield waits for three.
+func TestCommitGroupGathers(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	h := &groupCalls{}
+	rdb.AddHook(h)
+	ctx := ctxT(t)
+	c := newCache(t, rdb, Options{})
+	leading := make(chan struct{})
+	c.group.yield = func() {
+		close(leading)
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			c.group.mu.Lock()
+			n := len(c.group.next.keys)
+			c.group.mu.Unlock()
+			if n == 4 {
+				return
+			}
+		}
+	}
+	// Overlapping reads leave the Exec counting the next commands as
+	// overlapping (pipeline.Exec.Overlapping).
+	for !c.reader.Overlapping() {
+		var wg sync.WaitGroup
+		for i := range 8 {
+			wg.Go(func() { _, _, _ = c.Get(ctx, fmt.Sprint("absent", i)) })
+		}
+		wg.Wait()
+	}
+	h.take()
+
+	answers := make(chan error, 4)
+	getOrSet := func(key string) {
+		go func() {
+			v, err := c.GetOrSet(ctx, key, time.Minute, func(context.Context) ([]byte, error) { return []byte("loaded " + key), nil })
+			if err == nil && string(v) != "loaded "+key {
+				err = fmt.Errorf("GetOrSet(%s) = %q, want its loaded value", key, v)
+			}
+			answers <- err
+		}()
+	}
+	getOrSet("a")
+	select {
+	case <-leading:
+	case <-ctx.Done():
+		t.Fatal("the first commit did not gather")
+	}
+	for _, key := range []string{"b", "c", "d"} {
+		getOrSet(key)
+	}
+	for range 4 {
+		select {
+		case err := <-answers:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-ctx.Done():
+			t.Fatal("the misses were not answered")
+		}
+	}
+	if sizes := h.take(); len(sizes) != 1 || sizes[0].keys != 4 {
+		t.Fatalf("commit calls %v; want one of 4 keys", sizes)
+	}
+	for _, key := range []string{"a", "b", "c", "d"} {
+		if v, hit, err := c.Get(ctx, key); err != nil || !hit || string(v) != "loaded "+key {
+			t.Errorf("Get(%s) = %q, %v, %v; want the loaded value", key, v, hit, err)
+		}
 	}
 }

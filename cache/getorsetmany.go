@@ -400,7 +400,7 @@ func (c *Cache) groupCommits(cmds []settleCmd) []settleCmd {
 		calls[len(calls)-1].add(sc.keys[0], proof, value, ms)
 	}
 	for _, g := range calls {
-		out = append(out, settleCmd{scriptCommitGroup, g.keys, g.args})
+		out = append(out, g.cmd())
 	}
 	return out
 }
