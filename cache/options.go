@@ -71,8 +71,9 @@ type Options struct {
 	// auto-pipeliner may re-send a failed batch; MSet, Delete and Incr
 	// always use the client itself (Incr is sent once, and go-redis sends a
 	// batch mixing such a command with others as separate pipelines, one
-	// after the other: a round trip more for the callers batched with it). On a rediskit.Client an open breaker
-	// refuses auto-pipelined batches too.
+	// after the other: a round trip more for the callers batched with it).
+	// On a rediskit.Client an open breaker refuses auto-pipelined batches
+	// too.
 	//
 	// go-redis keeps one AutoPipeliner per client and hands the same one to
 	// every caller; it belongs to the client. The Cache uses it and never

@@ -348,8 +348,8 @@
 // retry.Once, always go pooled in that mode (TestAdaptive in
 // internal/pipeline): in a batch with other callers' reads, go-redis would
 // send the two kinds as separate pipelines, one after the other, a round
-// trip more for those callers (go-redis's splitRetryRuns). PipelineAlways sends every command through the
-// AutoPipeliner, PipelineOff none. The AutoPipeliner is shared by every user
+// trip more for those callers (go-redis's splitRetryRuns). PipelineAlways
+// sends every command through the AutoPipeliner, PipelineOff none. The AutoPipeliner is shared by every user
 // of the client and belongs to the client: Store.Close leaves it open
 // (TestSharedClientLifecycles in internal/contract). go-redis re-sends a
 // failed batch whole, except the commands marked Once, so the guarantees
