@@ -81,9 +81,14 @@
 // a miss sends fewer than two commands (and its commit may wait for the
 // round trip of the one ahead of it); a lone miss commits at once, alone
 // (TestCommitGroup; commitgroup.go says why the wire is the pooled
-// connections, and where grouping is off). GetOrSetMany commits the
+// connections, and where grouping is off). While commands overlap, a commit
+// that finds the wire free yields once before it sends, so that the
+// commits arriving with it share its call (TestCommitGroupGathers). A call
+// holds at most 64 keys and 1 MiB of values; a commit that would overfill
+// it goes alone at once (TestCommitGroupBounds). GetOrSetMany commits the
 // same way, in one pipeline per master, its marker commits as group calls
-// of up to 64 keys where commits group (TestGetOrSetManyRoundTrips); tagged
+// of up to 64 keys where commits group (TestGetOrSetManyRoundTrips,
+// TestGetOrSetManyGroupBounds); tagged
 // loads commit by script on every server. The protocol is written once,
 // above its scripts in lease.go.
 //
