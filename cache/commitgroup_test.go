@@ -54,12 +54,71 @@ func (h *holdFirstCommit) ProcessPipelineHook(next redis.ProcessPipelineHook) re
 	return next
 }
 
-// holdingCache returns a Cache on rdb whose first commit h holds until
-// release is called: at the latest at cleanup, before Close waits for it.
+// misses runs GetOrSet calls on goroutines of their own, each loading
+// value(key) ("loaded <key>" when value is nil), and collects whether each
+// was answered with what it loaded.
+type misses struct {
+	t       *testing.T
+	ctx     context.Context
+	c       *Cache
+	value   func(key string) []byte
+	answers chan error
+}
+
+func newMisses(t *testing.T, ctx context.Context, c *Cache, value func(string) []byte) *misses {
+	if value == nil {
+		value = func(key string) []byte { return []byte("loaded " + key) }
+	}
+	return &misses{t: t, ctx: ctx, c: c, value: value, answers: make(chan error, 2*maxGroup)}
+}
+
+// start starts the GetOrSet of key.
+func (m *misses) start(key string) {
+	go func() {
+		v, err := m.c.GetOrSet(m.ctx, key, time.Minute, func(context.Context) ([]byte, error) { return m.value(key), nil })
+		if err == nil && !bytes.Equal(v, m.value(key)) {
+			err = fmt.Errorf("GetOrSet(%s) = %d bytes, want its loaded %d", key, len(v), len(m.value(key)))
+		}
+		m.answers <- err
+	}()
+}
+
+// startHeld starts the GetOrSet of key and waits until h holds its commit.
+func (m *misses) startHeld(key string, h *holdFirstCommit) {
+	m.t.Helper()
+	m.start(key)
+	select {
+	case <-h.held:
+	case <-m.ctx.Done():
+		m.t.Fatalf("the commit of %s never ran", key)
+	}
+}
+
+// answered waits for n answers, each right; what names them in a failure.
+func (m *misses) answered(n int, what string) {
+	m.t.Helper()
+	for range n {
+		select {
+		case err := <-m.answers:
+			if err != nil {
+				m.t.Fatal(err)
+			}
+		case <-m.ctx.Done():
+			m.t.Fatalf("%s: not answered", what)
+		}
+	}
+}
+
+// holdingCache returns a Cache on rdb, which groups commits, whose first
+// commit h holds until release is called: at the latest at cleanup, before
+// Close waits for it.
 func holdingCache(t *testing.T, rdb *redis.Client) (c *Cache, h *holdFirstCommit, release func()) {
 	h = &holdFirstCommit{held: make(chan struct{}), release: make(chan struct{})}
 	rdb.AddHook(h)
 	c = newCache(t, rdb, Options{})
+	if !c.grouped {
+		t.Fatal("a Cache on a *redis.Client with default options does not group commits")
+	}
 	release = sync.OnceFunc(func() { close(h.release) })
 	t.Cleanup(release)
 	return c, h, release
@@ -73,33 +132,12 @@ func TestCommitGroup(t *testing.T) {
 	rdb := redistest.Start(t).Client(t)
 	c, h, release := holdingCache(t, rdb)
 	ctx := ctxT(t)
-	if !c.grouped {
-		t.Fatal("a Cache on a *redis.Client with default options does not group commits")
-	}
 
-	type answer struct {
-		key string
-		v   []byte
-		err error
-	}
-	answers := make(chan answer, 8)
-	getOrSet := func(key string) {
-		go func() {
-			v, err := c.GetOrSet(ctx, key, time.Minute, func(context.Context) ([]byte, error) {
-				return []byte("loaded " + key), nil
-			})
-			answers <- answer{key, v, err}
-		}()
-	}
-	getOrSet("first")
-	select {
-	case <-h.held:
-	case <-ctx.Done():
-		t.Fatal("the first commit never ran")
-	}
+	m := newMisses(t, ctx, c, nil)
+	m.startHeld("first", h)
 	const waiting = 5
 	for i := range waiting {
-		getOrSet(fmt.Sprint("k", i))
+		m.start(fmt.Sprint("k", i))
 	}
 	waitFor(t, "the commits to wait for the wire", func() bool {
 		c.group.mu.Lock()
@@ -126,12 +164,7 @@ func TestCommitGroup(t *testing.T) {
 	}
 
 	release()
-	for range waiting + 1 {
-		a := <-answers
-		if a.err != nil || string(a.v) != "loaded "+a.key {
-			t.Errorf("GetOrSet(%s) = %q, %v; want its loaded value", a.key, a.v, a.err)
-		}
-	}
+	m.answered(waiting+1, "the held commit and its group")
 	h.mu.Lock()
 	calls := h.calls
 	h.mu.Unlock()
@@ -351,31 +384,7 @@ func TestCommitGroupBounds(t *testing.T) {
 		}
 		return []byte("loaded " + key)
 	}
-	answers := make(chan error, 2*maxGroup)
-	getOrSet := func(key string) {
-		go func() {
-			v, err := c.GetOrSet(ctx, key, time.Minute, func(context.Context) ([]byte, error) { return value(key), nil })
-			if err == nil && !bytes.Equal(v, value(key)) {
-				err = fmt.Errorf("GetOrSet(%s) = %d bytes, want its loaded %d", key, len(v), len(value(key)))
-			}
-			answers <- err
-		}()
-	}
-	// answered waits for n answers: the misses that commit alone are
-	// answered while the first commit is still held.
-	answered := func(n int, what string) {
-		t.Helper()
-		for range n {
-			select {
-			case err := <-answers:
-				if err != nil {
-					t.Fatal(err)
-				}
-			case <-ctx.Done():
-				t.Fatalf("%s: not answered", what)
-			}
-		}
-	}
+	m := newMisses(t, ctx, c, value)
 	grouped := func(n int) {
 		t.Helper()
 		waitFor(t, fmt.Sprintf("%d commits to wait for the wire", n), func() bool {
@@ -394,32 +403,27 @@ func TestCommitGroupBounds(t *testing.T) {
 		}
 	}
 
-	getOrSet("first")
-	select {
-	case <-h.held:
-	case <-ctx.Done():
-		t.Fatal("the first commit never ran")
-	}
-	getOrSet("huge") // larger than a group: alone, though no group waits
-	answered(1, "a value larger than a group")
-	getOrSet("mid0")
+	m.startHeld("first", h)
+	m.start("huge") // larger than a group: alone, though no group waits
+	m.answered(1, "a value larger than a group")
+	m.start("mid0")
 	grouped(1)
-	getOrSet("mid1") // 1.2 MiB with mid0: alone
-	answered(1, "a value that would overfill the group's bytes")
+	m.start("mid1") // 1.2 MiB with mid0: alone
+	m.answered(1, "a value that would overfill the group's bytes")
 	sentAlone(2)
 	for i := range maxGroup - 1 {
-		getOrSet(fmt.Sprint("k", i))
+		m.start(fmt.Sprint("k", i))
 	}
 	grouped(maxGroup)
 	const over = 6
 	for i := range over {
-		getOrSet(fmt.Sprint("over", i))
+		m.start(fmt.Sprint("over", i))
 	}
-	answered(over, "commits that would overfill the group's keys")
+	m.answered(over, "commits that would overfill the group's keys")
 	sentAlone(2 + over)
 
 	release()
-	answered(1+maxGroup, "the held commit and its group")
+	m.answered(1+maxGroup, "the held commit and its group")
 	h.mu.Lock()
 	calls := h.calls[2+over:]
 	h.mu.Unlock()
@@ -440,14 +444,7 @@ func TestCommitGroupCallerLeaves(t *testing.T) {
 	c, h, release := holdingCache(t, redistest.Start(t).Client(t))
 	ctx := ctxT(t)
 
-	go func() {
-		_, _ = c.GetOrSet(ctx, "first", time.Minute, func(context.Context) ([]byte, error) { return []byte("v"), nil })
-	}()
-	select {
-	case <-h.held:
-	case <-ctx.Done():
-		t.Fatal("the first commit never ran")
-	}
+	newMisses(t, ctx, c, nil).startHeld("first", h)
 	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancel()
 	_, err := c.GetOrSet(short, "k", time.Minute, func(context.Context) ([]byte, error) { return []byte("loaded k"), nil })
@@ -477,28 +474,11 @@ func TestCommitGroupAcrossFailover(t *testing.T) {
 	rdb := s.Client(t)
 	c, h, release := holdingCache(t, rdb)
 	ctx := ctxT(t)
-	if !c.grouped {
-		t.Fatal("a Cache on a failover client does not group commits")
-	}
 
-	answers := make(chan error, 4)
-	getOrSet := func(key string) {
-		go func() {
-			v, err := c.GetOrSet(ctx, key, time.Minute, func(context.Context) ([]byte, error) { return []byte("loaded " + key), nil })
-			if err == nil && string(v) != "loaded "+key {
-				err = fmt.Errorf("GetOrSet(%s) = %q, want its loaded value", key, v)
-			}
-			answers <- err
-		}()
-	}
-	getOrSet("first")
-	select {
-	case <-h.held:
-	case <-ctx.Done():
-		t.Fatal("the first commit never ran")
-	}
+	m := newMisses(t, ctx, c, nil)
+	m.startHeld("first", h)
 	for _, key := range []string{"k0", "k1", "k2"} {
-		getOrSet(key)
+		m.start(key)
 	}
 	waitFor(t, "three commits to wait for the wire", func() bool {
 		c.group.mu.Lock()
@@ -515,16 +495,7 @@ func TestCommitGroupAcrossFailover(t *testing.T) {
 	s.Failover(t)
 
 	release()
-	for range 4 {
-		select {
-		case err := <-answers:
-			if err != nil {
-				t.Fatal(err)
-			}
-		case <-ctx.Done():
-			t.Fatal("the misses were not answered after the failover")
-		}
-	}
+	m.answered(4, "the misses, after the failover")
 	master := redis.NewClient(&redis.Options{Addr: s.Master.Addr})
 	defer master.Close()
 	for _, key := range []string{"first", "k0", "k2"} {
@@ -570,35 +541,17 @@ func TestCommitGroupGathers(t *testing.T) {
 	}
 	h.take()
 
-	answers := make(chan error, 4)
-	getOrSet := func(key string) {
-		go func() {
-			v, err := c.GetOrSet(ctx, key, time.Minute, func(context.Context) ([]byte, error) { return []byte("loaded " + key), nil })
-			if err == nil && string(v) != "loaded "+key {
-				err = fmt.Errorf("GetOrSet(%s) = %q, want its loaded value", key, v)
-			}
-			answers <- err
-		}()
-	}
-	getOrSet("a")
+	m := newMisses(t, ctx, c, nil)
+	m.start("a")
 	select {
 	case <-leading:
 	case <-ctx.Done():
 		t.Fatal("the first commit did not gather")
 	}
 	for _, key := range []string{"b", "c", "d"} {
-		getOrSet(key)
+		m.start(key)
 	}
-	for range 4 {
-		select {
-		case err := <-answers:
-			if err != nil {
-				t.Fatal(err)
-			}
-		case <-ctx.Done():
-			t.Fatal("the misses were not answered")
-		}
-	}
+	m.answered(4, "the misses")
 	if sizes := h.take(); len(sizes) != 1 || sizes[0].keys != 4 {
 		t.Fatalf("commit calls %v; want one of 4 keys", sizes)
 	}
