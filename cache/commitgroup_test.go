@@ -227,78 +227,48 @@ func (noopTracer) Start(ctx context.Context, _, _ string) (context.Context, func
 func (noopTracer) SetInt(context.Context, string, int)   {}
 func (noopTracer) SetBool(context.Context, string, bool) {}
 
-// groupCalls is a hook that records the size of every commit call
-// (scriptCommitGroup, or scriptCommit for one key), sent alone or in a
-// pipeline.
-type groupCalls struct {
-	mu    sync.Mutex
-	sizes []groupSize
-}
-
-// groupSize is one group call: its keys and the bytes of its values.
+// groupSize is one commit call (scriptCommitGroup, or scriptCommit for
+// one key): its keys and the bytes of its values.
 type groupSize struct{ keys, bytes int }
 
-func (h *groupCalls) record(cmd redis.Cmder) {
+// commitCall is the size of cmd when it is a commit call.
+func commitCall(cmd redis.Cmder) (groupSize, bool) {
 	args := cmd.Args()
 	if cmd.Name() != "evalsha" || len(args) < 3 {
-		return
+		return groupSize{}, false
 	}
-	var s groupSize
 	switch args[1] {
 	case scriptCommit.Hash(): // a call of one key: key, proof, value, …
 		v, _ := args[5].([]byte)
-		s = groupSize{keys: 1, bytes: len(v)}
+		return groupSize{keys: 1, bytes: len(v)}, true
 	case scriptCommitGroup.Hash():
 		n, _ := args[2].(int)
-		s.keys = n
+		s := groupSize{keys: n}
 		for i := 3 + n + 2 + 1; i < len(args); i += 3 { // past the keys, channel and event prefix: proof, value, ttl
 			if v, ok := args[i].([]byte); ok {
 				s.bytes += len(v)
 			}
 		}
-	default:
-		return
+		return s, true
 	}
-	h.mu.Lock()
-	h.sizes = append(h.sizes, s)
-	h.mu.Unlock()
+	return groupSize{}, false
 }
 
-func (h *groupCalls) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h *groupCalls) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		h.record(cmd)
-		return next(ctx, cmd)
-	}
-}
-
-func (h *groupCalls) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		for _, cmd := range cmds {
-			h.record(cmd)
-		}
-		return next(ctx, cmds)
-	}
-}
-
-func (h *groupCalls) take() []groupSize {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	s := h.sizes
-	h.sizes = nil
-	return s
+// recordingCache returns a Cache on a server of its own and a hook that
+// records its commit calls, sent alone or in a pipeline.
+func recordingCache(t *testing.T) (*Cache, *redistest.Recorder[groupSize]) {
+	rdb := redistest.Start(t).Client(t)
+	h := &redistest.Recorder[groupSize]{Keep: commitCall}
+	rdb.AddHook(h)
+	return newCache(t, rdb, Options{}), h
 }
 
 // TestGetOrSetManyGroupBounds: a cold batch's commits go as group calls
 // of at most maxGroup keys and maxGroupBytes of values; a value larger
 // than that goes in a call of its own. Every value is stored whole.
 func TestGetOrSetManyGroupBounds(t *testing.T) {
-	rdb := redistest.Start(t).Client(t)
-	h := &groupCalls{}
-	rdb.AddHook(h)
+	c, h := recordingCache(t)
 	ctx := ctxT(t)
-	c := newCache(t, rdb, Options{})
 
 	keys := manyKeys("small", 2*maxGroup+2)
 	got, err := c.GetOrSetMany(ctx, keys, time.Minute, func(_ context.Context, keys []string) (map[string][]byte, error) {
@@ -312,7 +282,7 @@ func TestGetOrSetManyGroupBounds(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkAll(t, got, keys)
-	sizes := h.take()
+	sizes := h.Take()
 	if len(sizes) != 3 || sizes[0].keys+sizes[1].keys+sizes[2].keys != len(keys) {
 		t.Fatalf("group calls for %d cold keys: %v; want 3 of at most %d keys, covering all", len(keys), sizes, maxGroup)
 	}
@@ -343,7 +313,7 @@ func TestGetOrSetManyGroupBounds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sizes = h.take()
+	sizes = h.Take()
 	if len(sizes) != 3 {
 		t.Fatalf("group calls for 3 values of 400 KiB and one of 1.5 MiB: %v; want 3", sizes)
 	}
@@ -513,11 +483,8 @@ func TestCommitGroupAcrossFailover(t *testing.T) {
 // wire free does not go alone at once: it yields, and the commits that
 // arrive meanwhile go in its call. The test's yield waits for three.
 func TestCommitGroupGathers(t *testing.T) {
-	rdb := redistest.Start(t).Client(t)
-	h := &groupCalls{}
-	rdb.AddHook(h)
+	c, h := recordingCache(t)
 	ctx := ctxT(t)
-	c := newCache(t, rdb, Options{})
 	leading := make(chan struct{})
 	c.group.yield = func() {
 		close(leading)
@@ -539,7 +506,7 @@ func TestCommitGroupGathers(t *testing.T) {
 		}
 		wg.Wait()
 	}
-	h.take()
+	h.Take()
 
 	m := newMisses(t, ctx, c, nil)
 	m.start("a")
@@ -552,7 +519,7 @@ func TestCommitGroupGathers(t *testing.T) {
 		m.start(key)
 	}
 	m.answered(4, "the misses")
-	if sizes := h.take(); len(sizes) != 1 || sizes[0].keys != 4 {
+	if sizes := h.Take(); len(sizes) != 1 || sizes[0].keys != 4 {
 		t.Fatalf("commit calls %v; want one of 4 keys", sizes)
 	}
 	for _, key := range []string{"a", "b", "c", "d"} {

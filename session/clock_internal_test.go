@@ -3,7 +3,6 @@ package session
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,39 +12,8 @@ import (
 )
 
 // names records the names of the commands a client sends.
-type names struct {
-	mu   sync.Mutex
-	cmds []string
-}
-
-func (n *names) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (n *names) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		n.mu.Lock()
-		n.cmds = append(n.cmds, cmd.Name())
-		n.mu.Unlock()
-		return next(ctx, cmd)
-	}
-}
-
-func (n *names) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		n.mu.Lock()
-		for _, c := range cmds {
-			n.cmds = append(n.cmds, c.Name())
-		}
-		n.mu.Unlock()
-		return next(ctx, cmds)
-	}
-}
-
-func (n *names) take() []string {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	c := n.cmds
-	n.cmds = nil
-	return c
+func names() *redistest.Recorder[string] {
+	return &redistest.Recorder[string]{Keep: func(cmd redis.Cmder) (string, bool) { return cmd.Name(), true }}
 }
 
 // TestLocalClockSkew: a local clock an hour off Redis's neither ends
@@ -56,7 +24,7 @@ func TestLocalClockSkew(t *testing.T) {
 		t.Run(fmt.Sprintf("local clock %v", skew), func(t *testing.T) {
 			ctx := context.Background()
 			rdb := redistest.Shared(t).Client(t)
-			seen := &names{}
+			seen := names()
 			rdb.AddHook(seen)
 			st, err := New(rdb, Options{Prefix: redistest.Prefix(t)})
 			if err != nil {
@@ -74,13 +42,13 @@ func TestLocalClockSkew(t *testing.T) {
 			// Forget the offset Create taught: as if another server had
 			// created the session.
 			st.skew.Store(0)
-			seen.take()
+			seen.Take()
 			for i, want := range []string{"[get evalsha]", "[get]", "[get]"} {
 				g, err := st.Get(ctx, s.ID())
 				if err != nil || !g.Has("a") {
 					t.Fatalf("Get %d = %v, %v", i, g, err)
 				}
-				if got := fmt.Sprint(seen.take()); got != want {
+				if got := fmt.Sprint(seen.Take()); got != want {
 					t.Fatalf("Get %d sent %s, want %s", i, got, want)
 				}
 			}
