@@ -89,7 +89,10 @@ func (g *groupCall) fits(n int) bool {
 // single key its scriptCommit, which costs the server less.
 func (g *groupCall) cmd() settleCmd {
 	if len(g.keys) == 1 { // args: channel, event prefix, proof, value, ttl
-		return settleCmd{scriptCommit, g.keys, []any{g.args[2], g.args[3], g.args[4], g.args[0], g.args[1]}}
+		proof, _ := g.args[2].([]byte)
+		value, _ := g.args[3].([]byte)
+		ms, _ := g.args[4].(int64)
+		return markerCommitCmd(g.keys, proof, value, ms, g.args[0], g.args[1])
 	}
 	return settleCmd{scriptCommitGroup, g.keys, g.args}
 }

@@ -349,7 +349,14 @@ type settleCmd struct {
 
 // commitCmd is scriptCommit of value for ttl (0 none) under lease l.
 func (c *Cache) commitCmd(l lease, value []byte, ttl time.Duration) settleCmd {
-	return settleCmd{scriptCommit, l.keys, []any{l.proof, value, ttl.Milliseconds(), c.channelArg, evArg(evStored)}}
+	return markerCommitCmd(l.keys, l.proof, value, ttl.Milliseconds(), c.channelArg, evArg(evStored))
+}
+
+// markerCommitCmd is scriptCommit of value for ms (0 none) under the marker
+// proof in keys[0], publishing evStored (ev) on channel when a waiter
+// flagged the lease. markerCommit reads its arguments back.
+func markerCommitCmd(keys []string, proof, value []byte, ms int64, channel, ev any) settleCmd {
+	return settleCmd{scriptCommit, keys, []any{proof, value, ms, channel, ev}}
 }
 
 // markerCommit returns, when sc is the commit of a marker lease (commitCmd
