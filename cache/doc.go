@@ -30,22 +30,38 @@
 // # Stampede protection
 //
 // GetOrSet runs one loader per key at a time across all processes. In a
-// process, concurrent misses share one flight; a caller may leave on its own
-// context while the load goes on, on a context detached from the callers'
-// cancellation and bounded by Options.LoadTimeout and Close. The loader's
-// context keeps the values of the caller's (trace ids, tenant, logger), as
+// process, concurrent misses share one flight, and the load runs on a
+// context detached from the callers' cancellation, bounded by
+// Options.LoadTimeout and Close: one caller leaving never cuts a load that
+// others, here and in other processes, wait for. The loader's context keeps
+// the values of the caller's (trace ids, tenant, logger), as
 // context.WithoutCancel does: the values of the caller that started the
 // flight when others join it, of the caller served a stale value for a
 // background refresh (TestLoaderSeesCallerValues, TestLoadCtxValuesFromCaller).
-// So that a caller can leave, the flight runs on a goroutine of the Cache's;
-// a caller whose context can never end (context.Background, or
-// context.WithoutCancel of its own) runs it on its own goroutine, since it
-// would wait for it anyway (TestFlightGoroutine). The hand-off costs most
-// at low concurrency on few cores: a quarter of a lone miss's throughput on
-// the benchmark machine's two (bench/CACHE.md, "What the hand-off costs at
-// 1 goroutine"). Either way a caller
-// that waits is answered after the commit: the value is in Redis by then,
-// unless a Delete took the lease during the load.
+//
+// Who runs the flight depends on the context of the caller that starts it
+// (TestFlightGoroutine; GetOrSetMany's batch load alike):
+//
+//   - A context with a deadline hands the flight to a goroutine of the
+//     Cache's, so that its caller leaves at the deadline, or when it is
+//     cancelled, while the load goes on (TestCommitGroupCallerLeaves,
+//     TestLoaderSeesCallerValues).
+//   - A context without one (context.Background; a request's context, which
+//     net/http cancels when the client goes but which has no deadline
+//     unless the handler sets one) runs the flight on its caller's
+//     goroutine, which returns when the load and its commit end, with
+//     their result even if its context was cancelled meanwhile
+//     (TestCancelledLoaderCallerGetsItsLoad): it has no time budget to
+//     keep, and the load is one that others may be waiting for.
+//
+// A caller that joins a running flight waits for it and leaves when its
+// own context ends, whatever its kind (TestGetOrSetSingleflightInProcess).
+// The hand-off costs a goroutine start and a wake-up, 9–15 % of a miss's
+// throughput on the benchmark machine's two cores (bench/CACHE.md, "What
+// the hand-off costs"), which is why a caller with no deadline does
+// without it. Either way a caller that waits is answered after the commit:
+// the value is in Redis by then, unless a Delete took the lease during the
+// load.
 // Across processes, a lease in Redis elects the loader; the others wait for
 // its result, woken by Pub/Sub, and take over when its owner dies and the
 // lease expires. Reads treat a running load's lease as a miss. A Delete

@@ -25,7 +25,10 @@ type LoaderFunc[T any] func(ctx context.Context) (T, error)
 // result for ttl and returns it. Concurrent misses of one key are served by a
 // single loader call across every process using the same namespace: in this
 // process by a shared flight, across processes by a lease in Redis, waiters
-// being woken by Pub/Sub. A caller may leave on its own ctx; the load goes on.
+// being woken by Pub/Sub. A caller leaves when its ctx ends and the load goes
+// on, except the caller that starts the load with a ctx that has no deadline:
+// it runs the load itself and returns its result when it ends (package doc,
+// "Stampede protection").
 //
 // Errors: a loader's ErrNotFound comes back wrapped (and is cached for
 // Options.NegativeTTL); a loader error or panic (*PanicError) reaches every
@@ -277,11 +280,26 @@ func result(key string, e entry) (entry, error) {
 	return e, nil
 }
 
-// startFlight returns the running flight of nf.rk, or starts nf on a
-// goroutine owned by the Cache. A caller whose ctx can never end runs nf
-// itself: it would wait for it anyway.
+// startFlight returns the running flight of nf.rk, or starts nf: on a
+// goroutine owned by the Cache when the caller may leave before it ends
+// (handOff), on the caller's goroutine otherwise.
 func (c *Cache) startFlight(ctx context.Context, nf *flight) (*flight, error) {
-	return c.launch(nf, ctx.Done() != nil)
+	return c.launch(nf, handOff(ctx))
+}
+
+// handOff reports whether a load started by a caller of ctx runs on a
+// goroutine of the Cache's, so that the caller can leave at its deadline
+// while the load goes on: only when ctx has a deadline. A context without
+// one is a caller with no time budget: context.Background, or a request's
+// context that net/http cancels when the client goes. Such a caller runs
+// the load it starts itself and returns when it ends, as it would have
+// waited for it anyway; its cancellation does not cut a load that other
+// callers, here and in other processes, wait for. The hand-off costs a
+// goroutine start and a wake-up, most of a lone miss's time on few cores
+// (bench/CACHE.md, "What the hand-off costs at 1 goroutine").
+func handOff(ctx context.Context) bool {
+	_, ok := ctx.Deadline()
+	return ok
 }
 
 // launch is startFlight; async false runs a flight it starts on the
@@ -337,17 +355,23 @@ func (c *Cache) runFlight(f *flight) {
 	close(f.done)
 }
 
-// await waits for f or for the caller's ctx.
+// await waits for f or for the caller's ctx. A flight that has ended
+// answers even when ctx has ended too: a caller that ran the load itself
+// (handOff) gets its result.
 func (c *Cache) await(ctx context.Context, f *flight) (entry, error) {
 	select {
 	case <-f.done:
-		if f.err != nil {
-			return entry{}, f.err
-		}
-		return result(f.key, f.e)
 	case <-ctx.Done():
-		return entry{}, fmt.Errorf("cache: wait for load of %q: %w", f.key, ctx.Err())
+		select {
+		case <-f.done:
+		default:
+			return entry{}, fmt.Errorf("cache: wait for load of %q: %w", f.key, ctx.Err())
+		}
 	}
+	if f.err != nil {
+		return entry{}, f.err
+	}
+	return result(f.key, f.e)
 }
 
 // serveStale answers with the value kept for StaleIfError, counted.

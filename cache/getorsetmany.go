@@ -188,10 +188,10 @@ func (c *Cache) getOrLoadMany(ctx context.Context, keys []string, ttl time.Durat
 		}
 	}
 	if len(mine) > 0 {
-		if ctx.Done() == nil {
-			c.runBatch(ctx, mine, ttl, codec, load, tags)
-		} else {
+		if handOff(ctx) {
 			go c.runBatch(ctx, mine, ttl, codec, load, tags)
+		} else {
+			c.runBatch(ctx, mine, ttl, codec, load, tags)
 		}
 	}
 	for k, f := range pending {

@@ -164,27 +164,32 @@ func TestLoadCtxValuesFromCaller(t *testing.T) {
 	}
 }
 
-// TestFlightGoroutine: a miss on a context that can be cancelled runs its
-// flight on a goroutine of the Cache's, so that the caller can leave at its
-// deadline while the load goes on; on a context that can never end the
-// caller runs the flight itself, as it would wait for it anyway
-// (BenchmarkCacheGetOrSetMiss's rediskit-uncancellable row measures what
-// the hand-off costs). Either way the caller is answered after the commit,
-// so the value is in Redis when GetOrSet returns.
+// TestFlightGoroutine: a miss on a context with a deadline runs its flight
+// on a goroutine of the Cache's, so that the caller can leave at the
+// deadline while the load goes on; on a context without one (Background, a
+// request's context that can only be cancelled, a detached one) the caller
+// runs the flight itself, as it would wait for it anyway
+// (BenchmarkCacheGetOrSetMiss's rediskit-deadline row measures what the
+// hand-off costs). Either way the caller is answered after the commit, so
+// the value is in Redis when GetOrSet returns. GetOrSetMany runs its batch
+// load by the same rule.
 func TestFlightGoroutine(t *testing.T) {
 	c := newCache(t, redistest.Shared(t).Client(t), Options{})
 	cancellable, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	deadline, cancelDeadline := context.WithTimeout(context.Background(), time.Minute)
+	defer cancelDeadline()
 	for _, tc := range []struct {
 		name   string
 		ctx    context.Context
 		caller bool
 	}{
 		{"background", context.Background(), true},
-		{"cancellable", cancellable, false},
-		// A caller that need not leave before its load ends detaches its
+		{"cancellable", cancellable, true},
+		{"deadline", deadline, false},
+		// A caller that need not leave at its deadline detaches its
 		// context and keeps the load on its own goroutine.
-		{"without cancel", context.WithoutCancel(cancellable), true},
+		{"deadline without cancel", context.WithoutCancel(deadline), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			id := goroutineID()
@@ -197,12 +202,71 @@ func TestFlightGoroutine(t *testing.T) {
 				t.Fatalf("GetOrSet = %q, %v", v, err)
 			}
 			if onCaller := loaderID == id; onCaller != tc.caller {
-				t.Errorf("the loader ran on the caller's goroutine: %v, want %v", onCaller, tc.caller)
+				t.Errorf("GetOrSet: the loader ran on the caller's goroutine: %v, want %v", onCaller, tc.caller)
 			}
 			if got, hit, err := c.Get(context.Background(), tc.name); err != nil || !hit || string(got) != "v" {
 				t.Errorf("Get right after GetOrSet = %q, %v, %v; want the stored value", got, hit, err)
 			}
+			many := tc.name + "-many"
+			vs, err := c.GetOrSetMany(tc.ctx, []string{many}, time.Minute, func(_ context.Context, keys []string) (map[string][]byte, error) {
+				loaderID = goroutineID()
+				return map[string][]byte{many: []byte("v")}, nil
+			})
+			if err != nil || string(vs[many]) != "v" {
+				t.Fatalf("GetOrSetMany = %q, %v", vs, err)
+			}
+			if onCaller := loaderID == id; onCaller != tc.caller {
+				t.Errorf("GetOrSetMany: the loader ran on the caller's goroutine: %v, want %v", onCaller, tc.caller)
+			}
 		})
+	}
+}
+
+// TestCancelledLoaderCallerGetsItsLoad: a caller without a deadline runs the
+// load it starts; cancelling its context meanwhile neither cuts the load
+// nor loses its result. The caller gets the value, which is stored, while a
+// caller that joined the flight leaves when its own context is cancelled.
+func TestCancelledLoaderCallerGetsItsLoad(t *testing.T) {
+	c := newCache(t, redistest.Shared(t).Client(t), Options{})
+	owner, cancelOwner := context.WithCancel(context.Background())
+	joiner, cancelJoiner := context.WithCancel(context.Background())
+	started, release := make(chan struct{}), make(chan struct{})
+	type answer struct {
+		v   []byte
+		err error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		v, err := c.GetOrSet(owner, "k", time.Minute, func(lctx context.Context) ([]byte, error) {
+			close(started)
+			<-release
+			if err := lctx.Err(); err != nil {
+				return nil, err
+			}
+			return []byte("v"), nil
+		})
+		got <- answer{v, err}
+	}()
+	<-started
+	left := make(chan error, 1)
+	go func() {
+		_, err := c.GetOrSet(joiner, "k", time.Minute, func(context.Context) ([]byte, error) {
+			return nil, errors.New("a second load ran")
+		})
+		left <- err
+	}()
+	waitFor(t, "the second caller to join the flight", func() bool { return c.LocalStats().DedupLoads == 1 })
+	cancelJoiner()
+	if err := <-left; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the caller that joined = %v, want context.Canceled", err)
+	}
+	cancelOwner()
+	close(release)
+	if a := <-got; a.err != nil || string(a.v) != "v" {
+		t.Fatalf("the cancelled caller that ran the load = %q, %v; want its value", a.v, a.err)
+	}
+	if v, hit, err := c.Get(context.Background(), "k"); err != nil || !hit || string(v) != "v" {
+		t.Fatalf("Get = %q, %v, %v; want the stored value", v, hit, err)
 	}
 }
 
