@@ -296,7 +296,7 @@ func (c *Cache) startFlight(ctx context.Context, nf *flight) (*flight, error) {
 // waited for it anyway; its cancellation does not cut a load that other
 // callers, here and in other processes, wait for. The hand-off costs a
 // goroutine start and a wake-up, most of a lone miss's time on few cores
-// (bench/CACHE.md, "What the hand-off costs at 1 goroutine").
+// (bench/CACHE.md, "What the hand-off costs").
 func handOff(ctx context.Context) bool {
 	_, ok := ctx.Deadline()
 	return ok
