@@ -18,13 +18,19 @@ type FailoverInput struct{ End bool }
 // FailoverOutput is the output of both failover operations.
 type FailoverOutput struct{}
 
-// fstate is a model's state with a failover's loss window: inside a window
-// (between a failover's start and end), every state the model passes
-// through is kept, and the end may return to any of them.
+// fstate is a model's state with a failover's loss window. Inside a window
+// (between a failover's start and end) there may be two masters: cur is
+// the old master's state and stack every state it passed through since
+// the window opened; once an operation has run on the new master (forked),
+// alt is the new master's state, which started from one of those. At the
+// end the state is the new master's: alt if forked, otherwise any state of
+// the stack (what the promoted replica had).
 type fstate struct {
 	cur    any
-	stack  []any // states since the window opened
+	stack  []any // the old master's states since the window opened; nil once forked
 	window bool
+	forked bool
+	alt    any // the new master's state, once forked
 }
 
 // WithFailover wraps a model so that it accepts what a failover may lose:
@@ -34,16 +40,19 @@ type fstate struct {
 // recorded well before the promotion, longer than the replication lag).
 //
 // Replication is asynchronous, and until every client has learned of the
-// new master, the old and the new one both take writes. With
+// new master, the old and the new one both take writes: inside the window
+// an operation runs on either, and the two states diverge from the
+// promoted replica's (a client that has moved reads the new master while
+// another still writes to the old one, and reads back its own writes
+// there: TestLinearizableSentinelFailover saw both). With
 // session.Options.DurableReplicas an acknowledged write survives (the
 // replica confirmed it: internal/loadtest's TestSentinelDurableSessions
 // and TestClusterDurableSessions check that), but the history around it is
 // still not linearizable inside the window: a read on the old master may
 // see a write that is then lost, and a retry.Repeatable write (Rotate,
-// Delete) may run on the old master, be lost, and run again on the new one
-// (TestLinearizableSentinelFailover saw both). A write acknowledged on the
-// new master does not confirm the old master's writes before it, so no
-// acknowledgement can narrow the window.
+// Delete) may run on the old master, be lost, and run again on the new one.
+// A write acknowledged on the new master does not confirm the old master's
+// writes before it, so no acknowledgement can narrow the window.
 func WithFailover(m porcupine.NondeterministicModel) porcupine.NondeterministicModel {
 	eq := m.Equal
 	w := m
@@ -78,6 +87,9 @@ func WithFailover(m porcupine.NondeterministicModel) porcupine.NondeterministicM
 			if !st.window { // an end before its start: impossible
 				return nil
 			}
+			if st.forked {
+				return []any{fstate{cur: st.alt}}
+			}
 			var out []any
 			for _, s := range st.stack {
 				out = append(out, fstate{cur: s})
@@ -85,22 +97,41 @@ func WithFailover(m porcupine.NondeterministicModel) porcupine.NondeterministicM
 			return out
 		}
 		var out []any
+		// On the old master (the only one outside a window).
 		for _, next := range m.Step(st.cur, input, output) {
-			ns := fstate{cur: next, window: st.window}
-			if st.window {
-				if eq(next, st.cur) {
-					ns.stack = st.stack
-				} else {
-					ns.stack = append(append([]any(nil), st.stack...), next)
-				}
+			ns := st
+			ns.cur = next
+			if st.window && !st.forked && !eq(next, st.cur) {
+				ns.stack = append(append([]any(nil), st.stack...), next)
 			}
 			out = append(out, ns)
+		}
+		if !st.window {
+			return out
+		}
+		// On the new master: the first there starts it from a state the
+		// promoted replica may have had.
+		if st.forked {
+			for _, next := range m.Step(st.alt, input, output) {
+				ns := st
+				ns.alt = next
+				out = append(out, ns)
+			}
+			return out
+		}
+		for _, from := range st.stack {
+			for _, next := range m.Step(from, input, output) {
+				out = append(out, fstate{cur: st.cur, window: true, forked: true, alt: next})
+			}
 		}
 		return out
 	}
 	w.Equal = func(a, b any) bool {
 		x, y := a.(fstate), b.(fstate)
-		if x.window != y.window || len(x.stack) != len(y.stack) || !eq(x.cur, y.cur) {
+		if x.window != y.window || x.forked != y.forked || len(x.stack) != len(y.stack) || !eq(x.cur, y.cur) {
+			return false
+		}
+		if x.forked && !eq(x.alt, y.alt) {
 			return false
 		}
 		for i := range x.stack {
@@ -114,7 +145,10 @@ func WithFailover(m porcupine.NondeterministicModel) porcupine.NondeterministicM
 		w.Hash = func(state any) uint64 {
 			st := state.(fstate)
 			h := fnv.New64a()
-			fmt.Fprint(h, m.Hash(st.cur), st.window, len(st.stack))
+			fmt.Fprint(h, m.Hash(st.cur), st.window, len(st.stack), st.forked)
+			if st.forked {
+				fmt.Fprint(h, m.Hash(st.alt))
+			}
 			return h.Sum64()
 		}
 	} else {
@@ -133,7 +167,10 @@ func WithFailover(m porcupine.NondeterministicModel) porcupine.NondeterministicM
 		st := state.(fstate)
 		var b strings.Builder
 		b.WriteString(m.DescribeState(st.cur))
-		if st.window {
+		switch {
+		case st.forked:
+			fmt.Fprintf(&b, " (failover: the new master at %s)", m.DescribeState(st.alt))
+		case st.window:
 			fmt.Fprintf(&b, " (failover: %d states to return to)", len(st.stack))
 		}
 		return b.String()

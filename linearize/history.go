@@ -81,6 +81,7 @@ type Result struct {
 	Ops, Unknown int
 	Partitions   int
 	Verdict      porcupine.CheckResult // Ok, Illegal or Unknown (timed out)
+	Took         time.Duration         // the check's
 	info         porcupine.LinearizationInfo
 	model        porcupine.Model
 }
@@ -91,12 +92,14 @@ type Result struct {
 func Check(model porcupine.Model, r *Recorder, timeout time.Duration) Result {
 	h := r.History()
 	ops, unknown := r.Counts()
+	start := time.Now()
 	res, info := porcupine.CheckOperationsVerbose(model, h, timeout)
+	took := time.Since(start)
 	parts := 1
 	if model.Partition != nil {
 		parts = len(model.Partition(h))
 	}
-	return Result{Ops: ops, Unknown: unknown, Partitions: parts, Verdict: res, info: info, model: model}
+	return Result{Ops: ops, Unknown: unknown, Partitions: parts, Verdict: res, Took: took, info: info, model: model}
 }
 
 // Visualize writes porcupine's HTML view of the history (each partition,
@@ -104,6 +107,6 @@ func Check(model porcupine.Model, r *Recorder, timeout time.Duration) Result {
 func (res Result) Visualize(w io.Writer) error { return porcupine.Visualize(res.model, res.info, w) }
 
 func (res Result) String() string {
-	return fmt.Sprintf("%d operations (%d with unknown outcome) in %d partitions: %s",
-		res.Ops, res.Unknown, res.Partitions, res.Verdict)
+	return fmt.Sprintf("%d operations (%d with unknown outcome) in %d partitions: %s (checked in %v)",
+		res.Ops, res.Unknown, res.Partitions, res.Verdict, res.Took.Round(time.Millisecond))
 }

@@ -20,6 +20,7 @@ func TestModelsRejectWhatTheyMust(t *testing.T) {
 	get := SessionInput{Op: SGet, User: 1, ID: 1}
 	upd := SessionInput{Op: SUpdate, User: 1, ID: 1, Key: "a", Value: 8}
 	incr := CounterInput{Op: CIncr, Key: 1, Delta: 2}
+	incr3 := CounterInput{Op: CIncr, Key: 1, Delta: 3}
 	read := CounterInput{Op: CRead, Key: 1}
 	start, end := FailoverInput{}, FailoverInput{End: true}
 	cases := []struct {
@@ -71,6 +72,29 @@ func TestModelsRejectWhatTheyMust(t *testing.T) {
 		{"failover loses a write before its window", WithFailover(CounterModel), []porcupine.Operation{
 			op(incr, CounterOutput{Value: 2}, 0, 1), op(start, FailoverOutput{}, 2, 2), op(end, FailoverOutput{}, 2, 9),
 			op(read, CounterOutput{Value: 0}, 10, 11)}, false},
+		// Inside the window one client adds 3s on the old master and reads
+		// them back while another has moved to the new one, which the
+		// promoted replica started at 2: 2, 5 (old), 4 (new), 8 (old), then
+		// the new master's 4 for good.
+		{"failover with clients on both masters", WithFailover(CounterModel), []porcupine.Operation{
+			op(incr, CounterOutput{Value: 2}, 0, 1), op(start, FailoverOutput{}, 2, 2), op(end, FailoverOutput{}, 2, 20),
+			op(incr3, CounterOutput{Value: 5}, 3, 4), op(incr, CounterOutput{Value: 4}, 5, 6),
+			op(incr3, CounterOutput{Value: 8}, 7, 8), op(read, CounterOutput{Value: 4, Exists: true}, 9, 10),
+			op(read, CounterOutput{Value: 4, Exists: true}, 21, 22)}, true},
+		// Either master may be the one that survives (which client moved
+		// first the history does not say), but not both: 10 would be
+		// the writes of both.
+		{"failover's two masters do not merge", WithFailover(CounterModel), []porcupine.Operation{
+			op(incr, CounterOutput{Value: 2}, 0, 1), op(start, FailoverOutput{}, 2, 2), op(end, FailoverOutput{}, 2, 20),
+			op(incr3, CounterOutput{Value: 5}, 3, 4), op(incr, CounterOutput{Value: 4}, 5, 6),
+			op(incr3, CounterOutput{Value: 8}, 7, 8), op(read, CounterOutput{Value: 10, Exists: true}, 21, 22)}, false},
+		{"failover's survivor is one master's", WithFailover(CounterModel), []porcupine.Operation{
+			op(incr, CounterOutput{Value: 2}, 0, 1), op(start, FailoverOutput{}, 2, 2), op(end, FailoverOutput{}, 2, 20),
+			op(incr3, CounterOutput{Value: 5}, 3, 4), op(incr, CounterOutput{Value: 4}, 5, 6),
+			op(incr3, CounterOutput{Value: 8}, 7, 8), op(read, CounterOutput{Value: 8, Exists: true}, 21, 22)}, true},
+		{"failover's new master starts before the window", WithFailover(CounterModel), []porcupine.Operation{
+			op(incr, CounterOutput{Value: 2}, 0, 1), op(start, FailoverOutput{}, 2, 2), op(end, FailoverOutput{}, 2, 20),
+			op(incr, CounterOutput{Value: 4}, 3, 4), op(incr, CounterOutput{Value: 2}, 5, 6)}, false},
 		{"durable failover loses an unknown write a read saw", WithFailover(SessionModel), []porcupine.Operation{
 			op(create, SessionOutput{}, 0, 1), op(start, FailoverOutput{}, 2, 2), op(end, FailoverOutput{}, 2, 9),
 			op(upd, unknown, 3, 100), op(get, SessionOutput{Version: 2, A: 8}, 4, 5),
