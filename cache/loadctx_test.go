@@ -226,48 +226,53 @@ func TestFlightGoroutine(t *testing.T) {
 // load it starts; cancelling its context meanwhile neither cuts the load
 // nor loses its result. The caller gets the value, which is stored, while a
 // caller that joined the flight leaves when its own context is cancelled.
+// On every topology: the commit the caller runs differs (through the group
+// commit on standalone Redis 7.0 and Sentinel, SET IFEQ on Valkey, a script
+// call of its own on Cluster).
 func TestCancelledLoaderCallerGetsItsLoad(t *testing.T) {
-	c := newCache(t, redistest.Shared(t).Client(t), Options{})
-	owner, cancelOwner := context.WithCancel(context.Background())
-	joiner, cancelJoiner := context.WithCancel(context.Background())
-	started, release := make(chan struct{}), make(chan struct{})
-	type answer struct {
-		v   []byte
-		err error
-	}
-	got := make(chan answer, 1)
-	go func() {
-		v, err := c.GetOrSet(owner, "k", time.Minute, func(lctx context.Context) ([]byte, error) {
-			close(started)
-			<-release
-			if err := lctx.Err(); err != nil {
-				return nil, err
-			}
-			return []byte("v"), nil
-		})
-		got <- answer{v, err}
-	}()
-	<-started
-	left := make(chan error, 1)
-	go func() {
-		_, err := c.GetOrSet(joiner, "k", time.Minute, func(context.Context) ([]byte, error) {
-			return nil, errors.New("a second load ran")
-		})
-		left <- err
-	}()
-	waitFor(t, "the second caller to join the flight", func() bool { return c.LocalStats().DedupLoads == 1 })
-	cancelJoiner()
-	if err := <-left; !errors.Is(err, context.Canceled) {
-		t.Fatalf("the caller that joined = %v, want context.Canceled", err)
-	}
-	cancelOwner()
-	close(release)
-	if a := <-got; a.err != nil || string(a.v) != "v" {
-		t.Fatalf("the cancelled caller that ran the load = %q, %v; want its value", a.v, a.err)
-	}
-	if v, hit, err := c.Get(context.Background(), "k"); err != nil || !hit || string(v) != "v" {
-		t.Fatalf("Get = %q, %v, %v; want the stored value", v, hit, err)
-	}
+	forEachTopology(t, func(t *testing.T, tp topo) {
+		c := newCache(t, tp.rdb, Options{})
+		owner, cancelOwner := context.WithCancel(context.Background())
+		joiner, cancelJoiner := context.WithCancel(context.Background())
+		started, release := make(chan struct{}), make(chan struct{})
+		type answer struct {
+			v   []byte
+			err error
+		}
+		got := make(chan answer, 1)
+		go func() {
+			v, err := c.GetOrSet(owner, "k", time.Minute, func(lctx context.Context) ([]byte, error) {
+				close(started)
+				<-release
+				if err := lctx.Err(); err != nil {
+					return nil, err
+				}
+				return []byte("v"), nil
+			})
+			got <- answer{v, err}
+		}()
+		<-started
+		left := make(chan error, 1)
+		go func() {
+			_, err := c.GetOrSet(joiner, "k", time.Minute, func(context.Context) ([]byte, error) {
+				return nil, errors.New("a second load ran")
+			})
+			left <- err
+		}()
+		waitFor(t, "the second caller to join the flight", func() bool { return c.LocalStats().DedupLoads == 1 })
+		cancelJoiner()
+		if err := <-left; !errors.Is(err, context.Canceled) {
+			t.Fatalf("the caller that joined = %v, want context.Canceled", err)
+		}
+		cancelOwner()
+		close(release)
+		if a := <-got; a.err != nil || string(a.v) != "v" {
+			t.Fatalf("the cancelled caller that ran the load = %q, %v; want its value", a.v, a.err)
+		}
+		if v, hit, err := c.Get(context.Background(), "k"); err != nil || !hit || string(v) != "v" {
+			t.Fatalf("Get = %q, %v, %v; want the stored value", v, hit, err)
+		}
+	})
 }
 
 // goroutineID is the number in the first line of the calling goroutine's
