@@ -296,7 +296,10 @@
 // prefix, one dedicated connection per master (near_track.go holds its
 // design). A read in flight when its key is invalidated never publishes its
 // stale result (TestNearInFlightReadDoesNotPublishAfterInvalidation; the
-// rule is written on near in near.go). Any error on a tracking connection —
+// rule is written on near in near.go); a value whose publish is refused
+// that way still removes the entry held for its key, so that a GetOrSet
+// over a local "not found" is read back at once
+// (TestNearRefusedPublishDropsTheEntry). Any error on a tracking connection —
 // lost, killed, silent past two HealthIntervals, or the nil message of
 // FLUSHALL — flushes the local tier and stops it serving until every
 // master's tracking connection is armed again. Cluster masters are re-read

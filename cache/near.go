@@ -381,7 +381,16 @@ func (n *near) put(key string, tok nearToken, v any, soft int64, size int, negat
 	valid := func() bool { return n.gen.Load() == tok.gen && seq.Load() == tok.seq }
 	wrote := false
 	_, ok := n.lru.Compute(key, func(old nearEntry, found bool) (nearEntry, otter.ComputeOp) {
-		if !valid() || (negative && found) {
+		switch {
+		case !valid() && !negative && found:
+			// Something in key's stripe changed since begin: maybe key,
+			// maybe a key that shares its stripe. This value was read
+			// after the entry held, or written by this process over it, so
+			// the entry goes: left until key's own invalidation arrives, it
+			// would answer a read with what this value replaced (a "not
+			// found" where a GetOrSet has just stored one).
+			return old, otter.InvalidateOp
+		case !valid() || (negative && found):
 			return old, otter.CancelOp
 		}
 		wrote = true

@@ -252,6 +252,30 @@ func portOfKey(t *testing.T, rdb redis.UniversalClient, rk string) int {
 	return port
 }
 
+// TestNearRefusedPublishDropsTheEntry: a value whose publish is refused,
+// because something in its key's stripe changed since the read or write
+// began (here a bump of the stripe, as an invalidation of another key of
+// the stripe does), still removes the entry held for the key: a negative
+// entry left there would answer "not found" for a key a GetOrSet has just
+// stored, until the key's own invalidation arrived (TestNearNegativeEntries
+// failed that way in one CI run).
+func TestNearRefusedPublishDropsTheEntry(t *testing.T) {
+	rdb := redistest.Shared(t).Client(t)
+	f := newNearFixture(t, rdb, rdb, NearOptions{})
+	ctx := ctxT(t)
+	waitFor(t, "a negative entry", func() bool {
+		_, _, _ = f.typed.Get(ctx, "gone")
+		_, held := f.c.near.lookup("gone")
+		return held
+	})
+	tok := f.c.near.begin("gone")
+	f.c.near.stripe("gone").Add(1)
+	f.c.near.publish("gone", tok, "loaded", 0, 6)
+	if v, held := f.c.near.lookup("gone"); held {
+		t.Fatalf("after a refused publish the near tier holds %v for the key; want nothing", v)
+	}
+}
+
 // TestNearInFlightReadDoesNotPublishAfterInvalidation pauses a Get between
 // the Redis reply and the local insert, writes the key from outside, waits
 // until the invalidation has been received, then lets the Get finish: its
