@@ -134,7 +134,7 @@ func (cfg run) do(t *testing.T) report {
 	}
 	sm, cm, gm := SessionModel, CounterModel, GetOrSetModel
 	if cfg.failover {
-		sm, cm, gm = WithFailover(sm), WithFailover(cm), WithFailover(gm)
+		sm, cm, gm = WithFailover(sm, false), WithFailover(cm, true), WithFailover(gm, true)
 	}
 	rep.sessions = Check(sm.ToModel(), w.sessions, timeout)
 	rep.counters = Check(cm.ToModel(), w.counters, timeout)

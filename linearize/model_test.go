@@ -66,17 +66,17 @@ func TestModelsRejectWhatTheyMust(t *testing.T) {
 			op(GetOrSetInput{Key: 1, Loaded: 5}, GetOrSetOutput{Value: 5}, 0, 1),
 			op(GetOrSetInput{Op: GDelete, Key: 1}, GetOrSetOutput{}, 2, 3),
 			op(GetOrSetInput{Key: 1, Loaded: 6}, GetOrSetOutput{Value: 6}, 4, 5)}, true},
-		{"failover loses a write in its window", WithFailover(CounterModel), []porcupine.Operation{
+		{"failover loses a write in its window", WithFailover(CounterModel, false), []porcupine.Operation{
 			op(incr, CounterOutput{Value: 2}, 0, 1), op(start, FailoverOutput{}, 2, 2), op(end, FailoverOutput{}, 2, 9),
 			op(incr, CounterOutput{Value: 4}, 3, 4), op(read, CounterOutput{Value: 2, Exists: true}, 10, 11)}, true},
-		{"failover loses a write before its window", WithFailover(CounterModel), []porcupine.Operation{
+		{"failover loses a write before its window", WithFailover(CounterModel, true), []porcupine.Operation{
 			op(incr, CounterOutput{Value: 2}, 0, 1), op(start, FailoverOutput{}, 2, 2), op(end, FailoverOutput{}, 2, 9),
 			op(read, CounterOutput{Value: 0}, 10, 11)}, false},
 		// Inside the window one client adds 3s on the old master and reads
 		// them back while another has moved to the new one, which the
 		// promoted replica started at 2: 2, 5 (old), 4 (new), 8 (old), then
 		// the new master's 4 for good.
-		{"failover with clients on both masters", WithFailover(CounterModel), []porcupine.Operation{
+		{"failover with clients on both masters", WithFailover(CounterModel, true), []porcupine.Operation{
 			op(incr, CounterOutput{Value: 2}, 0, 1), op(start, FailoverOutput{}, 2, 2), op(end, FailoverOutput{}, 2, 20),
 			op(incr3, CounterOutput{Value: 5}, 3, 4), op(incr, CounterOutput{Value: 4}, 5, 6),
 			op(incr3, CounterOutput{Value: 8}, 7, 8), op(read, CounterOutput{Value: 4, Exists: true}, 9, 10),
@@ -84,28 +84,32 @@ func TestModelsRejectWhatTheyMust(t *testing.T) {
 		// Either master may be the one that survives (which client moved
 		// first the history does not say), but not both: 10 would be
 		// the writes of both.
-		{"failover's two masters do not merge", WithFailover(CounterModel), []porcupine.Operation{
+		{"failover with one state refuses clients on both masters", WithFailover(CounterModel, false), []porcupine.Operation{
+			op(incr, CounterOutput{Value: 2}, 0, 1), op(start, FailoverOutput{}, 2, 2), op(end, FailoverOutput{}, 2, 20),
+			op(incr3, CounterOutput{Value: 5}, 3, 4), op(incr, CounterOutput{Value: 4}, 5, 6),
+			op(incr3, CounterOutput{Value: 8}, 7, 8), op(read, CounterOutput{Value: 4, Exists: true}, 9, 10)}, false},
+		{"failover's two masters do not merge", WithFailover(CounterModel, true), []porcupine.Operation{
 			op(incr, CounterOutput{Value: 2}, 0, 1), op(start, FailoverOutput{}, 2, 2), op(end, FailoverOutput{}, 2, 20),
 			op(incr3, CounterOutput{Value: 5}, 3, 4), op(incr, CounterOutput{Value: 4}, 5, 6),
 			op(incr3, CounterOutput{Value: 8}, 7, 8), op(read, CounterOutput{Value: 10, Exists: true}, 21, 22)}, false},
-		{"failover's survivor is one master's", WithFailover(CounterModel), []porcupine.Operation{
+		{"failover's survivor is one master's", WithFailover(CounterModel, true), []porcupine.Operation{
 			op(incr, CounterOutput{Value: 2}, 0, 1), op(start, FailoverOutput{}, 2, 2), op(end, FailoverOutput{}, 2, 20),
 			op(incr3, CounterOutput{Value: 5}, 3, 4), op(incr, CounterOutput{Value: 4}, 5, 6),
 			op(incr3, CounterOutput{Value: 8}, 7, 8), op(read, CounterOutput{Value: 8, Exists: true}, 21, 22)}, true},
-		{"failover's new master starts before the window", WithFailover(CounterModel), []porcupine.Operation{
+		{"failover's new master starts before the window", WithFailover(CounterModel, true), []porcupine.Operation{
 			op(incr, CounterOutput{Value: 2}, 0, 1), op(start, FailoverOutput{}, 2, 2), op(end, FailoverOutput{}, 2, 20),
 			op(incr, CounterOutput{Value: 4}, 3, 4), op(incr, CounterOutput{Value: 2}, 5, 6)}, false},
-		{"durable failover loses an unknown write a read saw", WithFailover(SessionModel), []porcupine.Operation{
+		{"durable failover loses an unknown write a read saw", WithFailover(SessionModel, false), []porcupine.Operation{
 			op(create, SessionOutput{}, 0, 1), op(start, FailoverOutput{}, 2, 2), op(end, FailoverOutput{}, 2, 9),
 			op(upd, unknown, 3, 100), op(get, SessionOutput{Version: 2, A: 8}, 4, 5),
 			op(get, SessionOutput{Version: 1, A: 7}, 10, 11)}, true},
-		{"failover brings back a session rotated on the old master", WithFailover(SessionModel), []porcupine.Operation{
+		{"failover brings back a session rotated on the old master", WithFailover(SessionModel, false), []porcupine.Operation{
 			op(create, SessionOutput{}, 0, 1), op(start, FailoverOutput{}, 2, 2), op(end, FailoverOutput{}, 2, 9),
 			op(SessionInput{Op: SRotate, User: 1, ID: 1, NewID: 2}, SessionOutput{}, 3, 12),
 			op(SessionInput{Op: SRotateAgain, User: 1, ID: 1, NewID: 2}, SessionOutput{Unknown: true}, 3, 12),
 			op(get, SessionOutput{NotFound: true}, 4, 5), op(get, SessionOutput{Version: 1, A: 7}, 10, 11),
 			op(SessionInput{Op: SGet, User: 1, ID: 2}, SessionOutput{Version: 2, A: 7}, 13, 14)}, true},
-		{"session back after the failover's end", WithFailover(SessionModel), []porcupine.Operation{
+		{"session back after the failover's end", WithFailover(SessionModel, false), []porcupine.Operation{
 			op(create, SessionOutput{}, 0, 1), op(start, FailoverOutput{}, 2, 2), op(end, FailoverOutput{}, 2, 5),
 			op(SessionInput{Op: SDelete, User: 1, ID: 1}, SessionOutput{Deleted: true}, 6, 7),
 			op(get, SessionOutput{Version: 1, A: 7}, 8, 9)}, false},
