@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -83,6 +84,7 @@ func New(rdb redis.UniversalClient, opt Options) (*Cache, error) {
 	}
 	_, single := rdb.(*redis.Client)
 	c.grouped = single && o.Tracer == nil && o.Pipelining != PipelineAlways
+	c.group.yield = runtime.Gosched
 	c.life.init()
 	c.flights.init()
 	c.hub.init()

@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"runtime"
 	"sync"
 	"time"
 
@@ -64,7 +63,7 @@ type commitGroup struct {
 	sending bool          // a commit (alone or a group) is on the wire
 	next    *pendingGroup // the commits waiting for the wire; nil: none
 	// yield is what a commit that takes the free wire under load does
-	// before it sends: runtime.Gosched, which tests replace (nil).
+	// before it sends: runtime.Gosched, which tests replace.
 	yield func()
 }
 
@@ -163,11 +162,7 @@ func (c *Cache) gather(l lease, value []byte, ttl time.Duration) {
 	pg.add(l.keys[0], l.proof, value, ttl.Milliseconds())
 	g.next = pg
 	g.mu.Unlock()
-	if g.yield != nil {
-		g.yield()
-	} else {
-		runtime.Gosched()
-	}
+	g.yield()
 	c.sendGroup(pg)
 }
 

@@ -23,6 +23,15 @@ func TestModelsRejectWhatTheyMust(t *testing.T) {
 	incr3 := CounterInput{Op: CIncr, Key: 1, Delta: 3}
 	read := CounterInput{Op: CRead, Key: 1}
 	start, end := FailoverInput{}, FailoverInput{End: true}
+	// split is a failover window in which one client adds 3s and reads
+	// them back while another adds 2 elsewhere: 2, then 5 and 8 on one
+	// master, 4 on the other; then the ops given.
+	split := func(then ...porcupine.Operation) []porcupine.Operation {
+		return append([]porcupine.Operation{
+			op(incr, CounterOutput{Value: 2}, 0, 1), op(start, FailoverOutput{}, 2, 2), op(end, FailoverOutput{}, 2, 20),
+			op(incr3, CounterOutput{Value: 5}, 3, 4), op(incr, CounterOutput{Value: 4}, 5, 6),
+			op(incr3, CounterOutput{Value: 8}, 7, 8)}, then...)
+	}
 	cases := []struct {
 		name  string
 		model porcupine.NondeterministicModel
@@ -76,26 +85,17 @@ func TestModelsRejectWhatTheyMust(t *testing.T) {
 		// them back while another has moved to the new one, which the
 		// promoted replica started at 2: 2, 5 (old), 4 (new), 8 (old), then
 		// the new master's 4 for good.
-		{"failover with clients on both masters", WithFailover(CounterModel, true), []porcupine.Operation{
-			op(incr, CounterOutput{Value: 2}, 0, 1), op(start, FailoverOutput{}, 2, 2), op(end, FailoverOutput{}, 2, 20),
-			op(incr3, CounterOutput{Value: 5}, 3, 4), op(incr, CounterOutput{Value: 4}, 5, 6),
-			op(incr3, CounterOutput{Value: 8}, 7, 8), op(read, CounterOutput{Value: 4, Exists: true}, 9, 10),
-			op(read, CounterOutput{Value: 4, Exists: true}, 21, 22)}, true},
+		{"failover with clients on both masters", WithFailover(CounterModel, true), split(
+			op(read, CounterOutput{Value: 4, Exists: true}, 9, 10), op(read, CounterOutput{Value: 4, Exists: true}, 21, 22)), true},
+		{"failover with one state refuses clients on both masters", WithFailover(CounterModel, false), split(
+			op(read, CounterOutput{Value: 4, Exists: true}, 9, 10)), false},
 		// Either master may be the one that survives (which client moved
 		// first the history does not say), but not both: 10 would be
 		// the writes of both.
-		{"failover with one state refuses clients on both masters", WithFailover(CounterModel, false), []porcupine.Operation{
-			op(incr, CounterOutput{Value: 2}, 0, 1), op(start, FailoverOutput{}, 2, 2), op(end, FailoverOutput{}, 2, 20),
-			op(incr3, CounterOutput{Value: 5}, 3, 4), op(incr, CounterOutput{Value: 4}, 5, 6),
-			op(incr3, CounterOutput{Value: 8}, 7, 8), op(read, CounterOutput{Value: 4, Exists: true}, 9, 10)}, false},
-		{"failover's two masters do not merge", WithFailover(CounterModel, true), []porcupine.Operation{
-			op(incr, CounterOutput{Value: 2}, 0, 1), op(start, FailoverOutput{}, 2, 2), op(end, FailoverOutput{}, 2, 20),
-			op(incr3, CounterOutput{Value: 5}, 3, 4), op(incr, CounterOutput{Value: 4}, 5, 6),
-			op(incr3, CounterOutput{Value: 8}, 7, 8), op(read, CounterOutput{Value: 10, Exists: true}, 21, 22)}, false},
-		{"failover's survivor is one master's", WithFailover(CounterModel, true), []porcupine.Operation{
-			op(incr, CounterOutput{Value: 2}, 0, 1), op(start, FailoverOutput{}, 2, 2), op(end, FailoverOutput{}, 2, 20),
-			op(incr3, CounterOutput{Value: 5}, 3, 4), op(incr, CounterOutput{Value: 4}, 5, 6),
-			op(incr3, CounterOutput{Value: 8}, 7, 8), op(read, CounterOutput{Value: 8, Exists: true}, 21, 22)}, true},
+		{"failover's two masters do not merge", WithFailover(CounterModel, true), split(
+			op(read, CounterOutput{Value: 10, Exists: true}, 21, 22)), false},
+		{"failover's survivor is one master's", WithFailover(CounterModel, true), split(
+			op(read, CounterOutput{Value: 8, Exists: true}, 21, 22)), true},
 		{"failover's new master starts before the window", WithFailover(CounterModel, true), []porcupine.Operation{
 			op(incr, CounterOutput{Value: 2}, 0, 1), op(start, FailoverOutput{}, 2, 2), op(end, FailoverOutput{}, 2, 20),
 			op(incr, CounterOutput{Value: 4}, 3, 4), op(incr, CounterOutput{Value: 2}, 5, 6)}, false},
