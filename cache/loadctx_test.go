@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"strings"
 	"sync"
@@ -226,51 +227,88 @@ func TestFlightGoroutine(t *testing.T) {
 // load it starts; cancelling its context meanwhile neither cuts the load
 // nor loses its result. The caller gets the value, which is stored, while a
 // caller that joined the flight leaves when its own context is cancelled.
-// On every topology: the commit the caller runs differs (through the group
-// commit on standalone Redis 7.0 and Sentinel, SET IFEQ on Valkey, a script
-// call of its own on Cluster).
+// Through each entry point that starts a load (GetOrSet, Typed.GetOrSet and
+// GetOrSetMany's batch load), on every topology: the commit the caller runs
+// differs (through the group commit on standalone Redis 7.0 and Sentinel,
+// SET IFEQ on Valkey, a script call of its own on Cluster).
 func TestCancelledLoaderCallerGetsItsLoad(t *testing.T) {
-	forEachTopology(t, func(t *testing.T, tp topo) {
-		c := newCache(t, tp.rdb, Options{})
-		owner, cancelOwner := context.WithCancel(context.Background())
-		joiner, cancelJoiner := context.WithCancel(context.Background())
-		started, release := make(chan struct{}), make(chan struct{})
-		type answer struct {
-			v   []byte
-			err error
-		}
-		got := make(chan answer, 1)
-		go func() {
-			v, err := c.GetOrSet(owner, "k", time.Minute, func(lctx context.Context) ([]byte, error) {
-				close(started)
-				<-release
-				if err := lctx.Err(); err != nil {
-					return nil, err
+	// getOrSet loads "k" through one entry point with load, whose value
+	// it returns.
+	type getOrSet func(c *Cache, ctx context.Context, load func(context.Context) ([]byte, error)) ([]byte, error)
+	ops := []struct {
+		name string
+		op   getOrSet
+	}{
+		{"GetOrSet", func(c *Cache, ctx context.Context, load func(context.Context) ([]byte, error)) ([]byte, error) {
+			return c.GetOrSet(ctx, "k", time.Minute, load)
+		}},
+		{"Typed.GetOrSet", func(c *Cache, ctx context.Context, load func(context.Context) ([]byte, error)) ([]byte, error) {
+			v, err := NewTyped[string](c, nil).GetOrSet(ctx, "k", time.Minute, func(ctx context.Context) (string, error) {
+				b, err := load(ctx)
+				return string(b), err
+			})
+			return []byte(v), err
+		}},
+		{"GetOrSetMany", func(c *Cache, ctx context.Context, load func(context.Context) ([]byte, error)) ([]byte, error) {
+			vs, err := c.GetOrSetMany(ctx, []string{"k"}, time.Minute, func(ctx context.Context, keys []string) (map[string][]byte, error) {
+				if len(keys) != 1 || keys[0] != "k" {
+					return nil, fmt.Errorf("batch loader asked for %q", keys)
 				}
-				return []byte("v"), nil
+				b, err := load(ctx)
+				return map[string][]byte{"k": b}, err
 			})
-			got <- answer{v, err}
-		}()
-		<-started
-		left := make(chan error, 1)
-		go func() {
-			_, err := c.GetOrSet(joiner, "k", time.Minute, func(context.Context) ([]byte, error) {
-				return nil, errors.New("a second load ran")
+			return vs["k"], err
+		}},
+	}
+	forEachTopology(t, func(t *testing.T, tp topo) {
+		for _, o := range ops {
+			t.Run(o.name, func(t *testing.T) {
+				c := newCache(t, tp.rdb, Options{})
+				owner, cancelOwner := context.WithCancel(context.Background())
+				joiner, cancelJoiner := context.WithCancel(context.Background())
+				started, release := make(chan struct{}), make(chan struct{})
+				type answer struct {
+					v   []byte
+					err error
+				}
+				got := make(chan answer, 1)
+				go func() {
+					v, err := o.op(c, owner, func(lctx context.Context) ([]byte, error) {
+						close(started)
+						<-release
+						if err := lctx.Err(); err != nil {
+							return nil, err
+						}
+						return []byte("v"), nil
+					})
+					got <- answer{v, err}
+				}()
+				<-started
+				left := make(chan error, 1)
+				go func() {
+					_, err := o.op(c, joiner, func(context.Context) ([]byte, error) {
+						return nil, errors.New("a second load ran")
+					})
+					left <- err
+				}()
+				waitFor(t, "the second caller to join the flight", func() bool { return c.LocalStats().DedupLoads == 1 })
+				cancelJoiner()
+				if err := <-left; !errors.Is(err, context.Canceled) {
+					t.Fatalf("the caller that joined = %v, want context.Canceled", err)
+				}
+				cancelOwner()
+				close(release)
+				if a := <-got; a.err != nil || string(a.v) != "v" {
+					t.Fatalf("the cancelled caller that ran the load = %q, %v; want its value", a.v, a.err)
+				}
+				// Stored: the same entry point answers without a load.
+				v, err := o.op(c, context.Background(), func(context.Context) ([]byte, error) {
+					return nil, errors.New("the value was not stored: a load ran")
+				})
+				if err != nil || string(v) != "v" {
+					t.Fatalf("%s after the load = %q, %v; want the stored value", o.name, v, err)
+				}
 			})
-			left <- err
-		}()
-		waitFor(t, "the second caller to join the flight", func() bool { return c.LocalStats().DedupLoads == 1 })
-		cancelJoiner()
-		if err := <-left; !errors.Is(err, context.Canceled) {
-			t.Fatalf("the caller that joined = %v, want context.Canceled", err)
-		}
-		cancelOwner()
-		close(release)
-		if a := <-got; a.err != nil || string(a.v) != "v" {
-			t.Fatalf("the cancelled caller that ran the load = %q, %v; want its value", a.v, a.err)
-		}
-		if v, hit, err := c.Get(context.Background(), "k"); err != nil || !hit || string(v) != "v" {
-			t.Fatalf("Get = %q, %v, %v; want the stored value", v, hit, err)
 		}
 	})
 }
