@@ -21,11 +21,18 @@ import (
 // write through Ambiguous. The returned Cmder carries cmd's reply: read it
 // from cmd.
 func Once(cmd redis.Cmder) redis.Cmder {
+	// The command kinds rediskit marks get a wrapper of one pointer, which
+	// an interface holds without an allocation (TestMarksDoNotAllocate);
+	// any other kind is wrapped as an interface, one allocation.
 	switch c := cmd.(type) {
-	case *redis.Cmd: // the scripts: a one-pointer wrapper, no allocation
+	case *redis.Cmd: // the scripts
 		return onceScript{c}
 	case *redis.StringCmd:
 		return onceString{c}
+	case *redis.StatusCmd:
+		return onceStatus{c}
+	case *redis.IntCmd:
+		return onceInt{c}
 	}
 	return onceCmd{cmd}
 }
@@ -36,11 +43,15 @@ type (
 	onceCmd    struct{ redis.Cmder }
 	onceScript struct{ *redis.Cmd }
 	onceString struct{ *redis.StringCmd }
+	onceStatus struct{ *redis.StatusCmd }
+	onceInt    struct{ *redis.IntCmd }
 )
 
 func (onceCmd) NoRetry() bool    { return true }
 func (onceScript) NoRetry() bool { return true }
 func (onceString) NoRetry() bool { return true }
+func (onceStatus) NoRetry() bool { return true }
+func (onceInt) NoRetry() bool    { return true }
 
 // Repeatable returns cmd marked as safe to send twice, for a command that
 // the command table cannot know is (a script written to be replayable, a
@@ -49,11 +60,15 @@ func (onceString) NoRetry() bool { return true }
 // also holds on an AutoPipeliner, whose batches reach the Hook with the
 // flusher's context, not the caller's.
 func Repeatable(cmd redis.Cmder) redis.Cmder {
-	switch c := cmd.(type) {
+	switch c := cmd.(type) { // as in Once: no allocation for these kinds
 	case *redis.Cmd:
 		return repeatableScript{c}
 	case *redis.StringCmd:
 		return repeatableString{c}
+	case *redis.StatusCmd:
+		return repeatableStatus{c}
+	case *redis.IntCmd:
+		return repeatableInt{c}
 	}
 	return repeatableCmd{cmd}
 }
@@ -62,12 +77,16 @@ type (
 	repeatableCmd    struct{ redis.Cmder }
 	repeatableScript struct{ *redis.Cmd }
 	repeatableString struct{ *redis.StringCmd }
+	repeatableStatus struct{ *redis.StatusCmd }
+	repeatableInt    struct{ *redis.IntCmd }
 )
 
 // repeatable is the mark IsIdempotent looks for.
 func (repeatableCmd) repeatable()    {}
 func (repeatableScript) repeatable() {}
 func (repeatableString) repeatable() {}
+func (repeatableStatus) repeatable() {}
+func (repeatableInt) repeatable()    {}
 
 // Ambiguous returns err as the caller of a write sent once must see it: an
 // *AmbiguousError (matching ErrAmbiguous and the cause) when err is a

@@ -239,3 +239,35 @@ func TestScriptCmdAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestMarksDoNotAllocate: Once and Repeatable wrap the command kinds
+// rediskit marks (scripts, SET … GET, SET … IFEQ, counters) without an
+// allocation, and keep their marks: NoRetry for Once, IsIdempotent for
+// Repeatable, on every kind.
+func TestMarksDoNotAllocate(t *testing.T) {
+	ctx := context.Background()
+	cmds := []redis.Cmder{
+		redis.NewCmd(ctx, "evalsha", "x", 0),
+		redis.NewStringCmd(ctx, "set", "k", "v", "nx", "get"),
+		redis.NewStatusCmd(ctx, "set", "k", "v", "ifeq", "m"),
+		redis.NewIntCmd(ctx, "incr", "k"),
+		redis.NewBoolCmd(ctx, "expire", "k", 1), // any other kind: one allocation
+	}
+	for _, cmd := range cmds {
+		want := 0.0
+		if _, ok := cmd.(*redis.BoolCmd); ok {
+			want = 1
+		}
+		for name, mark := range map[string]func(redis.Cmder) redis.Cmder{"Once": retry.Once, "Repeatable": retry.Repeatable} {
+			if n := testing.AllocsPerRun(100, func() { _ = mark(cmd) }); n != want {
+				t.Errorf("%s(%T) allocates %v times, want %v", name, cmd, n, want)
+			}
+		}
+		if !retry.Once(cmd).NoRetry() {
+			t.Errorf("Once(%T) is not NoRetry", cmd)
+		}
+		if !retry.IsIdempotent(retry.Repeatable(cmd)) || retry.Repeatable(cmd).NoRetry() {
+			t.Errorf("Repeatable(%T): idempotent %v, NoRetry %v", cmd, retry.IsIdempotent(retry.Repeatable(cmd)), retry.Repeatable(cmd).NoRetry())
+		}
+	}
+}
