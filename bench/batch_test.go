@@ -10,6 +10,7 @@ import (
 
 	grcache "github.com/go-redis/cache/v9"
 
+	"github.com/rediskit/rediskit/bench/internal/rounds"
 	"github.com/rediskit/rediskit/cache"
 )
 
@@ -80,10 +81,10 @@ func BenchmarkCacheBatch(b *testing.B) {
 			}
 		}})
 	}
-	for range rounds() {
+	for r := range rounds.N() {
 		for _, kind := range []string{"miss", "hit"} {
 			for _, g := range []int{1, 16} {
-				for _, row := range rows {
+				for _, row := range rounds.InOrder(rows, r) {
 					b.Run(fmt.Sprintf("%s/g=%d/%s", kind, g, row.name), func(b *testing.B) {
 						flushBench(b)
 						cnt, do := row.setup(b)

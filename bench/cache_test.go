@@ -39,6 +39,7 @@ import (
 	"github.com/redis/rueidis"
 	"github.com/redis/rueidis/rueidisaside"
 
+	"github.com/rediskit/rediskit/bench/internal/rounds"
 	"github.com/rediskit/rediskit/cache"
 	"github.com/rediskit/rediskit/internal/pipeline"
 )
@@ -211,9 +212,9 @@ type cacheRow struct {
 }
 
 func BenchmarkCacheGetHit(b *testing.B) {
-	for range rounds() {
+	for r := range rounds.N() {
 		for _, g := range cacheConcurrency {
-			for _, row := range hitRows() {
+			for _, row := range rounds.InOrder(hitRows(), r) {
 				b.Run(fmt.Sprintf("g=%d/%s", g, row.name), func(b *testing.B) { row.run(b, g) })
 			}
 		}
@@ -351,9 +352,9 @@ type missRow struct {
 }
 
 func BenchmarkCacheGetOrSetMiss(b *testing.B) {
-	for range rounds() {
+	for r := range rounds.N() {
 		for _, g := range cacheConcurrency {
-			for _, row := range missRows() {
+			for _, row := range rounds.InOrder(missRows(), r) {
 				b.Run(fmt.Sprintf("g=%d/%s", g, row.name), func(b *testing.B) { row.run(b, g) })
 			}
 		}
@@ -541,9 +542,9 @@ func BenchmarkCacheGetOrSetHit(b *testing.B) {
 			}
 		}})
 	}
-	for range rounds() {
+	for r := range rounds.N() {
 		for _, g := range cacheConcurrency {
-			for _, row := range rows {
+			for _, row := range rounds.InOrder(rows, r) {
 				b.Run(fmt.Sprintf("g=%d/%s", g, row.name), func(b *testing.B) {
 					cnt, op := row.setup(b)
 					runConcurrent(b, g, cnt, op)

@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"strconv"
 	"testing"
 	"time"
 
@@ -77,18 +76,4 @@ func runWithServer(m *testing.M) int {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return m.Run()
-}
-
-// rounds is how many times a benchmark runs each of its rows: BENCH_ROUNDS,
-// 1 unless set. go test's -count runs one row that many times before it
-// starts the next, so the machine's drift between rows lands in their
-// ratios; with rounds every row runs once per round, and benchtable -ratio
-// compares rows within each round. go test names a row's second run
-// "row#01", its third "row#02"; benchtable reads them as the same row.
-func rounds() int {
-	n, err := strconv.Atoi(os.Getenv("BENCH_ROUNDS"))
-	if err != nil || n < 1 {
-		return 1
-	}
-	return n
 }

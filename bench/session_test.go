@@ -34,6 +34,7 @@ import (
 	"github.com/rbcervilla/redisstore/v9"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/rediskit/rediskit/bench/internal/rounds"
 	"github.com/rediskit/rediskit/session"
 )
 
@@ -155,31 +156,41 @@ func login(b *testing.B, h http.Handler) *http.Cookie {
 // how it slides the expiry; rediskit slides it with its touch script once
 // per TouchInterval.
 func BenchmarkSessionRequest(b *testing.B) {
-	for range rounds() {
-		for _, m := range sessionModes {
-			b.Run("rediskit/"+m.name, func(b *testing.B) {
-				h, cookies, count := rediskitHandler(b, m.mode, 0)
-				runRequests(b, h, cookies, count)
-			})
-		}
-		// Sliding the expiry on every request, as scs's "-slide" rows do:
-		// TouchInterval -1 runs the touch script on every Get.
-		for _, m := range sessionModes {
-			b.Run("rediskit-slide/"+m.name, func(b *testing.B) {
-				h, cookies, count := rediskitHandler(b, m.mode, -1)
-				runRequests(b, h, cookies, count)
-			})
-		}
-		b.Run("go-redis-GET/autopipelined", func(b *testing.B) {
+	type row struct {
+		name string
+		run  func(b *testing.B)
+	}
+	var rows []row
+	for _, m := range sessionModes {
+		rows = append(rows, row{"rediskit/" + m.name, func(b *testing.B) {
+			h, cookies, count := rediskitHandler(b, m.mode, 0)
+			runRequests(b, h, cookies, count)
+		}})
+	}
+	// Sliding the expiry on every request, as scs's "-slide" rows do:
+	// TouchInterval -1 runs the touch script on every Get.
+	for _, m := range sessionModes {
+		rows = append(rows, row{"rediskit-slide/" + m.name, func(b *testing.B) {
+			h, cookies, count := rediskitHandler(b, m.mode, -1)
+			runRequests(b, h, cookies, count)
+		}})
+	}
+	rows = append(rows,
+		row{"go-redis-GET/autopipelined", func(b *testing.B) {
 			h, cookies, count := bareGetHandler(b)
 			runRequests(b, h, cookies, count)
-		})
-		b.Run("scs-goredisstore/pooled", func(b *testing.B) { benchSCS(b, false, false) })
-		b.Run("scs-cmdablestore/autopipelined", func(b *testing.B) { benchSCS(b, true, false) })
-		b.Run("scs-goredisstore-slide/pooled", func(b *testing.B) { benchSCS(b, false, true) })
-		b.Run("scs-cmdablestore-slide/autopipelined", func(b *testing.B) { benchSCS(b, true, true) })
-		b.Run("gorilla-redisstore/pooled", func(b *testing.B) { benchGorilla(b, false) })
-		b.Run("gorilla-redisstore/autopipelined", func(b *testing.B) { benchGorilla(b, true) })
+		}},
+		row{"scs-goredisstore/pooled", func(b *testing.B) { benchSCS(b, false, false) }},
+		row{"scs-cmdablestore/autopipelined", func(b *testing.B) { benchSCS(b, true, false) }},
+		row{"scs-goredisstore-slide/pooled", func(b *testing.B) { benchSCS(b, false, true) }},
+		row{"scs-cmdablestore-slide/autopipelined", func(b *testing.B) { benchSCS(b, true, true) }},
+		row{"gorilla-redisstore/pooled", func(b *testing.B) { benchGorilla(b, false) }},
+		row{"gorilla-redisstore/autopipelined", func(b *testing.B) { benchGorilla(b, true) }},
+	)
+	for r := range rounds.N() {
+		for _, row := range rounds.InOrder(rows, r) {
+			b.Run(row.name, row.run)
+		}
 	}
 }
 
@@ -541,19 +552,28 @@ func BenchmarkSessionGet(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
 			b.ReportMetric(float64(count.n.Load())/float64(b.N), "redis-cmds/op")
 		}
-		for range rounds() {
-			b.Run(m.name+"/store-get", func(b *testing.B) {
-				run128(b, func() error { _, err := store.Get(ctx, id); return err })
-			})
-			b.Run(m.name+"/bare-get", func(b *testing.B) {
-				run128(b, func() error {
-					v, err := bare.Get(ctx, bareKey).Bytes()
-					if err == nil && len(v) != len(stored) {
-						err = fmt.Errorf("GET returned %d bytes, want %d", len(v), len(stored))
-					}
-					return err
+		rows := []func(){
+			func() {
+				b.Run(m.name+"/store-get", func(b *testing.B) {
+					run128(b, func() error { _, err := store.Get(ctx, id); return err })
 				})
-			})
+			},
+			func() {
+				b.Run(m.name+"/bare-get", func(b *testing.B) {
+					run128(b, func() error {
+						v, err := bare.Get(ctx, bareKey).Bytes()
+						if err == nil && len(v) != len(stored) {
+							err = fmt.Errorf("GET returned %d bytes, want %d", len(v), len(stored))
+						}
+						return err
+					})
+				})
+			},
+		}
+		for r := range rounds.N() {
+			for _, run := range rounds.InOrder(rows, r) {
+				run()
+			}
 		}
 	}
 }
