@@ -161,19 +161,18 @@ func BenchmarkSessionRequest(b *testing.B) {
 		run  func(b *testing.B)
 	}
 	var rows []row
-	for _, m := range sessionModes {
-		rows = append(rows, row{"rediskit/" + m.name, func(b *testing.B) {
-			h, cookies, count := rediskitHandler(b, m.mode, 0)
-			runRequests(b, h, cookies, count)
-		}})
-	}
-	// Sliding the expiry on every request, as scs's "-slide" rows do:
-	// TouchInterval -1 runs the touch script on every Get.
-	for _, m := range sessionModes {
-		rows = append(rows, row{"rediskit-slide/" + m.name, func(b *testing.B) {
-			h, cookies, count := rediskitHandler(b, m.mode, -1)
-			runRequests(b, h, cookies, count)
-		}})
+	// "-slide": sliding the expiry on every request, as scs's "-slide" rows
+	// do; TouchInterval -1 runs the touch script on every Get.
+	for _, v := range []struct {
+		name  string
+		touch time.Duration
+	}{{"rediskit", 0}, {"rediskit-slide", -1}} {
+		for _, m := range sessionModes {
+			rows = append(rows, row{v.name + "/" + m.name, func(b *testing.B) {
+				h, cookies, count := rediskitHandler(b, m.mode, v.touch)
+				runRequests(b, h, cookies, count)
+			}})
+		}
 	}
 	rows = append(rows,
 		row{"go-redis-GET/autopipelined", func(b *testing.B) {
@@ -552,27 +551,22 @@ func BenchmarkSessionGet(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
 			b.ReportMetric(float64(count.n.Load())/float64(b.N), "redis-cmds/op")
 		}
-		rows := []func(){
-			func() {
-				b.Run(m.name+"/store-get", func(b *testing.B) {
-					run128(b, func() error { _, err := store.Get(ctx, id); return err })
-				})
-			},
-			func() {
-				b.Run(m.name+"/bare-get", func(b *testing.B) {
-					run128(b, func() error {
-						v, err := bare.Get(ctx, bareKey).Bytes()
-						if err == nil && len(v) != len(stored) {
-							err = fmt.Errorf("GET returned %d bytes, want %d", len(v), len(stored))
-						}
-						return err
-					})
-				})
-			},
+		rows := []struct {
+			name string
+			op   func() error
+		}{
+			{"store-get", func() error { _, err := store.Get(ctx, id); return err }},
+			{"bare-get", func() error {
+				v, err := bare.Get(ctx, bareKey).Bytes()
+				if err == nil && len(v) != len(stored) {
+					err = fmt.Errorf("GET returned %d bytes, want %d", len(v), len(stored))
+				}
+				return err
+			}},
 		}
 		for r := range rounds.N() {
-			for _, run := range rounds.InOrder(rows, r) {
-				run()
+			for _, row := range rounds.InOrder(rows, r) {
+				b.Run(m.name+"/"+row.name, func(b *testing.B) { run128(b, row.op) })
 			}
 		}
 	}
