@@ -341,11 +341,12 @@
 // goes through the client's go-redis AutoPipeliner while others of the
 // store are in flight, and a lone one down whichever of the two paths (a
 // pooled connection, the AutoPipeliner) has been faster for lone commands,
-// one in 32 of them timed on each (TestLonePath in internal/pipeline;
-// pooled at first): a lone request gets the lower latency the machine
-// offers, concurrent requests share round trips (still one command per
-// operation). Create and Update, marked
-// retry.Once, always go pooled in that mode (TestAdaptive in
+// one in 32 of them timed on the chosen path and one in 32 tried on the
+// other, one in 256 while that one is more than 1.5x slower (TestLonePath
+// and TestProbeEvery in internal/pipeline; pooled at first): a lone
+// request gets the lower latency the machine offers, concurrent requests
+// share round trips (still one command per operation). Create and
+// Update, marked retry.Once, always go pooled in that mode (TestAdaptive in
 // internal/pipeline): in a batch with other callers' reads, go-redis would
 // send the two kinds as separate pipelines, one after the other, a round
 // trip more for those callers (go-redis's splitRetryRuns). PipelineAlways

@@ -204,20 +204,22 @@ func (e *Exec) Process(ctx context.Context, cmd redis.Cmder) error {
 // is depends on the machine, its load and the Go runtime, not on rediskit:
 // on this project's machine, idle, the AutoPipeliner answered lone GETs
 // faster than the pooled client, and beside another busy process slower
-// (bench/CACHE.md, BenchmarkCacheGetHit at g=1). So one lone command in
-// loneSample is timed on each path, the first of them sent down the other
-// one, and lone commands follow the lower running mean (chooseAP). The
-// cost: one lone command in loneSample rides the slower path.
+// (bench/CACHE.md, BenchmarkCacheGetHit at g=1). So lone commands follow
+// the lower running mean of the two paths (chooseAP): one lone command in
+// loneSample is timed on the chosen path, and one in probeEvery is sent
+// down the other path and timed there. That probe is what the choice
+// costs: a command that rides the slower path.
 func (e *Exec) lone(ctx context.Context, cmd redis.Cmder) error {
-	k := e.loneN.Add(1) % loneSample
-	useAP := e.loneAP.Load() != (k == 0) // k == 0: try the other path
+	n := e.loneN.Add(1)
+	probe := n%e.probeEvery() == 0
+	useAP := e.loneAP.Load() != probe
 	var ap *redis.AutoPipeliner
 	if useAP {
 		if ap = e.pipeliner(); ap == nil {
 			useAP = false
 		}
 	}
-	timed := k == 0 || k == loneSample/2
+	timed := probe || n%loneSample == loneSample/2
 	var start time.Time
 	if timed {
 		start = time.Now()
@@ -234,8 +236,29 @@ func (e *Exec) lone(ctx context.Context, cmd redis.Cmder) error {
 	return err
 }
 
-// loneSample: one lone command in loneSample is timed on each path.
-const loneSample = 32
+// One lone command in loneSample is timed on the chosen path, and one in
+// loneSample sent down the other path while the two are alike; one in
+// farSample while the other path is more than 1.5× slower, where each probe
+// costs a whole slow command (the auto-pipelined path ran lone GETs at
+// about half the pooled rate on one machine of this project's kind,
+// bench/CACHE.md).
+const (
+	loneSample = 32
+	farSample  = 256
+)
+
+// probeEvery returns how many lone commands go by between two probes of
+// the path not chosen (see lone).
+func (e *Exec) probeEvery() uint32 {
+	chosen, other := e.loneNs[0].Load(), e.loneNs[1].Load()
+	if e.loneAP.Load() {
+		chosen, other = other, chosen
+	}
+	if chosen > 0 && other*2 > chosen*3 {
+		return farSample
+	}
+	return loneSample
+}
 
 // observe adds a lone command's latency d on one path to that path's
 // running mean and picks the path for the next lone commands.

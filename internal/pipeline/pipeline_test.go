@@ -294,9 +294,10 @@ func runCallers(b *testing.B, n int, op func()) {
 }
 
 // TestLonePath: a lone caller's commands take the path measured faster: one
-// in 32 is timed on each path, the first of them on the other path, and
-// every reply lands where it belongs on either. Which path wins is the
-// machine's; TestChooseLonePath checks the choice from given latencies.
+// in 32 is timed on the chosen path and, while no mean is far apart, one in
+// 32 on the other, and every reply lands where it belongs on either. Which
+// path wins is the machine's; TestChooseLonePath checks the choice from
+// given latencies, TestProbeEvery how often the other path is tried.
 func TestLonePath(t *testing.T) {
 	ctx := context.Background()
 	e, rdb, p := newExec(t, redistest.Shared(t).Addr, pipeline.Adaptive)
@@ -350,6 +351,29 @@ func TestChooseLonePath(t *testing.T) {
 	}
 	if got := pipeline.EWMA(80, 1_000_000_000); got != 110 { // counted as 320
 		t.Errorf("mean 80, a 1 s sample: %d, want 110", got)
+	}
+}
+
+// TestProbeEvery: a lone command goes down the path not chosen one time in
+// 32 while the two paths' means are within 1.5× of each other or either is
+// unknown, and one time in 256 while the other path is slower than that.
+func TestProbeEvery(t *testing.T) {
+	for _, tc := range []struct {
+		pooled, ap int64
+		onAP       bool
+		want       uint32
+	}{
+		{0, 0, false, 32},     // nothing timed yet
+		{100, 0, false, 32},   // the other path not timed yet
+		{100, 150, false, 32}, // 1.5x: still alike
+		{100, 151, false, 256},
+		{160, 100, true, 256}, // on the AutoPipeliner, pooled far slower
+		{140, 100, true, 32},
+		{100, 60, false, 32}, // the other path faster: try it often
+	} {
+		if got := pipeline.ProbeEvery(tc.pooled, tc.ap, tc.onAP); got != tc.want {
+			t.Errorf("means pooled %d ns, ap %d ns, on AP %v: probe every %d, want %d", tc.pooled, tc.ap, tc.onAP, got, tc.want)
+		}
 	}
 }
 
