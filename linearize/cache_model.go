@@ -94,6 +94,11 @@ type GetOrSetInput struct {
 	Op     GetOrSetOp
 	Key    int
 	Loaded int
+	// Outage: the call overlapped a window in which the server could not
+	// be reached (Recorder.Outages). Its commit may then have failed on
+	// every attempt, and the cache hands a load whose commit failed to its
+	// callers without storing it (cache/lease.go, "commit").
+	Outage bool
 }
 
 // GetOrSetOutput is what GetOrSet returned (Value), or that the outcome is
@@ -109,8 +114,10 @@ type GetOrSetOutput struct {
 // loads, stores and returns its own loader's value. So a value once
 // returned is what every later GetOrSet returns, until a Delete. A Delete
 // during a load wins: the load's callers get the value, which is not
-// stored; the model places such a GetOrSet before the Delete. Loaders never
-// fail in the workloads.
+// stored; the model places such a GetOrSet before the Delete. A miss that
+// overlapped an outage (GetOrSetInput.Outage) may also return its load
+// without storing it: its commit may have failed on every attempt. Loaders
+// never fail in the workloads.
 var GetOrSetModel = porcupine.NondeterministicModel{
 	Partition: func(h []porcupine.Operation) [][]porcupine.Operation {
 		return partitionBy(h, func(in any) int { return in.(GetOrSetInput).Key })
@@ -125,6 +132,9 @@ var GetOrSetModel = porcupine.NondeterministicModel{
 			}
 			if out.Unknown {
 				return []any{st, in.Loaded}
+			}
+			if in.Outage && out.Value == in.Loaded {
+				return []any{in.Loaded, st} // stored, or its commit failed
 			}
 			return ifOK(out.Value == in.Loaded, in.Loaded)
 		case GDelete:
@@ -148,6 +158,9 @@ var GetOrSetModel = porcupine.NondeterministicModel{
 			return fmt.Sprintf("Delete(k%d) -> %s", in.Key, res)
 		case GDeleteAgain:
 			return fmt.Sprintf("Delete(k%d) again?", in.Key)
+		}
+		if in.Outage {
+			res += " (in an outage)"
 		}
 		return fmt.Sprintf("GetOrSet(k%d, load %d) -> %s", in.Key, in.Loaded, res)
 	},

@@ -20,6 +20,7 @@ type Recorder struct {
 	ops     []porcupine.Operation
 	unknown []int // indexes of operations whose outcome is unknown
 	last    int64
+	outages [][2]int64 // windows without a reachable server (Outage)
 }
 
 // NewRecorder starts a history; its clock starts now.
@@ -50,6 +51,39 @@ func (r *Recorder) AddUnknown(client int, in, out any, call int64) {
 	r.unknown = append(r.unknown, len(r.ops))
 	r.ops = append(r.ops, porcupine.Operation{ClientId: client, Input: in, Call: call, Output: out, Return: math.MaxInt64})
 	r.mu.Unlock()
+}
+
+// Outage records a window, from start to end, in which the server could
+// not be reached. MarkOutages flags the operations that overlap one.
+func (r *Recorder) Outage(start, end time.Time) {
+	r.mu.Lock()
+	r.outages = append(r.outages, [2]int64{r.At(start), r.At(end)})
+	r.mu.Unlock()
+}
+
+// MarkOutages replaces the input of every operation with a known outcome
+// that overlaps an outage window with mark(input); the model decides what
+// an outage allows. Operations with an unknown outcome may have any effect
+// already.
+func (r *Recorder) MarkOutages(mark func(in any) any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	unknown := make(map[int]bool, len(r.unknown))
+	for _, i := range r.unknown {
+		unknown[i] = true
+	}
+	for i := range r.ops {
+		op := &r.ops[i]
+		if unknown[i] {
+			continue
+		}
+		for _, w := range r.outages {
+			if w[0] <= op.Return && op.Call <= w[1] {
+				op.Input = mark(op.Input)
+				break
+			}
+		}
+	}
 }
 
 // History returns the recorded operations, the unknown ones ending after

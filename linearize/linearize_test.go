@@ -132,6 +132,7 @@ func (cfg run) do(t *testing.T) report {
 	if long() {
 		timeout = 10 * time.Minute
 	}
+	w.markOutages()
 	sm, cm, gm := SessionModel, CounterModel, GetOrSetModel
 	if cfg.failover {
 		sm, cm, gm = WithFailover(sm, false), WithFailover(cm, true), WithFailover(gm, true)
@@ -258,8 +259,9 @@ func TestLinearizableProxyFaults(t *testing.T) {
 func testProxyFaults(t *testing.T, srv *redistest.Server) {
 	p := redistest.NewProxy(t, srv.Addr)
 	rep := run{duration: scaled(4 * time.Second), clients: 4, client: standalone(p.Addr),
-		fault: func(ctx context.Context, rng *rand.Rand, _ *world) int {
+		fault: func(ctx context.Context, rng *rand.Rand, w *world) int {
 			return every(ctx, rng, 50*time.Millisecond, 250*time.Millisecond, func() {
+				start := time.Now()
 				switch rng.IntN(3) {
 				case 0:
 					p.CutAll()
@@ -273,6 +275,7 @@ func testProxyFaults(t *testing.T, srv *redistest.Server) {
 					p.SetBlackHole(false)
 					p.CutAll()
 				}
+				w.outage(start, time.Now())
 			})
 		}}.do(t)
 	requireFaults(t, rep)
@@ -285,11 +288,13 @@ func testProxyFaults(t *testing.T, srv *redistest.Server) {
 func TestLinearizablePause(t *testing.T) {
 	srv := redistest.Start(t)
 	rep := run{duration: scaled(4 * time.Second), clients: 4, client: standalone(srv.Addr),
-		fault: func(ctx context.Context, rng *rand.Rand, _ *world) int {
+		fault: func(ctx context.Context, rng *rand.Rand, w *world) int {
 			return every(ctx, rng, 200*time.Millisecond, 600*time.Millisecond, func() {
+				start := time.Now()
 				srv.Pause()
 				time.Sleep(time.Duration(100+rng.IntN(600)) * time.Millisecond)
 				srv.Resume()
+				w.outage(start, time.Now())
 			})
 		}}.do(t)
 	requireFaults(t, rep)
@@ -303,11 +308,13 @@ func TestLinearizablePause(t *testing.T) {
 func TestLinearizableKillRestartAOF(t *testing.T) {
 	srv := redistest.Start(t, redistest.WithArgs("--appendonly", "yes", "--appendfsync", "always"))
 	rep := run{duration: scaled(4 * time.Second), clients: 4, client: standalone(srv.Addr),
-		fault: func(ctx context.Context, rng *rand.Rand, _ *world) int {
+		fault: func(ctx context.Context, rng *rand.Rand, w *world) int {
 			return every(ctx, rng, 300*time.Millisecond, 800*time.Millisecond, func() {
+				start := time.Now()
 				srv.Kill()
 				time.Sleep(time.Duration(50+rng.IntN(200)) * time.Millisecond)
 				srv.Restart(t)
+				w.outage(start, time.Now())
 			})
 		}}.do(t)
 	requireFaults(t, rep)

@@ -1,7 +1,9 @@
 package linearize
 
 import (
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/anishathalye/porcupine"
 )
@@ -71,6 +73,14 @@ func TestModelsRejectWhatTheyMust(t *testing.T) {
 		{"GetOrSet value changes without delete", GetOrSetModel, []porcupine.Operation{
 			op(GetOrSetInput{Key: 1, Loaded: 5}, GetOrSetOutput{Value: 5}, 0, 1),
 			op(GetOrSetInput{Key: 1, Loaded: 6}, GetOrSetOutput{Value: 6}, 2, 3)}, false},
+		{"GetOrSet load not stored in an outage", GetOrSetModel, []porcupine.Operation{
+			op(GetOrSetInput{Key: 1, Loaded: 5, Outage: true}, GetOrSetOutput{Value: 5}, 0, 1),
+			op(GetOrSetInput{Key: 1, Loaded: 6}, GetOrSetOutput{Value: 6}, 2, 3)}, true},
+		{"GetOrSet in an outage returns another load", GetOrSetModel, []porcupine.Operation{
+			op(GetOrSetInput{Key: 1, Loaded: 5, Outage: true}, GetOrSetOutput{Value: 7}, 0, 1)}, false},
+		{"GetOrSet in an outage replaces a stored value", GetOrSetModel, []porcupine.Operation{
+			op(GetOrSetInput{Key: 1, Loaded: 5}, GetOrSetOutput{Value: 5}, 0, 1),
+			op(GetOrSetInput{Key: 1, Loaded: 6, Outage: true}, GetOrSetOutput{Value: 6}, 2, 3)}, false},
 		{"GetOrSet new value after delete", GetOrSetModel, []porcupine.Operation{
 			op(GetOrSetInput{Key: 1, Loaded: 5}, GetOrSetOutput{Value: 5}, 0, 1),
 			op(GetOrSetInput{Op: GDelete, Key: 1}, GetOrSetOutput{}, 2, 3),
@@ -120,5 +130,28 @@ func TestModelsRejectWhatTheyMust(t *testing.T) {
 				t.Errorf("linearizable = %v, want %v", got, c.ok)
 			}
 		})
+	}
+}
+
+// TestMarkOutages: the calls with a known outcome that overlap an outage
+// window, by a nanosecond or wholly, are marked; those before or after it,
+// and calls with an unknown outcome, are not.
+func TestMarkOutages(t *testing.T) {
+	r := NewRecorder()
+	at := func(ns int64) time.Time { return r.start.Add(time.Duration(ns)) }
+	r.Outage(at(100), at(200))
+	for i, span := range [][2]int64{{10, 99}, {50, 100}, {150, 160}, {200, 250}, {201, 300}} {
+		r.Add(0, GetOrSetInput{Key: i}, GetOrSetOutput{}, span[0], span[1])
+	}
+	r.AddUnknown(0, GetOrSetInput{Key: 9}, GetOrSetOutput{Unknown: true}, 120)
+	r.MarkOutages(func(in any) any { g := in.(GetOrSetInput); g.Outage = true; return g })
+	var marked []int
+	for _, op := range r.History() {
+		if in := op.Input.(GetOrSetInput); in.Outage {
+			marked = append(marked, in.Key)
+		}
+	}
+	if want := []int{1, 2, 3}; !slices.Equal(marked, want) {
+		t.Errorf("marked %v, want %v", marked, want)
 	}
 }

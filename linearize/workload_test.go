@@ -108,6 +108,26 @@ func (w *world) failover(start, end time.Time) {
 	}
 }
 
+// outage records a window in which the server could not be reached, from
+// start until outageGrace after end, in the GetOrSet history: a miss in it
+// may hand its load to its callers without storing it (GetOrSetInput.Outage).
+// The sessions and counters have no such allowance.
+func (w *world) outage(start, end time.Time) { w.gos.Outage(start, end.Add(outageGrace)) }
+
+// outageGrace is how long after a fault a commit may still fail on every
+// attempt: go-redis's three retries on the connections the fault broke,
+// with backoff, at most about 1 s with the workload clients' settings.
+const outageGrace = time.Second
+
+// markOutages flags the GetOrSet calls that overlapped an outage.
+func (w *world) markOutages() {
+	w.gos.MarkOutages(func(in any) any {
+		g := in.(GetOrSetInput)
+		g.Outage = g.Op == GGetOrSet
+		return g
+	})
+}
+
 // learn gives a session ID its number and makes it known under user u.
 func (w *world) learn(u int, id string) int {
 	w.mu.Lock()
