@@ -95,7 +95,7 @@ type GetOrSetInput struct {
 	Key    int
 	Loaded int
 	// Outage: the call overlapped a window in which the server could not
-	// be reached (Recorder.Outages). Its commit may then have failed on
+	// be reached (Recorder.Outage). Its commit may then have failed on
 	// every attempt, and the cache hands a load whose commit failed to its
 	// callers without storing it (cache/lease.go, "commit").
 	Outage bool

@@ -68,13 +68,9 @@ func (r *Recorder) Outage(start, end time.Time) {
 func (r *Recorder) MarkOutages(mark func(in any) any) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	unknown := make(map[int]bool, len(r.unknown))
-	for _, i := range r.unknown {
-		unknown[i] = true
-	}
 	for i := range r.ops {
 		op := &r.ops[i]
-		if unknown[i] {
+		if op.Return == math.MaxInt64 { // AddUnknown's
 			continue
 		}
 		for _, w := range r.outages {

@@ -260,8 +260,7 @@ func testProxyFaults(t *testing.T, srv *redistest.Server) {
 	p := redistest.NewProxy(t, srv.Addr)
 	rep := run{duration: scaled(4 * time.Second), clients: 4, client: standalone(p.Addr),
 		fault: func(ctx context.Context, rng *rand.Rand, w *world) int {
-			return every(ctx, rng, 50*time.Millisecond, 250*time.Millisecond, func() {
-				start := time.Now()
+			return every(ctx, rng, 50*time.Millisecond, 250*time.Millisecond, w.outage(func() {
 				switch rng.IntN(3) {
 				case 0:
 					p.CutAll()
@@ -275,8 +274,7 @@ func testProxyFaults(t *testing.T, srv *redistest.Server) {
 					p.SetBlackHole(false)
 					p.CutAll()
 				}
-				w.outage(start, time.Now())
-			})
+			}))
 		}}.do(t)
 	requireFaults(t, rep)
 	requireLinearizable(t, rep)
@@ -289,13 +287,11 @@ func TestLinearizablePause(t *testing.T) {
 	srv := redistest.Start(t)
 	rep := run{duration: scaled(4 * time.Second), clients: 4, client: standalone(srv.Addr),
 		fault: func(ctx context.Context, rng *rand.Rand, w *world) int {
-			return every(ctx, rng, 200*time.Millisecond, 600*time.Millisecond, func() {
-				start := time.Now()
+			return every(ctx, rng, 200*time.Millisecond, 600*time.Millisecond, w.outage(func() {
 				srv.Pause()
 				time.Sleep(time.Duration(100+rng.IntN(600)) * time.Millisecond)
 				srv.Resume()
-				w.outage(start, time.Now())
-			})
+			}))
 		}}.do(t)
 	requireFaults(t, rep)
 	requireLinearizable(t, rep)
@@ -309,13 +305,11 @@ func TestLinearizableKillRestartAOF(t *testing.T) {
 	srv := redistest.Start(t, redistest.WithArgs("--appendonly", "yes", "--appendfsync", "always"))
 	rep := run{duration: scaled(4 * time.Second), clients: 4, client: standalone(srv.Addr),
 		fault: func(ctx context.Context, rng *rand.Rand, w *world) int {
-			return every(ctx, rng, 300*time.Millisecond, 800*time.Millisecond, func() {
-				start := time.Now()
+			return every(ctx, rng, 300*time.Millisecond, 800*time.Millisecond, w.outage(func() {
 				srv.Kill()
 				time.Sleep(time.Duration(50+rng.IntN(200)) * time.Millisecond)
 				srv.Restart(t)
-				w.outage(start, time.Now())
-			})
+			}))
 		}}.do(t)
 	requireFaults(t, rep)
 	requireLinearizable(t, rep)

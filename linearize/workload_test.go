@@ -108,11 +108,18 @@ func (w *world) failover(start, end time.Time) {
 	}
 }
 
-// outage records a window in which the server could not be reached, from
-// start until outageGrace after end, in the GetOrSet history: a miss in it
-// may hand its load to its callers without storing it (GetOrSetInput.Outage).
-// The sessions and counters have no such allowance.
-func (w *world) outage(start, end time.Time) { w.gos.Outage(start, end.Add(outageGrace)) }
+// outage returns fault, which makes the server unreachable while it runs,
+// recording that window until outageGrace after it in the GetOrSet
+// history: a miss in it may hand its load to its callers without storing
+// it (GetOrSetInput.Outage). The sessions and counters have no such
+// allowance.
+func (w *world) outage(fault func()) func() {
+	return func() {
+		start := time.Now()
+		fault()
+		w.gos.Outage(start, time.Now().Add(outageGrace))
+	}
+}
 
 // outageGrace is how long after a fault a commit may still fail on every
 // attempt: go-redis's three retries on the connections the fault broke,
