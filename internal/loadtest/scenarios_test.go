@@ -2,10 +2,8 @@ package loadtest_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -516,7 +514,7 @@ func TestCluster(t *testing.T) {
 				from, to := c.Masters[0], c.Masters[1]
 				for i := 1; i <= rounds && loadtest.Sleep(ctx, pick(time.Second, 10*time.Second)); i++ {
 					end := d.Fault("reshard 1000 slots " + strconv.Itoa(i))
-					err := reshard(context.Background(), from, to, 1000) // never interrupted half-way
+					err := c.Reshard(context.Background(), from, to, 1000) // never interrupted half-way
 					end()
 					if err != nil {
 						return err
@@ -596,40 +594,6 @@ func failedMasterless(nodes, id string) bool {
 		}
 	}
 	return false
-}
-
-// reshard moves n slots from one master to another with redis-cli, as an
-// operator would.
-func reshard(ctx context.Context, from, to *redistest.Server, n int) error {
-	id := func(s *redistest.Server) (string, error) {
-		v, err := s.Do(ctx, "CLUSTER", "MYID")
-		str, _ := v.(string)
-		if err == nil && str == "" {
-			err = errors.New("empty CLUSTER MYID")
-		}
-		return str, err
-	}
-	fromID, err := id(from)
-	if err != nil {
-		return err
-	}
-	toID, err := id(to)
-	if err != nil {
-		return err
-	}
-	cli, err := exec.LookPath("redis-cli")
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, cli, "--cluster", "reshard", from.Addr,
-		"--cluster-from", fromID, "--cluster-to", toID,
-		"--cluster-slots", strconv.Itoa(n), "--cluster-yes").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("redis-cli --cluster reshard: %w\n%s", err, out)
-	}
-	return nil
 }
 
 // With AOF and appendfsync always, every session write and increment that

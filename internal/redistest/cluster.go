@@ -70,7 +70,7 @@ func StartCluster(t testing.TB, opts ...ClusterOption) *Cluster {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	c, err := startCluster(t.TempDir(), cfg)
+	c, err := startCluster(testDir(t), cfg)
 	if c != nil {
 		t.Cleanup(func() {
 			for _, s := range c.nodes() {

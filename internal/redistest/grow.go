@@ -143,9 +143,35 @@ func (c *Cluster) cli(ctx context.Context, args ...string) error {
 	full := append(append([]string(nil), c.cfg.cliArgs...), args...)
 	out, err := exec.CommandContext(ctx, bin, full...).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("redistest: redis-cli %v: %w\n%s", args, err, out)
+		return fmt.Errorf("redistest: redis-cli %v: %w\n%s", args, err, cliOutput(out))
 	}
 	return nil
+}
+
+// cliOutput is redis-cli's output for an error message, its lines per
+// moved slot (thousands in a reshard) counted rather than shown, so that
+// the lines that tell why it failed, which come last, are not cut off. The
+// last of them stays, and any that carries an error.
+func cliOutput(out []byte) string {
+	var b strings.Builder
+	left, last := 0, ""
+	flush := func() {
+		if left > 1 {
+			fmt.Fprintf(&b, "(%d \"Moving slot\" lines left out)\n", left-1)
+		}
+		b.WriteString(last)
+		left, last = 0, ""
+	}
+	for line := range strings.Lines(string(out)) {
+		if strings.Contains(line, "Moving slot ") && !strings.Contains(line, "ERR") {
+			left, last = left+1, line
+			continue
+		}
+		flush()
+		b.WriteString(line)
+	}
+	flush()
+	return b.String()
 }
 
 // SlotsOf returns how many slots master s serves, from CLUSTER NODES as s

@@ -175,3 +175,24 @@ func TestClusterKillMaster(t *testing.T) {
 		return err == nil && v == "v"
 	})
 }
+
+// A failed reshard's output keeps its error and the slot it stopped at, and
+// counts the progress lines before them instead of showing them.
+func TestCLIOutput(t *testing.T) {
+	out := "Ready to move 3 slots.\n" +
+		"Moving slot 0 from a:1 to b:2: \n" +
+		"Moving slot 1 from a:1 to b:2: \n" +
+		"Moving slot 2 from a:1 to b:2: [ERR] Calling MIGRATE: IOERR\n" +
+		"*** Please fix your cluster problems\n"
+	want := "Ready to move 3 slots.\n" +
+		"(1 \"Moving slot\" lines left out)\n" +
+		"Moving slot 1 from a:1 to b:2: \n" +
+		"Moving slot 2 from a:1 to b:2: [ERR] Calling MIGRATE: IOERR\n" +
+		"*** Please fix your cluster problems\n"
+	if got := cliOutput([]byte(out)); got != want {
+		t.Errorf("cliOutput:\n%s\nwant:\n%s", got, want)
+	}
+	if got := cliOutput([]byte("Moving slot 7 from a:1 to b:2: ")); got != "Moving slot 7 from a:1 to b:2: " {
+		t.Errorf("cliOutput of a lone line: %q", got)
+	}
+}

@@ -59,7 +59,7 @@ func StartSentinel(t testing.TB, opts ...SentinelOption) *Sentinel {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	s, err := startSentinel(t.TempDir(), cfg)
+	s, err := startSentinel(testDir(t), cfg)
 	if s != nil {
 		t.Cleanup(func() {
 			for _, n := range append([]*Server{s.Master, s.Replica}, s.Sentinels...) {

@@ -90,7 +90,7 @@ func StartValkey(t testing.TB, opts ...Option) *Server {
 
 func start(t testing.TB, bin string, opts []Option) *Server {
 	t.Helper()
-	cfg := redisproc.Config{Bin: bin, Dir: t.TempDir()}
+	cfg := redisproc.Config{Bin: bin, Dir: testDir(t)}
 	for _, o := range opts {
 		o(&cfg)
 	}

@@ -38,7 +38,7 @@ func (s *shared[T]) get(t testing.TB, start func(dir string) (T, error)) T {
 func (s *shared[T]) getBin(t testing.TB, bin string, start func(dir string) (T, error)) T {
 	t.Helper()
 	s.once.Do(func() {
-		dir, err := os.MkdirTemp("", "redistest-")
+		dir, err := newDir()
 		if err != nil {
 			s.err = err
 			return
