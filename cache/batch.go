@@ -229,20 +229,20 @@ func (c *Cache) mset(ctx context.Context, items map[string][]byte, ttl time.Dura
 		}
 		return nil
 	})
-	return msetErrors(keys, cmds)
+	return msetErrors(c.rdb, keys, cmds)
 }
 
-// msetErrors reports the writes of keys whose commands failed in a
-// *BatchError (Op "mset"), each matching retry.ErrAmbiguous when its
-// outcome is unknown; nil when none failed.
-func msetErrors[C interface{ Err() error }](keys []string, cmds []C) error {
+// msetErrors reports the writes of keys, sent through rdb, whose commands
+// failed in a *BatchError (Op "mset"), each matching retry.ErrAmbiguous
+// when its outcome is unknown; nil when none failed.
+func msetErrors[C interface{ Err() error }](rdb redis.UniversalClient, keys []string, cmds []C) error {
 	var failed map[string]error
 	for i, cmd := range cmds {
 		if err := cmd.Err(); err != nil {
 			if failed == nil {
 				failed = make(map[string]error)
 			}
-			failed[keys[i]] = retry.Ambiguous("set", err)
+			failed[keys[i]] = retry.AmbiguousVia(rdb, "set", err)
 		}
 	}
 	if failed != nil {

@@ -234,7 +234,7 @@ func (c *Cache) set(ctx context.Context, key string, codec byte, value []byte, t
 	// re-send it (see "Writes and lost replies" in doc.go).
 	// It takes the Cache's path (Options.Pipelining), as reads do.
 	if err := c.reader.Process(ctx, redis.NewStatusCmd(ctx, setArgs(c.key(key), b, redisTTL)...)); err != nil {
-		return fmt.Errorf("cache: set %q: %w", key, retry.Ambiguous("set", err))
+		return fmt.Errorf("cache: set %q: %w", key, retry.AmbiguousVia(c.rdb, "set", err))
 	}
 	return nil
 }
@@ -294,7 +294,7 @@ func (c *Cache) Delete(ctx context.Context, keys ...string) (err error) {
 		})
 	}
 	if err != nil {
-		return fmt.Errorf("cache: delete %d keys: %w", len(keys), retry.Ambiguous("del", err))
+		return fmt.Errorf("cache: delete %d keys: %w", len(keys), retry.AmbiguousVia(c.rdb, "del", err))
 	}
 	return nil
 }

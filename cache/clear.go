@@ -122,7 +122,7 @@ func (c *Cache) Clear(ctx context.Context, p Pattern, o ClearOptions) (n int64, 
 			n, err := unlink(ctx, node, batch, cluster)
 			report(n)
 			batch = batch[:0]
-			return retry.Ambiguous("unlink", err)
+			return retry.AmbiguousVia(node, "unlink", err)
 		}
 		for {
 			keys, next, err := node.Scan(ctx, cursor, match, o.Count).Result()

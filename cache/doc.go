@@ -251,7 +251,12 @@
 // true and retry.IsUnavailable false: the write may have been applied
 // (TestLostReply). An error that proves a write was not applied (a refused
 // dial, a pool timeout, a closed client) is returned as it is, and
-// retry.IsUnavailable is true for it (TestWriteNotSentIsNotAmbiguous). None
+// retry.IsUnavailable is true for it (TestWriteNotSentIsNotAmbiguous), when
+// the client did not re-send the write (MaxRetries -1, a rediskit.Client,
+// whose retry hook tracks its attempts). After a client's own re-sends such
+// an error proves only that the last attempt did not run, and the error of
+// Set, MSet, Delete or Clear matches retry.ErrAmbiguous (retry.AmbiguousVia;
+// TestLostReplyThenRefused, internal/contract). None
 // of this adds a command to a hit or a miss (BenchmarkOps counts them).
 //
 // # Clients and lifecycles

@@ -303,7 +303,7 @@ func unavailable(err error) bool {
 // release (nothing happens if it is not ours) and waiters are told to
 // re-check. It returns err, marked ambiguous in that case.
 func (c *Cache) lostAcquire(l lease, err error) error {
-	err = retry.Ambiguous("set", err)
+	err = retry.AmbiguousVia(c.rdb, "set", err)
 	if errors.Is(err, retry.ErrAmbiguous) && l.proof != nil {
 		c.release(c.life.settle, l, evReleased)
 	}

@@ -308,7 +308,7 @@ func (c *Cache) registerTags(ctx context.Context, enc []string, slots []any, ttl
 	for i, cmd := range c.pipeScripts(ctx, regs) {
 		epoch, err := cmd.Text()
 		if err != nil {
-			return nil, false, fmt.Errorf("tag %q: %w", enc[i], retry.Ambiguous("set", err))
+			return nil, false, fmt.Errorf("tag %q: %w", enc[i], retry.AmbiguousVia(c.rdb, "set", err))
 		}
 		if epoch == "" {
 			ok = false
@@ -487,7 +487,7 @@ func (c *Cache) msetTagged(ctx context.Context, items map[string][]byte, ttl tim
 		sets[i] = c.writeTagged(w.rk, w.slot, enc, epochs, nil, w.b, w.ttlMs, nowMs)
 	}
 	defer c.near.invalidate(keys...)
-	return msetErrors(keys, c.pipeScripts(ctx, sets))
+	return msetErrors(c.rdb, keys, c.pipeScripts(ctx, sets))
 }
 
 // SetTagged stores v under key with tags; see Cache.SetTagged.
@@ -572,7 +572,7 @@ func (c *Cache) InvalidateTags(ctx context.Context, tags ...string) (removed int
 		})
 		for i, cmd := range cmds {
 			if err := cmd.Err(); err != nil {
-				errs = append(errs, fmt.Errorf("tag %q: clear mark: %w", enc[i], retry.Ambiguous("invalidate", err)))
+				errs = append(errs, fmt.Errorf("tag %q: clear mark: %w", enc[i], retry.AmbiguousVia(c.rdb, "invalidate", err)))
 			}
 		}
 		if took := time.Since(start); took >= c.markLife() {
@@ -586,7 +586,7 @@ func (c *Cache) InvalidateTags(ctx context.Context, tags ...string) (removed int
 	for i, cmd := range c.pipeScripts(ctx, bumps) {
 		res, err := cmd.Slice()
 		if err != nil {
-			errs = append(errs, fmt.Errorf("tag %q: %w", enc[i], retry.Ambiguous("invalidate", err)))
+			errs = append(errs, fmt.Errorf("tag %q: %w", enc[i], retry.AmbiguousVia(c.rdb, "invalidate", err)))
 			continue
 		}
 		if len(res) < 2 {
@@ -618,7 +618,7 @@ func (c *Cache) InvalidateTags(ctx context.Context, tags ...string) (removed int
 				err = fmt.Errorf("unexpected purge reply %v", res)
 			}
 			if err != nil {
-				errs = append(errs, retry.Ambiguous("invalidate", err))
+				errs = append(errs, retry.AmbiguousVia(c.rdb, "invalidate", err))
 				continue
 			}
 			removed += int(res[0])

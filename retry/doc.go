@@ -35,7 +35,11 @@
 // AutoPipeliner, where a context mark does not reach the Hook. Script runs
 // a Lua script either way. TestOnceOnPlainClient shows a default go-redis
 // client applying a script twice and Once applying it once;
-// BenchmarkScript shows the marks cost no allocation.
+// BenchmarkScript shows the marks cost no allocation. When a client's own
+// loops re-send a Repeatable command (ResendsAfterLostReply), only the last
+// attempt's error comes back: a refused dial then proves nothing about an
+// earlier attempt whose reply was lost, and AmbiguousVia reports it as
+// ambiguous (TestAmbiguousVia).
 //
 // Classify sorts errors into classes (none, caller, transient, unavailable,
 // ambiguous) through any wrapping; IsUnavailable and IsInfrastructure are

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"syscall"
 
 	"github.com/redis/go-redis/v9"
@@ -141,7 +142,8 @@ func isTransient(err error) bool {
 		return true
 	}
 	if redis.IsLoadingError(err) || redis.IsReadOnlyError(err) || redis.IsMasterDownError(err) ||
-		redis.IsClusterDownError(err) || redis.IsTryAgainError(err) || redis.IsMaxClientsError(err) {
+		redis.IsClusterDownError(err) || redis.IsTryAgainError(err) || redis.IsMaxClientsError(err) ||
+		isRingDown(err) {
 		return true
 	}
 	var ne net.Error
@@ -159,7 +161,7 @@ func NotApplied(err error) bool {
 		return false
 	}
 	if isDialError(err) || errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, ErrUnavailable) ||
-		errors.Is(err, redis.ErrClosed) {
+		errors.Is(err, redis.ErrClosed) || isRingDown(err) {
 		return true
 	}
 	if redis.IsLoadingError(err) || redis.IsReadOnlyError(err) || redis.IsMasterDownError(err) ||
@@ -172,6 +174,12 @@ func NotApplied(err error) bool {
 	}
 	_, ok := redis.IsAskError(err)
 	return ok
+}
+
+// isRingDown matches go-redis's (unexported) error of a Ring that refused a
+// command because it marks every shard down: nothing was sent.
+func isRingDown(err error) bool {
+	return strings.HasSuffix(err.Error(), "redis: all ring shards are down")
 }
 
 func isDialError(err error) bool {

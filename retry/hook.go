@@ -84,6 +84,7 @@ func (h *Hook) Install(rdb redis.UniversalClient) {
 	if cc, ok := rdb.(*redis.ClusterClient); ok {
 		h.cluster = true
 		cc.OnNewNode(func(node *redis.Client) { node.AddHook(nodeHook{}) })
+		hooked.add(cc)
 	}
 	rdb.AddHook(h)
 }

@@ -123,7 +123,7 @@ func (s *Store) DeleteMany(ctx context.Context, ids []string) (int, error) {
 		case redis.HasErrorPrefix(err, "NOSCRIPT"):
 			again = append(again, all[j])
 		default:
-			return n, wrapWrite("delete many", err)
+			return n, s.wrapRepeated("delete many", err)
 		}
 	}
 	if len(again) > 0 {
@@ -131,7 +131,7 @@ func (s *Store) DeleteMany(ctx context.Context, ids []string) (int, error) {
 		for _, c := range cmds {
 			v, err := c.Int64()
 			if err != nil {
-				return n, wrapWrite("delete many", err)
+				return n, s.wrapRepeated("delete many", err)
 			}
 			n += int(v)
 		}
@@ -263,7 +263,7 @@ func (s *Store) DeleteAll(ctx context.Context) (int, error) {
 		return nil
 	})
 	if err != nil {
-		return total, wrapWrite("delete all", err)
+		return total, s.wrapRepeated("delete all", err)
 	}
 	return total, nil
 }

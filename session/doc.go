@@ -324,7 +324,13 @@
 //     client's retries re-send it and the caller gets the definite answer.
 //     Only counts may differ after a re-send (Delete may report false,
 //     DeleteByUser 0). With no retry left the error matches
-//     retry.ErrAmbiguous; Rotate then also returns the new ID.
+//     retry.ErrAmbiguous; Rotate then also returns the new ID. That holds
+//     when the last re-send was refused too (a refused dial, LOADING while
+//     the server restarts): such an error proves only that the last
+//     attempt did not run, and an earlier one may have (retry.AmbiguousVia;
+//     TestLostReplyThenRefused, internal/contract). A write's error reads
+//     as retry.ErrUnavailable without ErrAmbiguous only when no attempt of
+//     it ran.
 //
 // The marks cost no round trip and no allocation: a script sent this way
 // allocates 9 times per call where go-redis's Script.Run allocates 11
@@ -333,7 +339,9 @@
 // caller sees an ambiguous error where the re-send might have succeeded. internal/contract's
 // TestLostReplyMatrix proves it for every write on every client kind, in
 // every Pipelining mode, through a proxy that drops the reply after the
-// server ran the write, asserting the server's state.
+// server ran the write, asserting the server's state;
+// TestLostReplyThenRefused takes the server down right after the drop, so
+// that every re-send is refused.
 //
 // # Pipelining
 //

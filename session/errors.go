@@ -86,9 +86,17 @@ func wrapRedis(op string, err error) error {
 	return fmt.Errorf("session: %s: %w", op, err)
 }
 
-// wrapWrite is wrapRedis for a write: a failure that leaves its outcome
-// unknown (a reply lost after the request left) matches retry.ErrAmbiguous
-// whatever client sent it.
+// wrapWrite is wrapRedis for a write sent once: a failure that leaves its
+// outcome unknown (a reply lost after the request left) matches
+// retry.ErrAmbiguous whatever client sent it.
 func wrapWrite(op string, err error) error { return wrapRedis(op, retry.Ambiguous(op, err)) }
+
+// wrapRepeated is wrapWrite for a write sent repeatable: when the store's
+// client may have re-sent it after a lost reply, a last error that proves
+// only that the last attempt did not run (a refused dial) matches
+// retry.ErrAmbiguous too (retry.AmbiguousVia).
+func (s *Store) wrapRepeated(op string, err error) error {
+	return wrapRedis(op, retry.AmbiguousVia(s.rdb, op, err))
+}
 
 func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }

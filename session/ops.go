@@ -273,7 +273,7 @@ func (s *Store) Delete(ctx context.Context, id string) (found bool, err error) {
 	}
 	n, err := s.write(ctx, scriptDelete, repeatable, s.deleteKeys(p.tag, p.key, p.handle), s.now(), p.handle, s.nonce()).Int64()
 	if err != nil {
-		return false, wrapWrite("delete", err)
+		return false, s.wrapRepeated("delete", err)
 	}
 	return n == 1, nil
 }
@@ -297,7 +297,7 @@ func (s *Store) Extend(ctx context.Context, id string, d time.Duration) (expires
 	res, err := s.write(ctx, scriptExtend, repeatable, s.keys(p.tag, p.key, s.indexKey(p.tag)),
 		s.now(), p.handle, d.Milliseconds()).Slice()
 	if err != nil {
-		return time.Time{}, time.Time{}, wrapWrite("extend", err)
+		return time.Time{}, time.Time{}, s.wrapRepeated("extend", err)
 	}
 	if len(res) != 3 {
 		return time.Time{}, time.Time{}, fmt.Errorf("session: extend: %w: unexpected reply", ErrCorrupt)
@@ -331,7 +331,7 @@ func (s *Store) Rotate(ctx context.Context, id string) (_ string, err error) {
 		s.keys(p.tag, p.key, np.key, s.indexKey(p.tag)),
 		s.now(), p.handle, np.handle).Err()
 	if err != nil {
-		err = wrapWrite("rotate", err)
+		err = s.wrapRepeated("rotate", err)
 		if errors.Is(err, retry.ErrAmbiguous) {
 			return tok, err // the session's ID if the rotation ran: Get settles it
 		}

@@ -77,7 +77,7 @@ func (s *Store) deleteUser(ctx context.Context, op, userID, handle string) (int,
 	tomb := s.tombKey(tag, "u:"+s.nonce()) // this call's
 	n, err := s.write(ctx, scriptDeleteUser, repeatable, s.keys(tag, s.indexKey(tag), tomb), s.now(), s.base(tag), userID, handle).Int64()
 	if err != nil {
-		return 0, wrapWrite(op, err)
+		return 0, s.wrapRepeated(op, err)
 	}
 	return int(n), nil
 }

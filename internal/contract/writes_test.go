@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -49,7 +50,47 @@ func (d *deployment) dropped() int {
 	return n
 }
 
+// swallowed counts the replies the proxies swallowed after a drop: the
+// server had run the request.
+func (d *deployment) swallowed() int {
+	n := 0
+	for _, p := range d.proxies {
+		n += p.Swallowed()
+	}
+	return n
+}
+
 func (d *deployment) disarm() { d.arm("") }
+
+// down takes every proxy down (on) or up again: see redistest.Proxy.SetDown.
+func (d *deployment) down(t *testing.T, on bool) {
+	t.Helper()
+	for _, p := range d.proxies {
+		if err := p.SetDown(on); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// awaitUp waits until the client under test answers again: after its
+// servers were down, a Cluster client relearns its slots and a
+// rediskit.Client's breaker closes.
+func (d *deployment) awaitUp(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		err := d.client.Ping(ctx).Err()
+		if cc, ok := d.client.(*redis.ClusterClient); ok && err == nil {
+			err = cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return m.Ping(ctx).Err() })
+		}
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the client does not answer after its servers came back: %v", err)
+		}
+	}
+}
 
 // proxied starts a proxy in front of every address and returns them with a
 // Dialer that sends a dial of any of those addresses through its proxy.
@@ -115,6 +156,7 @@ func newDeployment(t *testing.T, kind string) *deployment {
 // fixture is one subtest's stores and caches: the ones under test on the
 // proxied client, and twins on the direct client with the same prefix.
 type fixture struct {
+	prefix        string
 	store, dstore *session.Store
 	cache, dcache *cache.Cache
 	loads         atomic.Int64
@@ -426,14 +468,14 @@ func resends(rdb redis.UniversalClient) bool {
 	return true
 }
 
-// runWriteCase runs wc on d's client with the session store's and the
-// cache's Pipelining set to mode (the cache's mode of the same name).
-func runWriteCase(t *testing.T, d *deployment, mode session.Pipelining, wc writeCase) {
+// newFixture makes the stores and caches of one subtest: on d's client with
+// the session store's and the cache's Pipelining set to mode (the cache's
+// mode of the same name), and their twins on the direct client.
+func newFixture(t *testing.T, d *deployment, mode session.Pipelining) *fixture {
 	ctx := context.Background()
-	prefix := redistest.Prefix(t)
-	f := &fixture{}
+	f := &fixture{prefix: redistest.Prefix(t)}
 	var err error
-	sopts := session.Options{Prefix: prefix, TouchInterval: -1, Pipelining: mode}
+	sopts := session.Options{Prefix: f.prefix, TouchInterval: -1, Pipelining: mode}
 	if f.store, err = session.New(d.client, sopts); err != nil {
 		if _, ring := d.client.(*redis.Ring); ring && mode == session.PipelineAlways {
 			t.Skipf("go-redis has no AutoPipeliner for a Ring, and New says so: %v", err)
@@ -444,7 +486,7 @@ func runWriteCase(t *testing.T, d *deployment, mode session.Pipelining, wc write
 	if f.dstore, err = session.New(d.direct, sopts); err != nil {
 		t.Fatal(err)
 	}
-	copts := cache.Options{Prefix: prefix, Pipelining: cache.Pipelining(mode)}
+	copts := cache.Options{Prefix: f.prefix, Pipelining: cache.Pipelining(mode)}
 	if f.cache, err = cache.New(d.client, copts); err != nil {
 		t.Fatal(err)
 	}
@@ -464,12 +506,19 @@ func runWriteCase(t *testing.T, d *deployment, mode session.Pipelining, wc write
 			t.Fatal(err)
 		}
 	}
+	return f
+}
+
+// runWriteCase runs wc on d's client with Pipelining mode.
+func runWriteCase(t *testing.T, d *deployment, mode session.Pipelining, wc writeCase) {
+	ctx := context.Background()
+	f := newFixture(t, d, mode)
 	var st any
 	if wc.setup != nil {
 		st = wc.setup(t, ctx, f)
 	}
 	before := d.dropped()
-	d.arm(wc.pattern(prefix))
+	d.arm(wc.pattern(f.prefix))
 	res, err := wc.run(ctx, f, st)
 	d.disarm()
 	if got := d.dropped() - before; got != 1 {
@@ -484,4 +533,77 @@ func runWriteCase(t *testing.T, d *deployment, mode session.Pipelining, wc write
 		t.Fatalf("err = %v, want the definite answer of a retry: this client re-sends the write", err)
 	}
 	wc.check(t, ctx, f, st, res)
+}
+
+// TestLostReplyThenRefused: every write that is safe to repeat × every
+// client kind × AutoPipeline off and on. The write runs and its reply is
+// lost, and then the server is down: the connection is reset and every
+// re-send a client makes is refused at the dial. The last error only proves
+// that the last attempt did not run, so the caller must be told the outcome
+// is unknown (retry.ErrAmbiguous), never that Redis was unavailable, which
+// a caller reads as "nothing happened" (a Rotate the caller thinks failed
+// has removed the old ID). The server's state must show the write applied
+// once. A Get's touch and GetOrSet's lease commands are left out: to their
+// callers they are reads, whose failure is just a failure (cache's doc,
+// Degradation, says how GetOrSet answers).
+func TestLostReplyThenRefused(t *testing.T) {
+	t.Parallel() // its proxies are its own; it takes no shared server down
+	var repeatable []writeCase
+	for _, wc := range append(append([]writeCase(nil), sessionWrites...), cacheWrites...) {
+		if !wc.once && wc.name != "session.Get/touch" && !strings.HasPrefix(wc.name, "cache.GetOrSet") {
+			repeatable = append(repeatable, wc)
+		}
+	}
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			d := newDeployment(t, kind)
+			for _, mode := range []session.Pipelining{session.PipelineOff, session.PipelineAlways} {
+				t.Run("pipelining="+mode.String(), func(t *testing.T) {
+					for _, wc := range repeatable {
+						t.Run(wc.name, func(t *testing.T) { runRefusedCase(t, d, mode, wc) })
+					}
+				})
+			}
+		})
+	}
+}
+
+func runRefusedCase(t *testing.T, d *deployment, mode session.Pipelining, wc writeCase) {
+	ctx := context.Background()
+	f := newFixture(t, d, mode)
+	var st any
+	if wc.setup != nil {
+		st = wc.setup(t, ctx, f)
+	}
+	type result struct {
+		res any
+		err error
+	}
+	done := make(chan result, 1)
+	before := d.swallowed()
+	d.arm(wc.pattern(f.prefix))
+	go func() {
+		res, err := wc.run(ctx, f, st)
+		done <- result{res, err}
+	}()
+	// Down only once the server has run the write and answered.
+	for deadline := time.Now().Add(5 * time.Second); d.swallowed() == before; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			d.disarm()
+			t.Fatalf("the fault never fired (result %+v)", <-done)
+		}
+	}
+	d.down(t, true)
+	r := <-done
+	d.down(t, false)
+	d.disarm()
+	d.awaitUp(t)
+	if r.err == nil {
+		t.Fatal("the write succeeded while every re-send was refused")
+	}
+	if !errors.Is(r.err, retry.ErrAmbiguous) {
+		t.Fatalf("err = %v (unavailable: %v), want one matching retry.ErrAmbiguous", r.err, retry.IsUnavailable(r.err))
+	}
+	wc.check(t, ctx, f, st, r.res)
 }

@@ -3,6 +3,7 @@ package redistest
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -18,11 +19,12 @@ type Proxy struct {
 	Addr string
 
 	target    string
-	ln        net.Listener
+	ln        net.Listener // nil while down (SetDown)
 	delay     atomic.Int64 // nanoseconds added to every server->client chunk
 	blackHole atomic.Bool
 	dropOn    atomic.Pointer[[]byte] // armed by DropReplyAfter
 	dropped   atomic.Int64
+	swallowed atomic.Int64
 
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
@@ -39,7 +41,7 @@ func NewProxy(t testing.TB, target string) *Proxy {
 	}
 	p := &Proxy{Addr: ln.Addr().String(), target: target, ln: ln, conns: map[net.Conn]struct{}{}}
 	p.wg.Add(1)
-	go p.accept()
+	go p.accept(ln)
 	t.Cleanup(p.Close)
 	return p
 }
@@ -72,11 +74,19 @@ func (p *Proxy) DropReplyAfter(pattern string) {
 // Dropped reports how many connections DropReplyAfter has silenced.
 func (p *Proxy) Dropped() int { return int(p.dropped.Load()) }
 
+// Swallowed reports on how many of those connections a reply from the server
+// was swallowed: the server had run the request by then.
+func (p *Proxy) Swallowed() int { return int(p.swallowed.Load()) }
+
 // CutAll resets every open connection, as a crashed peer or a middlebox would.
 // New connections are still accepted.
 func (p *Proxy) CutAll() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.cutLocked()
+}
+
+func (p *Proxy) cutLocked() {
 	for c := range p.conns {
 		if tc, ok := c.(*net.TCPConn); ok {
 			_ = tc.SetLinger(0) // RST, not FIN
@@ -84,6 +94,31 @@ func (p *Proxy) CutAll() {
 		_ = c.Close()
 		delete(p.conns, c)
 	}
+}
+
+// SetDown, when on, closes the proxy's listening socket and resets every
+// open connection, as a server that went down: a dial is refused. Off
+// listens again on the same address.
+func (p *Proxy) SetDown(on bool) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || on == (p.ln == nil) {
+		return nil
+	}
+	if on {
+		_ = p.ln.Close()
+		p.ln = nil
+		p.cutLocked()
+		return nil
+	}
+	ln, err := net.Listen("tcp", p.Addr)
+	if err != nil {
+		return fmt.Errorf("redistest: proxy listen again on %s: %w", p.Addr, err)
+	}
+	p.ln = ln
+	p.wg.Add(1)
+	go p.accept(ln)
+	return nil
 }
 
 // Close stops the proxy and closes every connection. It is idempotent.
@@ -94,8 +129,10 @@ func (p *Proxy) Close() {
 		return
 	}
 	p.closed = true
+	if p.ln != nil {
+		_ = p.ln.Close()
+	}
 	p.mu.Unlock()
-	_ = p.ln.Close()
 	p.CutAll()
 	p.wg.Wait()
 }
@@ -116,10 +153,10 @@ func (p *Proxy) untrack(c net.Conn) {
 	p.mu.Unlock()
 }
 
-func (p *Proxy) accept() {
+func (p *Proxy) accept(ln net.Listener) {
 	defer p.wg.Done()
 	for {
-		client, err := p.ln.Accept()
+		client, err := ln.Accept()
 		if err != nil {
 			return
 		}
@@ -133,12 +170,16 @@ func (p *Proxy) accept() {
 			_ = server.Close()
 			return
 		}
-		deaf := new(atomic.Bool)
+		deaf := new(deafness)
 		p.wg.Add(2)
 		go p.pipe(client, server, false, deaf)
 		go p.pipe(server, client, true, deaf)
 	}
 }
+
+// deafness is DropReplyAfter's state of one connection: on once the request
+// went by, swallowed once a reply to it was.
+type deafness struct{ on, swallowed atomic.Bool }
 
 type chunk struct {
 	data []byte
@@ -150,7 +191,7 @@ type chunk struct {
 // from when the previous one left.
 // deaf, shared by the two directions of one connection, is set by
 // DropReplyAfter and swallows the replies.
-func (p *Proxy) pipe(src, dst net.Conn, replies bool, deaf *atomic.Bool) {
+func (p *Proxy) pipe(src, dst net.Conn, replies bool, deaf *deafness) {
 	defer p.wg.Done()
 	defer p.untrack(src)
 	defer src.Close()
@@ -163,7 +204,13 @@ func (p *Proxy) pipe(src, dst net.Conn, replies bool, deaf *atomic.Bool) {
 			if wait := time.Until(c.due); wait > 0 {
 				time.Sleep(wait)
 			}
-			if p.blackHole.Load() || (replies && deaf.Load()) {
+			if replies && deaf.on.Load() {
+				if !deaf.swallowed.Swap(true) {
+					p.swallowed.Add(1)
+				}
+				continue
+			}
+			if p.blackHole.Load() {
 				continue
 			}
 			if _, err := dst.Write(c.data); err != nil {
@@ -182,7 +229,7 @@ func (p *Proxy) pipe(src, dst net.Conn, replies bool, deaf *atomic.Bool) {
 			c := chunk{data: append([]byte(nil), buf[:n]...)}
 			if pat := p.dropOn.Load(); !replies && pat != nil && bytes.Contains(c.data, *pat) &&
 				p.dropOn.CompareAndSwap(pat, nil) {
-				deaf.Store(true)
+				deaf.on.Store(true)
 				p.dropped.Add(1)
 			}
 			if replies {
