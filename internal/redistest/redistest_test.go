@@ -70,6 +70,19 @@ func TestProxyFaults(t *testing.T) {
 	if v, err := rdb.Get(ctx, key).Result(); err != nil || v != "v" {
 		t.Fatalf("GET after cut: %q, %v", v, err)
 	}
+
+	if err := p.SetDown(true); err != nil {
+		t.Fatal(err)
+	}
+	var ne *net.OpError
+	if err := rdb.Get(ctx, key).Err(); !errors.As(err, &ne) || ne.Op != "dial" {
+		t.Fatalf("GET through a proxy that is down: %v, want a refused dial", err)
+	}
+	if err := p.SetDown(false); err != nil {
+		t.Fatal(err)
+	}
+	// go-redis's pool probes a failed address again once a second.
+	waitFor(t, func() bool { v, err := rdb.Get(ctx, key).Result(); return err == nil && v == "v" })
 }
 
 func TestCluster(t *testing.T) {
