@@ -233,8 +233,12 @@
 //   - The lease commands of GetOrSet are safe to re-send by construction
 //     (lease.go says why). An acquisition whose outcome stays unknown is
 //     handed back by the conditional release — one command more, on that
-//     failure path only — so no lease is left to block other processes, and
-//     GetOrSet answers as with Redis unavailable: FailOpen loads without
+//     failure path only — so no lease is left to block other processes.
+//     When the server cannot be reached for that release either (it is
+//     restarting), an owned goroutine keeps trying, 50 ms to 1 s apart,
+//     until the server answers, the lease expires or the Cache closes
+//     (TestLostLeaseReleasedWhenServerReturns). GetOrSet answers as with
+//     Redis unavailable: FailOpen loads without
 //     storing, FailClosed returns an error matching both
 //     retry.ErrUnavailable and retry.ErrAmbiguous. A commit or release whose
 //     reply is lost is not the callers' concern: they get the loaded value

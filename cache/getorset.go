@@ -524,7 +524,7 @@ func (c *Cache) fill(base, vals context.Context, l lease, key string, ttl time.D
 		redisTTL, soft := c.ttls(ttl, time.Now())
 		b, err := c.encode(codec, payload, soft, false)
 		if err != nil {
-			c.release(vals, l, evFailed)
+			_ = c.release(vals, l, evFailed)
 			return entry{}, fmt.Errorf("cache: get or set %q: %w", key, err)
 		}
 		c.store(vals, l, b, redisTTL, tl)
@@ -534,11 +534,11 @@ func (c *Cache) fill(base, vals context.Context, l lease, key string, ttl time.D
 			b, _ := c.encode(codec, nil, 0, true)
 			c.store(vals, l, b, c.opt.NegativeTTL, tl)
 		} else {
-			c.release(vals, l, evNotFound)
+			_ = c.release(vals, l, evNotFound)
 		}
 		return entry{h: valueHeader{Negative: true}}, nil
 	default:
-		c.release(vals, l, evFailed)
+		_ = c.release(vals, l, evFailed)
 		if stale != nil {
 			return c.serveStale(stale)
 		}

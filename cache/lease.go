@@ -272,8 +272,8 @@ func (c *Cache) probeIfEq(ctx context.Context) error {
 }
 
 // release drops lease l if it is still ours and tells the key's waiters ev.
-func (c *Cache) release(vals context.Context, l lease, ev byte) {
-	_ = scriptRelease.RunRepeatable(c.traced(c.life.settle, vals), c.reader, l.keys, l.proof, c.channelArg, evArg(ev)).Err()
+func (c *Cache) release(vals context.Context, l lease, ev byte) error {
+	return scriptRelease.RunRepeatable(c.traced(c.life.settle, vals), c.reader, l.keys, l.proof, c.channelArg, evArg(ev)).Err()
 }
 
 // evArg returns lease event ev as a script argument, boxed without an
@@ -299,15 +299,46 @@ func unavailable(err error) bool {
 
 // lostAcquire handles an error of a lease acquisition. When err does not
 // prove that the command did not run (a lost reply the client did not
-// re-send), the lease may be ours: it is handed back by the conditional
-// release (nothing happens if it is not ours) and waiters are told to
-// re-check. It returns err, marked ambiguous in that case.
+// re-send, or did and was then refused), the lease may be ours: it is handed
+// back by the conditional release (nothing happens if it is not ours) and
+// waiters are told to re-check. It returns err, marked ambiguous in that
+// case.
 func (c *Cache) lostAcquire(l lease, err error) error {
 	err = retry.AmbiguousVia(c.rdb, "set", err)
 	if errors.Is(err, retry.ErrAmbiguous) && l.proof != nil {
-		c.release(c.life.settle, l, evReleased)
+		if rerr := c.release(c.life.settle, l, evReleased); unavailable(rerr) {
+			c.releaseLater(l)
+		}
 	}
 	return err
+}
+
+// releaseLater keeps trying to hand back lease l, which may be ours, when
+// the server could not be reached to release it at once (it is restarting,
+// or failing over). Left behind, the lease would make every process that
+// wants the key wait until it expires (LeaseTTL). An owned goroutine retries
+// with backoff from 50 ms to 1 s, until the server answers, the lease has
+// expired, or the Cache closes (TestLostLeaseReleasedWhenServerReturns).
+func (c *Cache) releaseLater(l lease) {
+	expires := time.Now().Add(c.opt.LeaseTTL)
+	c.life.goOwned(func() {
+		for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+			t := time.NewTimer(min(wait, time.Until(expires)))
+			select {
+			case <-c.life.ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			if !time.Now().Before(expires) {
+				return
+			}
+			err := scriptRelease.RunRepeatable(c.life.ctx, c.reader, l.keys, l.proof, c.channelArg, evArg(evReleased)).Err()
+			if !unavailable(err) {
+				return
+			}
+		}
+	})
 }
 
 // releaseQuietly gives back a lease this call took but will not use.

@@ -605,3 +605,48 @@ func TestWriteNotSentIsNotAmbiguous(t *testing.T) {
 		}
 	}
 }
+
+// A lease acquisition runs and its reply is lost, and the server is down
+// for every re-send and for the release that would hand the lease back: the
+// server comes back with the lease still in place (restarted from its
+// append-only file, or a promoted replica). The Cache keeps trying to
+// release it, so other processes do not wait out its 30 s LeaseTTL.
+func TestLostLeaseReleasedWhenServerReturns(t *testing.T) {
+	srv := redistest.Shared(t)
+	p := redistest.NewProxy(t, srv.Addr)
+	rdb := redis.NewClient(&redis.Options{Addr: p.Addr, ReadTimeout: 300 * time.Millisecond}) // go-redis's default retries
+	t.Cleanup(func() { _ = rdb.Close() })
+	c, err := New(rdb, Options{Prefix: redistest.Prefix(t), LeaseTTL: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	direct := srv.Client(t)
+	ctx := ctxT(t)
+	rk := c.key("k")
+	before := p.Swallowed()
+	p.DropReplyAfter(rk)
+	done := make(chan error, 1)
+	loads := 0
+	go func() {
+		_, err := c.GetOrSet(ctx, "k", time.Minute, func(context.Context) ([]byte, error) { loads++; return []byte("v"), nil })
+		done <- err
+	}()
+	waitFor(t, "the lease's reply swallowed", func() bool { return p.Swallowed() > before })
+	if err := p.SetDown(true); err != nil {
+		t.Fatal(err)
+	}
+	err = <-done
+	p.DropReplyAfter("")
+	if !errors.Is(err, retry.ErrAmbiguous) || loads != 0 {
+		t.Fatalf("GetOrSet = %v after %d loads; want an ambiguous error (FailClosed) and no load", err, loads)
+	}
+	if ttl := direct.PTTL(ctx, rk).Val(); ttl < 20*time.Second {
+		t.Fatalf("the lease is not in place while the server is down (PTTL %v)", ttl)
+	}
+	if err := p.SetDown(false); err != nil {
+		t.Fatal(err)
+	}
+	// waitFor gives up after 10 s, well before the lease's 30 s run out.
+	waitFor(t, "the lease handed back", func() bool { return direct.Exists(ctx, rk).Val() == 0 })
+}
