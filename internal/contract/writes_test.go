@@ -509,14 +509,21 @@ func newFixture(t *testing.T, d *deployment, mode session.Pipelining) *fixture {
 	return f
 }
 
-// runWriteCase runs wc on d's client with Pipelining mode.
-func runWriteCase(t *testing.T, d *deployment, mode session.Pipelining, wc writeCase) {
-	ctx := context.Background()
+// prepare makes the fixture of a case of wc with Pipelining mode, and runs
+// wc's setup.
+func prepare(t *testing.T, d *deployment, mode session.Pipelining, wc writeCase) (*fixture, any) {
 	f := newFixture(t, d, mode)
 	var st any
 	if wc.setup != nil {
-		st = wc.setup(t, ctx, f)
+		st = wc.setup(t, context.Background(), f)
 	}
+	return f, st
+}
+
+// runWriteCase runs wc on d's client with Pipelining mode.
+func runWriteCase(t *testing.T, d *deployment, mode session.Pipelining, wc writeCase) {
+	ctx := context.Background()
+	f, st := prepare(t, d, mode, wc)
 	before := d.dropped()
 	d.arm(wc.pattern(f.prefix))
 	res, err := wc.run(ctx, f, st)
@@ -571,11 +578,7 @@ func TestLostReplyThenRefused(t *testing.T) {
 
 func runRefusedCase(t *testing.T, d *deployment, mode session.Pipelining, wc writeCase) {
 	ctx := context.Background()
-	f := newFixture(t, d, mode)
-	var st any
-	if wc.setup != nil {
-		st = wc.setup(t, ctx, f)
-	}
+	f, st := prepare(t, d, mode, wc)
 	type result struct {
 		res any
 		err error
