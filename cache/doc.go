@@ -237,7 +237,8 @@
 //     When the server cannot be reached for that release either (it is
 //     restarting), an owned goroutine keeps trying, 50 ms to 1 s apart,
 //     until the server answers, the lease expires or the Cache closes
-//     (TestLostLeaseReleasedWhenServerReturns). GetOrSet answers as with
+//     (TestLostLeaseReleasedWhenServerReturns; on every client kind,
+//     internal/contract's TestLostReplyThenRefused). GetOrSet answers as with
 //     Redis unavailable: FailOpen loads without
 //     storing, FailClosed returns an error matching both
 //     retry.ErrUnavailable and retry.ErrAmbiguous. A commit or release whose
