@@ -11,12 +11,14 @@ import (
 // A server fsyncs nodes.conf on every CLUSTER SETSLOT (a reshard of 1,000
 // slots is thousands of them) and its AOF on every write under appendfsync
 // always. On a disk shared with a busy test run those fsyncs queue behind
-// everything else: measured here while the race build of the module
-// compiled, a small fsync on disk took 1.5 ms at the median and 122 ms at
-// worst, against 0.1 ms and 24 ms in /dev/shm. A master that stalls past
-// the cluster's 1 s node timeout is failed over, and a reshard under way
-// fails with it. What the tests kill is a process, never the machine, so
-// files in memory keep everything the crash tests read back.
+// everything else. On 2026-12-01, a loop writing, fsyncing and renaming a
+// small file every 2 ms for a minute, while `go test -race -run XXX ./...`
+// compiled the module from a clean cache, saw fsync cycles of 1.5 ms at the
+// median and 122 ms at worst on disk, against 0.1 ms and 24 ms in /dev/shm.
+// A master that stalls past the cluster's 1 s node timeout is failed over,
+// and a reshard under way fails with it. What the tests kill is a process,
+// never the machine, so files in memory keep everything the crash tests
+// read back.
 var memoryRoot = func() string {
 	const shm = "/dev/shm"
 	d, err := os.MkdirTemp(shm, "redistest-probe-")
