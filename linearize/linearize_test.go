@@ -153,6 +153,9 @@ func (cfg run) do(t *testing.T) report {
 			explain(&b, x.res, x.rec, cfg.dials)
 			if dir := os.Getenv("RKIT_KEEP"); dir != "" {
 				dump(filepath.Join(dir, name+".txt"), x.res, x.rec, cfg.dials)
+				if name == "sessions" {
+					w.dumpIDs(filepath.Join(dir, "session-ids.txt"))
+				}
 			}
 			t.Logf("%s:\n%s", name, b.String())
 		}
@@ -161,6 +164,33 @@ func (cfg run) do(t *testing.T) report {
 		t.Logf("errors of no known kind (recorded as unknown outcomes): %q", rep.samples)
 	}
 	return rep
+}
+
+// keepServers copies, when the test fails and RKIT_KEEP names a directory,
+// the directories of the servers' files there: their logs (which node was
+// promoted when, from which replication offset) and any append-only file
+// (which acknowledged writes survived a kill).
+func keepServers(t *testing.T, nodes ...*redistest.Server) {
+	dir := os.Getenv("RKIT_KEEP")
+	if dir == "" {
+		return
+	}
+	t.Cleanup(func() { // before the servers stop and their files go
+		if !t.Failed() {
+			return
+		}
+		copied := map[string]bool{}
+		for _, n := range nodes {
+			src := filepath.Dir(n.LogPath())
+			if copied[src] {
+				continue
+			}
+			copied[src] = true
+			if err := os.CopyFS(filepath.Join(dir, filepath.Base(src)), os.DirFS(src)); err != nil {
+				t.Logf("RKIT_KEEP: %v", err)
+			}
+		}
+	})
 }
 
 // requireLinearizable fails the test unless every history was checked and
@@ -303,6 +333,7 @@ func TestLinearizablePause(t *testing.T) {
 // write, and every write a read has seen, survives.
 func TestLinearizableKillRestartAOF(t *testing.T) {
 	srv := redistest.Start(t, redistest.WithArgs("--appendonly", "yes", "--appendfsync", "always"))
+	keepServers(t, srv)
 	rep := run{duration: scaled(4 * time.Second), clients: 4, client: standalone(srv.Addr),
 		fault: func(ctx context.Context, rng *rand.Rand, w *world) int {
 			return every(ctx, rng, 300*time.Millisecond, 800*time.Millisecond, w.outage(func() {
@@ -341,21 +372,7 @@ func sentinelRun(t *testing.T, durable int, d time.Duration) {
 	s := redistest.StartSentinel(t)
 	awaitStreaming(t, s.Master)
 	dials := &dialLog{}
-	if dir := os.Getenv("RKIT_KEEP"); dir != "" {
-		// The servers' logs outlive a failed run: which node was promoted
-		// when, and from which replication offset.
-		nodes := []*redistest.Server{s.Master, s.Replica, s.Sentinels[0]}
-		t.Cleanup(func() {
-			if !t.Failed() {
-				return
-			}
-			for _, n := range nodes {
-				if b, err := os.ReadFile(n.LogPath()); err == nil {
-					_ = os.WriteFile(filepath.Join(dir, "redis-"+n.Addr[strings.LastIndex(n.Addr, ":")+1:]+".log"), b, 0o644)
-				}
-			}
-		})
-	}
+	keepServers(t, s.Master, s.Replica, s.Sentinels[0])
 	rep := run{dials: dials, duration: d, clients: 3, durable: durable, failover: true, pause: 10 * time.Millisecond,
 		client: func(t *testing.T) redis.UniversalClient {
 			return s.Client(t, func(o *redis.FailoverOptions) {

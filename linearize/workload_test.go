@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -146,6 +148,18 @@ func (w *world) learn(u int, id string) int {
 		w.known[u] = append(w.known[u], id)
 	}
 	return n
+}
+
+// dumpIDs writes each session's number in the history and its ID (a test
+// token: with it, the session's key in a kept append-only file is found).
+func (w *world) dumpIDs(path string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var b strings.Builder
+	for id, n := range w.ids {
+		fmt.Fprintf(&b, "s%d %s\n", n, id)
+	}
+	_ = os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
 // pick returns a known ID of user u (mostly the newest), or "".
