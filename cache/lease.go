@@ -271,9 +271,15 @@ func (c *Cache) probeIfEq(ctx context.Context) error {
 	return nil
 }
 
-// release drops lease l if it is still ours and tells the key's waiters ev.
+// release drops lease l if it is still ours and tells the key's waiters ev,
+// on the settle context with the values of vals.
 func (c *Cache) release(vals context.Context, l lease, ev byte) error {
-	return scriptRelease.RunRepeatable(c.traced(c.life.settle, vals), c.reader, l.keys, l.proof, c.channelArg, evArg(ev)).Err()
+	return c.releaseOn(c.traced(c.life.settle, vals), l, ev)
+}
+
+// releaseOn is release on ctx.
+func (c *Cache) releaseOn(ctx context.Context, l lease, ev byte) error {
+	return scriptRelease.RunRepeatable(ctx, c.reader, l.keys, l.proof, c.channelArg, evArg(ev)).Err()
 }
 
 // evArg returns lease event ev as a script argument, boxed without an
@@ -333,8 +339,7 @@ func (c *Cache) releaseLater(l lease) {
 			if !time.Now().Before(expires) {
 				return
 			}
-			err := scriptRelease.RunRepeatable(c.life.ctx, c.reader, l.keys, l.proof, c.channelArg, evArg(evReleased)).Err()
-			if !unavailable(err) {
+			if !unavailable(c.releaseOn(c.life.ctx, l, evReleased)) {
 				return
 			}
 		}
