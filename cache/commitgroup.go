@@ -50,8 +50,13 @@ for i = 1, #KEYS do
 end
 return 0`)
 
-// A group call carries at most maxGroup keys and maxGroupBytes of values;
-// a commit that would overfill the waiting group goes alone.
+// A group call carries at most maxGroup keys and maxGroupBytes of values.
+// A commit that would overfill the group accepting commits closes it, to
+// wait for the wire in turn, and opens the next; one whose value alone is
+// larger goes alone. Before, such a commit went alone at once: at 128
+// goroutines a third of the commits did, each a round trip of its own on
+// a pooled connection, 28 % of the client's CPU (bench/CACHE.md, "Full
+// groups queue").
 const (
 	maxGroup      = 64
 	maxGroupBytes = 1 << 20
@@ -60,8 +65,9 @@ const (
 // commitGroup holds the commit on the wire and the group waiting for it.
 type commitGroup struct {
 	mu      sync.Mutex
-	sending bool          // a commit (alone or a group) is on the wire
-	next    *pendingGroup // the commits waiting for the wire; nil: none
+	sending bool            // a commit (alone or a group) is on the wire
+	full    []*pendingGroup // closed groups waiting for the wire, oldest first
+	next    *pendingGroup   // the group accepting commits; nil: none
 	// yield is what a commit that takes the free wire under load does
 	// before it sends: runtime.Gosched, which tests replace.
 	yield func()
@@ -107,8 +113,9 @@ func (g *groupCall) add(key string, proof, value []byte, ms int64) {
 // it: it sends the group when the wire is handed to it, and tells the rest.
 type pendingGroup struct {
 	groupCall
-	wire chan struct{} // closed when the wire is this group's
-	done chan struct{} // closed when the group's call returned
+	wire   chan struct{} // closed when the wire is this group's
+	done   chan struct{} // closed when the group's call returned
+	onWire bool          // the wire is this group's (under commitGroup.mu)
 }
 
 // groupCommit commits the marker lease l (scriptCommit's work): alone when
@@ -128,10 +135,15 @@ func (c *Cache) groupCommit(l lease, value []byte, ttl time.Duration) {
 	case !g.sending:
 		c.gather(l, value, ttl) // unlocks g.mu
 		return
-	case pg == nil && len(value) > maxGroupBytes, pg != nil && !pg.fits(len(value)):
+	case len(value) > maxGroupBytes:
 		g.mu.Unlock()
 		c.commitAlone(l, value, ttl)
 		return
+	case pg != nil && !pg.fits(len(value)):
+		if !pg.onWire { // one holding the wire is about to leave
+			g.full = append(g.full, pg)
+		}
+		pg = nil
 	}
 	lead := pg == nil
 	if lead {
@@ -158,7 +170,7 @@ func (c *Cache) groupCommit(l lease, value []byte, ttl time.Duration) {
 func (c *Cache) gather(l lease, value []byte, ttl time.Duration) {
 	g := &c.group
 	g.sending = true
-	pg := &pendingGroup{groupCall: c.newGroupCall(), done: make(chan struct{})}
+	pg := &pendingGroup{groupCall: c.newGroupCall(), done: make(chan struct{}), onWire: true}
 	pg.add(l.keys[0], l.proof, value, ttl.Milliseconds())
 	g.next = pg
 	g.mu.Unlock()
@@ -170,7 +182,9 @@ func (c *Cache) gather(l lease, value []byte, ttl time.Duration) {
 func (c *Cache) sendGroup(pg *pendingGroup) {
 	g := &c.group
 	g.mu.Lock()
-	g.next = nil // the group is closed: later commits form the next one
+	if g.next == pg {
+		g.next = nil // the group is closed: later commits form the next one
+	}
 	g.mu.Unlock()
 	_ = pg.cmd().run(c.life.settle, c.rdb)
 	close(pg.done)
@@ -182,14 +196,21 @@ func (c *Cache) commitAlone(l lease, value []byte, ttl time.Duration) {
 	_ = c.commitCmd(l, value, ttl).run(c.life.settle, c.rdb)
 }
 
-// passWire hands the wire, which the caller holds, to the waiting group,
-// or frees it.
+// passWire hands the wire, which the caller holds, to the oldest waiting
+// group, or frees it.
 func (c *Cache) passWire() {
 	g := &c.group
 	g.mu.Lock()
 	pg := g.next
+	if len(g.full) > 0 {
+		pg = g.full[0]
+		g.full[0] = nil
+		g.full = g.full[1:]
+	}
 	if pg == nil {
 		g.sending = false
+	} else {
+		pg.onWire = true
 	}
 	g.mu.Unlock()
 	if pg != nil {

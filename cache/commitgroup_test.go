@@ -333,9 +333,11 @@ func TestGetOrSetManyGroupBounds(t *testing.T) {
 }
 
 // TestCommitGroupBounds: while a commit is on the wire, the commits that
-// wait for it hold at most maxGroup keys and maxGroupBytes of values; a
-// commit that would overfill the waiting group, or whose value alone is
-// larger, goes at once, alone.
+// wait for it go in groups of at most maxGroup keys and maxGroupBytes of
+// values: a commit that would overfill the group accepting commits closes
+// it and opens the next, and the groups take the wire in the order they
+// closed; a commit whose value alone is larger than a group goes at once,
+// alone.
 func TestCommitGroupBounds(t *testing.T) {
 	c, h, release := holdingCache(t, redistest.Start(t).Client(t))
 	ctx := ctxT(t)
@@ -376,31 +378,48 @@ func TestCommitGroupBounds(t *testing.T) {
 	m.startHeld("first", h)
 	m.start("huge") // larger than a group: alone, though no group waits
 	m.answered(1, "a value larger than a group")
+	sentAlone(1)
 	m.start("mid0")
 	grouped(1)
-	m.start("mid1") // 1.2 MiB with mid0: alone
-	m.answered(1, "a value that would overfill the group's bytes")
-	sentAlone(2)
+	m.start("mid1") // 1.2 MiB with mid0: closes mid0's group, opens the next
+	queued := func(full, next int) {
+		t.Helper()
+		waitFor(t, fmt.Sprintf("%d full groups and %d commits accepting more", full, next), func() bool {
+			c.group.mu.Lock()
+			defer c.group.mu.Unlock()
+			return len(c.group.full) == full && c.group.next != nil && len(c.group.next.keys) == next
+		})
+	}
+	queued(1, 1)
 	for i := range maxGroup - 1 {
 		m.start(fmt.Sprint("k", i))
 	}
-	grouped(maxGroup)
+	queued(1, maxGroup)
 	const over = 6
 	for i := range over {
 		m.start(fmt.Sprint("over", i))
 	}
-	m.answered(over, "commits that would overfill the group's keys")
-	sentAlone(2 + over)
+	queued(2, over)
+	sentAlone(1)
 
 	release()
-	m.answered(1+maxGroup, "the held commit and its group")
+	m.answered(1+1+maxGroup+over, "the held commit and the groups behind it")
 	h.mu.Lock()
-	calls := h.calls[2+over:]
+	calls := h.calls[1:]
 	h.mu.Unlock()
-	if len(calls) != 1 || calls[0][1] != scriptCommitGroup.Hash() || fmt.Sprint(calls[0][2]) != fmt.Sprint(maxGroup) {
-		t.Fatalf("commits after the held one returned: %d; want one group call of %d keys", len(calls), maxGroup)
+	want := []struct {
+		hash string
+		keys int
+	}{{scriptCommit.Hash(), 1}, {scriptCommitGroup.Hash(), maxGroup}, {scriptCommitGroup.Hash(), over}}
+	if len(calls) != len(want) {
+		t.Fatalf("%d commit calls after the held one returned; want %d: mid0 alone, then groups of %d and %d keys", len(calls), len(want), maxGroup, over)
 	}
-	for _, key := range []string{"first", "huge", "mid0", "mid1", "k0", fmt.Sprint("k", maxGroup-2), "over0"} {
+	for i, w := range want {
+		if calls[i][1] != w.hash || fmt.Sprint(calls[i][2]) != fmt.Sprint(w.keys) {
+			t.Errorf("commit call %d after the held one: %v keys by %v; want %d keys by %s", i, calls[i][2], calls[i][1], w.keys, w.hash)
+		}
+	}
+	for _, key := range []string{"first", "huge", "mid0", "mid1", "k0", fmt.Sprint("k", maxGroup-2), "over0", fmt.Sprint("over", over-1)} {
 		if v, hit, err := c.Get(ctx, key); err != nil || !hit || !bytes.Equal(v, value(key)) {
 			t.Errorf("Get(%s) = %d bytes, %v, %v; want the loaded value", key, len(v), hit, err)
 		}

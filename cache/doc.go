@@ -101,7 +101,9 @@
 // that finds the wire free yields once before it sends, so that the
 // commits arriving with it share its call (TestCommitGroupGathers). A call
 // holds at most 64 keys and 1 MiB of values; a commit that would overfill
-// it goes alone at once (TestCommitGroupBounds). GetOrSetMany commits the
+// the waiting group opens the next, which takes the wire after it, and a
+// value larger than a group goes alone at once (TestCommitGroupBounds).
+// GetOrSetMany commits the
 // same way, in one pipeline per master, its marker commits as group calls
 // of up to 64 keys where commits group (TestGetOrSetManyRoundTrips,
 // TestGetOrSetManyGroupBounds); tagged
