@@ -53,10 +53,9 @@ return 0`)
 // A group call carries at most maxGroup keys and maxGroupBytes of values.
 // A commit that would overfill the group accepting commits closes it, to
 // wait for the wire in turn, and opens the next; one whose value alone is
-// larger goes alone. Before, such a commit went alone at once: at 128
-// goroutines a third of the commits did, each a round trip of its own on
-// a pooled connection, 28 % of the client's CPU (bench/CACHE.md, "Full
-// groups queue").
+// larger goes alone. Before, such a commit went alone at once, a round
+// trip of its own on a pooled connection: at 128 goroutines those commits
+// took 28 % of the client's CPU (bench/CACHE.md, "Full groups queue").
 const (
 	maxGroup      = 64
 	maxGroupBytes = 1 << 20
