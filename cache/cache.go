@@ -85,6 +85,7 @@ func New(rdb redis.UniversalClient, opt Options) (*Cache, error) {
 	_, single := rdb.(*redis.Client)
 	c.grouped = single && o.Tracer == nil && o.Pipelining != PipelineAlways
 	c.group.yield = runtime.Gosched
+	c.group.wires = commitWires
 	c.life.init()
 	c.flights.init()
 	c.hub.init()

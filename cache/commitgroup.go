@@ -10,13 +10,14 @@ import (
 // Group commit. On Redis 7.0 a commit is a Lua call (scriptCommit), and the
 // call itself costs the server more than the GET and SET it runs: about
 // 3 µs of the 4.1 µs a commit takes, while one call committing 8 keys takes
-// 23 µs, 2.9 µs a key (INFO commandstats, bench/CACHE.md). So while one
-// commit is on the wire, the commits that come meanwhile wait for it
-// together and then go as one scriptCommitGroup call, its commit waiting
-// at most for the round trip of the one ahead of it (TestCommitGroup). A
-// lone miss commits alone at once; while commands overlap, a commit that
-// finds the wire free first yields once, so that the commits arriving
-// with it share its call (gather, TestCommitGroupGathers).
+// 23 µs, 2.9 µs a key (INFO commandstats, bench/CACHE.md). Up to
+// commitWires commit calls may be on the wire at once; while they all are,
+// the commits that come meanwhile wait together and then go as one
+// scriptCommitGroup call, each waiting at most for the round trip of a
+// call ahead of it (TestCommitGroup, TestCommitWires). A lone miss commits
+// alone at once; while commands overlap, a commit that finds a wire free
+// first yields once, so that the commits arriving with it share its call
+// (gather, TestCommitGroupGathers).
 //
 // The wire is the client's pooled connections, never the AutoPipeliner:
 // go-redis's blocking AutoPipeliner holds a batch until every caller its
@@ -61,10 +62,19 @@ const (
 	maxGroupBytes = 1 << 20
 )
 
-// commitGroup holds the commit on the wire and the group waiting for it.
+// commitWires is how many commit calls may be on the wire at once. With
+// one, a commit that found it taken waited for the whole round trip of the
+// call ahead, and at 16 goroutines a miss ran at 0.76× go-redis/cache's
+// Once auto-pipelined; with four, 0.94× in the same interleaved rounds,
+// the server's CPU a miss unchanged (bench/CACHE.md, "Four commits on the
+// wire"). TestCommitWires.
+const commitWires = 4
+
+// commitGroup holds the commits on the wire and the groups waiting for it.
 type commitGroup struct {
 	mu      sync.Mutex
-	sending bool            // a commit (alone or a group) is on the wire
+	sending int             // commits (alone or groups) on the wire
+	wires   int             // how many may be on it at once
 	full    []*pendingGroup // closed groups waiting for the wire, oldest first
 	next    *pendingGroup   // the group accepting commits; nil: none
 	// yield is what a commit that takes the free wire under load does
@@ -108,8 +118,8 @@ func (g *groupCall) add(key string, proof, value []byte, ms int64) {
 	g.bytes += len(value)
 }
 
-// pendingGroup is commits waiting for the wire. The first to join leads
-// it: it sends the group when the wire is handed to it, and tells the rest.
+// pendingGroup is commits waiting for a wire. The first to join leads it:
+// it sends the group when a wire is handed to it, and tells the rest.
 type pendingGroup struct {
 	groupCall
 	wire   chan struct{} // closed when the wire is this group's
@@ -118,31 +128,34 @@ type pendingGroup struct {
 }
 
 // groupCommit commits the marker lease l (scriptCommit's work): alone when
-// the wire is free and commands do not overlap, otherwise with the commits
-// waiting for the wire or gathering on it.
+// a wire is free and commands do not overlap, otherwise with the commits
+// gathering on a wire or waiting for one.
 func (c *Cache) groupCommit(l lease, value []byte, ttl time.Duration) {
 	g := &c.group
 	g.mu.Lock()
 	pg := g.next
+	large := len(value) > maxGroupBytes
+	if pg != nil && !large && !pg.fits(len(value)) {
+		if !pg.onWire { // one holding a wire is about to leave
+			g.full = append(g.full, pg)
+		}
+		g.next, pg = nil, nil
+	}
+	wire := g.sending < g.wires
 	switch {
-	case !g.sending && (len(value) > maxGroupBytes || !c.reader.Overlapping()):
-		g.sending = true
+	case wire && (large || pg == nil && !c.reader.Overlapping()):
+		g.sending++
 		g.mu.Unlock()
 		c.commitAlone(l, value, ttl)
 		c.passWire()
 		return
-	case !g.sending:
-		c.gather(l, value, ttl) // unlocks g.mu
-		return
-	case len(value) > maxGroupBytes:
+	case large:
 		g.mu.Unlock()
 		c.commitAlone(l, value, ttl)
 		return
-	case pg != nil && !pg.fits(len(value)):
-		if !pg.onWire { // one holding the wire is about to leave
-			g.full = append(g.full, pg)
-		}
-		pg = nil
+	case wire && pg == nil:
+		c.gather(l, value, ttl) // unlocks g.mu
+		return
 	}
 	lead := pg == nil
 	if lead {
@@ -159,7 +172,7 @@ func (c *Cache) groupCommit(l lease, value []byte, ttl time.Duration) {
 	c.sendGroup(pg)
 }
 
-// gather commits l, with g.mu held and the wire free while commands
+// gather commits l, with g.mu held and a wire free while commands
 // overlap: it takes the wire, opens a group that commits arriving
 // meanwhile join, and yields the processor once before it sends. Under
 // load the flights woken by one batch of lease replies reach their commits
@@ -168,7 +181,7 @@ func (c *Cache) groupCommit(l lease, value []byte, ttl time.Duration) {
 // bench/CACHE.md, "Gathering the first commit"). TestCommitGroupGathers.
 func (c *Cache) gather(l lease, value []byte, ttl time.Duration) {
 	g := &c.group
-	g.sending = true
+	g.sending++
 	pg := &pendingGroup{groupCall: c.newGroupCall(), done: make(chan struct{}), onWire: true}
 	pg.add(l.keys[0], l.proof, value, ttl.Milliseconds())
 	g.next = pg
@@ -195,19 +208,22 @@ func (c *Cache) commitAlone(l lease, value []byte, ttl time.Duration) {
 	_ = c.commitCmd(l, value, ttl).run(c.life.settle, c.rdb)
 }
 
-// passWire hands the wire, which the caller holds, to the oldest waiting
-// group, or frees it.
+// passWire hands the wire the caller holds to the oldest group waiting
+// for one, or frees it.
 func (c *Cache) passWire() {
 	g := &c.group
 	g.mu.Lock()
 	pg := g.next
+	if pg != nil && pg.onWire { // gathering on another wire
+		pg = nil
+	}
 	if len(g.full) > 0 {
 		pg = g.full[0]
 		g.full[0] = nil
 		g.full = g.full[1:]
 	}
 	if pg == nil {
-		g.sending = false
+		g.sending--
 	} else {
 		pg.onWire = true
 	}

@@ -15,14 +15,16 @@ import (
 	"github.com/rediskit/rediskit/internal/redistest"
 )
 
-// holdFirstCommit is a hook that holds the first scriptCommit call until
-// release is closed, and records every commit call after it.
+// holdFirstCommit is a hook that holds the first n scriptCommit calls (1
+// unless set) until release is closed, and records every commit call
+// after them. held gets a value as each is held.
 type holdFirstCommit struct {
 	held, release chan struct{}
-	once          sync.Once
+	n             int
 
 	mu    sync.Mutex
-	calls [][]any // the arguments of every commit call after the first
+	holds int
+	calls [][]any // the arguments of every commit call after the held ones
 }
 
 func (h *holdFirstCommit) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -32,10 +34,12 @@ func (h *holdFirstCommit) ProcessHook(next redis.ProcessHook) redis.ProcessHook 
 		if args := cmd.Args(); len(args) > 1 && cmd.Name() == "evalsha" {
 			switch args[1] {
 			case scriptCommit.Hash():
-				first := false
-				h.once.Do(func() { first = true })
-				if first {
-					close(h.held)
+				h.mu.Lock()
+				hold := h.holds < max(h.n, 1)
+				h.holds++
+				h.mu.Unlock()
+				if hold {
+					h.held <- struct{}{}
 					<-h.release
 					return next(ctx, cmd)
 				}
@@ -52,6 +56,18 @@ func (h *holdFirstCommit) ProcessHook(next redis.ProcessHook) redis.ProcessHook 
 
 func (h *holdFirstCommit) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return next
+}
+
+// oneGroupCall fails t unless the commits after the held ones were one
+// group call of n keys.
+func (h *holdFirstCommit) oneGroupCall(t *testing.T, n int) {
+	t.Helper()
+	h.mu.Lock()
+	calls := h.calls
+	h.mu.Unlock()
+	if len(calls) != 1 || calls[0][1] != scriptCommitGroup.Hash() || fmt.Sprint(calls[0][2]) != fmt.Sprint(n) {
+		t.Fatalf("commits after the held ones: %v; want one group call of %d keys", calls, n)
+	}
 }
 
 // misses runs GetOrSet calls on goroutines of their own, each loading
@@ -109,19 +125,34 @@ func (m *misses) answered(n int, what string) {
 	}
 }
 
-// holdingCache returns a Cache on rdb, which groups commits, whose first
-// commit h holds until release is called: at the latest at cleanup, before
-// Close waits for it.
+// holdingCache returns a Cache on rdb, which groups commits on one wire,
+// whose first commit h holds until release is called: at the latest at
+// cleanup, before Close waits for it. With one wire, holding that commit
+// holds them all (TestCommitWires has several).
 func holdingCache(t *testing.T, rdb *redis.Client) (c *Cache, h *holdFirstCommit, release func()) {
-	h = &holdFirstCommit{held: make(chan struct{}), release: make(chan struct{})}
+	h = &holdFirstCommit{held: make(chan struct{}, maxGroup), release: make(chan struct{})}
 	rdb.AddHook(h)
 	c = newCache(t, rdb, Options{})
 	if !c.grouped {
 		t.Fatal("a Cache on a *redis.Client with default options does not group commits")
 	}
+	if c.group.wires != commitWires {
+		t.Fatalf("a new Cache has %d wires, want %d", c.group.wires, commitWires)
+	}
+	c.group.wires = 1
 	release = sync.OnceFunc(func() { close(h.release) })
 	t.Cleanup(release)
 	return c, h, release
+}
+
+// waitGrouped waits until the group accepting commits holds n of them.
+func waitGrouped(t *testing.T, c *Cache, n int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d commits to wait for a wire", n), func() bool {
+		c.group.mu.Lock()
+		defer c.group.mu.Unlock()
+		return c.group.next != nil && len(c.group.next.keys) == n
+	})
 }
 
 // TestCommitGroup: while a commit is on the wire, the commits of other
@@ -139,11 +170,7 @@ func TestCommitGroup(t *testing.T) {
 	for i := range waiting {
 		m.start(fmt.Sprint("k", i))
 	}
-	waitFor(t, "the commits to wait for the wire", func() bool {
-		c.group.mu.Lock()
-		defer c.group.mu.Unlock()
-		return c.group.next != nil && len(c.group.next.keys) == waiting
-	})
+	waitGrouped(t, c, waiting)
 
 	// k1 is deleted while its commit waits; k2's lease is flagged by a
 	// waiter, which listens for the event.
@@ -165,12 +192,7 @@ func TestCommitGroup(t *testing.T) {
 
 	release()
 	m.answered(waiting+1, "the held commit and its group")
-	h.mu.Lock()
-	calls := h.calls
-	h.mu.Unlock()
-	if len(calls) != 1 || calls[0][1] != scriptCommitGroup.Hash() || fmt.Sprint(calls[0][2]) != fmt.Sprint(waiting) {
-		t.Fatalf("commits after the first: %v; want one group call of %d keys", calls, waiting)
-	}
+	h.oneGroupCall(t, waiting)
 	for _, key := range []string{"first", "k0", "k2", "k3", "k4"} {
 		v, hit, err := c.Get(ctx, key)
 		if err != nil || !hit || string(v) != "loaded "+key {
@@ -186,6 +208,47 @@ func TestCommitGroup(t *testing.T) {
 	}
 	if want := string(evStored) + c.key("k2"); msg.Payload != want {
 		t.Errorf("event %q, want %q", msg.Payload, want)
+	}
+}
+
+// TestCommitWires: up to commitWires commits are on the wire at once, each
+// alone; only while they all are do the commits that come meanwhile wait,
+// as one group, which goes when a wire frees.
+func TestCommitWires(t *testing.T) {
+	c, h, release := holdingCache(t, redistest.Start(t).Client(t))
+	c.group.wires = commitWires
+	h.n = commitWires
+	ctx := ctxT(t)
+
+	m := newMisses(t, ctx, c, nil)
+	for i := range commitWires {
+		m.startHeld(fmt.Sprint("held", i), h)
+	}
+	c.group.mu.Lock()
+	sending, next := c.group.sending, c.group.next
+	c.group.mu.Unlock()
+	if sending != commitWires || next != nil {
+		t.Fatalf("%d commits held: %d on the wire, a group waiting: %v; want %d and none", commitWires, sending, next != nil, commitWires)
+	}
+	const waiting = 3
+	for i := range waiting {
+		m.start(fmt.Sprint("k", i))
+	}
+	waitGrouped(t, c, waiting)
+
+	release()
+	m.answered(commitWires+waiting, "the held commits and the group behind them")
+	h.oneGroupCall(t, waiting)
+	c.group.mu.Lock()
+	sending = c.group.sending
+	c.group.mu.Unlock()
+	if sending != 0 {
+		t.Errorf("%d commits on the wire after every miss was answered, want 0", sending)
+	}
+	for _, key := range []string{"held0", fmt.Sprint("held", commitWires-1), "k0", fmt.Sprint("k", waiting-1)} {
+		if v, hit, err := c.Get(ctx, key); err != nil || !hit || string(v) != "loaded "+key {
+			t.Errorf("Get(%s) = %q, %v, %v; want the loaded value", key, v, hit, err)
+		}
 	}
 }
 
@@ -357,14 +420,6 @@ func TestCommitGroupBounds(t *testing.T) {
 		return []byte("loaded " + key)
 	}
 	m := newMisses(t, ctx, c, value)
-	grouped := func(n int) {
-		t.Helper()
-		waitFor(t, fmt.Sprintf("%d commits to wait for the wire", n), func() bool {
-			c.group.mu.Lock()
-			defer c.group.mu.Unlock()
-			return c.group.next != nil && len(c.group.next.keys) == n
-		})
-	}
 	sentAlone := func(want int) {
 		t.Helper()
 		h.mu.Lock()
@@ -380,7 +435,7 @@ func TestCommitGroupBounds(t *testing.T) {
 	m.answered(1, "a value larger than a group")
 	sentAlone(1)
 	m.start("mid0")
-	grouped(1)
+	waitGrouped(t, c, 1)
 	m.start("mid1") // 1.2 MiB with mid0: closes mid0's group, opens the next
 	queued := func(full, next int) {
 		t.Helper()
@@ -440,11 +495,7 @@ func TestCommitGroupCallerLeaves(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("GetOrSet with its commit held in a group = %v, want its deadline", err)
 	}
-	waitFor(t, "the commit of the caller that left to wait in a group", func() bool {
-		c.group.mu.Lock()
-		defer c.group.mu.Unlock()
-		return c.group.next != nil && len(c.group.next.keys) == 1
-	})
+	waitGrouped(t, c, 1)
 	release()
 	waitFor(t, "the load to be stored", func() bool {
 		v, hit, err := c.Get(ctx, "k")
@@ -469,11 +520,7 @@ func TestCommitGroupAcrossFailover(t *testing.T) {
 	for _, key := range []string{"k0", "k1", "k2"} {
 		m.start(key)
 	}
-	waitFor(t, "three commits to wait for the wire", func() bool {
-		c.group.mu.Lock()
-		defer c.group.mu.Unlock()
-		return c.group.next != nil && len(c.group.next.keys) == 3
-	})
+	waitGrouped(t, c, 3)
 	if err := c.Delete(ctx, "k1"); err != nil {
 		t.Fatal(err)
 	}

@@ -91,17 +91,18 @@
 // good (TestMissCommands, TestCommitLearnsIfEq). That path is tested on a
 // standalone Valkey server only: the cluster and Sentinel suites run Redis
 // 7.0, where the commit is the script. On a *redis.Client (standalone or
-// Sentinel) the script's commits group: while one is on the wire, the
-// commits that come meanwhile wait for it and then go as one call, which on
-// Redis 7.0 costs the server less than their separate calls, so under load
-// a miss sends fewer than two commands (and its commit may wait for the
-// round trip of the one ahead of it); a lone miss commits at once, alone
-// (TestCommitGroup; commitgroup.go says why the wire is the pooled
-// connections, and where grouping is off). While commands overlap, a commit
-// that finds the wire free yields once before it sends, so that the
-// commits arriving with it share its call (TestCommitGroupGathers). A call
+// Sentinel) the script's commits group: up to four calls are on the wire
+// at once, and while all four are, the commits that come meanwhile wait
+// and then go as one call, which on Redis 7.0 costs the server less than
+// their separate calls, so under load a miss sends fewer than two commands
+// (and its commit may wait for the round trip of one ahead of it); a lone
+// miss commits at once, alone (TestCommitGroup, TestCommitWires;
+// commitgroup.go says why the wire is the pooled connections, and where
+// grouping is off). While commands overlap, a commit that finds a wire
+// free yields once before it sends, so that the commits arriving with it
+// share its call (TestCommitGroupGathers). A call
 // holds at most 64 keys and 1 MiB of values; a commit that would overfill
-// the waiting group opens the next, which takes the wire after it, and a
+// the waiting group opens the next, which takes a wire after it, and a
 // value larger than a group goes alone at once (TestCommitGroupBounds).
 // GetOrSetMany commits the
 // same way, in one pipeline per master, its marker commits as group calls
