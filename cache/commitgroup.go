@@ -53,7 +53,7 @@ return 0`)
 
 // A group call carries at most maxGroup keys and maxGroupBytes of values.
 // A commit that would overfill the group accepting commits closes it, to
-// wait for the wire in turn, and opens the next; one whose value alone is
+// wait for a wire in turn, and opens the next; one whose value alone is
 // larger goes alone. Before, such a commit went alone at once, a round
 // trip of its own on a pooled connection: at 128 goroutines those commits
 // took 28 % of the client's CPU (bench/CACHE.md, "Full groups queue").
@@ -70,14 +70,15 @@ const (
 // wire"). TestCommitWires.
 const commitWires = 4
 
-// commitGroup holds the commits on the wire and the groups waiting for it.
+// commitGroup holds the commit calls on the wire and the groups waiting
+// for one.
 type commitGroup struct {
 	mu      sync.Mutex
-	sending int             // commits (alone or groups) on the wire
+	sending int             // commit calls (alone or groups) on the wire
 	wires   int             // how many may be on it at once
-	full    []*pendingGroup // closed groups waiting for the wire, oldest first
+	full    []*pendingGroup // closed groups waiting for a wire, oldest first
 	next    *pendingGroup   // the group accepting commits; nil: none
-	// yield is what a commit that takes the free wire under load does
+	// yield is what a commit that takes a free wire under load does
 	// before it sends: runtime.Gosched, which tests replace.
 	yield func()
 }
