@@ -123,9 +123,9 @@ func (g *groupCall) add(key string, proof, value []byte, ms int64) {
 // it sends the group when a wire is handed to it, and tells the rest.
 type pendingGroup struct {
 	groupCall
-	wire   chan struct{} // closed when the wire is this group's
+	wire   chan struct{} // closed when a wire is this group's
 	done   chan struct{} // closed when the group's call returned
-	onWire bool          // the wire is this group's (under commitGroup.mu)
+	onWire bool          // a wire is this group's (under commitGroup.mu)
 }
 
 // groupCommit commits the marker lease l (scriptCommit's work): alone when
@@ -210,7 +210,8 @@ func (c *Cache) commitAlone(l lease, value []byte, ttl time.Duration) {
 }
 
 // passWire hands the wire the caller holds to the oldest group waiting
-// for one, or frees it.
+// for one, or frees it; never to a group gathering on another wire
+// (TestCommitWiresPassOverGathering).
 func (c *Cache) passWire() {
 	g := &c.group
 	g.mu.Lock()

@@ -145,6 +145,13 @@ func holdingCache(t *testing.T, rdb *redis.Client) (c *Cache, h *holdFirstCommit
 	return c, h, release
 }
 
+// onWire returns how many commit calls of c are on the wire.
+func onWire(c *Cache) int {
+	c.group.mu.Lock()
+	defer c.group.mu.Unlock()
+	return c.group.sending
+}
+
 // waitGrouped waits until the group accepting commits holds n of them.
 func waitGrouped(t *testing.T, c *Cache, n int) {
 	t.Helper()
@@ -225,10 +232,10 @@ func TestCommitWires(t *testing.T) {
 		m.startHeld(fmt.Sprint("held", i), h)
 	}
 	c.group.mu.Lock()
-	sending, next := c.group.sending, c.group.next
+	next := c.group.next
 	c.group.mu.Unlock()
-	if sending != commitWires || next != nil {
-		t.Fatalf("%d commits held: %d on the wire, a group waiting: %v; want %d and none", commitWires, sending, next != nil, commitWires)
+	if n := onWire(c); n != commitWires || next != nil {
+		t.Fatalf("%d commits held: %d on the wire, a group waiting: %v; want %d and none", commitWires, n, next != nil, commitWires)
 	}
 	const waiting = 3
 	for i := range waiting {
@@ -239,13 +246,43 @@ func TestCommitWires(t *testing.T) {
 	release()
 	m.answered(commitWires+waiting, "the held commits and the group behind them")
 	h.oneGroupCall(t, waiting)
-	c.group.mu.Lock()
-	sending = c.group.sending
-	c.group.mu.Unlock()
-	if sending != 0 {
-		t.Errorf("%d commits on the wire after every miss was answered, want 0", sending)
+	if n := onWire(c); n != 0 {
+		t.Errorf("%d commits on the wire after every miss was answered, want 0", n)
 	}
 	for _, key := range []string{"held0", fmt.Sprint("held", commitWires-1), "k0", fmt.Sprint("k", waiting-1)} {
+		if v, hit, err := c.Get(ctx, key); err != nil || !hit || string(v) != "loaded "+key {
+			t.Errorf("Get(%s) = %q, %v, %v; want the loaded value", key, v, hit, err)
+		}
+	}
+}
+
+// TestCommitWiresPassOverGathering: a wire that frees while a group
+// gathers on another wire is not handed to that group, which holds one
+// already: it is freed, and the group's own return frees the other.
+func TestCommitWiresPassOverGathering(t *testing.T) {
+	c, h, release := holdingCache(t, redistest.Start(t).Client(t))
+	c.group.wires = 2
+	ctx := ctxT(t)
+	m := newMisses(t, ctx, c, nil)
+	m.startHeld("held", h) // alone: commands do not overlap yet
+
+	c.group.yield = func() { // the gathering group, on the second wire
+		release()
+		waitFor(t, "the held commit to free its wire", func() bool { return onWire(c) == 1 })
+	}
+	for !c.reader.Overlapping() {
+		var wg sync.WaitGroup
+		for i := range 8 {
+			wg.Go(func() { _, _, _ = c.Get(ctx, fmt.Sprint("absent", i)) })
+		}
+		wg.Wait()
+	}
+	m.start("gathered")
+	m.answered(2, "the held commit and the gathered one")
+	if n := onWire(c); n != 0 {
+		t.Errorf("%d commits on the wire after both were answered, want 0", n)
+	}
+	for _, key := range []string{"held", "gathered"} {
 		if v, hit, err := c.Get(ctx, key); err != nil || !hit || string(v) != "loaded "+key {
 			t.Errorf("Get(%s) = %q, %v, %v; want the loaded value", key, v, hit, err)
 		}
