@@ -253,7 +253,7 @@ func bareGetHandler(b *testing.B) (http.Handler, []*http.Cookie, *cmdCounter) {
 	if _, err := store.Create(ctx, "bench-user", payload, session.CreateOptions{}); err != nil {
 		b.Fatal(err)
 	}
-	stored := sessionBytes(b, rdb, prefix)
+	_, stored := sessionString(b, rdb, prefix)
 	cookies := make([]*http.Cookie, clients)
 	for i := range cookies {
 		tok := fmt.Sprintf("%064d", i)
@@ -506,9 +506,9 @@ func runHTTP(b *testing.B, h http.Handler, cookies []*http.Cookie, count *cmdCou
 // BenchmarkSessionGet compares Store.Get with a bare go-redis GET of the
 // same bytes on the same client, at 128 goroutines: the session's stored
 // string is read once with GET and written under another key, and
-// bare-get GETs that key. "pooled": the store runs with PipelineOff and the bare
-// GET on the client; "autopipelined": PipelineAlways and the client's
-// AutoPipeliner. "bare-get-same-key" GETs the session's own key: it
+// bare-get GETs that key. "pooled": the store runs with PipelineOff and
+// the bare GET on the client; "autopipelined": PipelineAlways and the
+// client's AutoPipeliner. "bare-get-same-key" GETs the session's own key: it
 // differs from store-get only in the client's work (the token's hash, the
 // key, the parse), and from bare-get only in the key's length, which the
 // server hashes. Each row also reports the CPU time per op of the server
@@ -593,19 +593,11 @@ func BenchmarkSessionGet(b *testing.B) {
 	}
 }
 
-// sessionBytes returns the stored string of the one session under prefix:
-// the only string key there (the user index is a sorted set).
-func sessionBytes(b *testing.B, rdb *redis.Client, prefix string) []byte {
-	_, v := sessionString(b, rdb, prefix)
-	return v
-}
-
 // sessionString returns the key and the stored string of the one session
-// under prefix.
-func sessionString(b *testing.B, rdb *redis.Client, prefix string) (string, []byte) {
+// under prefix: the only string key there (the user index is a sorted set).
+func sessionString(b *testing.B, rdb *redis.Client, prefix string) (key string, stored []byte) {
 	ctx := context.Background()
-	var keys []string
-	var found [][]byte
+	found := 0
 	iter := rdb.Scan(ctx, 0, prefix+"*", 100).Iterator()
 	for iter.Next(ctx) {
 		if t, err := rdb.Type(ctx, iter.Val()).Result(); err != nil || t != "string" {
@@ -615,15 +607,15 @@ func sessionString(b *testing.B, rdb *redis.Client, prefix string) (string, []by
 		if err != nil {
 			b.Fatal(err)
 		}
-		keys, found = append(keys, iter.Val()), append(found, v)
+		key, stored, found = iter.Val(), v, found+1
 	}
 	if err := iter.Err(); err != nil {
 		b.Fatal(err)
 	}
-	if len(found) != 1 {
-		b.Fatalf("%d string keys under %q, want the one session", len(found), prefix)
+	if found != 1 {
+		b.Fatalf("%d string keys under %q, want the one session", found, prefix)
 	}
-	return keys[0], found[0]
+	return key, stored
 }
 
 // BenchmarkSessionMemory reports Redis memory per session (MEMORY USAGE of
