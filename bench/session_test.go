@@ -513,10 +513,11 @@ func runHTTP(b *testing.B, h http.Handler, cookies []*http.Cookie, count *cmdCou
 // client's AutoPipeliner. "bare-get-same-key" GETs the session's own key: it
 // differs from store-get only in the client's work (the token's hash, the
 // key, the parse), and from bare-get only in the key's length, which the
-// server hashes. "bare-get-hashed-key" also derives that key from the token
-// as every op, as any store that keeps tokens hashed must (SHA-256,
+// server hashes. "bare-get-hashed-key" derives that key from the token
+// every op, as any store that keeps tokens hashed must (SHA-256,
 // base64url, one string): what stays between it and store-get is
-// rediskit's own work, the parse into a Session. Each row also reports the CPU time per op of the server
+// rediskit's own work, checking the token and parsing the stored form
+// into a Session. Each row also reports the CPU time per op of the server
 // (srv-µs/op) and of this process (cli-µs/op): on 2 cores the two share
 // the machine, so the client's extra work shows in the ratio.
 func BenchmarkSessionGet(b *testing.B) {
